@@ -1,0 +1,192 @@
+//! The durable queue and the build → Discord message map.
+//!
+//! Ingest appends verified events and answers Drone only after
+//! [`Store::append`] returned (the event is durably committed). The relay
+//! claims work per *key* (one build, or one standalone event), delivers it,
+//! and then completes, releases or dead-letters it. Every backend (the
+//! embedded default, MongoDB behind the `mongodb` feature) implements
+//! [`Store`] and must pass the same conformance suite in [`conformance`].
+//!
+//! Keys: `build:<drone build id>` for build events, so every event of one
+//! build is applied in order and coalesced; `event:<seq>` (assigned by the
+//! store when [`NewEvent::key`] is `None`) for user and repo events.
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+
+pub mod conformance;
+pub mod embedded;
+
+/// Queue position, assigned by the store, strictly increasing.
+pub type Seq = u64;
+
+/// How long the store remembers replay keys (signatures) to refuse a replayed
+/// webhook a second event. Far longer than any sensible `Date` window.
+pub const REPLAY_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// An event as ingest hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Ordering key; `None` → the store assigns `event:<seq>`.
+    pub key: Option<String>,
+    /// Drone's `event` (`build`, `repo`, `user`).
+    pub event: String,
+    /// Drone's `action` (`created`, `updated`, ...).
+    pub action: String,
+    /// Wall-clock receive time, ms since the Unix epoch.
+    pub received_ms: u64,
+    /// Replay key (the request's signature). A second append with the same
+    /// key within [`REPLAY_RETENTION_MS`] is answered [`Appended::Duplicate`]
+    /// and stores nothing.
+    pub replay_key: Option<String>,
+    /// The raw, verified request body.
+    pub body: Vec<u8>,
+}
+
+/// A queued event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: Seq,
+    pub key: String,
+    pub event: String,
+    pub action: String,
+    pub received_ms: u64,
+    pub body: Vec<u8>,
+}
+
+/// Outcome of [`Store::append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Durably queued under this sequence number.
+    Queued(Seq),
+    /// Same replay key seen before: nothing new stored; the first event's seq.
+    Duplicate(Seq),
+}
+
+impl Appended {
+    pub fn seq(self) -> Seq {
+        match self {
+            Appended::Queued(s) | Appended::Duplicate(s) => s,
+        }
+    }
+}
+
+/// The Discord message that represents a key (one build → one message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub channel_id: String,
+    pub message_id: String,
+    /// Drone build status last shown in the message (for the rule that a
+    /// final status never regresses to running/pending).
+    pub status: String,
+    /// ms since the epoch of the last successful create/edit.
+    pub updated_ms: u64,
+}
+
+/// A unit of relay work: every pending event of one key, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub key: String,
+    pub events: Vec<Event>,
+}
+
+impl Claim {
+    /// The newest seq in the claim (what `complete`/`dead_letter` take as `upto`).
+    pub fn upto(&self) -> Seq {
+        self.events.last().map(|e| e.seq).unwrap_or(0)
+    }
+}
+
+/// An event Discord refused for good (a 4xx other than auth/404/429), kept aside.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: Event,
+    pub reason: String,
+    pub failed_ms: u64,
+}
+
+/// Queue figures for `/health`, `STATUS=` and `drone-discord queue`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub pending: u64,
+    pub dead_letters: u64,
+}
+
+/// Why a store call failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Cannot read or write now (I/O error, full disk, server unreachable).
+    /// Ingest answers 503 so Drone knows the event was not taken.
+    Unavailable(String),
+    /// Stored data could not be decoded; the message says which record.
+    Corrupt(String),
+    /// Bad configuration (path, URI, credentials); fatal at start-up.
+    Config(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Corrupt(m) => write!(f, "store data corrupt: {m}"),
+            StoreError::Config(m) => write!(f, "store configuration: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A durable event queue plus the key → message map. All methods are safe to
+/// call concurrently; every write is durable when its future resolves `Ok`.
+pub trait Store: Send + Sync + 'static {
+    /// Durably queue `ev` (or report it as a replay). Resolves only after the
+    /// write is committed to stable storage.
+    fn append(&self, ev: NewEvent) -> impl Future<Output = Result<Appended>> + Send;
+
+    /// Lease up to `max_keys` keys with pending events that nobody holds (no
+    /// lease, or an expired one), oldest first-pending-event first, for
+    /// `lease` on behalf of `owner`. Each claim carries all pending events of
+    /// its key in seq order. Keys leased by anyone, `owner` included, are
+    /// skipped until released, completed or expired.
+    fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64)
+        -> impl Future<Output = Result<Vec<Claim>>> + Send;
+
+    /// Atomically: remove `key`'s events with seq ≤ `upto`, store `message`
+    /// (when `Some`) as the key's message, and drop `owner`'s lease.
+    fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>)
+        -> impl Future<Output = Result<()>> + Send;
+
+    /// Drop `owner`'s lease on `key` without completing (retry later).
+    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Atomically move `key`'s events with seq ≤ `upto` to the dead letters
+    /// with `reason`, and drop `owner`'s lease.
+    fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64)
+        -> impl Future<Output = Result<()>> + Send;
+
+    /// The message that represents `key`, if one was posted.
+    fn message(&self, key: &str) -> impl Future<Output = Result<Option<MessageRef>>> + Send;
+
+    /// Record (durably) the message for `key` without touching the queue:
+    /// called right after a create succeeds, before anything else can fail.
+    fn put_message(&self, key: &str, message: MessageRef) -> impl Future<Output = Result<()>> + Send;
+
+    /// Pending events, oldest first, at most `limit`.
+    fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Event>>> + Send;
+
+    /// Dead letters, oldest first, at most `limit`.
+    fn dead_letters(&self, limit: usize) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// Pending and dead-letter counts.
+    fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
+
+    /// Prove that a durable write works right now (health, watchdog).
+    fn probe(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Ordering key for a build event.
+pub fn build_key(build_id: i64) -> String {
+    format!("build:{build_id}")
+}
