@@ -43,6 +43,17 @@ pub async fn serve<H: Handler>(
     limits: Limits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    serve_with_grace(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
+}
+
+/// [`serve`] with the shutdown grace period as a parameter (for tests).
+async fn serve_with_grace<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(
         limits.max_connections.min(Semaphore::MAX_PERMITS),
     ));
@@ -94,7 +105,7 @@ pub async fn serve<H: Handler>(
     drop(listener);
     let in_flight = connections.len();
     tracing::info!(in_flight, "listener stopped; finishing in-flight requests");
-    let drained = timeout(SHUTDOWN_GRACE, async {
+    let drained = timeout(grace, async {
         while let Some(done) = connections.join_next().await {
             log_task_end(done);
         }
@@ -210,7 +221,10 @@ pub async fn serve_connection<S, H>(
             return;
         }
         if !keep {
-            break;
+            // Any pipelined requests after this one stay unanswered; drain
+            // them so the close does not reset away the response just sent.
+            linger_close(reader.get_mut()).await;
+            return;
         }
     }
     let _ = timeout(limits.write_timeout, reader.get_mut().shutdown()).await;
@@ -460,7 +474,14 @@ mod tests {
 
     /// One connection served over an in-memory pipe (for the paused clock).
     fn pipe(limits: Limits) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
-        let (client, server) = tokio::io::duplex(64 * 1024);
+        pipe_with_capacity(limits, 64 * 1024)
+    }
+
+    fn pipe_with_capacity(
+        limits: Limits,
+        capacity: usize,
+    ) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(capacity);
         let (trigger, shutdown) = shutdown::channel();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let task = tokio::spawn(async move {
@@ -491,6 +512,8 @@ mod tests {
         assert_eq!(third.header("content-length"), Some("12"));
         assert_eq!(third.header("connection"), Some("close"));
         assert!(c.closed_silently().await, "HEAD response carried a body");
+        // Hang up like a real client would; otherwise the server lingers for our FIN.
+        drop(c);
         server.trigger.fire();
         server.task.await.unwrap().unwrap();
     }
@@ -515,6 +538,7 @@ mod tests {
         assert_eq!(answer.status, 200);
         assert_eq!(answer.header("connection"), Some("close"));
         assert!(c.closed_silently().await);
+        drop(c);
 
         let mut c = connect(server.addr).await;
         c.send(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -525,6 +549,7 @@ mod tests {
         );
         c.send(b"GET /again HTTP/1.0\r\n\r\n").await;
         assert_eq!(c.answer(false).await.unwrap().body, b"GET /again ");
+        drop(c);
         server.trigger.fire();
         server.task.await.unwrap().unwrap();
     }
@@ -548,6 +573,7 @@ mod tests {
             Some("close")
         );
         assert!(c.closed_silently().await);
+        drop(c);
         server.trigger.fire();
         server.task.await.unwrap().unwrap();
     }
@@ -577,6 +603,7 @@ mod tests {
         assert_eq!(answer.status, 413);
         assert_eq!(answer.header("connection"), Some("close"));
         assert!(c.closed_silently().await);
+        drop(c);
         server.trigger.fire();
         server.task.await.unwrap().unwrap();
     }
@@ -780,6 +807,53 @@ mod tests {
             (200, &b"POST /slow hi"[..])
         );
         assert_eq!(answer.header("connection"), Some("close"));
+        drop(busy);
         timeout(WAIT, server.task).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_grace_is_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = shutdown::channel();
+        let handler = Arc::new(Echo::default());
+        let grace = Duration::from_millis(200);
+        let task = tokio::spawn(serve_with_grace(
+            listener,
+            Arc::clone(&handler),
+            small_limits(),
+            shutdown,
+            grace,
+        ));
+        let mut stuck = connect(addr).await;
+        stuck.send(b"GET /slow HTTP/1.1\r\n\r\n").await;
+        timeout(WAIT, handler.slow_started.notified())
+            .await
+            .unwrap();
+        trigger.fire();
+        // The handler is never released: serve() must give up on it and return.
+        timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+        assert!(
+            stuck.closed_silently().await,
+            "an abandoned request must not be answered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_that_never_reads_hits_the_write_timeout() {
+        // A 16-byte pipe: the response cannot be written while nobody reads.
+        let limits = Limits {
+            write_timeout: Duration::from_secs(5),
+            ..small_limits()
+        };
+        let (mut c, _trigger, task) = pipe_with_capacity(limits, 16);
+        c.send(b"GET /x HTTP/1.1\r\n\r\n").await;
+        timeout(WAIT, task)
+            .await
+            .expect("write timeout did not end the connection")
+            .unwrap();
+        // What got through is a cut-off response, then the end of the stream.
+        assert!(c.answer(false).await.is_none());
+        assert_eq!(c.buf, b"HTTP/1.1 200 OK\r");
     }
 }
