@@ -11,6 +11,7 @@ use super::request::{ReadError, RequestReader};
 use super::response::{self, CONTINUE};
 use super::{Handler, Limits, Response};
 use crate::shutdown::Shutdown;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,9 +47,27 @@ pub async fn serve<H: Handler>(
     serve_with_grace(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
 }
 
-/// [`serve`] with the shutdown grace period as a parameter (for tests).
-async fn serve_with_grace<H: Handler>(
-    listener: TcpListener,
+/// Where connections come from: a TCP listener in production, a fake in the
+/// tests that need accept errors on demand.
+trait Accept: Send {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        // Responses go out in one write; do not let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+/// [`serve`] over any [`Accept`], with the shutdown grace period as a parameter.
+async fn serve_with_grace<A: Accept, H: Handler>(
+    mut listener: A,
     handler: Arc<H>,
     limits: Limits,
     shutdown: Shutdown,
@@ -78,7 +97,6 @@ async fn serve_with_grace<H: Handler>(
                 }
             }
         };
-        let _ = stream.set_nodelay(true);
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => {
                 let handler = Arc::clone(&handler);
@@ -280,7 +298,10 @@ async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
 }
 
 /// The short answer for a connection over `max_connections`.
-async fn reject_overloaded(mut stream: TcpStream, write_timeout: Duration) {
+async fn reject_overloaded<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    write_timeout: Duration,
+) {
     let resp = Response::error(503, "too many connections");
     let bytes = response::encode(&resp, false, false, SystemTime::now());
     if write_all(&mut stream, &bytes, write_timeout).await.is_ok() {
@@ -809,6 +830,46 @@ mod tests {
         assert_eq!(answer.header("connection"), Some("close"));
         drop(busy);
         timeout(WAIT, server.task).await.unwrap().unwrap().unwrap();
+    }
+
+    /// An acceptor whose every `accept` fails, as under EMFILE.
+    struct Exhausted {
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Accept for Exhausted {
+        type Stream = DuplexStream;
+
+        async fn accept(&mut self) -> io::Result<(DuplexStream, SocketAddr)> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(io::Error::from_raw_os_error(24))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_back_off_instead_of_spinning() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (trigger, shutdown) = shutdown::channel();
+        let acceptor = Exhausted {
+            calls: Arc::clone(&calls),
+        };
+        let task = tokio::spawn(serve_with_grace(
+            acceptor,
+            Arc::new(Echo::default()),
+            small_limits(),
+            shutdown,
+            SHUTDOWN_GRACE,
+        ));
+        // One virtual second: about one attempt per ACCEPT_BACKOFF, not millions.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let attempts = calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (5..=12).contains(&attempts),
+            "{attempts} accept attempts in one second"
+        );
+        // And shutdown still gets through while backing off.
+        trigger.fire();
+        timeout(WAIT, task).await.unwrap().unwrap().unwrap();
     }
 
     #[tokio::test]
