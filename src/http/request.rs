@@ -877,6 +877,32 @@ mod tests {
         }
     }
 
+    /// Reads requests until the stream ends or one is refused; returns the
+    /// number accepted and refused, checking each verdict on the way.
+    async fn verdicts<R: AsyncRead + Unpin>(mut reader: RequestReader<R>) -> (usize, usize) {
+        const ALLOWED: [u16; 8] = [400, 408, 411, 413, 417, 431, 501, 505];
+        let mut accepted = 0;
+        for _ in 0..8 {
+            match reader.read_request().await {
+                Ok(req) => {
+                    accepted += 1;
+                    assert!(req.body.len() <= 64);
+                    assert!(req.version <= 1);
+                }
+                Err(ReadError::Reject { status, reason }) => {
+                    assert!(
+                        ALLOWED.contains(&status),
+                        "unexpected status {status} ({reason})"
+                    );
+                    return (accepted, 1);
+                }
+                Err(ReadError::Closed | ReadError::Truncated) => break,
+                Err(other) => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        (accepted, 0)
+    }
+
     #[tokio::test]
     async fn garbage_never_panics_and_always_gets_a_verdict() {
         const SEEDS: [&[u8]; 3] = [
@@ -885,10 +911,9 @@ mod tests {
             b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n\r\n",
         ];
         const ALPHABET: &[u8] = b"\r\n :;,-0123456789abcdefABCDEF/HTTP1.GETPOSTchunkedContent-LengthTransfer-Encoding\x00\x7f\xff";
-        let allowed = [400, 408, 411, 413, 417, 431, 501, 505];
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let (mut accepted, mut refused) = (0, 0);
-        for round in 0..3000 {
+        for round in 0..6000 {
             let mut bytes = match round % 3 {
                 // Pure noise.
                 0 => (0..rng.below(200))
@@ -918,27 +943,14 @@ mod tests {
             if round % 7 == 0 {
                 bytes.extend_from_slice(b"\r\n\r\n");
             }
-            let mut reader = RequestReader::new(bytes.as_slice(), limits());
-            // Keep reading requests off the same bytes until the stream ends or is refused.
-            for _ in 0..8 {
-                match reader.read_request().await {
-                    Ok(req) => {
-                        accepted += 1;
-                        assert!(req.body.len() <= 64);
-                        assert!(req.version <= 1);
-                    }
-                    Err(ReadError::Reject { status, reason }) => {
-                        refused += 1;
-                        assert!(
-                            allowed.contains(&status),
-                            "unexpected status {status} ({reason})"
-                        );
-                        break;
-                    }
-                    Err(ReadError::Closed | ReadError::Truncated) => break,
-                    Err(other) => panic!("unexpected outcome {other:?}"),
-                }
-            }
+            // Half the rounds arrive whole, half one byte at a time.
+            let (ok, no) = if round % 2 == 0 {
+                verdicts(RequestReader::new(bytes.as_slice(), limits())).await
+            } else {
+                verdicts(RequestReader::new(OneByteAtATime(&bytes), limits())).await
+            };
+            accepted += ok;
+            refused += no;
         }
         // The generator must exercise both outcomes for the test to mean anything.
         assert!(
