@@ -190,11 +190,12 @@ fn finish(embed: Embed) -> Value {
         Ok(()) => msg,
         Err(reason) => {
             tracing::error!(%reason, "rendered message broke Discord limits; sending a bare embed");
+            let title = or_placeholder(truncate(&one_line(&embed.title), TITLE_MAX));
             let bare = Embed {
-                title: embed.title,
-                url: embed.url,
-                color: embed.color,
-                footer: embed.footer,
+                title,
+                url: embed.url.as_deref().and_then(http_url),
+                color: embed.color.filter(|c| *c <= 0xFF_FFFF),
+                footer: truncate(&one_line(&embed.footer), FOOTER_MAX),
                 timestamp: embed.timestamp,
                 ..Embed::default()
             };
@@ -798,6 +799,16 @@ pub fn iso8601(ts: i64) -> Option<String> {
 pub fn check_limits(msg: &Value) -> Result<(), String> {
     let obj = msg.as_object().ok_or("message is not a JSON object")?;
     no_nulls(msg, "message")?;
+    if let Some(nonce) = obj.get("nonce") {
+        let n = match nonce {
+            Value::String(s) => count(s),
+            Value::Number(n) => n.to_string().len(),
+            _ => return Err("nonce is neither a string nor a number".into()),
+        };
+        if n > 25 {
+            return Err(format!("nonce has {n} chars > 25"));
+        }
+    }
     if let Some(content) = obj.get("content") {
         let c = content.as_str().ok_or("content is not a string")?;
         limit("content", c, CONTENT_MAX)?;
@@ -1409,6 +1420,35 @@ mod tests {
         let mut m = ok_msg();
         m["embeds"][0]["title"] = json!(format!("  {}  ", "日".repeat(256)));
         check_limits(&m).unwrap();
+    }
+
+    #[test]
+    fn a_broken_embed_falls_back_to_a_valid_bare_one() {
+        let broken = Embed {
+            title: format!("{}\n", "t".repeat(300)),
+            url: Some("javascript:alert(1)".into()),
+            description: "d".repeat(5000),
+            color: Some(0x2ECC71),
+            fields: vec![Field::new("n", "v", true); 30],
+            footer: "Drone".into(),
+            ..Embed::default()
+        };
+        let msg = finish(broken);
+        check_limits(&msg).unwrap();
+        let e = embed(&msg);
+        assert_eq!(e["title"].as_str().unwrap().chars().count(), TITLE_MAX);
+        assert!(e.get("fields").is_none() && e.get("url").is_none());
+        assert_eq!(e["color"], 0x2ECC71);
+    }
+
+    #[test]
+    fn check_limits_accepts_the_relays_nonce_but_not_a_long_one() {
+        let mut m = ok_msg();
+        m["nonce"] = json!("b2088-v2");
+        m["enforce_nonce"] = json!(true);
+        check_limits(&m).unwrap();
+        m["nonce"] = json!("n".repeat(26));
+        assert!(check_limits(&m).is_err());
     }
 
     /// xorshift64*: deterministic, no `rand` crate.

@@ -67,6 +67,7 @@ fn every_fixture_matches_its_golden() {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let golden_dir = root().join(GOLDEN_DIR);
     let mut problems = Vec::new();
+    let mut written = 0;
     let all = fixtures();
     for (name, path) in &all {
         let msg = rendered(path);
@@ -83,6 +84,7 @@ fn every_fixture_matches_its_golden() {
             if old.as_deref() != Some(want.as_str()) {
                 std::fs::write(&golden_path, &want).unwrap();
                 announce(&format!("UPDATE_GOLDEN: wrote {}", golden_path.display()));
+                written += 1;
             }
             continue;
         }
@@ -107,6 +109,12 @@ fn every_fixture_matches_its_golden() {
             }
             Ok(_) => {}
         }
+    }
+    if update {
+        announce(&format!(
+            "UPDATE_GOLDEN: {} fixtures rendered, {written} goldens rewritten",
+            all.len()
+        ));
     }
     // A golden without a fixture is a leftover that would silently stop being checked.
     let names: BTreeSet<String> = all.iter().map(|(n, _)| n.clone()).collect();
@@ -166,10 +174,15 @@ fn fixtures_cover_every_status_event_and_edge_case() {
 
 #[test]
 fn goldens_show_what_a_reader_needs() {
+    // Rendered afresh rather than read from test/golden/, so this test does not
+    // race an UPDATE_GOLDEN run of the test above; that test ties both together.
     let golden = |n: &str| -> Value {
-        let text = std::fs::read_to_string(root().join(GOLDEN_DIR).join(format!("{n}.json")))
-            .unwrap_or_else(|e| panic!("golden {n}: {e}"));
-        serde_json::from_str(&text).unwrap()
+        let path = FIXTURE_DIRS
+            .iter()
+            .map(|d| root().join(d).join(format!("{n}.json")))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no fixture {n}"));
+        rendered(&path)
     };
     let field = |v: &Value, name: &str| -> Option<String> {
         v["embeds"][0]["fields"]
