@@ -36,7 +36,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -62,21 +62,82 @@ const MAX_BATCH: usize = 512;
 const PRUNE_PER_COMMIT: usize = 64;
 /// Version byte in front of every encoded event / dead letter.
 const ENCODING_V1: u8 = 1;
+/// How long (in 10 ms steps) a reopen waits for in-flight reads.
+const REOPEN_WAIT_STEPS: u32 = 500;
 
 /// The embedded, single-process store. Not `Clone`: share it with `Arc`.
 /// Dropping it stops the writer thread (after the writes already queued) and
 /// closes the file, so the same directory can be opened again.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     leases: Arc<Mutex<Leases>>,
     writer: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How the database file is opened (a seam for tests that inject I/O errors).
+type Opener = dyn Fn(&Path) -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
+
+/// The open database, shared by the writer thread and the readers. After an
+/// I/O error redb refuses all further work on that handle ("previous I/O
+/// error"), so the writer closes and reopens it; meanwhile the slot is empty
+/// and readers report [`StoreError::Unavailable`].
+struct Shared {
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    opener: Box<Opener>,
+}
+
+impl Shared {
+    fn current(&self) -> Result<Arc<Database>> {
+        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .map(Arc::clone)
+            .ok_or_else(|| StoreError::Unavailable("store is reopening after an I/O error".into()))
+    }
+
+    /// Close the failed handle (once in-flight reads let go of it) and open
+    /// the file again.
+    fn reopen(&self) -> Result<()> {
+        let old = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut old) = old {
+            let mut waited = 0;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if waited < REOPEN_WAIT_STEPS => {
+                        old = still_shared;
+                        waited += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(still_shared);
+                        return Err(StoreError::Unavailable("store reopen: reads still hold the old handle".into()));
+                    }
+                }
+            }
+        }
+        let shown = self.path.display().to_string();
+        let db = (self.opener)(&self.path).map_err(|e| db_error(&format!("reopen {shown}"), e))?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        tracing::info!(path = %shown, "embedded store reopened after an I/O error");
+        Ok(())
+    }
+}
+
+/// The production opener: integrity is checked on every open, so a file
+/// damaged outside redb is reported as corrupt instead of trusted (redb may
+/// panic on a damaged file it trusts).
+fn open_file(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_check_integrity_on_open(true).create(path)
 }
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
@@ -126,6 +187,10 @@ impl EmbeddedStore {
     /// permission, read-only, already opened by another process) is a
     /// [`StoreError::Config`].
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Box::new(open_file))
+    }
+
+    fn open_with(dir: &Path, opener: Box<Opener>) -> Result<Self> {
         let shown = dir.display().to_string();
         match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => {
@@ -143,7 +208,7 @@ impl EmbeddedStore {
         }
         let path = dir.join(FILE_NAME);
         let file_shown = path.display().to_string();
-        let db = Database::create(&path).map_err(|e| open_error(&file_shown, e))?;
+        let db = opener(&path).map_err(|e| open_error(&file_shown, e))?;
         // Create every table once so read transactions always find them, and
         // prove that the file is writable right now.
         {
@@ -154,24 +219,24 @@ impl EmbeddedStore {
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
-        let db = Arc::new(db);
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener });
         let leases = Arc::new(Mutex::new(Leases::new()));
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let db = Arc::clone(&db);
+            let shared = Arc::clone(&shared);
             let leases = Arc::clone(&leases);
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer_loop(&db, &rx, &leases))
+                .spawn(move || writer_loop(&shared, &rx, &leases))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?
         };
         tracing::info!(path = %file_shown, "embedded store open");
-        Ok(EmbeddedStore { db, leases, writer: Some(tx), thread: Some(thread), path })
+        Ok(EmbeddedStore { shared, leases, writer: Some(tx), thread: Some(thread) })
     }
 
     /// Where the database file lives.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     async fn write(&self, op: Op) -> Result<Reply> {
@@ -190,7 +255,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let db = self.shared.current()?;
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?
@@ -390,7 +455,8 @@ impl<'t> Tables<'t> {
     }
 }
 
-fn writer_loop(db: &Database, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
+fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
+    let mut broken = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -400,21 +466,21 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lease
             }
         }
         let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
-        let results: Vec<Result<Reply>> = match commit(db, &ops) {
-            Ok(replies) => replies.into_iter().map(Ok).collect(),
-            Err(e) if ops.len() == 1 => vec![Err(e)],
-            Err(e) => {
-                // One request spoiled the shared transaction (or the disk
-                // failed): retry each alone so only the bad one fails.
-                tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
-                ops.iter()
-                    .map(|op| {
-                        commit(db, std::slice::from_ref(op))
-                            .and_then(|r| r.into_iter().next().ok_or_else(writer_gone))
-                    })
-                    .collect()
+        if broken {
+            match shared.reopen() {
+                Ok(()) => broken = false,
+                Err(e) => tracing::warn!(error = %e, "store reopen failed"),
             }
+        }
+        let results = match shared.current() {
+            Ok(db) => commit_batch(&db, &ops),
+            Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
+        // redb refuses every later write on a handle that saw an I/O error:
+        // reopen before the next batch (a full disk may have been cleaned up).
+        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
+            broken = true;
+        }
         for (req, result) in batch.into_iter().zip(results) {
             if result.is_ok() {
                 match &req.op {
@@ -427,6 +493,22 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lease
             // The caller may have given up (dropped its future); the write
             // stands regardless, exactly as if it had waited.
             let _ = req.reply.send(result);
+        }
+    }
+}
+
+/// Commit `ops` together; when that fails, retry each alone so only the
+/// request that spoiled the shared transaction (or every one, when the disk
+/// failed) gets an error.
+fn commit_batch(db: &Database, ops: &[&Op]) -> Vec<Result<Reply>> {
+    match commit(db, ops) {
+        Ok(replies) => replies.into_iter().map(Ok).collect(),
+        Err(e) if ops.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
+            ops.iter()
+                .map(|op| commit(db, std::slice::from_ref(op)).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
+                .collect()
         }
     }
 }
@@ -861,7 +943,7 @@ mod tests {
             s.append(ev(None, 1 + i, Some(&format!("old-{i}")), b"")).await.unwrap();
         }
         let count = |s: &EmbeddedStore| {
-            let txn = s.db.begin_read().unwrap();
+            let txn = s.shared.current().unwrap().begin_read().unwrap();
             let a = txn.open_table(REPLAY).unwrap().len().unwrap();
             let b = txn.open_table(REPLAY_BY_TIME).unwrap().len().unwrap();
             (a, b)
@@ -971,7 +1053,7 @@ mod tests {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             s.append(ev(Some("build:1"), 1, None, b"ok")).await.unwrap();
             s.put_message("build:1", msg("m")).await.unwrap();
-            let txn = s.db.begin_write().unwrap();
+            let txn = s.shared.current().unwrap().begin_write().unwrap();
             {
                 txn.open_table(EVENTS).unwrap().insert(1, &[ENCODING_V1, 1, 2][..]).unwrap();
                 txn.open_table(MESSAGES).unwrap().insert("build:1", &b"{not json"[..]).unwrap();
@@ -988,6 +1070,141 @@ mod tests {
         is_corrupt(s.claim("w", Duration::from_secs(9), 5, 0).await.map(drop), "event 1");
         is_corrupt(s.message("build:1").await.map(drop), "message for build:1");
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
+    }
+
+    /// A file backend whose writes and syncs fail with ENOSPC while `full` is set.
+    #[derive(Debug)]
+    struct FlakyDisk {
+        inner: redb::backends::FileBackend,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FlakyDisk {
+        fn check(&self) -> std::io::Result<()> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(std::io::Error::from_raw_os_error(28))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl redb::StorageBackend for FlakyDisk {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> std::io::Result<()> {
+            self.inner.close()
+        }
+        fn try_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> std::result::Result<bool, redb::BackendError> {
+            self.inner.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> std::result::Result<bool, redb::BackendError> {
+            self.inner.try_lock_shared_range(start, end)
+        }
+        fn lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.inner.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.inner.lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> std::result::Result<(), redb::BackendError> {
+            self.inner.unlock_range(start, end)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_unavailable_and_the_store_recovers_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&full);
+        let opener: Box<Opener> = Box::new(move |path: &Path| {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+            let inner = redb::backends::FileBackend::new(file)?;
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create_with_backend(FlakyDisk { inner, full: Arc::clone(&flag) })
+        });
+        let s = EmbeddedStore::open_with(dir.path(), opener).unwrap();
+        assert_eq!(s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept")).await.unwrap(), Appended::Queued(1));
+
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let unavailable = |r: Result<()>, what: &str| match r {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("{what}: expected Unavailable on a full disk, got {other:?}"),
+        };
+        unavailable(s.append(ev(Some("build:1"), 2, Some("sig-2"), b"lost")).await.map(drop), "append");
+        unavailable(s.probe().await, "probe");
+        unavailable(s.put_message("build:1", msg("m")).await, "put_message");
+
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        s.probe().await.expect("the store recovers by itself once the disk has room again");
+        let pending = s.pending(10).await.unwrap();
+        assert_eq!(pending.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(), vec![&b"kept"[..]]);
+        // The refused append left nothing behind: its replay key is free.
+        assert_eq!(s.append(ev(Some("build:1"), 3, Some("sig-2"), b"again")).await.unwrap(), Appended::Queued(2));
+        assert_eq!(s.append(ev(Some("build:1"), 4, Some("sig-1"), b"")).await.unwrap(), Appended::Duplicate(1));
+    }
+
+    #[tokio::test]
+    async fn a_file_damaged_outside_redb_is_refused_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            for i in 0..50 {
+                s.append(ev(Some("build:1"), i, None, &[42u8; 300])).await.unwrap();
+            }
+        }
+        let file = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // Keep the header, scribble over every page after it.
+        for b in bytes.iter_mut().skip(4096) {
+            *b ^= 0xA5;
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        match EmbeddedStore::open(dir.path()) {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains(FILE_NAME), "{m}"),
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("a scribbled-over file must not open"),
+        }
+        // Not a redb file at all.
+        std::fs::write(&file, b"this is not a database, just text in the way").unwrap();
+        assert!(EmbeddedStore::open(dir.path()).is_err());
     }
 
     #[test]
@@ -1007,5 +1224,47 @@ mod tests {
         let mut bad_len = blob.clone();
         bad_len[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(decode_event(1, &bad_len), Err(StoreError::Corrupt(_))));
+    }
+}
+
+#[cfg(test)]
+mod manual {
+    //! Checks that need a prepared machine; run by hand, see each test.
+    use super::*;
+
+    /// A full disk at run time is `Unavailable`, never a panic. Prepare a
+    /// tiny file system and point the test at it, e.g. as root:
+    /// `mkdir /tmp/full && mount -t tmpfs -o size=2m tmpfs /tmp/full &&
+    /// DD_STORE_SMALL_FS=/tmp/full cargo test --lib enospc -- --ignored`.
+    #[tokio::test]
+    #[ignore = "needs a small file system in DD_STORE_SMALL_FS"]
+    async fn enospc_is_unavailable() {
+        let Some(dir) = std::env::var_os("DD_STORE_SMALL_FS") else {
+            eprintln!("skipping: DD_STORE_SMALL_FS not set");
+            return;
+        };
+        let s = EmbeddedStore::open(&Path::new(&dir).join("state")).unwrap();
+        let body = vec![7u8; 64 * 1024];
+        let mut first_err = None;
+        for i in 0..1_000u64 {
+            let ev = NewEvent {
+                key: None,
+                event: "build".into(),
+                action: "created".into(),
+                received_ms: i,
+                replay_key: None,
+                body: body.clone(),
+            };
+            if let Err(e) = s.append(ev).await {
+                first_err = Some(e);
+                break;
+            }
+        }
+        let e = first_err.expect("the small file system never filled up");
+        eprintln!("append on a full disk: {e}");
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        let p = s.probe().await;
+        eprintln!("probe on a full disk: {p:?}");
+        assert!(matches!(p, Err(StoreError::Unavailable(_))), "{p:?}");
     }
 }
