@@ -13,10 +13,18 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const LONG_DAY_NAMES: [&str; 7] =
-    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-const MONTH_NAMES: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const LONG_DAY_NAMES: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTH_NAMES: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Longest input worth looking at (the longest valid form is RFC 850 with
 /// "Wednesday", 37 bytes); anything longer is refused before parsing.
@@ -102,8 +110,14 @@ pub fn format(t: SystemTime) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    let day_name = DAY_NAMES.get(weekday_from_days(days)).copied().unwrap_or("Mon");
-    let month_name = MONTH_NAMES.get(month as usize - 1).copied().unwrap_or("Jan");
+    let day_name = DAY_NAMES
+        .get(weekday_from_days(days))
+        .copied()
+        .unwrap_or("Mon");
+    let month_name = MONTH_NAMES
+        .get(month as usize - 1)
+        .copied()
+        .unwrap_or("Jan");
     format!(
         "{day_name}, {day:02} {month_name} {year:04} {:02}:{:02}:{:02} GMT",
         sod / 3600,
@@ -175,7 +189,10 @@ fn digits(s: &str, n: usize) -> Option<u32> {
 }
 
 fn month_index(s: &str) -> Option<u32> {
-    MONTH_NAMES.iter().position(|m| *m == s).map(|i| i as u32 + 1)
+    MONTH_NAMES
+        .iter()
+        .position(|m| *m == s)
+        .map(|i| i as u32 + 1)
 }
 
 /// `HH:MM:SS`, each exactly two digits.
@@ -249,7 +266,8 @@ fn parse_asctime(s: &str) -> Option<Fields> {
         return None;
     }
     let weekday = DAY_NAMES.iter().position(|d| Some(*d) == s.get(0..3))?;
-    if s.get(3..4)? != " " || s.get(7..8)? != " " || s.get(10..11)? != " " || s.get(19..20)? != " " {
+    if s.get(3..4)? != " " || s.get(7..8)? != " " || s.get(10..11)? != " " || s.get(19..20)? != " "
+    {
         return None;
     }
     let month = month_index(s.get(4..7)?)?;
@@ -299,9 +317,15 @@ mod tests {
     fn parses_all_three_forms_to_the_same_instant() {
         let want = at(784_111_777);
         assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(want));
-        assert_eq!(parse_with_year("Sunday, 06-Nov-94 08:49:37 GMT", 2026), Some(want));
+        assert_eq!(
+            parse_with_year("Sunday, 06-Nov-94 08:49:37 GMT", 2026),
+            Some(want)
+        );
         assert_eq!(parse("Sun Nov  6 08:49:37 1994"), Some(want));
-        assert_eq!(parse("Fri, 12 Nov 2021 23:33:47 GMT"), Some(at(1_636_760_027)));
+        assert_eq!(
+            parse("Fri, 12 Nov 2021 23:33:47 GMT"),
+            Some(at(1_636_760_027))
+        );
     }
 
     #[test]
