@@ -269,13 +269,14 @@ fn parse_params(raw: &str) -> Result<Params<'_>, VerifyError> {
         }
         let after = after.trim_start_matches([' ', '\t']);
         let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
-            let end = quoted
-                .find('"')
-                .ok_or(VerifyError::Malformed("unterminated quote"))?;
-            (&quoted[..end], &quoted[end + 1..])
+            quoted
+                .split_once('"')
+                .ok_or(VerifyError::Malformed("unterminated quote"))?
         } else {
+            // An unquoted token runs to the next ',' (kept in `after`).
             let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim_end_matches([' ', '\t']), &after[end..])
+            let (token, tail) = after.split_at_checked(end).unwrap_or((after, ""));
+            (token.trim_end_matches([' ', '\t']), tail)
         };
         let after = after.trim_start_matches([' ', '\t']);
         rest = match after.strip_prefix(',') {
