@@ -416,6 +416,36 @@ mod tests {
         assert_eq!(parse(&"9".repeat(10_000)), None);
     }
 
+    /// Mutations of valid dates parse to something or nothing, never panic,
+    /// and whatever parses formats back to a valid date.
+    #[test]
+    fn mangled_dates_never_panic() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = "0123456789 ,:-GMTSunFriNovDecday\u{e9}\u{0}";
+        let chars: Vec<char> = alphabet.chars().collect();
+        for seed in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            for _ in 0..20_000 {
+                let mut s: Vec<char> = seed.chars().collect();
+                let pos = (next() as usize) % s.len();
+                s[pos] = chars[(next() as usize) % chars.len()];
+                let s: String = s.into_iter().collect();
+                if let Some(t) = parse(&s) {
+                    assert!(parse(&format(t)).is_some(), "{s:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn leap_second_folds_into_next_minute() {
         let t = parse("Sat, 31 Dec 2016 23:59:60 GMT").unwrap();

@@ -854,6 +854,56 @@ mod tests {
     }
 
     #[test]
+    fn other_authorization_schemes_are_not_signatures() {
+        let v = Verifier::new(SECRET.to_vec(), None);
+        let mut headers = vector_headers(&vector_sig_header());
+        headers.push(h("authorization", "Bearer abc"));
+        headers.push(h("authorization", "Sig"));
+        assert_eq!(
+            verify(&v, &headers, b"{}", vector_time()),
+            Err(VerifyError::DigestMismatch)
+        );
+    }
+
+    /// Mutated and random headers must produce an error, never a panic.
+    #[test]
+    fn mangled_input_never_panics() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let v = Verifier::new(SECRET.to_vec(), Some(DEFAULT_WINDOW));
+        let base = vector_sig_header().into_bytes();
+        let alphabet = b"\"=, \t\\abcdefghijklmnopqrstuvwxyz()-+/0123456789\xff\x00";
+        for round in 0..20_000 {
+            let mut sig = base.clone();
+            for _ in 0..(next() % 6) {
+                let pos = (next() as usize) % (sig.len() + 1);
+                match next() % 3 {
+                    0 if pos < sig.len() => {
+                        sig.remove(pos);
+                    }
+                    1 if pos < sig.len() => sig[pos] = alphabet[(next() as usize) % alphabet.len()],
+                    _ => sig.insert(pos, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            let mut headers = vector_headers("");
+            headers[3].1 = sig;
+            if round % 3 == 0 {
+                let len = (next() % 40) as usize;
+                headers[1].1 = (0..len)
+                    .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                    .collect();
+            }
+            let got = verify(&v, &headers, b"{}", vector_time());
+            assert!(got.is_err());
+        }
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug_and_display() {
         let v = Verifier::new(b"super-secret-value".to_vec(), None);
         let dbg = format!("{v:?}");
