@@ -299,9 +299,12 @@ impl RateLimiter {
 #[derive(Debug)]
 pub struct Limiter {
     state: Mutex<RateLimiter>,
-    queues: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    queues: Mutex<HashMap<(String, String), Queue>>,
     max_wait: Duration,
 }
+
+/// One route queue: at most one request in flight.
+type Queue = Arc<tokio::sync::Mutex<()>>;
 
 /// Held while a request is in flight; dropping it frees the route queue.
 #[derive(Debug)]
