@@ -322,3 +322,72 @@ async fn current_user_and_channel_checks() {
     assert_eq!(fake.count("GET /users/@me"), 1);
     assert_eq!(fake.count("GET /channels/{id}"), 1);
 }
+
+#[tokio::test]
+async fn edits_are_recorded_in_order() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let id = rest.create_message(CH, &json!({ "content": "pending" })).await.expect("create");
+    rest.edit_message(CH, &id, &json!({ "content": "running" })).await.expect("edit 1");
+    rest.edit_message(CH, &id, &json!({ "content": "success" })).await.expect("edit 2");
+    let contents: Vec<_> = fake.history(&id).iter().map(|m| m["content"].clone()).collect();
+    assert_eq!(contents, vec![json!("pending"), json!("running"), json!("success")]);
+}
+
+#[tokio::test]
+async fn outage_that_heals_by_itself() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.refuse_for(Duration::from_millis(300));
+    let err = rest.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    rest.current_user().await.expect("healed");
+}
+
+#[tokio::test]
+async fn raw_wss_connect_speaks_tls_with_sni() {
+    use drone_discord::http::client::Url;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = FakeDiscord::start_tls().await;
+    let rest = rest(&fake);
+    let url = Url::parse(&format!("wss://localhost:{}/?v=10&encoding=json", fake.addr().port())).expect("url");
+    let mut stream = rest.client().connect(&url).await.expect("TLS connect");
+    let req = format!(
+        "GET /api/v10/users/@me HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bot {}\r\nConnection: close\r\n\r\n",
+        support::fake_discord::TEST_TOKEN
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("fake-bot"));
+}
+
+#[test]
+fn rest_futures_and_stream_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+    assert_send_sync_static::<Rest>();
+    assert_send_sync_static::<drone_discord::http::client::Client>();
+    fn assert_stream<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>() {}
+    assert_stream::<drone_discord::http::client::Stream>();
+    let rest = Rest::new(drone_discord::discord::rest::RestConfig {
+        base_url: "http://127.0.0.1:9/api/v10".into(),
+        token: "t".into(),
+        extra_ca_file: None,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("rest");
+    let body = json!({});
+    let fut = rest.create_message(CH, &body);
+    assert_send(&fut);
+    let fut2 = rest.gateway_bot();
+    assert_send(&fut2);
+}

@@ -16,13 +16,16 @@
 //! fake.push_for("PATCH", "/channels/1/messages/", 1, Canned::status(500)); // per-path script
 //! fake.always(Canned::unauthorized());            // every call → 401 until clear_script()
 //! fake.refuse_connections(true);                  // drop every connection unanswered
+//! fake.refuse_for(Duration::from_secs(2));        // ... or only for a while
 //! fake.set_rate_limit(Some(EmulatedLimit { limit: 5, window: Duration::from_secs(1) }));
 //! ...
 //! fake.calls();                  // every request: method, path, headers, JSON body, time, status
 //! fake.messages();               // message id → current message JSON (after edits)
+//! fake.history(&id);             // every version of one message, creation first
 //! fake.count("POST /channels/{id}/messages");   // calls per route template
-//! fake.connections();            // TCP connections accepted (keep-alive checks)
+//! fake.connections();            // TCP connections accepted, refused ones included
 //! fake.wait_for_calls(3, Duration::from_secs(10)).await;
+//! fake.wait_until(Duration::from_secs(10), |f| f.messages().len() == 2).await;
 //! ```
 //!
 //! # What it implements
@@ -191,6 +194,9 @@ struct State {
     next_id: u64,
     scripts: VecDeque<Script>,
     refusing: bool,
+    refusing_until: Option<Instant>,
+    /// Message id → every version it had (creation first).
+    history: HashMap<String, Vec<Value>>,
     limit: Option<EmulatedLimit>,
     windows: HashMap<String, Window>,
 }
@@ -235,6 +241,8 @@ impl FakeDiscord {
             next_id: FIRST_MESSAGE_ID,
             scripts: VecDeque::new(),
             refusing: false,
+            refusing_until: None,
+            history: HashMap::new(),
             limit: None,
             windows: HashMap::new(),
         }));
@@ -322,6 +330,11 @@ impl FakeDiscord {
         self.lock().refusing = on;
     }
 
+    /// Drop connections unanswered for the next `d` (an outage that heals by itself).
+    pub fn refuse_for(&self, d: Duration) {
+        self.lock().refusing_until = Some(Instant::now() + d);
+    }
+
     /// Emulate a per-channel rate limit with correct `X-RateLimit-*` headers
     /// and 429s when exceeded (`None` turns it off).
     pub fn set_rate_limit(&self, limit: Option<EmulatedLimit>) {
@@ -355,6 +368,11 @@ impl FakeDiscord {
         self.lock().order.clone()
     }
 
+    /// Every version a message had, creation first (to check edit order).
+    pub fn history(&self, id: &str) -> Vec<Value> {
+        self.lock().history.get(id).cloned().unwrap_or_default()
+    }
+
     /// One message's current JSON.
     pub fn message(&self, id: &str) -> Option<Value> {
         self.lock().messages.get(id).cloned()
@@ -367,9 +385,14 @@ impl FakeDiscord {
 
     /// Wait until at least `n` calls were recorded; false on timeout.
     pub async fn wait_for_calls(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |f| f.calls().len() >= n).await
+    }
+
+    /// Poll `cond` every 10 ms until it holds; false on timeout.
+    pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&FakeDiscord) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.lock().calls.len() >= n {
+            if cond(self) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -392,7 +415,7 @@ async fn accept_loop(
             continue;
         };
         let conn_no = connections.fetch_add(1, Ordering::SeqCst) + 1;
-        if state.lock().unwrap_or_else(|p| p.into_inner()).refusing {
+        if is_refusing(&state) {
             drop(sock);
             continue;
         }
@@ -411,6 +434,11 @@ async fn accept_loop(
             }
         });
     }
+}
+
+fn is_refusing(state: &Mutex<State>) -> bool {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.refusing || s.refusing_until.is_some_and(|t| Instant::now() < t)
 }
 
 struct Parsed {
@@ -476,7 +504,7 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, state: Arc<Mutex<State>>, conn_no: usize) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        if state.lock().unwrap_or_else(|p| p.into_inner()).refusing {
+        if is_refusing(&state) {
             return;
         }
         let resp = handle(&state, req.method, &req.target, req.headers, &req.body, conn_no);
@@ -635,6 +663,7 @@ fn handle(
                     s.nonces.insert((ch.to_string(), n), id.clone());
                 }
                 s.messages.insert(id.clone(), msg.clone());
+                s.history.insert(id.clone(), vec![msg.clone()]);
                 s.order.push(id);
                 Canned::json(200, msg)
             }
@@ -655,7 +684,9 @@ fn handle(
                     }
                 }
                 msg.insert("edited_timestamp".into(), json!("2026-01-01T00:00:00+00:00"));
-                Canned::json(200, Value::Object(msg.clone()))
+                let msg = Value::Object(msg.clone());
+                s.history.entry(mid.to_string()).or_default().push(msg.clone());
+                Canned::json(200, msg)
             }
             ("GET", ["users", "@me"]) => {
                 Canned::json(200, json!({ "id": "1000000000000000001", "username": "fake-bot", "bot": true }))
