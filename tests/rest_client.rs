@@ -235,11 +235,15 @@ async fn unauthorized_then_suspended_without_further_calls() {
     let err = wrong.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
     assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
     assert_eq!(fake.calls().len(), 1, "a suspended client must not call Discord");
+    assert!(wrong.is_suspended());
     // After the cool-down the client tries again (and still gets 401).
     tokio::time::sleep(Duration::from_millis(400)).await;
     let err = wrong.current_user().await.unwrap_err();
     assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
     assert_eq!(fake.calls().len(), 2);
+    // resume() lifts the suspension at once.
+    wrong.resume();
+    assert!(!wrong.is_suspended());
     // The right token is unaffected (separate client).
     rest.current_user().await.expect("right token works");
 }

@@ -564,6 +564,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn async_limiter_keeps_one_request_in_flight_per_route() {
+        let limiter = Arc::new(Limiter::new(RateLimitConfig::default(), Duration::from_secs(5)));
+        let first = limiter.acquire(&create("1")).await.unwrap();
+        // Another channel's queue is independent.
+        let other = limiter.acquire(&create("2")).await;
+        assert!(other.is_ok());
+        let l2 = limiter.clone();
+        let second = tokio::spawn(async move { l2.acquire(&create("1")).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "second request must wait for the first to finish");
+        drop(first);
+        let joined = tokio::time::timeout(Duration::from_secs(10), second).await;
+        assert!(matches!(joined, Ok(Ok(Ok(())))));
+    }
+
+    #[tokio::test]
     async fn async_limiter_sleeps_through_short_waits() {
         let limiter = Limiter::new(RateLimitConfig::default(), Duration::from_secs(5));
         let r = create("1");

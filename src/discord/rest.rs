@@ -214,6 +214,16 @@ impl Rest {
         })
     }
 
+    /// Whether calls are refused because of a recent 401.
+    pub fn is_suspended(&self) -> bool {
+        self.check_suspended().is_err()
+    }
+
+    /// Lift a 401 suspension early (e.g. the operator fixed the token).
+    pub fn resume(&self) {
+        *self.inner.suspended_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The underlying HTTP client (the gateway reuses its TLS config).
     pub fn client(&self) -> &Client {
         &self.inner.client
