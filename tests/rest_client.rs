@@ -219,33 +219,36 @@ async fn slow_response_times_out_as_transient() {
 #[tokio::test]
 async fn unauthorized_then_suspended_without_further_calls() {
     let fake = FakeDiscord::start().await;
-    fake.set_token("the-right-token");
-    let rest = rest_tuned(
-        &fake,
-        RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() },
-    );
-    // rest_config() took the right token after set_token; use a wrong one.
     let mut cfg = fake.rest_config();
     cfg.token = "wrong-token".into();
-    let wrong = Rest::with_tuning(cfg, RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() })
-        .expect("rest");
+    let wrong = Rest::new(cfg).expect("rest");
     let err = wrong.current_user().await.unwrap_err();
     assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
     assert!(!err.to_string().contains("wrong-token"));
     let err = wrong.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
     assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong-token"));
     assert_eq!(fake.calls().len(), 1, "a suspended client must not call Discord");
     assert!(wrong.is_suspended());
-    // After the cool-down the client tries again (and still gets 401).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // resume() lifts the suspension at once: the next call reaches Discord.
+    wrong.resume();
+    assert!(!wrong.is_suspended());
     let err = wrong.current_user().await.unwrap_err();
     assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
     assert_eq!(fake.calls().len(), 2);
-    // resume() lifts the suspension at once.
-    wrong.resume();
-    assert!(!wrong.is_suspended());
     // The right token is unaffected (separate client).
-    rest.current_user().await.expect("right token works");
+    rest(&fake).current_user().await.expect("right token works");
+}
+
+#[tokio::test]
+async fn unauthorized_suspension_ends_after_the_cool_down() {
+    let fake = FakeDiscord::start().await;
+    fake.always(Canned::unauthorized());
+    let rest = rest_tuned(&fake, RestTuning { unauthorized_cooldown: Duration::from_millis(200), ..RestTuning::default() });
+    assert!(matches!(rest.current_user().await, Err(RestError::Unauthorized { status: 401, .. })));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(rest.current_user().await, Err(RestError::Unauthorized { status: 401, .. })));
+    assert_eq!(fake.calls().len(), 2, "after the cool-down the client calls again");
 }
 
 #[tokio::test]
@@ -342,10 +345,10 @@ async fn edits_are_recorded_in_order() {
 async fn outage_that_heals_by_itself() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    fake.refuse_for(Duration::from_millis(300));
+    fake.refuse_for(Duration::from_secs(3));
     let err = rest.current_user().await.unwrap_err();
     assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     rest.current_user().await.expect("healed");
 }
 
