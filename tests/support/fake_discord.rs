@@ -87,7 +87,10 @@ pub struct Call {
 impl Call {
     /// First value of a header, case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -104,7 +107,10 @@ pub struct Canned {
 impl Canned {
     /// A status with a Discord-style JSON error body.
     pub fn status(status: u16) -> Canned {
-        Canned::json(status, json!({ "message": format!("{status}: canned"), "code": 0 }))
+        Canned::json(
+            status,
+            json!({ "message": format!("{status}: canned"), "code": 0 }),
+        )
     }
 
     pub fn json(status: u16, body: Value) -> Canned {
@@ -229,7 +235,9 @@ impl FakeDiscord {
     }
 
     async fn start_inner(tls: Option<Arc<TestTls>>) -> FakeDiscord {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State {
             token: TEST_TOKEN.to_string(),
@@ -247,8 +255,19 @@ impl FakeDiscord {
             windows: HashMap::new(),
         }));
         let connections = Arc::new(AtomicUsize::new(0));
-        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), state.clone(), connections.clone()));
-        FakeDiscord { addr, tls, state, connections, accept_task }
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            tls.clone(),
+            state.clone(),
+            connections.clone(),
+        ));
+        FakeDiscord {
+            addr,
+            tls,
+            state,
+            connections,
+            accept_task,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -301,7 +320,12 @@ impl FakeDiscord {
 
     /// Next `n` calls (any route) get `resp`.
     pub fn push_n(&self, n: usize, resp: Canned) {
-        self.lock().scripts.push_back(Script { method: None, path_prefix: None, left: Some(n), resp });
+        self.lock().scripts.push_back(Script {
+            method: None,
+            path_prefix: None,
+            left: Some(n),
+            resp,
+        });
     }
 
     /// Next `n` calls with this method whose path starts with `path_prefix`
@@ -317,7 +341,12 @@ impl FakeDiscord {
 
     /// Every call gets `resp` until [`FakeDiscord::clear_script`].
     pub fn always(&self, resp: Canned) {
-        self.lock().scripts.push_back(Script { method: None, path_prefix: None, left: None, resp });
+        self.lock().scripts.push_back(Script {
+            method: None,
+            path_prefix: None,
+            left: None,
+            resp,
+        });
     }
 
     /// Forget all scripted responses.
@@ -350,12 +379,20 @@ impl FakeDiscord {
 
     /// Number of calls to a route template, e.g. `"PATCH /channels/{id}/messages/{id}"`.
     pub fn count(&self, route: &str) -> usize {
-        self.lock().calls.iter().filter(|c| c.route == route).count()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.route == route)
+            .count()
     }
 
     /// Number of calls answered with `status`.
     pub fn count_status(&self, status: u16) -> usize {
-        self.lock().calls.iter().filter(|c| c.status == status).count()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.status == status)
+            .count()
     }
 
     /// Message id → current message JSON (after edits).
@@ -425,7 +462,8 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 Some(t) => {
-                    let hs = tokio::time::timeout(Duration::from_secs(10), t.acceptor.accept(sock)).await;
+                    let hs = tokio::time::timeout(Duration::from_secs(10), t.acceptor.accept(sock))
+                        .await;
                     if let Ok(Ok(s)) = hs {
                         serve_connection(s, state, conn_no).await;
                     }
@@ -462,29 +500,49 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
-                let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let find = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                };
                 if find("transfer-encoding").is_some() {
                     return None;
                 }
-                let len: usize = find("content-length").map(|v| v.trim().parse().ok()).unwrap_or(Some(0))?;
+                let len: usize = find("content-length")
+                    .map(|v| v.trim().parse().ok())
+                    .unwrap_or(Some(0))?;
                 if len > 1024 * 1024 {
                     return None;
                 }
                 let conn = find("connection").unwrap_or_default().to_ascii_lowercase();
-                let close = conn.contains("close") || (version == 0 && !conn.contains("keep-alive"));
+                let close =
+                    conn.contains("close") || (version == 0 && !conn.contains("keep-alive"));
                 buf.drain(..n);
                 while buf.len() < len {
                     let mut chunk = [0u8; 8192];
-                    let r = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk)).await;
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk)).await;
                     match r {
                         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                         Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
                     }
                 }
                 let body: Vec<u8> = buf.drain(..len).collect();
-                return Some(Parsed { method, target, headers, body, close });
+                return Some(Parsed {
+                    method,
+                    target,
+                    headers,
+                    body,
+                    close,
+                });
             }
             Ok(httparse::Status::Partial) => {}
             Err(_) => return None,
@@ -501,13 +559,24 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
     }
 }
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, state: Arc<Mutex<State>>, conn_no: usize) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    state: Arc<Mutex<State>>,
+    conn_no: usize,
+) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
         if is_refusing(&state) {
             return;
         }
-        let resp = handle(&state, req.method, &req.target, req.headers, &req.body, conn_no);
+        let resp = handle(
+            &state,
+            req.method,
+            &req.target,
+            req.headers,
+            &req.body,
+            conn_no,
+        );
         if let Some(d) = resp.delay {
             tokio::time::sleep(d).await;
         }
@@ -551,7 +620,13 @@ fn reason(status: u16) -> &'static str {
 /// `/channels/123/messages/456` → `/channels/{id}/messages/{id}`.
 fn route_template(path: &str) -> String {
     path.split('/')
-        .map(|seg| if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) { "{id}" } else { seg })
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -585,7 +660,10 @@ fn handle(
         let pos = s.scripts.iter().position(|sc| {
             sc.left != Some(0)
                 && sc.method.as_deref().map_or(true, |m| m == method)
-                && sc.path_prefix.as_deref().map_or(true, |p| path.starts_with(p))
+                && sc
+                    .path_prefix
+                    .as_deref()
+                    .map_or(true, |p| path.starts_with(p))
         });
         if let Some(i) = pos {
             if let Some(sc) = s.scripts.get_mut(i) {
@@ -600,19 +678,35 @@ fn handle(
             }
         }
         // 2. Authentication.
-        let auth = headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.as_str());
+        let auth = headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.as_str());
         if auth != Some(&format!("Bot {}", s.token)) {
             break 'resp Canned::unauthorized();
         }
         // 3. Emulated rate limit (per channel).
         let mut rl_headers = Vec::new();
         if let (Some(limit), Some(ch)) = (s.limit, channel.as_ref()) {
-            let w = s.windows.entry(ch.clone()).or_insert(Window { start: now, used: 0 });
+            let w = s.windows.entry(ch.clone()).or_insert(Window {
+                start: now,
+                used: 0,
+            });
             if now.duration_since(w.start) >= limit.window {
-                *w = Window { start: now, used: 0 };
+                *w = Window {
+                    start: now,
+                    used: 0,
+                };
             }
-            let reset_after = limit.window.saturating_sub(now.duration_since(w.start)).as_secs_f64();
-            let reset_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() + reset_after;
+            let reset_after = limit
+                .window
+                .saturating_sub(now.duration_since(w.start))
+                .as_secs_f64();
+            let reset_epoch = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                + reset_after;
             let bucket = format!("fake-{ch}");
             if w.used >= limit.limit {
                 break 'resp Canned::json(
@@ -634,17 +728,30 @@ fn handle(
                 ("X-RateLimit-Limit".to_string(), limit.limit.to_string()),
                 ("X-RateLimit-Remaining".to_string(), remaining.to_string()),
                 ("X-RateLimit-Reset".to_string(), format!("{reset_epoch:.3}")),
-                ("X-RateLimit-Reset-After".to_string(), format!("{reset_after:.3}")),
+                (
+                    "X-RateLimit-Reset-After".to_string(),
+                    format!("{reset_after:.3}"),
+                ),
             ];
         }
         // 4. The real handlers.
         let mut resp = match (method.as_str(), segs.as_slice()) {
             ("POST", ["channels", ch, "messages"]) => {
                 let Some(Value::Object(fields)) = body.clone() else {
-                    break 'resp Canned::json(400, json!({ "message": "Cannot send an empty message", "code": 50006 }));
+                    break 'resp Canned::json(
+                        400,
+                        json!({ "message": "Cannot send an empty message", "code": 50006 }),
+                    );
                 };
-                let nonce = fields.get("nonce").and_then(|n| n.as_str().map(str::to_string).or_else(|| Some(n.to_string())));
-                let enforce = fields.get("enforce_nonce").and_then(Value::as_bool).unwrap_or(false);
+                let nonce = fields.get("nonce").and_then(|n| {
+                    n.as_str()
+                        .map(str::to_string)
+                        .or_else(|| Some(n.to_string()))
+                });
+                let enforce = fields
+                    .get("enforce_nonce")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 if let (Some(n), true) = (nonce.as_ref(), enforce) {
                     if let Some(existing) = s.nonces.get(&(ch.to_string(), n.clone())).cloned() {
                         if let Some(m) = s.messages.get(&existing) {
@@ -668,12 +775,21 @@ fn handle(
                 Canned::json(200, msg)
             }
             ("PATCH", ["channels", ch, "messages", mid]) => {
-                let known = s.messages.get(*mid).is_some_and(|m| m.get("channel_id") == Some(&json!(ch)));
+                let known = s
+                    .messages
+                    .get(*mid)
+                    .is_some_and(|m| m.get("channel_id") == Some(&json!(ch)));
                 if !known {
-                    break 'resp Canned::json(404, json!({ "message": "Unknown Message", "code": 10008 }));
+                    break 'resp Canned::json(
+                        404,
+                        json!({ "message": "Unknown Message", "code": 10008 }),
+                    );
                 }
                 let Some(Value::Object(fields)) = body.clone() else {
-                    break 'resp Canned::json(400, json!({ "message": "Invalid Form Body", "code": 50035 }));
+                    break 'resp Canned::json(
+                        400,
+                        json!({ "message": "Invalid Form Body", "code": 50035 }),
+                    );
                 };
                 let Some(Value::Object(msg)) = s.messages.get_mut(*mid) else {
                     break 'resp not_found();
@@ -683,15 +799,24 @@ fn handle(
                         msg.insert(k, v);
                     }
                 }
-                msg.insert("edited_timestamp".into(), json!("2026-01-01T00:00:00+00:00"));
+                msg.insert(
+                    "edited_timestamp".into(),
+                    json!("2026-01-01T00:00:00+00:00"),
+                );
                 let msg = Value::Object(msg.clone());
-                s.history.entry(mid.to_string()).or_default().push(msg.clone());
+                s.history
+                    .entry(mid.to_string())
+                    .or_default()
+                    .push(msg.clone());
                 Canned::json(200, msg)
             }
-            ("GET", ["users", "@me"]) => {
-                Canned::json(200, json!({ "id": "1000000000000000001", "username": "fake-bot", "bot": true }))
+            ("GET", ["users", "@me"]) => Canned::json(
+                200,
+                json!({ "id": "1000000000000000001", "username": "fake-bot", "bot": true }),
+            ),
+            ("GET", ["channels", ch]) => {
+                Canned::json(200, json!({ "id": ch, "type": 0, "name": "builds" }))
             }
-            ("GET", ["channels", ch]) => Canned::json(200, json!({ "id": ch, "type": 0, "name": "builds" })),
             ("GET", ["gateway", "bot"]) => Canned::json(
                 200,
                 json!({ "url": s.gateway_url, "shards": 1,
