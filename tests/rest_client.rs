@@ -545,3 +545,31 @@ fn rest_futures_and_stream_are_send() {
     let fut2 = rest.gateway_bot();
     assert_send(&fut2);
 }
+
+#[tokio::test]
+async fn emulated_limit_answers_429_to_a_client_that_did_not_know_and_it_recovers() {
+    let fake = FakeDiscord::start().await;
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 2,
+        window: Duration::from_secs(3),
+    }));
+    let a = rest(&fake);
+    for _ in 0..2 {
+        a.create_message(CH, &json!({ "content": "a" }))
+            .await
+            .expect("a");
+    }
+    // A second client has not seen the bucket headers: it gets one 429, waits, retries.
+    let b = rest(&fake);
+    b.create_message(CH, &json!({ "content": "b" }))
+        .await
+        .expect("b after 429");
+    assert_eq!(fake.count_status(429), 1);
+    let limited = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.status == 429)
+        .expect("a 429 call");
+    assert_eq!(limited.path, format!("/channels/{CH}/messages"));
+    assert_eq!(fake.messages().len(), 3);
+}
