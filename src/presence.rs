@@ -6,7 +6,16 @@
 //! watch channel; the gateway task sends it to Discord (op 3), coalescing
 //! and rate limiting as needed. Publishing only on change keeps the gateway's
 //! 120-per-minute send budget for things that matter.
+use crate::shutdown::Shutdown;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{timeout, MissedTickBehavior};
 
 /// The four statuses a bot may set for itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,5 +113,205 @@ impl Presence {
             "status": self.status.as_str(),
             "afk": false,
         })
+    }
+}
+
+/// How long one health check may take at most.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest health response we read.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Result of one GET: status code and body, or what went wrong.
+pub type ProbeResult = Result<(u16, Vec<u8>), String>;
+/// What [`Probe::get`] returns.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeResult> + Send + 'a>>;
+
+/// Performs the health GET. The shared HTTP client implements this in
+/// production; [`LoopbackProbe`] covers plain `http://` (the default, our own
+/// `/health` over loopback).
+pub trait Probe: Send + Sync {
+    fn get<'a>(&'a self, url: &'a str) -> ProbeFuture<'a>;
+}
+
+/// Minimal HTTP/1.1 GET over plain TCP for `http://host:port/path` URLs,
+/// bounded in size; the caller applies the timeout.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoopbackProbe;
+
+impl Probe for LoopbackProbe {
+    fn get<'a>(&'a self, url: &'a str) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let rest = url.strip_prefix("http://").ok_or("only http:// health URLs are supported here")?;
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+                None => (rest, "/"),
+            };
+            if authority.is_empty() || authority.contains(['\r', '\n', ' ']) || path.contains(['\r', '\n', ' ']) {
+                return Err("invalid health URL".to_string());
+            }
+            let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+            let addr = if has_port { authority.to_string() } else { format!("{authority}:80") };
+            let mut tcp = TcpStream::connect(addr).await.map_err(|e| format!("health check: {e}"))?;
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: drone-discord\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            );
+            tcp.write_all(request.as_bytes()).await.map_err(|e| format!("health check: {e}"))?;
+            let mut buf = Vec::new();
+            (&mut tcp)
+                .take(MAX_RESPONSE_BYTES as u64)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| format!("health check: {e}"))?;
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            let body_start = match response.parse(&buf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                _ => return Err("health check: malformed response".to_string()),
+            };
+            let code = response.code.ok_or("health check: no status code")?;
+            Ok((code, buf.get(body_start..).unwrap_or_default().to_vec()))
+        })
+    }
+}
+
+/// One check: `Ok(())` when healthy, else the reason.
+async fn check(probe: &dyn Probe, url: &str) -> Result<(), String> {
+    match timeout(CHECK_TIMEOUT, probe.get(url)).await {
+        Err(_) => Err("health check timed out".to_string()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((200, _))) => Ok(()),
+        Ok(Ok((code, body))) => {
+            let reason = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string));
+            Err(reason.unwrap_or_else(|| format!("health check returned {code}")))
+        }
+    }
+}
+
+/// Poll `check_url` every `interval` and publish the desired presence, only
+/// when it changes. Returns on shutdown.
+pub async fn run(
+    check_url: String,
+    interval: Duration,
+    unhealthy_mode: UnhealthyMode,
+    probe: Arc<dyn Probe>,
+    tx: watch::Sender<Presence>,
+    shutdown: Shutdown,
+) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = ticker.tick() => {}
+        }
+        let result = tokio::select! {
+            _ = shutdown.wait() => return,
+            r = check(probe.as_ref(), &check_url) => r,
+        };
+        let desired = match &result {
+            Ok(()) => Presence::healthy(),
+            Err(reason) => Presence::unhealthy(unhealthy_mode, reason),
+        };
+        let changed = tx.send_if_modified(|current| {
+            if *current == desired {
+                false
+            } else {
+                *current = desired;
+                true
+            }
+        });
+        if changed {
+            match &result {
+                Ok(()) => tracing::info!(status = "online", "presence: healthy"),
+                Err(reason) => tracing::info!(reason = %reason, "presence: unhealthy"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn healthy_is_online_watching_drone() {
+        let v = Presence::healthy().to_json();
+        assert_eq!(
+            v,
+            json!({"since": null, "afk": false, "status": "online",
+                   "activities": [{"type": 3, "name": "Drone"}]})
+        );
+    }
+
+    #[test]
+    fn unhealthy_modes() {
+        let p = Presence::unhealthy(UnhealthyMode::Invisible, "store: disk full");
+        assert_eq!(p.to_json()["status"], "invisible");
+        assert_eq!(p.to_json()["activities"], json!([]));
+        let long = "é".repeat(300);
+        let p = Presence::unhealthy(UnhealthyMode::Dnd, &long);
+        let state = p.activity.as_ref().and_then(|a| a.state.clone()).unwrap_or_default();
+        assert_eq!(state.chars().count(), MAX_STATE_CHARS);
+        assert_eq!(p.to_json()["activities"][0]["type"], 4);
+        assert_eq!(p.to_json()["status"], "dnd");
+        let p = Presence::unhealthy(UnhealthyMode::Dnd, "   ");
+        assert_eq!(p.activity.and_then(|a| a.state).as_deref(), Some("unhealthy"));
+    }
+
+    /// Answers from a script: each GET pops the next answer (the last repeats).
+    struct Scripted(Mutex<Vec<ProbeResult>>);
+
+    impl Probe for Scripted {
+        fn get<'a>(&'a self, _url: &'a str) -> ProbeFuture<'a> {
+            let answer = match self.0.lock() {
+                Ok(mut script) if script.len() > 1 => script.remove(0),
+                Ok(script) => script.first().cloned().unwrap_or(Err("empty script".into())),
+                Err(_) => Err("poisoned".into()),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_publishes_only_changes_with_reason() {
+        let ok = || Ok((200, b"{\"status\":\"ok\"}".to_vec()));
+        let bad = || Ok((503, b"{\"status\":\"unhealthy\",\"reason\":\"discord: 401\"}".to_vec()));
+        let script = vec![ok(), ok(), bad(), bad(), Err("connection refused".to_string()), ok()];
+        let probe = Arc::new(Scripted(Mutex::new(script)));
+        let (tx, mut rx) = watch::channel(Presence::unhealthy(UnhealthyMode::Invisible, "starting"));
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let task = tokio::spawn(run(
+            "http://127.0.0.1:1/health".into(),
+            Duration::from_secs(10),
+            UnhealthyMode::Dnd,
+            probe,
+            tx,
+            shutdown,
+        ));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            rx.changed().await.expect("publisher alive");
+            seen.push(rx.borrow_and_update().clone());
+        }
+        let reason = |p: &Presence| p.activity.as_ref().and_then(|a| a.state.clone());
+        assert_eq!(seen[0], Presence::healthy());
+        assert_eq!(seen[1].status, OnlineStatus::Dnd);
+        assert_eq!(reason(&seen[1]).as_deref(), Some("discord: 401"));
+        assert_eq!(reason(&seen[2]).as_deref(), Some("connection refused"));
+        assert_eq!(seen[3], Presence::healthy());
+        // Healthy repeats forever now: no further publications.
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert!(!rx.has_changed().unwrap_or(true));
+        trigger.fire();
+        task.await.expect("presence task ends on shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn non_json_error_body_uses_status_code() {
+        let probe = Scripted(Mutex::new(vec![Ok((500, b"<html>".to_vec()))]));
+        assert_eq!(check(&probe, "x").await, Err("health check returned 500".to_string()));
     }
 }

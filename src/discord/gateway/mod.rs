@@ -5,8 +5,11 @@
 //! backoff and send budgets.
 //!
 //! * [`machine`]: the pure state machine (frames and time in, actions out).
+//! * [`conn`]: the driver that runs it over tokio-tungstenite.
 //! * [`jitter`]: tiny randomness for heartbeats and backoff.
+pub mod conn;
 pub mod jitter;
 pub mod machine;
 
+pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, TcpConnector, WsIo};
 pub use machine::{SessionStartLimit, Token, Tuning};
