@@ -6,14 +6,12 @@
 //! watch channel; the gateway task sends it to Discord (op 3), coalescing
 //! and rate limiting as needed. Publishing only on change keeps the gateway's
 //! 120-per-minute send budget for things that matter.
+use crate::http::client::{Client, Url};
 use crate::shutdown::Shutdown;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout, MissedTickBehavior};
 
@@ -118,58 +116,31 @@ impl Presence {
 
 /// How long one health check may take at most.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest health response we read.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Most of a health response body we look at for `reason`.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Result of one GET: status code and body, or what went wrong.
 pub type ProbeResult = Result<(u16, Vec<u8>), String>;
 /// What [`Probe::get`] returns.
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeResult> + Send + 'a>>;
 
-/// Performs the health GET. The shared HTTP client implements this in
-/// production; [`LoopbackProbe`] covers plain `http://` (the default, our own
-/// `/health` over loopback).
+/// Performs the health GET; the shared HTTP [`Client`] in production, a
+/// script in unit tests.
 pub trait Probe: Send + Sync {
     fn get<'a>(&'a self, url: &'a str) -> ProbeFuture<'a>;
 }
 
-/// Minimal HTTP/1.1 GET over plain TCP for `http://host:port/path` URLs,
-/// bounded in size; the caller applies the timeout.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LoopbackProbe;
-
-impl Probe for LoopbackProbe {
+impl Probe for Client {
     fn get<'a>(&'a self, url: &'a str) -> ProbeFuture<'a> {
         Box::pin(async move {
-            let rest = url.strip_prefix("http://").ok_or("only http:// health URLs are supported here")?;
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
-                None => (rest, "/"),
-            };
-            if authority.is_empty() || authority.contains(['\r', '\n', ' ']) || path.contains(['\r', '\n', ' ']) {
-                return Err("invalid health URL".to_string());
-            }
-            let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
-            let addr = if has_port { authority.to_string() } else { format!("{authority}:80") };
-            let mut tcp = TcpStream::connect(addr).await.map_err(|e| format!("health check: {e}"))?;
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: drone-discord\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-            );
-            tcp.write_all(request.as_bytes()).await.map_err(|e| format!("health check: {e}"))?;
-            let mut buf = Vec::new();
-            (&mut tcp)
-                .take(MAX_RESPONSE_BYTES as u64)
-                .read_to_end(&mut buf)
+            let url = Url::parse(url).map_err(|e| format!("health check: {e}"))?;
+            let response = self
+                .request("GET", &url, &[("Accept", "application/json")], None)
                 .await
                 .map_err(|e| format!("health check: {e}"))?;
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut response = httparse::Response::new(&mut headers);
-            let body_start = match response.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                _ => return Err("health check: malformed response".to_string()),
-            };
-            let code = response.code.ok_or("health check: no status code")?;
-            Ok((code, buf.get(body_start..).unwrap_or_default().to_vec()))
+            let mut body = response.body;
+            body.truncate(MAX_BODY_BYTES);
+            Ok((response.status, body))
         })
     }
 }
@@ -195,7 +166,7 @@ pub async fn run(
     check_url: String,
     interval: Duration,
     unhealthy_mode: UnhealthyMode,
-    probe: Arc<dyn Probe>,
+    http: impl Probe,
     tx: watch::Sender<Presence>,
     shutdown: Shutdown,
 ) {
@@ -208,7 +179,7 @@ pub async fn run(
         }
         let result = tokio::select! {
             _ = shutdown.wait() => return,
-            r = check(probe.as_ref(), &check_url) => r,
+            r = check(&http, &check_url) => r,
         };
         let desired = match &result {
             Ok(()) => Presence::healthy(),
@@ -280,7 +251,7 @@ mod tests {
         let ok = || Ok((200, b"{\"status\":\"ok\"}".to_vec()));
         let bad = || Ok((503, b"{\"status\":\"unhealthy\",\"reason\":\"discord: 401\"}".to_vec()));
         let script = vec![ok(), ok(), bad(), bad(), Err("connection refused".to_string()), ok()];
-        let probe = Arc::new(Scripted(Mutex::new(script)));
+        let probe = Scripted(Mutex::new(script));
         let (tx, mut rx) = watch::channel(Presence::unhealthy(UnhealthyMode::Invisible, "starting"));
         let (trigger, shutdown) = crate::shutdown::channel();
         let task = tokio::spawn(run(

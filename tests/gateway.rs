@@ -4,9 +4,10 @@
 #[path = "support/fake_gateway.rs"]
 mod fake_gateway;
 
-use drone_discord::discord::gateway::{self, GatewayConfig, TcpConnector, Token, Tuning};
+use drone_discord::discord::gateway::{self, GatewayConfig, Token, Tuning};
+use drone_discord::http::client::{Client, ClientOptions};
 use drone_discord::health::{Component, Health};
-use drone_discord::presence::{self, LoopbackProbe, OnlineStatus, Presence, UnhealthyMode};
+use drone_discord::presence::{self, OnlineStatus, Presence, UnhealthyMode};
 use drone_discord::shutdown::{self, Trigger};
 use fake_gateway::{FakeConn, FakeGateway, WAIT};
 use serde_json::Value;
@@ -21,11 +22,15 @@ use tokio::task::JoinHandle;
 const TOKEN: &str = "fake-token-for-tests";
 const BEAT_MS: u64 = 150;
 
-struct Client {
+struct Running {
     task: JoinHandle<()>,
     presence: watch::Sender<Presence>,
     health: Arc<Health>,
     trigger: Trigger,
+}
+
+fn http_client() -> Client {
+    Client::new(ClientOptions::default()).expect("client")
 }
 
 fn tuning() -> Tuning {
@@ -38,11 +43,11 @@ fn tuning() -> Tuning {
     }
 }
 
-fn start_client(fake: &FakeGateway) -> Client {
+fn start_client(fake: &FakeGateway) -> Running {
     let cfg = GatewayConfig {
         url: fake.url(),
         token: Token::new(TOKEN),
-        connector: Arc::new(TcpConnector),
+        connector: Arc::new(http_client()),
         session_start_limit: None,
         tuning: tuning(),
     };
@@ -50,7 +55,7 @@ fn start_client(fake: &FakeGateway) -> Client {
     let health = Arc::new(Health::new());
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(gateway::run(cfg, rx, health.clone(), shutdown));
-    Client { task, presence, health, trigger }
+    Running { task, presence, health, trigger }
 }
 
 /// Hello → Identify → READY on a fresh connection; returns the identify payload.
@@ -93,7 +98,7 @@ async fn wait_gateway_status(health: &Health, pred: impl Fn(&str, bool) -> bool)
     result.expect("gateway status did not reach the expected state")
 }
 
-async fn stop(client: Client) {
+async fn stop(client: Running) {
     client.trigger.fire();
     tokio::time::timeout(WAIT, client.task).await.expect("run returns on shutdown").expect("no panic");
 }
@@ -184,8 +189,8 @@ async fn server_close_4000_resumes() {
     let mut conn = fake.next_conn().await;
     establish(&fake, &mut conn).await;
     conn.dispatch(8, "GUILD_CREATE");
-    conn.expect_op(1).await; // the dispatch has been processed once a beat after it went out
-    conn.expect_op(1).await;
+    // Once a beat carries seq 8 the client has processed the dispatch.
+    while conn.expect_op(1).await["d"] != 8 {}
     conn.close(4000);
     expect_resume(&mut fake, 8).await;
     stop(client).await;
@@ -276,7 +281,7 @@ async fn presence_task_follows_health_and_reaches_the_gateway() {
         url,
         Duration::from_millis(100),
         UnhealthyMode::Dnd,
-        Arc::new(LoopbackProbe),
+        http_client(),
         client.presence.clone(),
         presence_shutdown,
     ));

@@ -6,12 +6,13 @@
 //! (JSON parsing of small frames is the heaviest thing it does), so
 //! heartbeats go out on time (pitfall 8).
 //!
-//! How a stream is opened is injected through [`Connector`], so TLS (the
-//! shared HTTP client's `connect`) stays out of this file; [`TcpConnector`]
-//! covers plain `ws://` for tests and local fakes.
+//! How a stream is opened is injected through [`Connector`]; the shared
+//! HTTP [`Client`] implements it (TCP for `ws://`, TLS for `wss://`), so TLS
+//! stays out of this file.
 use super::jitter::Jitter;
 use super::machine::{Action, Event, Machine, MachineConfig, SessionStartLimit, Token, Tuning};
 use crate::health::{Component, Health, Status};
+use crate::http::client::{Client, Url};
 use crate::presence::Presence;
 use crate::shutdown::Shutdown;
 use futures_util::{SinkExt, StreamExt};
@@ -23,7 +24,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -56,25 +56,14 @@ pub trait Connector: Send + Sync {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a>;
 }
 
-/// Plain TCP for `ws://host:port/...` URLs only (tests, local fakes).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpConnector;
-
-impl Connector for TcpConnector {
+/// The shared HTTP client opens gateway streams too: plain TCP for `ws://`,
+/// TLS with SNI and webpki roots for `wss://`, bounded by its connect timeout.
+impl Connector for Client {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let rest = url.strip_prefix("ws://").ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "TcpConnector only speaks ws:// (wss:// needs TLS)")
-            })?;
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            if authority.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "gateway URL has no host"));
-            }
-            let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
-            let addr = if has_port { authority.to_string() } else { format!("{authority}:80") };
-            let tcp = TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
-            Ok(Box::new(tcp) as BoxIo)
+            let url = Url::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let stream = Client::connect(self, &url).await.map_err(|e| io::Error::other(e.to_string()))?;
+            Ok(Box::new(stream) as BoxIo)
         })
     }
 }

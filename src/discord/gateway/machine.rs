@@ -701,6 +701,9 @@ impl Machine {
         self.heartbeat = None;
         self.handshake_deadline = None;
         self.presence_retry_at = None;
+        // An op 3 may have been lost with the old connection: after RESUMED,
+        // send the desired presence again rather than trust our memory.
+        self.shown = None;
         if let Some(since) = self.active_since.take() {
             if now.saturating_duration_since(since) >= self.tuning.stable_after {
                 self.attempts = 0;

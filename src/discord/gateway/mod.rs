@@ -11,5 +11,5 @@ pub mod conn;
 pub mod jitter;
 pub mod machine;
 
-pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, TcpConnector, WsIo};
+pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, WsIo};
 pub use machine::{SessionStartLimit, Token, Tuning};

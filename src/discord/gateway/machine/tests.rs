@@ -480,3 +480,13 @@ fn token_accepts_bot_prefix() {
     assert_eq!(Token::new(" Bot abc ").expose(), "abc");
     assert_eq!(Token::new("abc").expose(), "abc");
 }
+
+#[test]
+fn presence_is_reasserted_after_resume() {
+    let (mut m, t0) = active(0.5);
+    m.handle(t0, Event::Frame(r#"{"op":7,"d":null}"#));
+    m.handle(t0, Event::Connected);
+    assert_eq!(ops(&m.handle(t0, Event::Frame(&hello(1000)))), vec![6]);
+    let a = m.handle(t0, Event::Frame(r#"{"op":0,"s":2,"t":"RESUMED","d":{}}"#));
+    assert_eq!(sends(&a), vec![json!({"op": 3, "d": Presence::healthy().to_json()})]);
+}
