@@ -114,6 +114,19 @@ impl Presence {
     }
 }
 
+/// The default `HEALTHCHECK_URL`: this process's own `/health` over
+/// loopback (an unspecified listen address such as `0.0.0.0` is reached via
+/// 127.0.0.1 / ::1).
+pub fn default_check_url(listen: std::net::SocketAddr) -> String {
+    let port = listen.port();
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("http://127.0.0.1:{port}/health"),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("http://[::1]:{port}/health"),
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}/health"),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}/health"),
+    }
+}
+
 /// How long one health check may take at most.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most of a health response body we look at for `reason`.
@@ -215,6 +228,14 @@ mod tests {
             json!({"since": null, "afk": false, "status": "online",
                    "activities": [{"type": 3, "name": "Drone"}]})
         );
+    }
+
+    #[test]
+    fn default_check_url_is_loopback() {
+        let url = |s: &str| default_check_url(s.parse().expect("addr"));
+        assert_eq!(url("0.0.0.0:5000"), "http://127.0.0.1:5000/health");
+        assert_eq!(url("[::]:5000"), "http://[::1]:5000/health");
+        assert_eq!(url("192.168.1.2:80"), "http://192.168.1.2:80/health");
     }
 
     #[test]

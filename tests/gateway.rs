@@ -44,12 +44,16 @@ fn tuning() -> Tuning {
 }
 
 fn start_client(fake: &FakeGateway) -> Running {
+    start_client_with(fake, tuning())
+}
+
+fn start_client_with(fake: &FakeGateway, tuning: Tuning) -> Running {
     let cfg = GatewayConfig {
         url: fake.url(),
         token: Token::new(TOKEN),
         connector: Arc::new(http_client()),
         session_start_limit: None,
-        tuning: tuning(),
+        tuning,
     };
     let (presence, rx) = watch::channel(Presence::healthy());
     let health = Arc::new(Health::new());
@@ -193,6 +197,19 @@ async fn server_close_4000_resumes() {
     while conn.expect_op(1).await["d"] != 8 {}
     conn.close(4000);
     expect_resume(&mut fake, 8).await;
+    stop(client).await;
+}
+
+#[tokio::test]
+async fn silent_server_hits_the_hello_timeout_and_client_retries() {
+    let mut fake = FakeGateway::start().await;
+    let client = start_client_with(&fake, Tuning { hello_timeout: Duration::from_millis(300), ..tuning() });
+    let mut conn = fake.next_conn().await; // never says Hello
+    let code = conn.expect_closed().await;
+    assert!(code.is_some_and(|c| c != 1000 && c != 1001), "{code:?}");
+    let mut conn = fake.next_conn().await;
+    establish(&fake, &mut conn).await;
+    wait_gateway_status(&client.health, |d, ok| ok && d == "connected").await;
     stop(client).await;
 }
 

@@ -80,6 +80,13 @@ pub struct GatewayConfig {
     pub tuning: Tuning,
 }
 
+impl GatewayConfig {
+    /// Defaults for everything but where and who.
+    pub fn new(url: impl Into<String>, token: Token, connector: Arc<dyn Connector>) -> Self {
+        GatewayConfig { url: url.into(), token, connector, session_start_limit: None, tuning: Tuning::default() }
+    }
+}
+
 impl fmt::Debug for GatewayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayConfig")
@@ -277,4 +284,26 @@ async fn close_ws(mut ws: Ws, code: u16) {
     })
     .await;
     tracing::debug!(code, "gateway connection closed by us");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::client::ClientOptions;
+
+    #[test]
+    fn config_debug_hides_the_token() {
+        let client = Client::new(ClientOptions::default()).expect("client");
+        let cfg = GatewayConfig::new("wss://gateway.discord.gg", Token::new("Bot very.SECRET.token"), Arc::new(client));
+        let printed = format!("{cfg:?}");
+        assert!(printed.contains("gateway.discord.gg"));
+        assert!(!printed.contains("SECRET"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn client_connector_refuses_non_websocket_urls() {
+        let client = Client::new(ClientOptions::default()).expect("client");
+        let err = Connector::connect(&client, "not a url").await.err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::InvalidInput));
+    }
 }

@@ -67,6 +67,19 @@ pub struct SessionStartLimit {
     pub reset_after: Duration,
 }
 
+/// Discord's identify window; a `reset_after` beyond it is not believed.
+const MAX_RESET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+impl From<&crate::discord::rest::SessionStartLimit> for SessionStartLimit {
+    fn from(l: &crate::discord::rest::SessionStartLimit) -> Self {
+        SessionStartLimit {
+            total: u32::try_from(l.total).unwrap_or(u32::MAX),
+            remaining: u32::try_from(l.remaining).unwrap_or(u32::MAX),
+            reset_after: Duration::from_millis(l.reset_after).min(MAX_RESET_AFTER),
+        }
+    }
+}
+
 /// Timing knobs; the defaults follow Discord's notes, tests shrink them.
 #[derive(Clone, Debug)]
 pub struct Tuning {
@@ -337,7 +350,7 @@ impl Machine {
             budget: cfg.session_start_limit.map(|l| Budget {
                 total: l.total,
                 remaining: l.remaining,
-                reset_at: now + l.reset_after,
+                reset_at: now + l.reset_after.min(MAX_RESET_AFTER),
             }),
             last_identify: None,
         }

@@ -490,3 +490,16 @@ fn presence_is_reasserted_after_resume() {
     let a = m.handle(t0, Event::Frame(r#"{"op":0,"s":2,"t":"RESUMED","d":{}}"#));
     assert_eq!(sends(&a), vec![json!({"op": 3, "d": Presence::healthy().to_json()})]);
 }
+
+#[test]
+fn session_start_limit_from_rest_is_clamped() {
+    let rest = crate::discord::rest::SessionStartLimit {
+        total: 1000,
+        remaining: 3,
+        reset_after: u64::MAX,
+        max_concurrency: 1,
+    };
+    let l = SessionStartLimit::from(&rest);
+    assert_eq!((l.total, l.remaining), (1000, 3));
+    assert_eq!(l.reset_after, Duration::from_secs(24 * 3600));
+}
