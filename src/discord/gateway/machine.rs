@@ -33,6 +33,9 @@ pub const SEND_WINDOW: Duration = Duration::from_secs(60);
 pub const CLOSE_RESUMABLE: u16 = 4000;
 /// The close code that ends the session (bot goes offline): only on shutdown.
 pub const CLOSE_NORMAL: u16 = 1000;
+/// Heartbeat interval bounds we accept from Hello (ms).
+const MIN_HEARTBEAT_MS: u64 = 100;
+const MAX_HEARTBEAT_MS: u64 = 600_000;
 /// Longest `resume_gateway_url` / `session_id` we keep from READY.
 const MAX_SESSION_FIELD: usize = 512;
 
@@ -492,9 +495,9 @@ impl Machine {
             self.reconnect(now, "bad Hello", Duration::ZERO, out);
             return;
         }
-        // Ten minutes is far above anything Discord sends; cap so a bogus value
-        // cannot switch off zombie detection.
-        let interval = Duration::from_millis(interval_ms.min(600_000));
+        // Discord sends ~41 s. Clamp so a bogus value can neither switch off
+        // zombie detection (huge) nor spin the loop (tiny).
+        let interval = Duration::from_millis(interval_ms.clamp(MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS));
         self.heartbeat = Some(Heartbeat {
             interval,
             next: now + interval.mul_f64(self.jitter.sample()),

@@ -503,3 +503,20 @@ fn session_start_limit_from_rest_is_clamped() {
     assert_eq!((l.total, l.remaining), (1000, 3));
     assert_eq!(l.reset_after, Duration::from_secs(24 * 3600));
 }
+
+#[test]
+fn absurd_heartbeat_intervals_are_clamped() {
+    let (mut m, t0) = machine_with(cfg(), 0.999);
+    m.start(t0);
+    m.handle(t0, Event::Connected);
+    m.handle(t0, Event::Frame(&hello(1)));
+    let first = m.next_deadline().expect("beat scheduled");
+    assert!(first >= t0 + Duration::from_millis(99), "{:?}", first - t0);
+    let (mut m, t0) = machine_with(cfg(), 0.0);
+    m.start(t0);
+    m.handle(t0, Event::Connected);
+    m.handle(t0, Event::Frame(&json!({"op": 10, "d": {"heartbeat_interval": u64::MAX}}).to_string()));
+    m.handle(t0, Event::Frame(&ready(1)));
+    assert_eq!(ops(&m.handle(t0, Event::Tick)), vec![1]);
+    assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(600)));
+}
