@@ -59,13 +59,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// What the bot shows while the service is unhealthy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnhealthyPresence {
-    /// Appear offline.
-    Invisible,
-    /// Do-not-disturb, with the reason as the custom status.
-    Dnd,
-}
+pub use crate::presence::UnhealthyMode as UnhealthyPresence;
 
 /// Where Discord messages go.
 #[derive(Clone, Debug)]
