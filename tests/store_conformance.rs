@@ -21,7 +21,9 @@ fn embedded() -> Embedded {
     Embedded { dir: tempfile::tempdir().expect("create a temporary directory") }
 }
 
-macro_rules! embedded_cases {
+/// One test per conformance case, for the embedded store and (feature
+/// `mongodb`) for MongoDB.
+macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         mod embedded {
             $(
@@ -31,10 +33,74 @@ macro_rules! embedded_cases {
                 }
             )*
         }
+
+        #[cfg(feature = "mongodb")]
+        mod mongo {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(b) = super::mongo_backend::from_env() else { return };
+                    drone_discord::store::conformance::$case(&b).await;
+                    b.cleanup(stringify!($case)).await;
+                }
+            )*
+        }
     };
 }
 
-embedded_cases!(
+/// MongoDB, when `MONGODB_URI` points at a server: every case gets a fresh
+/// database named `<run prefix>_<case>`, dropped when the case passes.
+#[cfg(feature = "mongodb")]
+mod mongo_backend {
+    use drone_discord::store::conformance::Backend;
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Result;
+
+    pub struct Mongo {
+        uri: String,
+        prefix: String,
+    }
+
+    pub fn from_env() -> Option<Mongo> {
+        match std::env::var("MONGODB_URI") {
+            Ok(uri) if !uri.is_empty() => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0);
+                Some(Mongo { uri, prefix: format!("ddt{}x{nanos:08x}", std::process::id()) })
+            }
+            _ => {
+                eprintln!("skipping MongoDB conformance: MONGODB_URI not set");
+                None
+            }
+        }
+    }
+
+    impl Mongo {
+        fn db(&self, name: &str) -> String {
+            // MongoDB database names stay below 64 bytes.
+            let mut db = format!("{}_{name}", self.prefix);
+            db.truncate(63);
+            db
+        }
+
+        pub async fn cleanup(&self, name: &str) {
+            if let Ok(s) = MongoStore::connect(&self.uri, &self.db(name)).await {
+                let _ = s.drop_database().await;
+            }
+        }
+    }
+
+    impl Backend for Mongo {
+        type S = MongoStore;
+        async fn open(&self, name: &str) -> Result<MongoStore> {
+            MongoStore::connect(&self.uri, &self.db(name)).await
+        }
+    }
+}
+
+cases!(
     reopen_keeps_everything,
     unkeyed_events_get_their_own_key,
     queue_order_per_key,

@@ -192,6 +192,16 @@ impl MongoStore {
     /// [`StoreError::Config`] line (unreachable server, bad credentials, bad
     /// database name), with the password redacted.
     pub async fn connect(uri: &str, db: &str) -> Result<Self> {
+        let store = Self::connect_read_only(uri, db).await?;
+        store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
+        store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
+        tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
+        Ok(store)
+    }
+
+    /// Connect and ping, without writing or creating indexes: for reading
+    /// another database (the old service's, see `migrate`).
+    pub async fn connect_read_only(uri: &str, db: &str) -> Result<Self> {
         check_db_name(db)?;
         let mut options = ClientOptions::parse(uri).await.map_err(|e| startup_error(uri, db, e))?;
         // Short timeouts so a wrong host fails start-up in seconds; a URI
@@ -203,11 +213,12 @@ impl MongoStore {
         let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
         database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
-        let store = MongoStore { db: database, name: db.to_owned() };
-        store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
-        store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
-        tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
-        Ok(store)
+        Ok(MongoStore { db: database, name: db.to_owned() })
+    }
+
+    /// A raw collection of this database.
+    pub fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
     }
 
     /// The database in use.
