@@ -122,3 +122,36 @@ cases!(
 async fn embedded_run_all() {
     conformance::run_all(&embedded()).await;
 }
+
+/// The import of the old service's `build` collection, read over the wire
+/// (MongoDB when `MONGODB_URI` is set), into the embedded store.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_migrate_imports_the_old_build_collection() {
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Store;
+    use mongodb::bson::doc;
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("skipping MongoDB migration test: MONGODB_URI not set");
+        return;
+    };
+    let db = format!("ddt{}_old_service", std::process::id());
+    let old = MongoStore::connect(&uri, &db).await.expect("connect");
+    old.collection("build")
+        .insert_many(vec![
+            doc! { "id": 2088i64, "status": "running", "messageId": "1100000000000000001", "data": { "updated": 1_621_129_500i64 } },
+            doc! { "id": 2089i64, "status": "success", "messageId": "1100000000000000002", "data": {} },
+            doc! { "id": 2090i64, "status": "pending" },
+        ])
+        .await
+        .expect("seed the old collection");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let first = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import");
+    assert_eq!((first.read, first.imported, first.already_present, first.skipped), (3, 2, 0, 1), "{first}");
+    let m = store.message("build:2088").await.expect("read").expect("imported");
+    assert_eq!((m.channel_id.as_str(), m.message_id.as_str(), m.status.as_str(), m.updated_ms), ("42", "1100000000000000001", "running", 1_621_129_500_000));
+    let again = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import again");
+    assert_eq!((again.read, again.imported, again.already_present, again.skipped), (3, 0, 2, 1), "{again}");
+    let _ = old.drop_database().await;
+}
