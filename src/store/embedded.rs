@@ -62,6 +62,9 @@ const MAX_BATCH: usize = 512;
 const PRUNE_PER_COMMIT: usize = 64;
 /// Version byte in front of every encoded event / dead letter.
 const ENCODING_V1: u8 = 1;
+/// Longest a caller waits for a read or a write confirmation: a stalled disk
+/// (a dying SD card) turns into `Unavailable` instead of a hung webhook.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long (in 10 ms steps) a reopen waits for in-flight reads.
 const REOPEN_WAIT_STEPS: u32 = 500;
 
@@ -73,6 +76,8 @@ pub struct EmbeddedStore {
     leases: Arc<Mutex<Leases>>,
     writer: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// [`OP_TIMEOUT`], shortened by tests.
+    op_timeout: Duration,
 }
 
 /// How the database file is opened (a seam for tests that inject I/O errors).
@@ -231,7 +236,7 @@ impl EmbeddedStore {
                 .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?
         };
         tracing::info!(path = %file_shown, "embedded store open");
-        Ok(EmbeddedStore { shared, leases, writer: Some(tx), thread: Some(thread) })
+        Ok(EmbeddedStore { shared, leases, writer: Some(tx), thread: Some(thread), op_timeout: OP_TIMEOUT })
     }
 
     /// Where the database file lives.
@@ -243,7 +248,12 @@ impl EmbeddedStore {
         let (reply, rx) = oneshot::channel();
         let sender = self.writer.as_ref().ok_or_else(writer_gone)?;
         sender.send(Request { op, reply }).map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
+        match tokio::time::timeout(self.op_timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| writer_gone())?,
+            // The write may still land later (a stalled disk); the caller
+            // only learns that it was not confirmed in time.
+            Err(_) => Err(StoreError::Unavailable(format!("store write not confirmed within {:?}", self.op_timeout))),
+        }
     }
 
     async fn write_done(&self, op: Op) -> Result<()> {
@@ -256,9 +266,11 @@ impl EmbeddedStore {
         F: FnOnce(&Database) -> Result<T> + Send + 'static,
     {
         let db = self.shared.current()?;
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?
+        let task = tokio::task::spawn_blocking(move || f(&db));
+        match tokio::time::timeout(self.op_timeout, task).await {
+            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?,
+            Err(_) => Err(StoreError::Unavailable(format!("store read took longer than {:?}", self.op_timeout))),
+        }
     }
 }
 
@@ -1072,15 +1084,49 @@ mod tests {
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
     }
 
-    /// A file backend whose writes and syncs fail with ENOSPC while `full` is set.
+    /// A file backend whose writes and syncs fail with ENOSPC while `full` is
+    /// set, and hang while `stalled` is set.
     #[derive(Debug)]
     struct FlakyDisk {
         inner: redb::backends::FileBackend,
         full: Arc<std::sync::atomic::AtomicBool>,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[derive(Clone, Default)]
+    struct DiskFaults {
+        full: Arc<std::sync::atomic::AtomicBool>,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl DiskFaults {
+        fn opener(&self) -> Box<Opener> {
+            let faults = self.clone();
+            Box::new(move |path: &Path| {
+                let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+                let inner = redb::backends::FileBackend::new(file)?;
+                Database::builder().set_check_integrity_on_open(true).create_with_backend(FlakyDisk {
+                    inner,
+                    full: Arc::clone(&faults.full),
+                    stalled: Arc::clone(&faults.stalled),
+                })
+            })
+        }
+
+        fn set_full(&self, on: bool) {
+            self.full.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn set_stalled(&self, on: bool) {
+            self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     impl FlakyDisk {
         fn check(&self) -> std::io::Result<()> {
+            while self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             if self.full.load(std::sync::atomic::Ordering::SeqCst) {
                 Err(std::io::Error::from_raw_os_error(28))
             } else {
@@ -1151,19 +1197,11 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_is_unavailable_and_the_store_recovers_when_space_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&full);
-        let opener: Box<Opener> = Box::new(move |path: &Path| {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-            let inner = redb::backends::FileBackend::new(file)?;
-            Database::builder()
-                .set_check_integrity_on_open(true)
-                .create_with_backend(FlakyDisk { inner, full: Arc::clone(&flag) })
-        });
-        let s = EmbeddedStore::open_with(dir.path(), opener).unwrap();
+        let faults = DiskFaults::default();
+        let s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
         assert_eq!(s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept")).await.unwrap(), Appended::Queued(1));
 
-        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        faults.set_full(true);
         let unavailable = |r: Result<()>, what: &str| match r {
             Err(StoreError::Unavailable(_)) => {}
             other => panic!("{what}: expected Unavailable on a full disk, got {other:?}"),
@@ -1172,13 +1210,47 @@ mod tests {
         unavailable(s.probe().await, "probe");
         unavailable(s.put_message("build:1", msg("m")).await, "put_message");
 
-        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        faults.set_full(false);
         s.probe().await.expect("the store recovers by itself once the disk has room again");
         let pending = s.pending(10).await.unwrap();
         assert_eq!(pending.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(), vec![&b"kept"[..]]);
         // The refused append left nothing behind: its replay key is free.
         assert_eq!(s.append(ev(Some("build:1"), 3, Some("sig-2"), b"again")).await.unwrap(), Appended::Queued(2));
         assert_eq!(s.append(ev(Some("build:1"), 4, Some("sig-1"), b"")).await.unwrap(), Appended::Duplicate(1));
+    }
+
+    /// A stalled disk turns into `Unavailable` after [`OP_TIMEOUT`] instead
+    /// of a caller that waits forever; the write itself lands once the disk
+    /// moves again. The disk stalls until the test releases it, so the short
+    /// timeout used here fires however slow the machine is.
+    #[tokio::test]
+    async fn a_stalled_disk_times_out_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let mut s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
+        s.op_timeout = Duration::from_millis(200);
+        s.append(ev(Some("build:1"), 1, None, b"first")).await.unwrap();
+
+        faults.set_stalled(true);
+        // Declared after the store, so it is dropped (unstalling the disk)
+        // before the store joins its writer, even if an assertion fails.
+        struct Unstall(DiskFaults);
+        impl Drop for Unstall {
+            fn drop(&mut self) {
+                self.0.set_stalled(false);
+            }
+        }
+        let _unstall = Unstall(faults.clone());
+        match s.append(ev(Some("build:1"), 2, None, b"slow")).await {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("not confirmed"), "{m}"),
+            other => panic!("expected Unavailable after the timeout, got {other:?}"),
+        }
+        faults.set_stalled(false);
+        s.op_timeout = OP_TIMEOUT;
+
+        s.probe().await.unwrap();
+        let bodies: Vec<Vec<u8>> = s.pending(10).await.unwrap().into_iter().map(|e| e.body).collect();
+        assert_eq!(bodies, vec![b"first".to_vec(), b"slow".to_vec()], "the unconfirmed write still landed");
     }
 
     #[tokio::test]
