@@ -57,6 +57,9 @@ const META_PROBE: &str = "probe";
 
 /// Most write requests folded into one commit.
 const MAX_BATCH: usize = 512;
+/// Stop adding requests to a commit once their payloads reach this size, so
+/// a burst of large webhooks does not build one huge transaction in memory.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Most expired replay keys removed per commit, so pruning never makes one
 /// commit slow; a backlog drains over the following commits.
 const PRUNE_PER_COMMIT: usize = 64;
@@ -91,6 +94,8 @@ struct Shared {
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     opener: Box<Opener>,
+    /// Write batches handled by the writer (one commit each when all goes well).
+    batches: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -176,6 +181,16 @@ enum Op {
     Probe,
 }
 
+impl Op {
+    /// Payload bytes, for the batch size limit.
+    fn size(&self) -> usize {
+        match self {
+            Op::Append(ev) => ev.body.len(),
+            _ => 0,
+        }
+    }
+}
+
 enum Reply {
     Appended(Appended),
     Done,
@@ -214,6 +229,10 @@ impl EmbeddedStore {
         let path = dir.join(FILE_NAME);
         let file_shown = path.display().to_string();
         let db = opener(&path).map_err(|e| open_error(&file_shown, e))?;
+        // The queue holds webhook bodies: readable by the service user only.
+        if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
+            tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
+        }
         // Create every table once so read transactions always find them, and
         // prove that the file is writable right now.
         {
@@ -224,7 +243,7 @@ impl EmbeddedStore {
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
-        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener });
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
         let leases = Arc::new(Mutex::new(Leases::new()));
         let (tx, rx) = mpsc::channel();
         let thread = {
@@ -470,10 +489,14 @@ impl<'t> Tables<'t> {
 fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
     let mut broken = false;
     while let Ok(first) = rx.recv() {
+        let mut bytes = first.op.size();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    bytes += r.op.size();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
@@ -485,7 +508,10 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             }
         }
         let results = match shared.current() {
-            Ok(db) => commit_batch(&db, &ops),
+            Ok(db) => {
+                shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                commit_batch(&db, &ops)
+            }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
         // redb refuses every later write on a handle that saw an I/O error:
@@ -871,6 +897,8 @@ mod tests {
         }
         let mode = std::fs::metadata(&state).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+        let mode = std::fs::metadata(state.join(FILE_NAME)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         let s = EmbeddedStore::open(&state).unwrap();
         let pending = s.pending(10).await.unwrap();
         let got: Vec<(Seq, &str, &[u8])> = pending.iter().map(|e| (e.seq, e.key.as_str(), e.body.as_slice())).collect();
@@ -1251,6 +1279,38 @@ mod tests {
         s.probe().await.unwrap();
         let bodies: Vec<Vec<u8>> = s.pending(10).await.unwrap().into_iter().map(|e| e.body).collect();
         assert_eq!(bodies, vec![b"first".to_vec(), b"slow".to_vec()], "the unconfirmed write still landed");
+    }
+
+    /// Writes that arrive while a commit is in progress share the next one.
+    /// The disk is stalled while they queue up, so the batching does not
+    /// depend on timing: 64 appends take at most 2 commits, not 64.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_writes_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let s = Arc::new(EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap());
+        let batches = |s: &EmbeddedStore| s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
+        let before = batches(&s);
+        faults.set_stalled(true);
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move { s.append(ev(None, i, Some(&format!("sig-{i}")), b"x")).await })
+            })
+            .collect();
+        // On this single-threaded runtime one yield lets every task run up to
+        // its wait for the writer, i.e. after it has queued its request.
+        tokio::task::yield_now().await;
+        faults.set_stalled(false);
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap().seq());
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 64, "every append got its own seq");
+        let used = batches(&s) - before;
+        assert!((1..=2).contains(&used), "64 waiting appends used {used} commits");
     }
 
     #[tokio::test]
