@@ -21,7 +21,14 @@
 //! Multi-step writes are ordered so that a crash between the steps repeats
 //! work instead of losing it: `complete` stores the message, then deletes the
 //! events, then the lease; `dead_letter` upserts the dead letters before
-//! deleting the events. All writes use `w: majority, j: true`.
+//! deleting exactly those events. All writes use `w: majority, j: true`.
+//!
+//! One difference from the embedded store: a seq is allocated before its
+//! event is inserted, so two appends racing *for the same key* may become
+//! visible out of seq order for a moment. Drone sends one build's webhooks
+//! one after the other (each waits for our answer), so this needs a client
+//! that sends updates of one build concurrently; the result is then at
+//! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
 use super::{
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
@@ -479,6 +486,10 @@ impl MongoStore {
     }
 
     async fn op_dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        // Delete exactly the events that were copied aside: an append whose
+        // lower seq only became visible after the read stays pending instead
+        // of vanishing without a dead letter.
+        let mut moved = Vec::new();
         for ev in self.events_upto(key, upto).await? {
             let mut d = event_doc(ev.seq, &ev.key, &NewEvent {
                 key: None,
@@ -496,8 +507,14 @@ impl MongoStore {
                 .upsert(true)
                 .await
                 .map_err(|e| unavailable("insert dead letter", e))?;
+            moved.push(id);
         }
-        self.delete_events(key, upto).await?;
+        if !moved.is_empty() {
+            self.events()
+                .delete_many(doc! { "_id": { "$in": moved } })
+                .await
+                .map_err(|e| unavailable("delete dead-lettered events", e))?;
+        }
         self.drop_lease(key, owner).await
     }
 
