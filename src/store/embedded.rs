@@ -1256,9 +1256,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = DiskFaults::default();
         let mut s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
-        s.op_timeout = Duration::from_millis(200);
         s.append(ev(Some("build:1"), 1, None, b"first")).await.unwrap();
 
+        // Only the stalled write meets the short limit.
+        s.op_timeout = Duration::from_millis(200);
         faults.set_stalled(true);
         // Declared after the store, so it is dropped (unstalling the disk)
         // before the store joins its writer, even if an assertion fails.
