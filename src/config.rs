@@ -1,1 +1,666 @@
-//! TODO
+//! Configuration, read once at start-up and validated as a whole.
+//!
+//! Sources, strongest first: command-line flags, the process environment, an
+//! env file given with `--env-file` (the old Python service's `.env` works as
+//! is). Settings use the old service's variable names. Secrets may also come
+//! from `NAME_FILE` (a path) or from systemd credentials in
+//! `$CREDENTIALS_DIRECTORY`, so they need not sit in the environment.
+//!
+//! Any problem is a [`ConfigError`] whose `Display` is one line naming the
+//! setting and how to fix it; `main` prints it and exits with code 2.
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest env file or secret file we read.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself. Call sites are the few places that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A configuration problem: the setting's name and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the bot shows while the service is unhealthy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnhealthyPresence {
+    /// Appear offline.
+    Invisible,
+    /// Do-not-disturb, with the reason as the custom status.
+    Dnd,
+}
+
+/// Where Discord messages go.
+#[derive(Clone, Debug)]
+pub struct DiscordConfig {
+    pub token: Secret,
+    pub channel_id: String,
+    pub api_base: String,
+    /// Gateway URL override (`ws://` allowed for tests); `None` → ask `GET /gateway/bot`.
+    pub gateway_url: Option<String>,
+}
+
+/// Which store backs the queue.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// The embedded store in this directory.
+    Embedded { dir: PathBuf },
+    /// MongoDB at this URI (may hold a password), using this database.
+    Mongo { uri: Secret, database: String },
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub webhook_secret: Secret,
+    /// `None` in dry-run: events are rendered and logged, not sent.
+    pub discord: Option<DiscordConfig>,
+    pub dry_run: bool,
+    pub listen_addr: SocketAddr,
+    pub store: StoreConfig,
+    /// Signature `Date` window; `None` disables the check.
+    pub date_window: Option<Duration>,
+    pub max_body_bytes: usize,
+    /// What the presence task checks; `None` → this process's own `/health`.
+    pub healthcheck_url: Option<String>,
+    pub healthcheck_interval: Duration,
+    pub gateway_enabled: bool,
+    pub unhealthy_presence: UnhealthyPresence,
+    /// Extra CA bundle for the REST/gateway TLS (`SSL_CERT_FILE`).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `drone_discord=debug,info`.
+    pub log_filter: String,
+}
+
+/// The merged key/value settings: env file, then the process environment,
+/// then flags (each layer overrides the previous), plus the credentials dir.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    values: HashMap<String, String>,
+    credentials_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Settings from an optional env file and the process environment.
+    pub fn load(env_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        if let Some(path) = env_file {
+            let text = read_small_file(path).map_err(|e| ConfigError::new("--env-file", e))?;
+            for (k, v) in parse_env_file(&text).map_err(|e| ConfigError::new("--env-file", e))? {
+                s.values.insert(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if let (Some(k), Some(v)) = (k.to_str(), v.to_str()) {
+                s.values.insert(k.to_string(), v.to_string());
+            }
+        }
+        s.credentials_dir = s.values.get("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from);
+        Ok(s)
+    }
+
+    /// Settings from explicit pairs only (tests, `--env-file`-free callers).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Settings
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let values: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let credentials_dir = values.get("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from);
+        Settings { values, credentials_dir }
+    }
+
+    /// Override a setting (flags do this with the setting's env name).
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.values.insert(name.to_string(), value.into());
+    }
+
+    /// A non-empty plain setting.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// A secret: `NAME`, else the file named by `NAME_FILE`, else the systemd
+    /// credential `cred`. Setting both `NAME` and `NAME_FILE` is an error.
+    pub fn secret(&self, name: &str, cred: &str) -> Result<Option<Secret>, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        match (self.values.get(name).filter(|v| !v.is_empty()), self.get(&file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError::new(name, format!("both {name} and {file_var} are set; keep one"))),
+            (Some(v), None) => Ok(Some(Secret(v.clone()))),
+            (None, Some(path)) => read_secret_file(Path::new(path)).map(Some).map_err(|e| ConfigError::new(&file_var, e)),
+            (None, None) => match &self.credentials_dir {
+                Some(dir) => {
+                    let path = dir.join(cred);
+                    if path.exists() {
+                        read_secret_file(&path).map(Some).map_err(|e| {
+                            ConfigError::new(name, format!("systemd credential {cred}: {e}"))
+                        })
+                    } else {
+                        Ok(None)
+                    }
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| ConfigError::new(name, format!("{v:?} is not {what}"))),
+        }
+    }
+}
+
+/// Flags of `serve` that override settings (already mapped by `main`).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub dry_run: bool,
+    pub no_gateway: bool,
+}
+
+/// Systemd credential names for the secrets.
+pub const CRED_WEBHOOK_SECRET: &str = "drone-webhook-secret";
+pub const CRED_DISCORD_TOKEN: &str = "discord-token";
+pub const CRED_MONGODB_URI: &str = "mongodb-uri";
+
+impl Config {
+    /// Validate `settings` into a config for `serve`.
+    pub fn from_settings(s: &Settings, o: &Overrides) -> Result<Config, ConfigError> {
+        let webhook_secret = s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)?.ok_or_else(|| {
+            ConfigError::new(
+                "DRONE_WEBHOOK_SECRET",
+                "not set; set it to the same value as DRONE_WEBHOOK_SECRET on the Drone server \
+                 (or DRONE_WEBHOOK_SECRET_FILE, or the systemd credential drone-webhook-secret)",
+            )
+        })?;
+        if webhook_secret.expose().len() < 8 {
+            return Err(ConfigError::new("DRONE_WEBHOOK_SECRET", "shorter than 8 characters; use a long random value"));
+        }
+
+        let dry_run = o.dry_run || parse_bool(s, "DRY_RUN")?.unwrap_or(false);
+        let discord = if dry_run {
+            None
+        } else {
+            Some(discord_config(s)?)
+        };
+
+        let listen_addr = s
+            .parse::<SocketAddr>("LISTEN_ADDR", "an address like 0.0.0.0:5000")?
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5000)));
+
+        let store = store_config(s)?;
+
+        let date_window = match s.parse::<u64>("SIGNATURE_DATE_WINDOW", "a number of seconds (0 disables)")? {
+            None => Some(Duration::from_secs(300)),
+            Some(0) => None,
+            Some(n) => Some(Duration::from_secs(n)),
+        };
+        let max_body_bytes = s.parse::<usize>("MAX_BODY_BYTES", "a number of bytes")?.unwrap_or(1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::new("MAX_BODY_BYTES", "must be between 1024 and 67108864"));
+        }
+
+        let healthcheck_url = s.get("HEALTHCHECK_URL").map(str::to_string);
+        if let Some(url) = &healthcheck_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new("HEALTHCHECK_URL", format!("{url:?} is not an http:// or https:// URL")));
+            }
+        }
+        let interval = s.parse::<u64>("HEALTHCHECK_INTERVAL", "a number of seconds")?.unwrap_or(10);
+        if !(1..=3600).contains(&interval) {
+            return Err(ConfigError::new("HEALTHCHECK_INTERVAL", "must be between 1 and 3600 seconds"));
+        }
+
+        let gateway_enabled = !o.no_gateway && !parse_bool(s, "NO_GATEWAY")?.unwrap_or(false) && discord.is_some();
+        let unhealthy_presence = match s.get("UNHEALTHY_PRESENCE").unwrap_or("invisible") {
+            "invisible" | "offline" => UnhealthyPresence::Invisible,
+            "dnd" => UnhealthyPresence::Dnd,
+            other => {
+                return Err(ConfigError::new("UNHEALTHY_PRESENCE", format!("{other:?} is not one of: invisible, dnd")))
+            }
+        };
+
+        let extra_ca_file = s.get("SSL_CERT_FILE").map(PathBuf::from);
+        if let Some(p) = &extra_ca_file {
+            if !p.is_file() {
+                return Err(ConfigError::new("SSL_CERT_FILE", format!("{} is not a readable file", p.display())));
+            }
+        }
+        let log_filter = s.get("RUST_LOG").or_else(|| s.get("LOG_LEVEL")).unwrap_or("info").to_string();
+
+        Ok(Config {
+            webhook_secret,
+            discord,
+            dry_run,
+            listen_addr,
+            store,
+            date_window,
+            max_body_bytes,
+            healthcheck_url,
+            healthcheck_interval: Duration::from_secs(interval),
+            gateway_enabled,
+            unhealthy_presence,
+            extra_ca_file,
+            log_filter,
+        })
+    }
+}
+
+/// Token, channel and API base, all required outside dry-run.
+pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
+    let token = s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)?.ok_or_else(|| {
+        ConfigError::new(
+            "DISCORD_TOKEN",
+            "not set; set the bot token (or DISCORD_TOKEN_FILE, or the systemd credential discord-token), \
+             or run with --dry-run to log messages instead of sending them",
+        )
+    })?;
+    let t = token.expose();
+    if t.len() < 20 || t.chars().any(|c| c.is_whitespace() || c.is_control()) || t.starts_with("Bot ") {
+        return Err(ConfigError::new(
+            "DISCORD_TOKEN",
+            "does not look like a bot token (no spaces, no \"Bot \" prefix; copy it from the Developer Portal)",
+        ));
+    }
+    let channel_id = s.get("DISCORD_CHANNEL_ID").map(str::to_string).ok_or_else(|| {
+        ConfigError::new(
+            "DISCORD_CHANNEL_ID",
+            "not set; set it to the channel's id (Developer Mode, right-click the channel, Copy Channel ID)",
+        )
+    })?;
+    if !is_snowflake(&channel_id) {
+        return Err(ConfigError::new(
+            "DISCORD_CHANNEL_ID",
+            format!("{channel_id:?} is not a Discord id (digits only, e.g. 123456789012345678)"),
+        ));
+    }
+    let api_base = s.get("DISCORD_API_BASE_URL").unwrap_or("https://discord.com/api/v10").trim_end_matches('/').to_string();
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        return Err(ConfigError::new("DISCORD_API_BASE_URL", format!("{api_base:?} is not an http(s):// URL")));
+    }
+    let gateway_url = s.get("DISCORD_GATEWAY_URL").map(str::to_string);
+    if let Some(g) = &gateway_url {
+        if !(g.starts_with("wss://") || g.starts_with("ws://")) {
+            return Err(ConfigError::new("DISCORD_GATEWAY_URL", format!("{g:?} is not a ws:// or wss:// URL")));
+        }
+    }
+    Ok(DiscordConfig { token, channel_id, api_base, gateway_url })
+}
+
+/// The embedded store unless MongoDB is asked for (`STORE`, `MONGODB_URI`, `MONGO_HOST`).
+pub fn store_config(s: &Settings) -> Result<StoreConfig, ConfigError> {
+    let mongo_uri = s.secret("MONGODB_URI", CRED_MONGODB_URI)?;
+    let wants_mongo = match s.get("STORE") {
+        Some("embedded") => false,
+        Some("mongodb") => true,
+        Some(other) => return Err(ConfigError::new("STORE", format!("{other:?} is not one of: embedded, mongodb"))),
+        None => mongo_uri.is_some() || s.get("MONGO_HOST").is_some(),
+    };
+    if !wants_mongo {
+        let dir = s
+            .get("STATE_DIR")
+            .or_else(|| s.get("STATE_DIRECTORY").and_then(|d| d.split(':').next()))
+            .unwrap_or("./data");
+        return Ok(StoreConfig::Embedded { dir: PathBuf::from(dir) });
+    }
+    if !cfg!(feature = "mongodb") {
+        let which = if mongo_uri.is_some() { "MONGODB_URI" } else if s.get("MONGO_HOST").is_some() { "MONGO_HOST" } else { "STORE" };
+        return Err(ConfigError::new(
+            which,
+            "asks for MongoDB but this build has no MongoDB support; use a build with --features mongodb, \
+             or set STORE=embedded to use the embedded store",
+        ));
+    }
+    let database = s.get("MONGO_DATABASE").unwrap_or("drone_discord").to_string();
+    if database.is_empty() || database.len() > 63 || database.chars().any(|c| "/\\. \"$".contains(c)) {
+        return Err(ConfigError::new("MONGO_DATABASE", format!("{database:?} is not a valid MongoDB database name")));
+    }
+    let uri = match mongo_uri {
+        Some(u) => {
+            if !(u.expose().starts_with("mongodb://") || u.expose().starts_with("mongodb+srv://")) {
+                return Err(ConfigError::new("MONGODB_URI", "must start with mongodb:// or mongodb+srv://"));
+            }
+            u
+        }
+        None => {
+            let host = s.get("MONGO_HOST").ok_or_else(|| ConfigError::new("MONGO_HOST", "not set"))?;
+            let port = s.parse::<u16>("MONGO_PORT", "a port number")?.unwrap_or(27017);
+            let user = s.get("MONGO_INITDB_ROOT_USERNAME");
+            let pass = s.secret("MONGO_INITDB_ROOT_PASSWORD", "mongo-password")?;
+            Secret(mongo_uri_from_parts(host, port, user, pass.as_ref().map(Secret::expose)))
+        }
+    };
+    Ok(StoreConfig::Mongo { uri, database })
+}
+
+/// The old service's MongoDB variables as a connection string: the root user
+/// authenticates against `admin`, as the official image creates it.
+pub fn mongo_uri_from_parts(host: &str, port: u16, user: Option<&str>, password: Option<&str>) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    match user {
+        Some(u) => format!(
+            "mongodb://{}:{}@{host}:{port}/?authSource=admin",
+            percent_encode(u),
+            percent_encode(password.unwrap_or(""))
+        ),
+        None => format!("mongodb://{host}:{port}/"),
+    }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
+    match s.get(name).map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(other) => Err(ConfigError::new(name, format!("{other:?} is not true or false"))),
+    }
+}
+
+/// Discord ids are unsigned 64-bit integers written in decimal.
+pub fn is_snowflake(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
+}
+
+fn read_small_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display()));
+    }
+    Ok(text)
+}
+
+/// A secret file's content, without its trailing newline.
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let text = read_small_file(path)?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret(value))
+}
+
+/// Parse a dotenv-style file: `KEY=value`, `export KEY=value`, `#` comments,
+/// blank lines, single- or double-quoted values (double quotes understand
+/// `\n`, `\"`, `\\`), and ` #` trailing comments after unquoted values.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=value", i + 1))?;
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("line {}: {key:?} is not a variable name", i + 1));
+        }
+        let value = value.trim();
+        let value = if let Some(rest) = value.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = rest.chars();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' => match chars.next() {
+                        Some('n') => v.push('\n'),
+                        Some(other) => v.push(other),
+                        None => break,
+                    },
+                    c => v.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("line {}: unterminated double quote", i + 1));
+            }
+            v
+        } else if let Some(rest) = value.strip_prefix('\'') {
+            match rest.find('\'') {
+                Some(end) => rest[..end].to_string(),
+                None => return Err(format!("line {}: unterminated single quote", i + 1)),
+            }
+        } else {
+            match value.find(" #") {
+                Some(pos) => value[..pos].trim_end().to_string(),
+                None => value.to_string(),
+            }
+        };
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz012345";
+
+    fn base() -> Settings {
+        Settings::from_pairs([
+            ("DRONE_WEBHOOK_SECRET", "webhook-secret"),
+            ("DISCORD_TOKEN", TOKEN),
+            ("DISCORD_CHANNEL_ID", "123456789012345678"),
+        ])
+    }
+
+    fn err(s: &Settings, o: &Overrides) -> ConfigError {
+        match Config::from_settings(s, o) {
+            Err(e) => e,
+            Ok(_) => panic!("expected a configuration error"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_settings(&base(), &Overrides::default()).unwrap();
+        assert_eq!(c.listen_addr, "0.0.0.0:5000".parse().unwrap());
+        assert_eq!(c.date_window, Some(Duration::from_secs(300)));
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.healthcheck_interval, Duration::from_secs(10));
+        assert!(c.gateway_enabled);
+        let d = c.discord.unwrap();
+        assert_eq!(d.api_base, "https://discord.com/api/v10");
+        assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("./data")));
+    }
+
+    #[test]
+    fn missing_secret_names_the_setting() {
+        let e = err(&Settings::from_pairs([("DISCORD_TOKEN", TOKEN)]), &Overrides::default());
+        assert_eq!(e.setting, "DRONE_WEBHOOK_SECRET");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn token_required_unless_dry_run() {
+        let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET", "webhook-secret")]);
+        let e = err(&s, &Overrides::default());
+        assert_eq!(e.setting, "DISCORD_TOKEN");
+        assert!(e.problem.contains("--dry-run"));
+        let c = Config::from_settings(&s, &Overrides { dry_run: true, ..Default::default() }).unwrap();
+        assert!(c.discord.is_none() && c.dry_run && !c.gateway_enabled);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (k, v) in [
+            ("DISCORD_CHANNEL_ID", "general"),
+            ("LISTEN_ADDR", "5000"),
+            ("HEALTHCHECK_INTERVAL", "0"),
+            ("HEALTHCHECK_URL", "localhost/health"),
+            ("UNHEALTHY_PRESENCE", "away"),
+            ("DISCORD_API_BASE_URL", "discord.com"),
+            ("DISCORD_GATEWAY_URL", "https://gateway"),
+            ("SIGNATURE_DATE_WINDOW", "-1"),
+            ("MAX_BODY_BYTES", "10"),
+            ("STORE", "postgres"),
+            ("DRY_RUN", "maybe"),
+        ] {
+            let mut s = base();
+            s.set(k, v);
+            assert_eq!(err(&s, &Overrides::default()).setting, k, "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn token_is_never_printed() {
+        let c = Config::from_settings(&base(), &Overrides::default()).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains(TOKEN) && !dbg.contains("webhook-secret"), "{dbg}");
+        let mut s = base();
+        s.set("DISCORD_TOKEN", format!("Bot {TOKEN}"));
+        let e = err(&s, &Overrides::default());
+        assert!(!e.to_string().contains(TOKEN));
+    }
+
+    #[test]
+    fn secret_from_file_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-a-file-secret\n").unwrap();
+        let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET_FILE", f.to_str().unwrap())]);
+        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap().unwrap().expose(), "from-a-file-secret");
+
+        std::fs::write(dir.path().join(CRED_WEBHOOK_SECRET), "credential-secret").unwrap();
+        let s = Settings::from_pairs([("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
+        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap().unwrap().expose(), "credential-secret");
+
+        let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET", "x"), ("DRONE_WEBHOOK_SECRET_FILE", "/nonexistent")]);
+        assert!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).is_err());
+        let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET_FILE", "/nonexistent/secret")]);
+        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap_err().setting, "DRONE_WEBHOOK_SECRET_FILE");
+    }
+
+    #[test]
+    fn state_dir_from_systemd() {
+        let mut s = base();
+        s.set("STATE_DIRECTORY", "/var/lib/drone-discord:/var/lib/other");
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/var/lib/drone-discord")));
+        s.set("STATE_DIR", "/srv/dd");
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/srv/dd")));
+    }
+
+    #[test]
+    fn old_mongo_variables() {
+        assert_eq!(
+            mongo_uri_from_parts("mongo", 27017, Some("root"), Some("p@ss:w/rd")),
+            "mongodb://root:p%40ss%3Aw%2Frd@mongo:27017/?authSource=admin"
+        );
+        assert_eq!(mongo_uri_from_parts("::1", 27018, None, None), "mongodb://[::1]:27018/");
+        let mut s = base();
+        s.set("MONGO_HOST", "mongo");
+        let r = store_config(&s);
+        if cfg!(feature = "mongodb") {
+            assert!(matches!(r, Ok(StoreConfig::Mongo { .. })));
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.setting, "MONGO_HOST");
+            assert!(e.problem.contains("STORE=embedded"));
+        }
+        s.set("STORE", "embedded");
+        assert!(matches!(store_config(&s), Ok(StoreConfig::Embedded { .. })));
+    }
+
+    #[test]
+    fn env_file_syntax() {
+        let text = "# comment\nexport A=1\nB = \"two words\\n\" \nC='single # kept'\nD=plain # trailing\n\nE=\n";
+        let v = parse_env_file(text).unwrap();
+        assert_eq!(
+            v,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words\n".into()),
+                ("C".into(), "single # kept".into()),
+                ("D".into(), "plain".into()),
+                ("E".into(), "".into()),
+            ]
+        );
+        assert!(parse_env_file("no equals sign").is_err());
+        assert!(parse_env_file("A=\"open").is_err());
+        assert!(parse_env_file("BAD-NAME=1").is_err());
+    }
+
+    #[test]
+    fn env_file_is_weaker_than_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(".env");
+        std::fs::write(&f, "DD_TEST_ONLY_IN_FILE=file\nPATH=from-file\n").unwrap();
+        let s = Settings::load(Some(&f)).unwrap();
+        assert_eq!(s.get("DD_TEST_ONLY_IN_FILE"), Some("file"));
+        assert_ne!(s.get("PATH"), Some("from-file"));
+    }
+
+    #[test]
+    fn snowflakes() {
+        assert!(is_snowflake("123456789012345678"));
+        assert!(!is_snowflake(""));
+        assert!(!is_snowflake("12a"));
+        assert!(!is_snowflake("99999999999999999999"));
+    }
+}

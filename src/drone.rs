@@ -1,1 +1,437 @@
-//! TODO
+//! Drone CI global-webhook payload types.
+//!
+//! Drone posts one JSON document per event (`user`, `repo` or `build`, each with
+//! an action). These types mirror the fields this service uses. Drone versions
+//! differ in which fields they send, so every field is optional in practice:
+//! a missing field or an explicit `null` becomes the type's default, and fields
+//! we do not know are ignored. Parsing never panics; malformed JSON is an `Err`.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Deserialize `null` (or an absent field, with `#[serde(default)]`) as `T::default()`.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One webhook delivery from Drone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// `user`, `repo` or `build`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub event: String,
+    /// `created`, `updated`, `deleted`, `enabled` or `disabled`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub action: String,
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub repo: Option<Repo>,
+    #[serde(default)]
+    pub build: Option<Build>,
+    #[serde(default)]
+    pub system: Option<System>,
+}
+
+/// A Drone user (the actor for user/repo events, also sent with builds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub login: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub email: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub avatar: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub admin: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub machine: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub active: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub created: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated: i64,
+}
+
+/// A repository as Drone knows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Repo {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub namespace: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    /// `namespace/name`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub slug: String,
+    /// Web page of the repository at the SCM (GitHub, Gitea, ...).
+    #[serde(default, deserialize_with = "nullable")]
+    pub link: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub default_branch: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub visibility: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub private: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub active: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub counter: i64,
+}
+
+/// A build: the unit that gets one Discord message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Build {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub repo_id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub number: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub parent: i64,
+    /// See [`is_final`] and the status list there.
+    #[serde(default, deserialize_with = "nullable")]
+    pub status: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub error: String,
+    /// push, pull_request, tag, promote, rollback, cron, custom.
+    #[serde(default, deserialize_with = "nullable")]
+    pub event: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub action: String,
+    /// Link to the commit / compare / PR page at the SCM.
+    #[serde(default, deserialize_with = "nullable")]
+    pub link: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub timestamp: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub title: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub message: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub before: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub after: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub r#ref: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub source_repo: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub source: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub target: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub author_login: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub author_name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub author_email: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub author_avatar: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub sender: String,
+    /// Cron job name for `cron` builds.
+    #[serde(default, deserialize_with = "nullable")]
+    pub cron: String,
+    /// `@hook`, `@cron`, or the login of whoever started the build.
+    #[serde(default, deserialize_with = "nullable")]
+    pub trigger: String,
+    /// Promote/rollback target environment.
+    #[serde(default, deserialize_with = "nullable")]
+    pub deploy_to: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub deploy_id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub params: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub started: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub finished: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub created: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub version: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stages: Vec<Stage>,
+}
+
+/// One pipeline of a build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub number: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub r#type: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub status: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub error: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub errignore: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub exit_code: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub machine: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub os: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub arch: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub started: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stopped: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub created: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub steps: Vec<Step>,
+}
+
+/// One step of a stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    #[serde(default, deserialize_with = "nullable")]
+    pub id: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub number: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub status: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub error: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub errignore: bool,
+    #[serde(default, deserialize_with = "nullable")]
+    pub exit_code: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub started: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub stopped: i64,
+}
+
+/// The Drone server that sent the hook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    #[serde(default, deserialize_with = "nullable")]
+    pub proto: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub host: String,
+    /// Base URL of the Drone UI, e.g. `https://drone.example.com`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub link: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub version: String,
+}
+
+/// The (event, action) pairs this version understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    UserCreated,
+    UserDeleted,
+    RepoEnabled,
+    RepoDisabled,
+    BuildCreated,
+    BuildUpdated,
+}
+
+impl Kind {
+    /// `event:action`, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::UserCreated => "user:created",
+            Kind::UserDeleted => "user:deleted",
+            Kind::RepoEnabled => "repo:enabled",
+            Kind::RepoDisabled => "repo:disabled",
+            Kind::BuildCreated => "build:created",
+            Kind::BuildUpdated => "build:updated",
+        }
+    }
+}
+
+impl Webhook {
+    /// What this hook is about, or `None` for an event/action this version does not know.
+    pub fn kind(&self) -> Option<Kind> {
+        match (self.event.as_str(), self.action.as_str()) {
+            ("user", "created") => Some(Kind::UserCreated),
+            ("user", "deleted") => Some(Kind::UserDeleted),
+            ("repo", "enabled") => Some(Kind::RepoEnabled),
+            ("repo", "disabled") => Some(Kind::RepoDisabled),
+            ("build", "created") => Some(Kind::BuildCreated),
+            ("build", "updated") => Some(Kind::BuildUpdated),
+            _ => None,
+        }
+    }
+}
+
+/// Parse a webhook body. Errors (not panics) on malformed JSON, wrongly typed
+/// fields, or a top level that is not a JSON object (serde would otherwise
+/// accept `[]` as a struct written as a sequence).
+pub fn parse(body: &[u8]) -> Result<Webhook, serde_json::Error> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(serde::de::Error::custom(
+            "webhook body is not a JSON object",
+        ));
+    }
+    serde_json::from_slice(body)
+}
+
+/// Every build/stage/step status Drone uses (drone `core/status.go`).
+pub const STATUSES: [&str; 10] = [
+    "skipped",
+    "blocked",
+    "declined",
+    "waiting_on_dependencies",
+    "pending",
+    "running",
+    "success",
+    "failure",
+    "killed",
+    "error",
+];
+
+/// Every build event Drone uses (drone `core/event.go`).
+pub const EVENTS: [&str; 7] = [
+    "push",
+    "pull_request",
+    "tag",
+    "promote",
+    "rollback",
+    "cron",
+    "custom",
+];
+
+/// True for statuses a build never leaves: a later update must not overwrite them.
+pub fn is_final(status: &str) -> bool {
+    matches!(
+        status,
+        "success" | "failure" | "killed" | "error" | "declined" | "skipped"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/test/fixtures/drone/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    #[test]
+    fn every_fixture_parses_to_a_known_kind() {
+        let cases = [
+            ("build_created", Kind::BuildCreated),
+            ("build_updated", Kind::BuildUpdated),
+            ("build_success", Kind::BuildUpdated),
+            ("build_failure", Kind::BuildUpdated),
+            ("build_killed", Kind::BuildUpdated),
+            ("repo_enabled", Kind::RepoEnabled),
+            ("repo_disabled", Kind::RepoDisabled),
+            ("user_created", Kind::UserCreated),
+            ("user_deleted", Kind::UserDeleted),
+        ];
+        for (name, kind) in cases {
+            let hook = parse(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(hook.kind(), Some(kind), "{name}");
+        }
+    }
+
+    #[test]
+    fn build_fields_are_read() {
+        let hook = parse(&fixture("build_killed")).unwrap();
+        let build = hook.build.as_ref().unwrap();
+        assert_eq!(build.id, 2088);
+        assert_eq!(build.number, 189);
+        assert_eq!(build.status, "killed");
+        assert_eq!(build.trigger, "@cron");
+        assert_eq!(build.cron, "daily_updates");
+        assert_eq!(build.r#ref, "refs/heads/stable");
+        assert_eq!(build.finished, 1636759700);
+        assert_eq!(build.stages.len(), 1);
+        assert_eq!(build.stages[0].steps.len(), 2);
+        assert_eq!(build.stages[0].steps[1].name, "Update plex server(s)");
+        assert_eq!(hook.repo.as_ref().unwrap().slug, "Diesel-Net/plex");
+        assert_eq!(hook.system.as_ref().unwrap().version, "2.4.0");
+    }
+
+    #[test]
+    fn missing_and_null_fields_default() {
+        let hook = parse(br#"{"event":"build","action":"updated","build":{"id":7,"stages":null,"params":null,"message":null,"deploy_to":"prod"}}"#).unwrap();
+        assert_eq!(hook.kind(), Some(Kind::BuildUpdated));
+        let build = hook.build.unwrap();
+        assert_eq!(build.id, 7);
+        assert_eq!(build.deploy_to, "prod");
+        assert!(build.stages.is_empty());
+        assert!(build.params.is_empty());
+        assert_eq!(build.message, "");
+        assert!(hook.repo.is_none() && hook.system.is_none() && hook.user.is_none());
+
+        let empty = parse(b"{}").unwrap();
+        assert_eq!(empty.kind(), None);
+        assert_eq!(
+            parse(br#"{"event":null,"action":null,"build":null}"#).unwrap(),
+            Webhook::default()
+        );
+    }
+
+    #[test]
+    fn unknown_event_or_action_has_no_kind() {
+        for body in [
+            &br#"{"event":"build","action":"deleted"}"#[..],
+            br#"{"event":"secret","action":"created"}"#,
+            br#"{"event":"Build","action":"created"}"#,
+        ] {
+            assert_eq!(parse(body).unwrap().kind(), None);
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        for body in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"null",
+            b"\xff\xfe",
+            br#"{"build":{"id":"seven"}}"#,
+            br#"{"build":{"stages":[{"steps":{}}]}}"#,
+        ] {
+            assert!(parse(body).is_err(), "{:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn final_statuses() {
+        let finals: Vec<&str> = STATUSES.iter().copied().filter(|s| is_final(s)).collect();
+        assert_eq!(
+            finals,
+            ["skipped", "declined", "success", "failure", "killed", "error"]
+        );
+        assert!(!is_final("running"));
+        assert!(!is_final(""));
+        assert!(!is_final("SUCCESS"));
+    }
+}

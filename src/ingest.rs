@@ -1,1 +1,168 @@
-//! TODO
+//! The webhook endpoint: route, verify, parse, durably queue, answer.
+//!
+//! Drone gives each webhook one try and never retries, so this handler
+//! answers 200 only after the event is durably in the store, and answers
+//! fast: all Discord work happens later in the relay. Everything it refuses
+//! gets a specific status and a short JSON reason that never echoes a secret.
+use crate::drone;
+use crate::health::{Component, Health, Status};
+use crate::http::{Handler, Request, Response};
+use crate::signature::Verifier;
+use crate::store::{build_key, Appended, NewEvent, Store, StoreError};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// The HTTP handler for `POST /` and `GET /health`.
+pub struct Ingest<S> {
+    store: Arc<S>,
+    verifier: Verifier,
+    health: Arc<Health>,
+    /// Woken after every queued event so the relay starts at once.
+    relay_wake: Arc<Notify>,
+}
+
+impl<S: Store> Ingest<S> {
+    pub fn new(store: Arc<S>, verifier: Verifier, health: Arc<Health>, relay_wake: Arc<Notify>) -> Self {
+        Ingest { store, verifier, health, relay_wake }
+    }
+
+    fn health_response(&self, head: bool) -> Response {
+        let report = self.health.report();
+        let status = if report.healthy { 200 } else { 503 };
+        let value = serde_json::to_value(&report).unwrap_or_else(|_| json!({"status": "unknown"}));
+        let mut resp = Response::json(status, &value).with_header("Cache-Control", "no-store");
+        if head {
+            resp.body.clear();
+        }
+        resp
+    }
+
+    /// Pending events and dead letters (no bodies), for `drone-discord queue`.
+    async fn queue_response(&self) -> Response {
+        const LIMIT: usize = 100;
+        let result = async {
+            Ok::<_, StoreError>((
+                self.store.stats().await?,
+                self.store.pending(LIMIT).await?,
+                self.store.dead_letters(LIMIT).await?,
+            ))
+        }
+        .await;
+        match result {
+            Ok((stats, pending, dead)) => Response::json(
+                200,
+                &json!({
+                    "pending": stats.pending,
+                    "dead_letters": stats.dead_letters,
+                    "events": pending.iter().map(|e| json!({
+                        "id": e.seq, "key": e.key, "event": e.event, "action": e.action, "received_ms": e.received_ms,
+                    })).collect::<Vec<_>>(),
+                    "dead": dead.iter().map(|d| json!({
+                        "id": d.event.seq, "key": d.event.key, "event": d.event.event, "action": d.event.action,
+                        "reason": d.reason, "failed_ms": d.failed_ms,
+                    })).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(e) => Response::error(503, &format!("store: {}", short(&e.to_string()))),
+        }
+    }
+
+    async fn webhook(&self, req: &Request) -> Response {
+        let verified = match self.verifier.verify(&req.method, &req.target, &req.headers, &req.body, SystemTime::now()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(reason = %e, "webhook refused: signature");
+                return Response::error(401, &format!("signature: {e}")).with_log_note("refused=signature");
+            }
+        };
+
+        let hook = match drone::parse(&req.body) {
+            Ok(h) => h,
+            Err(e) => {
+                return Response::error(400, &format!("body is not a Drone webhook: {}", short(&e.to_string())))
+                    .with_log_note("refused=json");
+            }
+        };
+        if hook.event.is_empty() {
+            return Response::error(400, "body has no \"event\"");
+        }
+        if let Some(header) = req.header("x-drone-event") {
+            if !header.trim().eq_ignore_ascii_case(&hook.event) {
+                return Response::error(400, "X-Drone-Event does not match the body's \"event\"")
+                    .with_log_note("refused=event-mismatch");
+            }
+        }
+
+        let Some(kind) = hook.kind() else {
+            tracing::info!(event = %short(&hook.event), action = %short(&hook.action), "ignored: event/action not handled by this version");
+            return Response::json(200, &json!({"message": "ignored"}))
+                .with_log_note(format!("ignored={}:{}", short(&hook.event), short(&hook.action)));
+        };
+
+        let key = match (&hook.build, kind) {
+            (Some(b), drone::Kind::BuildCreated | drone::Kind::BuildUpdated) if b.id > 0 => Some(build_key(b.id)),
+            (_, drone::Kind::BuildCreated | drone::Kind::BuildUpdated) => {
+                return Response::error(400, "build event without a build id").with_log_note("refused=no-build-id");
+            }
+            _ => None,
+        };
+
+        let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let event = NewEvent {
+            key,
+            event: hook.event.clone(),
+            action: hook.action.clone(),
+            received_ms,
+            replay_key: Some(verified.signature),
+            body: req.body.clone(),
+        };
+        match self.store.append(event).await {
+            Ok(Appended::Queued(seq)) => {
+                self.health.set(Component::Store, Status::ok("writable"));
+                self.relay_wake.notify_one();
+                Response::json(200, &json!({"message": "queued", "id": seq})).with_log_note(format!("event_id={seq}"))
+            }
+            Ok(Appended::Duplicate(seq)) => {
+                tracing::info!(event_id = seq, "replayed webhook: already queued, not queued again");
+                Response::json(200, &json!({"message": "duplicate", "id": seq}))
+                    .with_log_note(format!("event_id={seq} duplicate"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not queue webhook");
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.health.set(Component::Store, Status::failed(short(&e.to_string())));
+                }
+                Response::error(503, "cannot store the event right now; it was not accepted")
+                    .with_header("Retry-After", "30")
+                    .with_log_note("refused=store")
+            }
+        }
+    }
+}
+
+impl<S: Store> Handler for Ingest<S> {
+    async fn handle(&self, req: Request, peer: SocketAddr) -> Response {
+        match (req.path(), req.method.as_str()) {
+            ("/health", "GET") => self.health_response(false),
+            ("/health", "HEAD") => self.health_response(true),
+            ("/health", _) => Response::error(405, "use GET").with_header("Allow", "GET, HEAD"),
+            // The queue is for the operator on the same machine only.
+            ("/queue", "GET") if peer.ip().is_loopback() => self.queue_response().await,
+            ("/", "POST") => self.webhook(&req).await,
+            ("/", _) => Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST"),
+            _ => Response::error(404, "not found"),
+        }
+    }
+}
+
+/// Untrusted text cut to a log-friendly length, on a char boundary.
+fn short(s: &str) -> String {
+    const MAX: usize = 120;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

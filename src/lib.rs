@@ -9,6 +9,7 @@ pub mod http;
 pub mod ingest;
 pub mod presence;
 pub mod relay;
+pub mod serve;
 pub mod render;
 pub mod shutdown;
 pub mod signature;

@@ -1,1 +1,181 @@
-fn main() {}
+//! The `drone-discord` command line: `serve`, `send`, `check`, `render`, `queue`.
+//!
+//! Configuration errors print one line naming the setting and exit with 2.
+use argh::FromArgs;
+use drone_discord::config::{Config, ConfigError, Overrides, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod commands;
+
+/// Drone CI webhooks to Discord: one message per build, edited live.
+#[derive(FromArgs)]
+struct Cli {
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Serve(ServeArgs),
+    Send(SendArgs),
+    Check(CheckArgs),
+    Render(RenderArgs),
+    Queue(QueueArgs),
+}
+
+/// Run the service: accept Drone webhooks and deliver them to Discord.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+struct ServeArgs {
+    /// read settings from this env file (e.g. the old service's .env); the environment wins over it
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+    /// render and log messages instead of calling Discord (no token needed)
+    #[argh(switch)]
+    dry_run: bool,
+    /// do not connect to the Discord gateway (no presence)
+    #[argh(switch)]
+    no_gateway: bool,
+    /// listen address for webhooks and /health (LISTEN_ADDR, default 0.0.0.0:5000)
+    #[argh(option)]
+    listen: Option<String>,
+    /// embedded store directory (STATE_DIR, default $STATE_DIRECTORY or ./data)
+    #[argh(option)]
+    state_dir: Option<String>,
+    /// Discord channel id (DISCORD_CHANNEL_ID)
+    #[argh(option)]
+    channel_id: Option<String>,
+    /// Discord REST base URL (DISCORD_API_BASE_URL)
+    #[argh(option)]
+    api_base: Option<String>,
+    /// Discord gateway URL (DISCORD_GATEWAY_URL; default: ask Discord)
+    #[argh(option)]
+    gateway_url: Option<String>,
+    /// URL the presence task checks (HEALTHCHECK_URL; default this process's /health)
+    #[argh(option)]
+    healthcheck_url: Option<String>,
+    /// seconds between presence health checks (HEALTHCHECK_INTERVAL, default 10)
+    #[argh(option)]
+    healthcheck_interval: Option<String>,
+    /// presence while unhealthy: invisible (default) or dnd (UNHEALTHY_PRESENCE)
+    #[argh(option)]
+    unhealthy_presence: Option<String>,
+    /// accepted clock skew of the signed Date in seconds, 0 disables (SIGNATURE_DATE_WINDOW, default 300)
+    #[argh(option)]
+    date_window: Option<String>,
+    /// largest accepted webhook body in bytes (MAX_BODY_BYTES, default 1048576)
+    #[argh(option)]
+    max_body: Option<String>,
+    /// log filter such as info or drone_discord=debug (RUST_LOG / LOG_LEVEL, default info)
+    #[argh(option)]
+    log: Option<String>,
+}
+
+/// Sign a payload exactly as Drone does and POST it (for testing a deployment).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "send")]
+struct SendArgs {
+    /// the JSON payload to send (e.g. test/fixtures/drone/build_created.json)
+    #[argh(positional)]
+    fixture: PathBuf,
+    /// where to send it (default http://localhost:5000/)
+    #[argh(option, default = "String::from(\"http://localhost:5000/\")")]
+    url: String,
+    /// read DRONE_WEBHOOK_SECRET from this env file
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+}
+
+/// Check the token, the channel and the store; one line per check.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+struct CheckArgs {
+    /// read settings from this env file
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+}
+
+/// Print the Discord message JSON a payload would produce.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "render")]
+struct RenderArgs {
+    /// the Drone webhook payload (JSON file)
+    #[argh(positional)]
+    fixture: PathBuf,
+}
+
+/// List queued events and dead letters in the store.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "queue")]
+struct QueueArgs {
+    /// read settings from this env file
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+    /// how many of each to list (default 20)
+    #[argh(option, default = "20")]
+    limit: usize,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    if cli.version {
+        println!("drone-discord {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("drone-discord: no command given; try `drone-discord serve --dry-run` or `drone-discord --help`");
+        return ExitCode::from(2);
+    };
+    let result = match command {
+        Command::Serve(a) => serve(a),
+        Command::Send(a) => commands::send(&a.fixture, &a.url, a.env_file.as_deref()),
+        Command::Check(a) => commands::check(a.env_file.as_deref()),
+        Command::Render(a) => commands::render(&a.fixture),
+        Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drone-discord: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Settings → validated config → logging → runtime → service.
+fn serve(a: ServeArgs) -> Result<ExitCode, ConfigError> {
+    let mut s = Settings::load(a.env_file.as_deref())?;
+    for (name, value) in [
+        ("LISTEN_ADDR", a.listen),
+        ("STATE_DIR", a.state_dir),
+        ("DISCORD_CHANNEL_ID", a.channel_id),
+        ("DISCORD_API_BASE_URL", a.api_base),
+        ("DISCORD_GATEWAY_URL", a.gateway_url),
+        ("HEALTHCHECK_URL", a.healthcheck_url),
+        ("HEALTHCHECK_INTERVAL", a.healthcheck_interval),
+        ("UNHEALTHY_PRESENCE", a.unhealthy_presence),
+        ("SIGNATURE_DATE_WINDOW", a.date_window),
+        ("MAX_BODY_BYTES", a.max_body),
+        ("RUST_LOG", a.log),
+    ] {
+        if let Some(v) = value {
+            s.set(name, v);
+        }
+    }
+    let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
+    commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
+    let rt = commands::runtime().map_err(|e| ConfigError::new("runtime", e))?;
+    match rt.block_on(drone_discord::serve::serve(cfg)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("drone-discord: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,1 +1,523 @@
-//! TODO(helper)
+//! The Discord REST client: the handful of calls this bot makes (create and
+//! edit a message, check the token, the channel and the gateway URL), with
+//! Discord's rate limits applied before every call and its answers mapped to
+//! errors the relay can act on (retry later, stop, or drop the event).
+//!
+//! The token lives only in the `Authorization` header; it is never logged,
+//! never put into an error, and `Debug` redacts it.
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::ratelimit::{Denied, Limiter, RateLimitConfig, Route};
+use crate::http::client::{Client, ClientOptions, Url};
+
+/// Longest Discord error message kept in an error.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// What the REST client needs to know.
+#[derive(Clone)]
+pub struct RestConfig {
+    /// e.g. `https://discord.com/api/v10`; `http://` is allowed (tests, local fakes).
+    pub base_url: String,
+    /// The bot token, without the `Bot ` prefix (a prefix is tolerated).
+    pub token: String,
+    /// Extra trusted CAs (PEM), e.g. from `SSL_CERT_FILE`.
+    pub extra_ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for RestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestConfig")
+            .field("base_url", &self.base_url)
+            .field("token", &"<redacted>")
+            .field("extra_ca_file", &self.extra_ca_file)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// Knobs with sensible defaults; tests shorten them.
+#[derive(Clone, Debug)]
+pub struct RestTuning {
+    /// After a 401, calls return [`RestError::Suspended`] for this long.
+    pub unauthorized_cooldown: Duration,
+    /// How many times one call is retried after a 429 before giving up.
+    pub max_429_retries: u32,
+    /// Rate-limit waits up to this long are slept through inside a call;
+    /// longer ones come back as [`RestError::Transient`] with `retry_after`.
+    pub max_rate_limit_wait: Duration,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+    pub rate_limits: RateLimitConfig,
+}
+
+impl Default for RestTuning {
+    fn default() -> Self {
+        RestTuning {
+            unauthorized_cooldown: Duration::from_secs(600),
+            max_429_retries: 3,
+            max_rate_limit_wait: Duration::from_secs(30),
+            max_response_bytes: 1024 * 1024,
+            rate_limits: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// Why a call did not succeed, sorted by what the caller should do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestError {
+    /// Network trouble, timeout, 5xx, or still rate limited: try again later.
+    Transient { reason: String, retry_after: Option<Duration> },
+    /// 401/403: the token or permissions are wrong — stop calling.
+    Unauthorized { status: u16, message: String },
+    /// 404 (e.g. code 10008 unknown message, 10003 unknown channel).
+    NotFound { code: Option<u64>, message: String },
+    /// Any other 4xx (status 0: refused locally, e.g. a malformed id): do not retry as is.
+    Rejected { status: u16, code: Option<u64>, message: String },
+    /// The client refuses to call (invalid-request budget spent, or a recent 401).
+    Suspended { reason: String },
+}
+
+impl RestError {
+    /// The server's or limiter's hint for when to try again, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RestError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestError::Transient { reason, retry_after: Some(d) } => {
+                write!(f, "temporary failure: {reason} (retry after {:.1}s)", d.as_secs_f64())
+            }
+            RestError::Transient { reason, retry_after: None } => write!(f, "temporary failure: {reason}"),
+            RestError::Unauthorized { status, message } => write!(f, "unauthorized ({status}): {message}"),
+            RestError::NotFound { code, message } => match code {
+                Some(c) => write!(f, "not found (code {c}): {message}"),
+                None => write!(f, "not found: {message}"),
+            },
+            RestError::Rejected { status, code, message } => match code {
+                Some(c) => write!(f, "rejected ({status}, code {c}): {message}"),
+                None => write!(f, "rejected ({status}): {message}"),
+            },
+            RestError::Suspended { reason } => write!(f, "calls suspended: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RestError {}
+
+/// `GET /gateway/bot`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct GatewayBot {
+    pub url: String,
+    #[serde(default)]
+    pub shards: u32,
+    pub session_start_limit: SessionStartLimit,
+}
+
+/// Identify budget from `GET /gateway/bot`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SessionStartLimit {
+    pub total: u64,
+    pub remaining: u64,
+    /// Milliseconds until `remaining` resets.
+    pub reset_after: u64,
+    #[serde(default = "one")]
+    pub max_concurrency: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+struct Inner {
+    client: Client,
+    base: Url,
+    /// `Bot <token>`: the only place the token lives.
+    authorization: String,
+    user_agent: String,
+    limiter: Limiter,
+    tuning: RestTuning,
+    /// Set by a 401: no calls until then.
+    suspended_until: Mutex<Option<Instant>>,
+}
+
+/// The Discord REST client. Cheap to clone (shared state inside).
+#[derive(Clone)]
+pub struct Rest {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Rest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rest")
+            .field("base", &self.inner.base.to_string())
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_error(message: String) -> RestError {
+    RestError::Rejected { status: 0, code: None, message }
+}
+
+impl Rest {
+    /// Build the client with default tuning.
+    pub fn new(cfg: RestConfig) -> Result<Rest, RestError> {
+        Self::with_tuning(cfg, RestTuning::default())
+    }
+
+    /// Build the client with explicit tuning (tests, or a cautious deployment).
+    pub fn with_tuning(cfg: RestConfig, tuning: RestTuning) -> Result<Rest, RestError> {
+        let base = Url::parse(cfg.base_url.trim_end_matches('/'))
+            .map_err(|e| config_error(format!("DISCORD_API_BASE_URL: {e}")))?;
+        if base.path_and_query.contains('?') {
+            return Err(config_error("DISCORD_API_BASE_URL must not have a query".into()));
+        }
+        let token = cfg.token.trim();
+        let token = token.strip_prefix("Bot ").unwrap_or(token).trim();
+        if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(config_error("the Discord token is empty or contains whitespace/control characters".into()));
+        }
+        let client = Client::new(ClientOptions {
+            extra_ca_file: cfg.extra_ca_file.clone(),
+            connect_timeout: cfg.connect_timeout,
+            request_timeout: cfg.request_timeout,
+            max_response_bytes: tuning.max_response_bytes,
+        })
+        .map_err(|e| config_error(e.to_string()))?;
+        Ok(Rest {
+            inner: Arc::new(Inner {
+                client,
+                base,
+                authorization: format!("Bot {token}"),
+                user_agent: format!(
+                    "DiscordBot (https://github.com/drone-discord/drone-discord, {})",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                limiter: Limiter::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
+                tuning,
+                suspended_until: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The underlying HTTP client (the gateway reuses its TLS config).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// `POST /channels/{id}/messages`; returns the new message's id.
+    pub async fn create_message(&self, channel_id: &str, body: &serde_json::Value) -> Result<String, RestError> {
+        check_id("channel id", channel_id)?;
+        let route = Route::new("POST", "/channels/{id}/messages", channel_id);
+        let path = format!("/channels/{channel_id}/messages");
+        let v = self.call_json("POST", &route, &path, Some(body)).await?;
+        message_id(&v)
+    }
+
+    /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
+    pub async fn edit_message(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, RestError> {
+        check_id("channel id", channel_id)?;
+        check_id("message id", message_id)?;
+        let route = Route::new("PATCH", "/channels/{id}/messages/{id}", channel_id);
+        let path = format!("/channels/{channel_id}/messages/{message_id}");
+        let v = self.call_json("PATCH", &route, &path, Some(body)).await?;
+        self::message_id(&v)
+    }
+
+    /// `GET /users/@me`: proves the token works.
+    pub async fn current_user(&self) -> Result<serde_json::Value, RestError> {
+        let route = Route::new("GET", "/users/@me", "");
+        self.call_json("GET", &route, "/users/@me", None).await
+    }
+
+    /// `GET /channels/{id}`: proves the bot can see the channel.
+    pub async fn channel(&self, channel_id: &str) -> Result<serde_json::Value, RestError> {
+        check_id("channel id", channel_id)?;
+        let route = Route::new("GET", "/channels/{id}", channel_id);
+        self.call_json("GET", &route, &format!("/channels/{channel_id}"), None).await
+    }
+
+    /// `GET /gateway/bot`: the gateway URL and the identify budget.
+    pub async fn gateway_bot(&self) -> Result<GatewayBot, RestError> {
+        let route = Route::new("GET", "/gateway/bot", "");
+        let v = self.call_json("GET", &route, "/gateway/bot", None).await?;
+        serde_json::from_value(v).map_err(|e| RestError::Transient {
+            reason: format!("unexpected /gateway/bot response: {e}"),
+            retry_after: None,
+        })
+    }
+
+    async fn call_json(
+        &self,
+        method: &str,
+        route: &Route,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, RestError> {
+        let bytes = self.call(method, route, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|_| RestError::Transient {
+            reason: format!("{} answered 2xx with a body that is not JSON", route.key),
+            retry_after: None,
+        })
+    }
+
+    fn check_suspended(&self) -> Result<(), RestError> {
+        let mut guard = self.inner.suspended_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *guard {
+            Some(until) if until > Instant::now() => Err(RestError::Suspended {
+                reason: format!(
+                    "Discord rejected the token (401); next try allowed in {}s",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                ),
+            }),
+            Some(_) => {
+                *guard = None;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// One logical call: rate limits first, then the request, retrying on 429
+    /// a bounded number of times. Returns the 2xx body.
+    async fn call(
+        &self,
+        method: &str,
+        route: &Route,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, RestError> {
+        let inner = &self.inner;
+        let payload = match body {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| config_error(format!("body: {e}")))?),
+            None => None,
+        };
+        let url = Url {
+            path_and_query: format!("{}{}", inner.base.path_and_query.trim_end_matches('/'), path),
+            ..inner.base.clone()
+        };
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("Authorization", inner.authorization.as_str()),
+            ("User-Agent", inner.user_agent.as_str()),
+            ("Accept", "application/json"),
+        ];
+        if payload.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let mut attempt = 0;
+        loop {
+            self.check_suspended()?;
+            let permit = match inner.limiter.acquire(route).await {
+                Ok(p) => p,
+                Err(Denied::Wait(d)) => {
+                    return Err(RestError::Transient { reason: "rate limited".into(), retry_after: Some(d) });
+                }
+                Err(Denied::InvalidRequestBudget { retry_after }) => {
+                    tracing::error!(retry_after_s = retry_after.as_secs(), "invalid-request budget spent; not calling Discord");
+                    return Err(RestError::Suspended {
+                        reason: format!(
+                            "too many invalid requests (401/403/429) in 10 minutes; calls resume in {}s",
+                            retry_after.as_secs()
+                        ),
+                    });
+                }
+            };
+            let resp = inner.client.request(method, &url, &headers, payload.as_deref()).await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(route = %route.key, error = %e, "Discord request failed");
+                    return Err(RestError::Transient { reason: e.to_string(), retry_after: None });
+                }
+            };
+            let limited = inner.limiter.update(route, &resp.headers, resp.status, &resp.body);
+            drop(permit);
+            tracing::debug!(method, route = %route.key, status = resp.status, "Discord call");
+            let status = resp.status;
+            if (200..300).contains(&status) {
+                return Ok(resp.body);
+            }
+            let (code, message) = discord_error(&resp.body);
+            match status {
+                429 => {
+                    let retry_after = limited.map(|l| l.retry_after);
+                    let cloudflare = limited.is_some_and(|l| l.cloudflare);
+                    if code == Some(30046) || cloudflare || attempt >= inner.tuning.max_429_retries {
+                        tracing::warn!(route = %route.key, code, cloudflare, attempt, "rate limited by Discord");
+                        let reason = if code == Some(30046) {
+                            format!("edit limit for old messages (30046): {message}")
+                        } else if cloudflare {
+                            "rate limited by Cloudflare (429 without Discord headers)".to_string()
+                        } else {
+                            format!("still rate limited after {attempt} retries: {message}")
+                        };
+                        return Err(RestError::Transient { reason, retry_after });
+                    }
+                    attempt += 1;
+                    tracing::info!(route = %route.key, attempt, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), "429, retrying");
+                }
+                401 => {
+                    let until = Instant::now() + inner.tuning.unauthorized_cooldown;
+                    *inner.suspended_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+                    tracing::error!(route = %route.key, "Discord answered 401: token rejected; suspending calls");
+                    return Err(RestError::Unauthorized { status, message });
+                }
+                403 => {
+                    tracing::error!(route = %route.key, code, "Discord answered 403: missing access or permissions");
+                    return Err(RestError::Unauthorized { status, message });
+                }
+                404 => return Err(RestError::NotFound { code, message }),
+                500..=599 => {
+                    let retry_after = resp
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s.min(3600)));
+                    return Err(RestError::Transient { reason: format!("Discord answered {status}"), retry_after });
+                }
+                _ => return Err(RestError::Rejected { status, code, message }),
+            }
+        }
+    }
+}
+
+/// Snowflakes are decimal; anything else is refused before it can reach a path.
+fn check_id(what: &str, id: &str) -> Result<(), RestError> {
+    if id.is_empty() || id.len() > 24 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(config_error(format!("{what} is not a Discord snowflake")));
+    }
+    Ok(())
+}
+
+fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
+    match v.get("id") {
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 32 => Ok(s.clone()),
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(RestError::Transient { reason: "Discord returned a message without an id".into(), retry_after: None }),
+    }
+}
+
+/// Discord's error JSON (`code`, `message`, optional `errors`), truncated;
+/// a non-JSON body becomes a short printable excerpt.
+fn discord_error(body: &[u8]) -> (Option<u64>, String) {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.is_object() => {
+            let code = v.get("code").and_then(|c| c.as_u64());
+            let mut message = v.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string();
+            if let Some(errors) = v.get("errors") {
+                message.push(' ');
+                message.push_str(&errors.to_string());
+            }
+            (code, clean(&message))
+        }
+        _ => (None, clean(&String::from_utf8_lossy(body))),
+    }
+}
+
+fn clean(s: &str) -> String {
+    let mut out: String = s
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect();
+    if s.trim().chars().count() > MAX_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(token: &str) -> RestConfig {
+        RestConfig {
+            base_url: "http://127.0.0.1:9/api/v10".into(),
+            token: token.into(),
+            extra_ca_file: None,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = cfg("super.secret.token");
+        assert!(!format!("{c:?}").contains("super.secret"));
+        let rest = Rest::new(c).unwrap();
+        assert!(!format!("{rest:?}").contains("super.secret"));
+    }
+
+    #[test]
+    fn rejects_bad_tokens_and_base_urls_without_echoing_the_token() {
+        let err = Rest::new(cfg("abc\r\nX-Evil: 1")).unwrap_err();
+        assert!(!err.to_string().contains("Evil"));
+        assert!(Rest::new(cfg("")).is_err());
+        let mut c = cfg("t");
+        c.base_url = "discord.com/api".into();
+        assert!(matches!(Rest::new(c), Err(RestError::Rejected { status: 0, .. })));
+        // A "Bot " prefix is tolerated.
+        assert!(Rest::new(cfg("Bot abc")).is_ok());
+    }
+
+    #[test]
+    fn parses_discord_error_bodies() {
+        let (code, msg) = discord_error(br#"{"message":"Unknown Message","code":10008}"#);
+        assert_eq!(code, Some(10008));
+        assert_eq!(msg, "Unknown Message");
+        let (code, msg) = discord_error(br#"{"code":50035,"message":"Invalid Form Body","errors":{"embeds":{"0":{"title":{"_errors":[{"code":"BASE_TYPE_MAX_LENGTH"}]}}}}}"#);
+        assert_eq!(code, Some(50035));
+        assert!(msg.starts_with("Invalid Form Body {"));
+        assert!(msg.contains("BASE_TYPE_MAX_LENGTH"));
+        let (code, msg) = discord_error(b"<html>\n error code: 1015 \n</html>");
+        assert_eq!(code, None);
+        assert_eq!(msg, "<html>  error code: 1015  </html>");
+        let long = format!(r#"{{"message":"{}","code":1}}"#, "x".repeat(5000));
+        let (_, msg) = discord_error(long.as_bytes());
+        assert_eq!(msg.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn message_ids_must_be_present() {
+        assert_eq!(message_id(&serde_json::json!({"id": "123"})), Ok("123".to_string()));
+        assert!(matches!(message_id(&serde_json::json!({})), Err(RestError::Transient { .. })));
+    }
+
+    #[tokio::test]
+    async fn refuses_non_snowflake_ids_without_calling() {
+        let rest = Rest::new(cfg("t")).unwrap();
+        let err = rest.create_message("../users/@me", &serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(err, RestError::Rejected { status: 0, .. }), "{err:?}");
+        let err = rest.edit_message("1", "2?x=1", &serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(err, RestError::Rejected { status: 0, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn gateway_bot_deserializes() {
+        let v = serde_json::json!({"url":"wss://gateway.discord.gg","shards":1,
+            "session_start_limit":{"total":1000,"remaining":999,"reset_after":14400000,"max_concurrency":1}});
+        let g: GatewayBot = serde_json::from_value(v).unwrap();
+        assert_eq!(g.url, "wss://gateway.discord.gg");
+        assert_eq!(g.session_start_limit.remaining, 999);
+    }
+}

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod client;
+pub mod request;
+pub mod response;
 pub mod server;
 
 pub use server::serve;

@@ -1,1 +1,390 @@
-//! TODO conformance
+//! One behavioural test suite that every [`Store`] backend must pass.
+//!
+//! The relay and ingest are written against the [`Store`] contract, not
+//! against a backend, so the contract is pinned down here once and run
+//! against each backend (`tests/store_conformance.rs`: the embedded store in a
+//! temporary directory, MongoDB when `MONGODB_URI` is set).
+//!
+//! This is test support code: a failed expectation panics with a message that
+//! says which rule was broken. Every case opens its own store through
+//! [`Backend::open`] with its own name, so cases are isolated from each other
+//! (a fresh directory, or a fresh MongoDB database, per case) and may run in
+//! parallel.
+use super::{build_key, Appended, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the store under test.
+pub trait Backend: Send + Sync {
+    type S: Store;
+    /// Open (or, after the previous handle was dropped, reopen) the store
+    /// called `name`. Different names must not share any data; the same name
+    /// must find what an earlier handle wrote.
+    fn open(&self, name: &str) -> impl Future<Output = Result<Self::S>> + Send;
+}
+
+/// Every case, in a fixed order, each in its own store.
+pub async fn run_all<B: Backend>(b: &B) {
+    reopen_keeps_everything(b).await;
+    unkeyed_events_get_their_own_key(b).await;
+    queue_order_per_key(b).await;
+    claim_follows_oldest_pending_event(b).await;
+    claim_is_exclusive_until_released(b).await;
+    leases_expire_by_now_ms(b).await;
+    coalescing_and_partial_complete(b).await;
+    message_map(b).await;
+    dead_letters(b).await;
+    replay_dedupe(b).await;
+    concurrent_writers(b).await;
+    stats_and_limits(b).await;
+    probe_writes(b).await;
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+const T0: u64 = 1_700_000_000_000;
+
+fn ok<T>(r: Result<T>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+async fn open<B: Backend>(b: &B, name: &str) -> B::S {
+    ok(b.open(name).await, "open store")
+}
+
+fn new_event(key: Option<&str>, action: &str, n: u64, replay: Option<&str>) -> NewEvent {
+    NewEvent {
+        key: key.map(str::to_owned),
+        event: if key.is_some() { "build".into() } else { "user".into() },
+        action: action.into(),
+        received_ms: T0 + n,
+        replay_key: replay.map(str::to_owned),
+        body: format!("{{\"n\":{n}}}").into_bytes(),
+    }
+}
+
+async fn append<S: Store>(s: &S, key: Option<&str>, n: u64) -> Seq {
+    match ok(s.append(new_event(key, "updated", n, None)).await, "append") {
+        Appended::Queued(seq) => seq,
+        Appended::Duplicate(seq) => panic!("append without replay key reported duplicate of {seq}"),
+    }
+}
+
+fn message(id: &str, status: &str) -> MessageRef {
+    MessageRef { channel_id: "111".into(), message_id: id.into(), status: status.into(), updated_ms: T0 }
+}
+
+fn keys(claims: &[Claim]) -> Vec<&str> {
+    claims.iter().map(|c| c.key.as_str()).collect()
+}
+
+fn seqs(c: &Claim) -> Vec<Seq> {
+    c.events.iter().map(|e| e.seq).collect()
+}
+
+async fn claim<S: Store>(s: &S, owner: &str, max: usize, now: u64) -> Vec<Claim> {
+    ok(s.claim(owner, LEASE, max, now).await, "claim")
+}
+
+/// Events, messages, dead letters and the seq counter survive a reopen.
+pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
+    let name = "reopen_keeps_everything";
+    let k1 = build_key(1);
+    let (before, seq_a, seq_b) = {
+        let s = open(b, name).await;
+        let seq_a = append(&s, Some(&k1), 1).await;
+        let seq_b = append(&s, None, 2).await;
+        append(&s, Some("build:2"), 3).await;
+        ok(s.put_message(&k1, message("m1", "running")).await, "put_message");
+        let c = claim(&s, "w", 10, T0).await;
+        assert_eq!(keys(&c).len(), 3);
+        ok(s.dead_letter("build:2", "w", Seq::MAX, "HTTP 400", T0 + 9).await, "dead_letter");
+        let pending = ok(s.pending(10).await, "pending");
+        (pending, seq_a, seq_b)
+    };
+    assert!(seq_b > seq_a, "seqs increase");
+    let s = open(b, name).await;
+    assert_eq!(ok(s.pending(10).await, "pending"), before, "pending events identical after reopen");
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].body, b"{\"n\":1}".to_vec());
+    assert_eq!(before[0].received_ms, T0 + 1);
+    assert_eq!((before[0].event.as_str(), before[0].action.as_str()), ("build", "updated"));
+    assert_eq!(ok(s.message(&k1).await, "message"), Some(message("m1", "running")));
+    let dead = ok(s.dead_letters(10).await, "dead_letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].reason.as_str(), dead[0].failed_ms, dead[0].event.key.as_str()), ("HTTP 400", T0 + 9, "build:2"));
+    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 1 });
+    let next = append(&s, None, 4).await;
+    assert!(next > dead[0].event.seq && next > seq_b, "seq continues after reopen ({next})");
+    // Leases do not outlive the process/handle that took them... or, for a
+    // shared backend, expire: either way a claim after the lease is usable.
+    let c = claim(&s, "w2", 10, T0 + LEASE.as_millis() as u64 + 1).await;
+    assert_eq!(keys(&c), vec![k1.as_str(), &format!("event:{seq_b}"), &format!("event:{next}")]);
+}
+
+/// Events without a key are queued under `event:<seq>`, each on its own.
+pub async fn unkeyed_events_get_their_own_key<B: Backend>(b: &B) {
+    let s = open(b, "unkeyed_events_get_their_own_key").await;
+    let a = append(&s, None, 1).await;
+    let c = append(&s, None, 2).await;
+    let claims = claim(&s, "w", 10, T0).await;
+    assert_eq!(keys(&claims), vec![format!("event:{a}"), format!("event:{c}")]);
+    assert!(claims.iter().all(|c| c.events.len() == 1));
+    assert_eq!(claims[0].events[0].key, format!("event:{a}"));
+}
+
+/// Each key's events come back in append order, keys ordered by their oldest event.
+pub async fn queue_order_per_key<B: Backend>(b: &B) {
+    let s = open(b, "queue_order_per_key").await;
+    let mut want: Vec<(&str, Vec<Seq>)> = vec![("build:1", vec![]), ("build:2", vec![]), ("build:3", vec![])];
+    for (i, k) in [0usize, 1, 0, 2, 1, 0].into_iter().enumerate() {
+        let seq = append(&s, Some(want[k].0), i as u64).await;
+        want[k].1.push(seq);
+    }
+    let claims = claim(&s, "w", 10, T0).await;
+    let got: Vec<(&str, Vec<Seq>)> = claims.iter().map(|c| (c.key.as_str(), seqs(c))).collect();
+    assert_eq!(got, want, "claims ordered by oldest pending event, events in seq order");
+    for c in &claims {
+        assert!(c.events.iter().all(|e| e.key == c.key), "every event carries its key");
+        assert_eq!(c.upto(), *seqs(c).last().unwrap_or(&0));
+    }
+    let pending: Vec<Seq> = ok(s.pending(100).await, "pending").iter().map(|e| e.seq).collect();
+    let mut sorted = pending.clone();
+    sorted.sort_unstable();
+    assert_eq!(pending, sorted, "pending lists oldest first");
+    assert_eq!(pending.len(), 6);
+}
+
+/// After the oldest event of a key is completed, the key's place in the
+/// claim order moves to its next event; `max_keys` is respected.
+pub async fn claim_follows_oldest_pending_event<B: Backend>(b: &B) {
+    let s = open(b, "claim_follows_oldest_pending_event").await;
+    let a1 = append(&s, Some("A"), 1).await;
+    append(&s, Some("B"), 2).await;
+    append(&s, Some("A"), 3).await;
+    append(&s, Some("C"), 4).await;
+    let first = claim(&s, "w", 1, T0).await;
+    assert_eq!(keys(&first), vec!["A"], "max_keys = 1 gives the oldest key only");
+    ok(s.complete("A", "w", a1, None).await, "complete");
+    let next = claim(&s, "w", 2, T0).await;
+    assert_eq!(keys(&next), vec!["B", "A"], "A now waits behind B's older event");
+    assert!(claim(&s, "w", 0, T0).await.is_empty(), "max_keys = 0 claims nothing");
+}
+
+/// A claimed key is not handed out again until released or completed, to
+/// anyone (its owner included); other keys still are.
+pub async fn claim_is_exclusive_until_released<B: Backend>(b: &B) {
+    let s = open(b, "claim_is_exclusive_until_released").await;
+    append(&s, Some("A"), 1).await;
+    let b1 = append(&s, Some("B"), 2).await;
+    assert_eq!(keys(&claim(&s, "w1", 1, T0).await), vec!["A"]);
+    assert_eq!(keys(&claim(&s, "w2", 10, T0).await), vec!["B"], "A is leased to w1");
+    assert!(claim(&s, "w1", 10, T0).await.is_empty(), "leased keys are skipped for their owner too");
+    ok(s.release("A", "w2").await, "release by a stranger");
+    assert!(claim(&s, "w3", 10, T0).await.is_empty(), "a release by another owner does not free the key");
+    ok(s.release("A", "w1").await, "release");
+    assert_eq!(keys(&claim(&s, "w3", 10, T0).await), vec!["A"], "released key is claimable");
+    ok(s.complete("B", "w2", b1, None).await, "complete");
+    append(&s, Some("B"), 3).await;
+    assert_eq!(keys(&claim(&s, "w1", 10, T0).await), vec!["B"], "complete drops the lease");
+}
+
+/// A lease taken at `now` for `LEASE` holds while `now_ms < now + LEASE`.
+pub async fn leases_expire_by_now_ms<B: Backend>(b: &B) {
+    let s = open(b, "leases_expire_by_now_ms").await;
+    append(&s, Some("A"), 1).await;
+    let lease_ms = LEASE.as_millis() as u64;
+    assert_eq!(keys(&claim(&s, "w1", 10, T0).await), vec!["A"]);
+    assert!(claim(&s, "w2", 10, T0 + lease_ms - 1).await.is_empty(), "lease still held");
+    let again = claim(&s, "w2", 10, T0 + lease_ms).await;
+    assert_eq!(keys(&again), vec!["A"], "expired lease is taken over");
+    assert!(claim(&s, "w1", 10, T0 + lease_ms + 1).await.is_empty(), "the new lease holds");
+    // The old owner's late release must not free the new owner's lease.
+    ok(s.release("A", "w1").await, "stale release");
+    assert!(claim(&s, "w3", 10, T0 + lease_ms + 2).await.is_empty(), "stale release ignored");
+}
+
+/// Several events of one key come back together; events appended after a
+/// claim wait for the next claim; `complete(upto)` removes only `≤ upto`.
+pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
+    let s = open(b, "coalescing_and_partial_complete").await;
+    let k = build_key(42);
+    let mut first = Vec::new();
+    for n in 0..3 {
+        first.push(append(&s, Some(&k), n).await);
+    }
+    let c = claim(&s, "w", 10, T0).await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(seqs(&c[0]), first, "all pending events of the key, in order");
+    let bodies: Vec<&[u8]> = c[0].events.iter().map(|e| e.body.as_slice()).collect();
+    assert_eq!(bodies, vec![&b"{\"n\":0}"[..], b"{\"n\":1}", b"{\"n\":2}"]);
+    let late = append(&s, Some(&k), 3).await;
+    assert!(claim(&s, "w2", 10, T0).await.is_empty(), "key still leased");
+    ok(s.complete(&k, "w", c[0].upto(), None).await, "complete");
+    assert_eq!(ok(s.stats().await, "stats").pending, 1, "only events ≤ upto removed");
+    let c2 = claim(&s, "w", 10, T0).await;
+    assert_eq!(c2.len(), 1);
+    assert_eq!(seqs(&c2[0]), vec![late], "the late event is picked up by the next claim");
+    // complete with an upto below everything pending removes nothing.
+    ok(s.complete(&k, "w", first[0], None).await, "complete below");
+    assert_eq!(ok(s.stats().await, "stats").pending, 1);
+    // complete for a key with nothing pending is harmless.
+    ok(s.complete("build:404", "w", Seq::MAX, None).await, "complete unknown key");
+}
+
+/// put/get/overwrite of the key → message map; `complete` with a message
+/// stores it; all of it survives a reopen.
+pub async fn message_map<B: Backend>(b: &B) {
+    let name = "message_map";
+    {
+        let s = open(b, name).await;
+        assert_eq!(ok(s.message("build:1").await, "message"), None);
+        ok(s.put_message("build:1", message("m1", "pending")).await, "put");
+        assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "pending")));
+        ok(s.put_message("build:1", message("m1", "running")).await, "overwrite");
+        assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "running")));
+        let seq = append(&s, Some("build:2"), 1).await;
+        claim(&s, "w", 10, T0).await;
+        ok(s.complete("build:2", "w", seq, Some(message("m2", "success"))).await, "complete with message");
+        assert_eq!(ok(s.stats().await, "stats").pending, 0);
+    }
+    let s = open(b, name).await;
+    assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "running")));
+    assert_eq!(ok(s.message("build:2").await, "message"), Some(message("m2", "success")));
+    assert_eq!(ok(s.message("build:3").await, "message"), None);
+}
+
+/// Dead-lettered events are moved aside with their reason, are no longer
+/// pending or claimable, are counted, and survive a reopen.
+pub async fn dead_letters<B: Backend>(b: &B) {
+    let name = "dead_letters";
+    {
+        let s = open(b, name).await;
+        let a1 = append(&s, Some("A"), 1).await;
+        let b1 = append(&s, Some("B"), 2).await;
+        let a2 = append(&s, Some("A"), 3).await;
+        let a3 = append(&s, Some("A"), 4).await;
+        let c = claim(&s, "w", 10, T0).await;
+        assert_eq!(keys(&c), vec!["A", "B"]);
+        ok(s.dead_letter("A", "w", a2, "HTTP 400: embed too long", T0 + 77).await, "dead_letter");
+        assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 2 });
+        let pending: Vec<Seq> = ok(s.pending(10).await, "pending").iter().map(|e| e.seq).collect();
+        assert_eq!(pending, vec![b1, a3], "dead letters are no longer pending");
+        let dead = ok(s.dead_letters(10).await, "dead_letters");
+        let got: Vec<(Seq, &str, &str, u64)> =
+            dead.iter().map(|d| (d.event.seq, d.event.key.as_str(), d.reason.as_str(), d.failed_ms)).collect();
+        assert_eq!(got, vec![(a1, "A", "HTTP 400: embed too long", T0 + 77), (a2, "A", "HTTP 400: embed too long", T0 + 77)]);
+        assert_eq!(dead[0].event.body, b"{\"n\":1}".to_vec());
+        let again = claim(&s, "w2", 10, T0).await;
+        assert_eq!(keys(&again), vec!["A"], "dead_letter drops the lease; the rest of A is claimable");
+        assert_eq!(seqs(&again[0]), vec![a3]);
+        assert_eq!(ok(s.dead_letters(1).await, "dead_letters").len(), 1, "limit respected");
+    }
+    let s = open(b, name).await;
+    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 2 });
+    assert_eq!(ok(s.dead_letters(10).await, "dead_letters").len(), 2);
+}
+
+/// A replayed webhook (same replay key) stores nothing and names the first seq.
+pub async fn replay_dedupe<B: Backend>(b: &B) {
+    let name = "replay_dedupe";
+    let first = {
+        let s = open(b, name).await;
+        let first = ok(s.append(new_event(Some("build:1"), "created", 1, Some("sig-1"))).await, "append");
+        let Appended::Queued(seq) = first else { panic!("first append must be queued, got {first:?}") };
+        let again = ok(s.append(new_event(Some("build:1"), "created", 2, Some("sig-1"))).await, "replay");
+        assert_eq!(again, Appended::Duplicate(seq));
+        let other = ok(s.append(new_event(Some("build:1"), "created", 3, Some("sig-2"))).await, "append");
+        assert!(matches!(other, Appended::Queued(o) if o > seq), "another key is queued: {other:?}");
+        assert_eq!(ok(s.stats().await, "stats").pending, 2, "the replay stored nothing");
+        seq
+    };
+    let s = open(b, name).await;
+    let after = ok(s.append(new_event(None, "created", 4, Some("sig-1"))).await, "replay after reopen");
+    assert_eq!(after, Appended::Duplicate(first), "replay keys survive a reopen");
+    // Concurrent appends of one replay key: exactly one is queued.
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..16u64)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.append(new_event(None, "created", 10 + i, Some("sig-race"))).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(ok(t.await.map_err(|e| super::StoreError::Unavailable(e.to_string())).and_then(|r| r), "race"));
+    }
+    let queued: Vec<Seq> = results.iter().filter(|r| matches!(r, Appended::Queued(_))).map(|r| r.seq()).collect();
+    assert_eq!(queued.len(), 1, "exactly one of the racing appends is queued: {results:?}");
+    assert!(results.iter().all(|r| r.seq() == queued[0]), "duplicates name the winner's seq");
+    assert_eq!(ok(s.stats().await, "stats").pending, 3);
+}
+
+/// Many tasks appending at once: every seq distinct, nothing lost, per-key
+/// order equals seq order.
+pub async fn concurrent_writers<B: Backend>(b: &B) {
+    let s = Arc::new(open(b, "concurrent_writers").await);
+    const TASKS: u64 = 32;
+    const EACH: u64 = 5;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..EACH {
+                    let key = if t % 2 == 0 { Some(build_key((t % 4) as i64)) } else { None };
+                    let r = s.append(new_event(key.as_deref(), "updated", t * 100 + i, None)).await?;
+                    seqs.push(r.seq());
+                }
+                Ok::<_, super::StoreError>(seqs)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        let seqs = ok(t.await.map_err(|e| super::StoreError::Unavailable(e.to_string())).and_then(|r| r), "writer");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one writer's seqs increase: {seqs:?}");
+        all.extend(seqs);
+    }
+    let distinct: HashSet<Seq> = all.iter().copied().collect();
+    assert_eq!(distinct.len() as u64, TASKS * EACH, "all seqs distinct");
+    assert_eq!(ok(s.stats().await, "stats").pending, TASKS * EACH, "none lost");
+    let claims = claim(&*s, "w", 1000, T0).await;
+    let total: usize = claims.iter().map(|c| c.events.len()).sum();
+    assert_eq!(total as u64, TASKS * EACH);
+    for c in &claims {
+        let q = seqs(c);
+        assert!(q.windows(2).all(|w| w[0] < w[1]), "key {} in seq order", c.key);
+    }
+    assert_eq!(claims.iter().filter(|c| c.key.starts_with("build:")).count(), 2, "two build keys (0 and 2)");
+}
+
+/// Counts and list limits.
+pub async fn stats_and_limits<B: Backend>(b: &B) {
+    let s = open(b, "stats_and_limits").await;
+    assert_eq!(ok(s.stats().await, "stats"), Stats::default());
+    assert!(ok(s.pending(10).await, "pending").is_empty());
+    assert!(ok(s.dead_letters(10).await, "dead").is_empty());
+    assert!(claim(&s, "w", 10, T0).await.is_empty());
+    for n in 0..5 {
+        append(&s, None, n).await;
+    }
+    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 5, dead_letters: 0 });
+    let two = ok(s.pending(2).await, "pending");
+    assert_eq!(two.len(), 2);
+    let all = ok(s.pending(10).await, "pending");
+    assert_eq!(two[..], all[..2], "the limit keeps the oldest");
+    assert!(ok(s.pending(0).await, "pending").is_empty());
+}
+
+/// `probe` succeeds on a healthy store and does not touch the queue.
+pub async fn probe_writes<B: Backend>(b: &B) {
+    let s = open(b, "probe_writes").await;
+    ok(s.probe().await, "probe");
+    ok(s.probe().await, "probe twice");
+    assert_eq!(ok(s.stats().await, "stats"), Stats::default());
+}

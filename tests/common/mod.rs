@@ -1,0 +1,205 @@
+//! Drives the real `drone-discord` binary for end-to-end tests: start it on a
+//! free loopback port (it binds port 0 and logs the address), talk HTTP to it
+//! over a plain socket, read its log, stop it with SIGTERM or SIGKILL.
+#![allow(dead_code)]
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const SECRET: &str = "e2e-webhook-secret";
+/// Shaped like a bot token; never valid anywhere.
+pub const TOKEN: &str = "MTAwMDAwMDAwMDAwMDAwMDAw.Gtest0.e2e-test-token-not-a-real-token-000";
+pub const CHANNEL: &str = "100000000000000001";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drone-discord"))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/drone").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn fixture_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/drone");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A running `drone-discord serve`.
+pub struct Service {
+    pub child: Child,
+    pub addr: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Environment for a service with an embedded store in `state` and the
+/// webhook secret set; `extra` adds or overrides variables.
+pub fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Service {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DRONE_WEBHOOK_SECRET", SECRET)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("STATE_DIR", state)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn drone-discord");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening for Drone webhooks") {
+                    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                        let _ = tx.send(addr.to_string());
+                    }
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("service did not start; log:\n{}", log.lock().unwrap().join("\n"));
+        }
+    };
+    Service { child, addr, log }
+}
+
+impl Service {
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Wait until a log line contains `needle` `count` times (or panic with the log).
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count();
+            if n >= count {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("waited for {count}× {needle:?}, saw {n}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn sigkill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn sigterm(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("no exit 30 s after SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn request(&self, raw: &[u8]) -> (u16, String) {
+        http(&self.addr, raw)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    /// POST `body` signed like Drone with `secret`.
+    pub fn post_signed(&self, body: &[u8], secret: &str) -> (u16, String) {
+        self.request(&signed_request(body, secret, SystemTime::now()))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A whole signed webhook request, `X-Drone-Event` taken from the body.
+pub fn signed_request(body: &[u8], secret: &str, at: SystemTime) -> Vec<u8> {
+    let headers = drone_discord::signature::sign(secret.as_bytes(), "hmac-key", body, at);
+    request_with(body, &headers)
+}
+
+pub fn request_with(body: &[u8], headers: &[(String, String)]) -> Vec<u8> {
+    let event = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["event"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nX-Drone-Event: {event}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// One request on a fresh connection; reads to close. Returns (status, body).
+pub fn http(addr: &str, raw: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(raw).expect("write request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Run a one-shot subcommand with a clean environment; returns (code, stdout, stderr).
+pub fn run_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run drone-discord");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

@@ -1,0 +1,324 @@
+//! The Discord REST client against the fake Discord over real loopback HTTP/1.1
+//! (and TLS with a test CA): the calls, the error mapping, rate limits,
+//! 401 suspension and keep-alive reuse.
+mod support;
+
+use std::time::Duration;
+
+use drone_discord::discord::ratelimit::RateLimitConfig;
+use drone_discord::discord::rest::{Rest, RestError, RestTuning};
+use serde_json::json;
+use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord};
+
+const CH: &str = "222";
+
+fn rest(fake: &FakeDiscord) -> Rest {
+    Rest::new(fake.rest_config()).expect("rest client")
+}
+
+fn rest_tuned(fake: &FakeDiscord, tuning: RestTuning) -> Rest {
+    Rest::with_tuning(fake.rest_config(), tuning).expect("rest client")
+}
+
+async fn create_then_edit(fake: &FakeDiscord, rest: &Rest) {
+    let id = rest.create_message(CH, &json!({ "content": "build #1 running" })).await.expect("create");
+    let edited = rest.edit_message(CH, &id, &json!({ "content": "build #1 passed" })).await.expect("edit");
+    assert_eq!(edited, id);
+    let msg = fake.message(&id).expect("stored message");
+    assert_eq!(msg["content"], "build #1 passed");
+    assert_eq!(msg["channel_id"], CH);
+    assert_eq!(fake.count("POST /channels/{id}/messages"), 1);
+    assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 1);
+}
+
+#[tokio::test]
+async fn create_and_edit_over_plain_http_with_discord_headers() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    create_then_edit(&fake, &rest).await;
+    let calls = fake.calls();
+    let first = calls.first().expect("a call");
+    assert_eq!(first.header("authorization"), Some("Bot test-token"));
+    let ua = first.header("user-agent").unwrap_or("");
+    assert!(ua.starts_with("DiscordBot (https://github.com/drone-discord/drone-discord, "), "{ua}");
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert_eq!(first.body.as_ref().map(|b| b["content"].clone()), Some(json!("build #1 running")));
+}
+
+#[tokio::test]
+async fn create_and_edit_over_tls_with_the_test_ca() {
+    let fake = FakeDiscord::start_tls().await;
+    assert!(fake.base_url().starts_with("https://"));
+    let rest = rest(&fake);
+    create_then_edit(&fake, &rest).await;
+}
+
+#[tokio::test]
+async fn tls_without_the_test_ca_is_refused() {
+    let fake = FakeDiscord::start_tls().await;
+    let mut cfg = fake.rest_config();
+    cfg.extra_ca_file = None;
+    let rest = Rest::new(cfg).expect("rest client");
+    let err = rest.current_user().await.unwrap_err();
+    match err {
+        RestError::Transient { reason, .. } => assert!(reason.contains("TLS"), "{reason}"),
+        other => panic!("expected Transient, got {other:?}"),
+    }
+    assert!(fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn keep_alive_connection_is_reused() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let id = rest.create_message(CH, &json!({ "content": "a" })).await.expect("create");
+    for i in 0..4 {
+        rest.edit_message(CH, &id, &json!({ "content": format!("edit {i}") })).await.expect("edit");
+    }
+    assert_eq!(fake.calls().len(), 5);
+    assert_eq!(fake.connections(), 1);
+}
+
+#[tokio::test]
+async fn nonce_with_enforce_nonce_returns_the_same_message() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let body = json!({ "content": "x", "nonce": "build-42", "enforce_nonce": true });
+    let a = rest.create_message(CH, &body).await.expect("first");
+    let b = rest.create_message(CH, &body).await.expect("second");
+    assert_eq!(a, b);
+    assert_eq!(fake.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn per_route_429_waits_retry_after_then_succeeds() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push(Canned::rate_limited(0.5, false));
+    let id = rest.create_message(CH, &json!({ "content": "x" })).await.expect("create after 429");
+    assert!(fake.message(&id).is_some());
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    let (first, second) = (&calls[0], &calls[1]);
+    assert_eq!(first.status, 429);
+    assert_eq!(second.status, 200);
+    // Loose lower bound: the client waited for retry_after (0.5 s) before retrying.
+    assert!(second.at.duration_since(first.at) >= Duration::from_millis(450));
+}
+
+#[tokio::test]
+async fn global_429_pauses_other_routes_too() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push(Canned::rate_limited(0.5, true));
+    rest.current_user().await.expect("current user after global 429");
+    rest.channel(CH).await.expect("channel");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_millis(450));
+}
+
+#[tokio::test]
+async fn bucket_headers_make_the_client_wait_instead_of_hitting_429() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.set_rate_limit(Some(EmulatedLimit { limit: 2, window: Duration::from_secs(1) }));
+    for i in 0..3 {
+        rest.create_message(CH, &json!({ "content": format!("m{i}") })).await.expect("create");
+    }
+    assert_eq!(fake.count_status(429), 0, "the client should have waited for the bucket reset");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    assert!(calls[2].at.duration_since(calls[0].at) >= Duration::from_millis(800));
+}
+
+#[tokio::test]
+async fn repeated_429_gives_up_as_transient_after_bounded_retries() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.always(Canned::rate_limited(0.05, false));
+    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    assert!(matches!(err, RestError::Transient { retry_after: Some(_), .. }), "{err:?}");
+    assert_eq!(fake.calls().len(), 1 + RestTuning::default().max_429_retries as usize);
+}
+
+#[tokio::test]
+async fn edit_limit_30046_is_transient_without_retrying() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let id = rest.create_message(CH, &json!({ "content": "x" })).await.expect("create");
+    let body = json!({ "message": "Maximum number of edits to messages older than 1 hour reached. Try again later.",
+        "code": 30046, "retry_after": 120.0, "global": false });
+    fake.push_for(
+        "PATCH",
+        "/channels/",
+        1,
+        Canned::json(429, body)
+            .header("X-RateLimit-Bucket", "edits")
+            .header("X-RateLimit-Limit", "5")
+            .header("X-RateLimit-Remaining", "4")
+            .header("X-RateLimit-Reset-After", "1")
+            .header("X-RateLimit-Scope", "user"),
+    );
+    let err = rest.edit_message(CH, &id, &json!({ "content": "y" })).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(120)), "{err:?}");
+    assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 1);
+}
+
+#[tokio::test]
+async fn cloudflare_ban_pauses_all_calls_without_reaching_discord() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push(Canned::cloudflare_ban());
+    let err = rest.current_user().await.unwrap_err();
+    assert!(err.retry_after().is_some_and(|d| d >= Duration::from_secs(60)), "{err:?}");
+    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_transient() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push_n(2, Canned::status(503));
+    for _ in 0..2 {
+        let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+        assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    }
+    rest.create_message(CH, &json!({ "content": "x" })).await.expect("recovers");
+    assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn refused_connections_are_transient_and_recover() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.refuse_connections(true);
+    let err = rest.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    fake.refuse_connections(false);
+    rest.current_user().await.expect("works again");
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn slow_response_times_out_as_transient() {
+    let fake = FakeDiscord::start().await;
+    let mut cfg = fake.rest_config();
+    cfg.request_timeout = Duration::from_millis(300);
+    let rest = Rest::new(cfg).expect("rest");
+    fake.push(Canned::json(200, json!({ "id": "1" })).delayed(Duration::from_secs(3)));
+    let err = rest.current_user().await.unwrap_err();
+    match err {
+        RestError::Transient { reason, .. } => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("expected Transient, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_then_suspended_without_further_calls() {
+    let fake = FakeDiscord::start().await;
+    fake.set_token("the-right-token");
+    let rest = rest_tuned(
+        &fake,
+        RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() },
+    );
+    // rest_config() took the right token after set_token; use a wrong one.
+    let mut cfg = fake.rest_config();
+    cfg.token = "wrong-token".into();
+    let wrong = Rest::with_tuning(cfg, RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() })
+        .expect("rest");
+    let err = wrong.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong-token"));
+    let err = wrong.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
+    assert_eq!(fake.calls().len(), 1, "a suspended client must not call Discord");
+    // After the cool-down the client tries again (and still gets 401).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = wrong.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert_eq!(fake.calls().len(), 2);
+    // The right token is unaffected (separate client).
+    rest.current_user().await.expect("right token works");
+}
+
+#[tokio::test]
+async fn forbidden_is_unauthorized_but_does_not_suspend() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push(Canned::json(403, json!({ "message": "Missing Permissions", "code": 50013 })));
+    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    assert_eq!(err, RestError::Unauthorized { status: 403, message: "Missing Permissions".into() });
+    rest.create_message(CH, &json!({ "content": "x" })).await.expect("next call goes out");
+}
+
+#[tokio::test]
+async fn invalid_request_budget_suspends_all_calls() {
+    let fake = FakeDiscord::start().await;
+    let tuning = RestTuning {
+        rate_limits: RateLimitConfig { invalid_budget: 3, ..RateLimitConfig::default() },
+        ..RestTuning::default()
+    };
+    let rest = rest_tuned(&fake, tuning);
+    fake.always(Canned::status(403));
+    for _ in 0..3 {
+        let err = rest.channel(CH).await.unwrap_err();
+        assert!(matches!(err, RestError::Unauthorized { status: 403, .. }), "{err:?}");
+    }
+    let err = rest.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
+    assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn unknown_message_is_not_found_with_code() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let err = rest.edit_message(CH, "999", &json!({ "content": "x" })).await.unwrap_err();
+    assert_eq!(err, RestError::NotFound { code: Some(10008), message: "Unknown Message".into() });
+}
+
+#[tokio::test]
+async fn bad_request_is_rejected_with_discords_message() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.push(Canned::json(
+        400,
+        json!({ "code": 50035, "message": "Invalid Form Body",
+            "errors": { "embeds": { "0": { "title": { "_errors": [{ "code": "BASE_TYPE_MAX_LENGTH" }] } } } } }),
+    ));
+    let err = rest.create_message(CH, &json!({ "embeds": [{ "title": "x" }] })).await.unwrap_err();
+    match err {
+        RestError::Rejected { status: 400, code: Some(50035), message } => {
+            assert!(message.starts_with("Invalid Form Body"), "{message}");
+            assert!(message.contains("BASE_TYPE_MAX_LENGTH"), "{message}");
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn gateway_bot_is_parsed() {
+    let fake = FakeDiscord::start().await;
+    fake.set_gateway_url("wss://gateway.example.test");
+    let rest = rest(&fake);
+    let gw = rest.gateway_bot().await.expect("gateway_bot");
+    assert_eq!(gw.url, "wss://gateway.example.test");
+    assert_eq!(gw.shards, 1);
+    assert_eq!(gw.session_start_limit.remaining, 999);
+    assert_eq!(gw.session_start_limit.max_concurrency, 1);
+}
+
+#[tokio::test]
+async fn current_user_and_channel_checks() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let me = rest.current_user().await.expect("me");
+    assert_eq!(me["bot"], true);
+    let ch = rest.channel(CH).await.expect("channel");
+    assert_eq!(ch["id"], CH);
+    assert_eq!(fake.count("GET /users/@me"), 1);
+    assert_eq!(fake.count("GET /channels/{id}"), 1);
+}
