@@ -15,6 +15,8 @@ AARCH64 := aarch64-unknown-linux-musl
 ARMV7   := armv7-unknown-linux-musleabihf
 ARMV7_GNU := armv7-unknown-linux-gnueabihf
 DIST    := dist
+# Where cargo puts its output (cross builds land in $(TGT)/<triple>/release/).
+TGT     := $(or $(CARGO_TARGET_DIR),target)
 
 # Lean aarch64 binary must stay within this (bytes); CI fails otherwise.
 SIZE_BUDGET ?= 3145728
@@ -46,25 +48,25 @@ build: ## release build for this machine: target/release/drone-discord
 aarch64: ## static musl binary for 64-bit Pi OS: dist/aarch64-unknown-linux-musl/drone-discord
 	$(call say,cargo build --release --target $(AARCH64) -> $(DIST)/$(AARCH64)/$(BIN))
 	$(NICE) $(CARGO) build --release --target $(AARCH64)
-	@mkdir -p $(DIST)/$(AARCH64) && cp -f target/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)/$(BIN)
+	@mkdir -p $(DIST)/$(AARCH64) && cp -f $(TGT)/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)/$(BIN)
 	@ls -l $(DIST)/$(AARCH64)/$(BIN)
 
 armv7: ## static musl binary for 32-bit Pi OS (Pi 2/3/4): dist/armv7-unknown-linux-musleabihf/drone-discord
 	$(call say,cargo +$(NIGHTLY) build -Z build-std --release --target $(ARMV7) -> $(DIST)/$(ARMV7)/$(BIN))
 	$(NICE) $(CARGO) +$(NIGHTLY) build --release --target $(ARMV7) -Z build-std=std,panic_abort
-	@mkdir -p $(DIST)/$(ARMV7) && cp -f target/$(ARMV7)/release/$(BIN) $(DIST)/$(ARMV7)/$(BIN)
+	@mkdir -p $(DIST)/$(ARMV7) && cp -f $(TGT)/$(ARMV7)/release/$(BIN) $(DIST)/$(ARMV7)/$(BIN)
 	@ls -l $(DIST)/$(ARMV7)/$(BIN)
 
 aarch64-mongodb: ## aarch64 with the MongoDB store: dist/aarch64-unknown-linux-musl-mongodb/drone-discord
 	$(call say,cargo build --release --target $(AARCH64) --features mongodb -> $(DIST)/$(AARCH64)-mongodb/$(BIN))
 	$(NICE) $(CARGO) build --release --target $(AARCH64) --features mongodb
-	@mkdir -p $(DIST)/$(AARCH64)-mongodb && cp -f target/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)-mongodb/$(BIN)
+	@mkdir -p $(DIST)/$(AARCH64)-mongodb && cp -f $(TGT)/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)-mongodb/$(BIN)
 	@ls -l $(DIST)/$(AARCH64)-mongodb/$(BIN)
 
 armv7-gnu: ## fallback: static glibc armv7 binary (if the musl route breaks): dist/armv7-unknown-linux-gnueabihf/drone-discord
 	$(call say,cargo build --release --target $(ARMV7_GNU) (+crt-static) -> $(DIST)/$(ARMV7_GNU)/$(BIN))
 	$(NICE) $(CARGO) build --release --target $(ARMV7_GNU)
-	@mkdir -p $(DIST)/$(ARMV7_GNU) && cp -f target/$(ARMV7_GNU)/release/$(BIN) $(DIST)/$(ARMV7_GNU)/$(BIN)
+	@mkdir -p $(DIST)/$(ARMV7_GNU) && cp -f $(TGT)/$(ARMV7_GNU)/release/$(BIN) $(DIST)/$(ARMV7_GNU)/$(BIN)
 	@ls -l $(DIST)/$(ARMV7_GNU)/$(BIN)
 
 dist: aarch64 armv7 ## both Pi binaries

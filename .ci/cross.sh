@@ -37,6 +37,7 @@ trap report EXIT
 if [ "${CROSS_SKIP_DEPS:-0}" != 1 ]; then
     step "deps (.ci/deps.sh)" .ci/deps.sh
 fi
+step "deploy script decisions (fake ssh)" scripts/deploy-test.sh
 step "build $AARCH64" make --no-print-directory aarch64
 step "smoke $AARCH64 (qemu)" scripts/qemu-smoke.sh "$AARCH64" "dist/$AARCH64/drone-discord"
 step "build $ARMV7" make --no-print-directory armv7

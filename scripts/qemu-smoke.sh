@@ -35,11 +35,13 @@ if [ -n "$qemu" ]; then
 fi
 command -v curl >/dev/null || fail "curl not found"
 
-run() { if [ -n "$qemu" ]; then "$qemu" "$bin" "$@"; else "$bin" "$@"; fi; }
+# The command as an array, so that `"${cmd[@]}" ... &` starts qemu itself (not a
+# subshell around it) and $! is the process that signals must reach.
+if [ -n "$qemu" ]; then cmd=("$qemu" "$bin"); else cmd=("$bin"); fi
 
 # 1. --version
 version=$(grep -m1 '^version' "$ROOT/Cargo.toml" | sed 's/.*"\(.*\)".*/\1/')
-out=$(run --version 2>&1) || fail "--version exited non-zero: $out"
+out=$("${cmd[@]}" --version 2>&1) || fail "--version exited non-zero: $out"
 log "--version -> $out"
 case $out in
     *"$version"*) ;;
@@ -70,7 +72,7 @@ start_server() {
     log "serve --dry-run on 127.0.0.1:$port (STATE_DIR=$work/state)"
     DRONE_WEBHOOK_SECRET=$secret LISTEN_ADDR=127.0.0.1:$port STATE_DIR=$work/state \
         RUST_LOG=${RUST_LOG:-info} \
-        run serve --dry-run >"$work/server.log" 2>&1 &
+        "${cmd[@]}" serve --dry-run >"$work/server.log" 2>&1 &
     pid=$!
 }
 
