@@ -23,7 +23,7 @@ step() {
     local start=$SECONDS
     "$@"
     local took=$(( SECONDS - start ))
-    timings+=("$(printf '%-34s %5ss' "$name" "$took")")
+    timings+=("$(printf '%-44s %5ss' "$name" "$took")")
     printf '==> cross: %s done in %ss\n' "$name" "$took"
 }
 

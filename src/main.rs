@@ -47,13 +47,13 @@ struct ServeArgs {
     /// embedded store directory (STATE_DIR, default $STATE_DIRECTORY or ./data)
     #[argh(option)]
     state_dir: Option<String>,
-    /// Discord channel id (DISCORD_CHANNEL_ID)
+    /// the Discord channel id (DISCORD_CHANNEL_ID)
     #[argh(option)]
     channel_id: Option<String>,
-    /// Discord REST base URL (DISCORD_API_BASE_URL)
+    /// the Discord REST base URL (DISCORD_API_BASE_URL)
     #[argh(option)]
     api_base: Option<String>,
-    /// Discord gateway URL (DISCORD_GATEWAY_URL; default: ask Discord)
+    /// the Discord gateway URL (DISCORD_GATEWAY_URL; default: ask Discord)
     #[argh(option)]
     gateway_url: Option<String>,
     /// URL the presence task checks (HEALTHCHECK_URL; default this process's /health)
