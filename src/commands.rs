@@ -127,7 +127,7 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
                 request_timeout: Duration::from_secs(20),
             });
             match rest {
-                Err(e) => line(false, "discord", format!("{e:?}")),
+                Err(e) => line(false, "discord", e.to_string()),
                 Ok(rest) => {
                     match rt.block_on(rest.current_user()) {
                         Ok(me) => line(
@@ -135,7 +135,7 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
                             "token",
                             format!("bot {} ({})", me["username"].as_str().unwrap_or("?"), me["id"].as_str().unwrap_or("?")),
                         ),
-                        Err(e) => line(false, "token", format!("{e:?}")),
+                        Err(e) => line(false, "token", e.to_string()),
                     }
                     match rt.block_on(rest.channel(&d.channel_id)) {
                         Ok(ch) => line(
@@ -143,7 +143,7 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
                             "channel",
                             format!("#{} ({})", ch["name"].as_str().unwrap_or("?"), d.channel_id),
                         ),
-                        Err(e) => line(false, "channel", format!("{} {e:?}", d.channel_id)),
+                        Err(e) => line(false, "channel", format!("{}: {e}", d.channel_id)),
                     }
                 }
             }

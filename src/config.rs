@@ -59,13 +59,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// What the bot shows while the service is unhealthy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnhealthyPresence {
-    /// Appear offline.
-    Invisible,
-    /// Do-not-disturb, with the reason as the custom status.
-    Dnd,
-}
+pub use crate::presence::UnhealthyMode as UnhealthyPresence;
 
 /// Where Discord messages go.
 #[derive(Clone, Debug)]
@@ -369,37 +363,10 @@ pub fn store_config(s: &Settings) -> Result<StoreConfig, ConfigError> {
             let port = s.parse::<u16>("MONGO_PORT", "a port number")?.unwrap_or(27017);
             let user = s.get("MONGO_INITDB_ROOT_USERNAME");
             let pass = s.secret("MONGO_INITDB_ROOT_PASSWORD", "mongo-password")?;
-            Secret(mongo_uri_from_parts(host, port, user, pass.as_ref().map(Secret::expose)))
+            Secret(crate::store::mongo_uri::uri_from_parts(host, Some(port), user, pass.as_ref().map(Secret::expose)))
         }
     };
     Ok(StoreConfig::Mongo { uri, database })
-}
-
-/// The old service's MongoDB variables as a connection string: the root user
-/// authenticates against `admin`, as the official image creates it.
-pub fn mongo_uri_from_parts(host: &str, port: u16, user: Option<&str>, password: Option<&str>) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
-    match user {
-        Some(u) => format!(
-            "mongodb://{}:{}@{host}:{port}/?authSource=admin",
-            percent_encode(u),
-            percent_encode(password.unwrap_or(""))
-        ),
-        None => format!("mongodb://{host}:{port}/"),
-    }
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
@@ -608,11 +575,6 @@ mod tests {
 
     #[test]
     fn old_mongo_variables() {
-        assert_eq!(
-            mongo_uri_from_parts("mongo", 27017, Some("root"), Some("p@ss:w/rd")),
-            "mongodb://root:p%40ss%3Aw%2Frd@mongo:27017/?authSource=admin"
-        );
-        assert_eq!(mongo_uri_from_parts("::1", 27018, None, None), "mongodb://[::1]:27018/");
         let mut s = base();
         s.set("MONGO_HOST", "mongo");
         let r = store_config(&s);

@@ -7,6 +7,8 @@ pub mod health;
 pub mod httpdate;
 pub mod http;
 pub mod ingest;
+#[cfg(feature = "mongodb")]
+pub mod migrate;
 pub mod presence;
 pub mod relay;
 pub mod serve;

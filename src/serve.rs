@@ -3,21 +3,25 @@
 //!
 //! listener (ingest) → store ← relay → Discord; health is fed by all of them
 //! and read by `/health`, the presence task and the systemd watchdog.
-use crate::config::{Config, StoreConfig};
-use crate::discord::rest::{Rest, RestConfig};
+use crate::config::{Config, DiscordConfig, StoreConfig};
+use crate::discord::gateway::{self, GatewayConfig, Token};
+use crate::discord::rest::{Rest, RestConfig, RestError};
 use crate::health::{Component, Health, Status};
 use crate::http::{self, Limits};
 use crate::ingest::Ingest;
+use crate::presence::{self, Presence};
 use crate::relay::{self, DryRun, RelayConfig};
 use crate::shutdown::{self, Shutdown};
 use crate::signature::Verifier;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Store;
+use crate::systemd::{self, Notifier};
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// A start-up failure: the setting (if one is to blame) and what went wrong.
 #[derive(Debug)]
@@ -112,6 +116,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
 
     let prober = tokio::spawn(probe_store(store.clone(), health.clone(), shutdown.clone()));
 
+    let mut background = vec![prober];
     let relay = match &cfg.discord {
         Some(d) => {
             let rest = Rest::new(RestConfig {
@@ -121,7 +126,10 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(30),
             })
-            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), format!("{e:?}")))?;
+            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+            if cfg.gateway_enabled {
+                background.extend(start_presence(&cfg, d, &rest, local, health.clone(), shutdown.clone()));
+            }
             let rc = RelayConfig::new(d.channel_id.clone());
             tokio::spawn(relay::run(rc, store.clone(), Arc::new(rest), health.clone(), wake.clone(), shutdown.clone()))
         }
@@ -130,6 +138,19 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
             tokio::spawn(relay::run(rc, store.clone(), Arc::new(DryRun::default()), health.clone(), wake.clone(), shutdown.clone()))
         }
     };
+
+    // systemd: READY once alive, STATUS on changes, WATCHDOG only while the
+    // runtime answers, the store writes and the listener accepts.
+    let notifier = Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "NOTIFY_SOCKET unusable; not talking to systemd");
+        Notifier::disabled()
+    });
+    background.push(tokio::spawn({
+        let (store, health, shutdown) = (store.clone(), health.clone(), shutdown.clone());
+        async move {
+            systemd::supervise(notifier, health, shutdown, move || liveness(store.clone(), local)).await;
+        }
+    }));
 
     shutdown.wait().await;
     // Order: the listener stops accepting and finishes in-flight requests,
@@ -140,9 +161,97 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
         Err(e) => tracing::error!(error = %e, "listener task failed"),
     }
     let _ = relay.await;
-    let _ = prober.await;
+    for task in background {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The watchdog's question: can the store write, does the listener accept?
+async fn liveness<S: Store>(store: Arc<S>, listener: SocketAddr) -> Result<(), String> {
+    store.probe().await.map_err(|e| format!("store: {e}"))?;
+    let target = match listener.ip() {
+        ip if ip.is_unspecified() && listener.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], listener.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listener.port())),
+        _ => listener,
+    };
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("listener does not accept: {e}")),
+        Err(_) => Err("listener does not accept: connect timed out".into()),
+    }
+}
+
+/// Presence: a health-check task publishes the desired presence; the gateway
+/// task keeps the bot connected and shows it.
+fn start_presence(
+    cfg: &Config,
+    d: &DiscordConfig,
+    rest: &Rest,
+    local: SocketAddr,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mode = cfg.unhealthy_presence;
+    let (tx, rx) = watch::channel(Presence::unhealthy(mode, "starting"));
+    let check_url = cfg.healthcheck_url.clone().unwrap_or_else(|| presence::default_check_url(local));
+    let checker = tokio::spawn(presence::run(
+        check_url,
+        cfg.healthcheck_interval,
+        mode,
+        rest.client().clone(),
+        tx,
+        shutdown.clone(),
+    ));
+    let gateway = tokio::spawn({
+        let (rest, token, url) = (rest.clone(), d.token.expose().to_string(), d.gateway_url.clone());
+        async move {
+            health.set(Component::Gateway, Status::ok("connecting"));
+            let (url, limit) = match url {
+                Some(u) => (u, None),
+                None => match gateway_url(&rest, &health, &shutdown).await {
+                    Some(found) => found,
+                    None => return,
+                },
+            };
+            let mut gw = GatewayConfig::new(url, Token::new(&token), Arc::new(rest.client().clone()));
+            gw.session_start_limit = limit;
+            gateway::run(gw, rx, health, shutdown).await;
+        }
+    });
+    vec![checker, gateway]
+}
+
+/// `GET /gateway/bot`, retried with backoff until it answers; `None` when the
+/// token is refused (the gateway stays off and health says why) or on shutdown.
+async fn gateway_url(
+    rest: &Rest,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> Option<(String, Option<gateway::SessionStartLimit>)> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match rest.gateway_bot().await {
+            Ok(bot) => return Some((bot.url.clone(), Some((&bot.session_start_limit).into()))),
+            Err(RestError::Unauthorized { status, .. }) => {
+                let why = format!("stopped: GET /gateway/bot answered {status}; check DISCORD_TOKEN");
+                tracing::error!(reason = %why, "gateway off");
+                health.set(Component::Gateway, Status::failed(why));
+                return None;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::warn!(error = %why, retry_in_s = delay.as_secs(), "cannot get the gateway URL");
+                health.set(Component::Gateway, Status::failed(format!("no gateway URL yet: {why}")));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(300));
+    }
 }
 
 /// Every few seconds prove the store can still write; health follows.

@@ -197,7 +197,10 @@ where
             tracing::warn!(%error, "sd_notify failed");
         }
     };
-    let period = notifier.watchdog().unwrap_or(CHECK_WITHOUT_WATCHDOG);
+    let period = notifier
+        .watchdog()
+        .unwrap_or(CHECK_WITHOUT_WATCHDOG)
+        .max(Duration::from_millis(1)); // interval() panics on zero
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut generation = health.subscribe();

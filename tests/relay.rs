@@ -118,11 +118,13 @@ impl Rig {
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let health = Arc::new(Health::new());
+        health.set(Component::Listener, drone_discord::health::Status::ok("test"));
         Rig {
             _dir: dir,
             store,
             sink: Arc::new(ScriptedSink::default()),
-            health: Arc::new(Health::new()),
+            health,
             wake: Arc::new(Notify::new()),
             trigger: None,
             task: None,

@@ -21,8 +21,14 @@ fn rest_tuned(fake: &FakeDiscord, tuning: RestTuning) -> Rest {
 }
 
 async fn create_then_edit(fake: &FakeDiscord, rest: &Rest) {
-    let id = rest.create_message(CH, &json!({ "content": "build #1 running" })).await.expect("create");
-    let edited = rest.edit_message(CH, &id, &json!({ "content": "build #1 passed" })).await.expect("edit");
+    let id = rest
+        .create_message(CH, &json!({ "content": "build #1 running" }))
+        .await
+        .expect("create");
+    let edited = rest
+        .edit_message(CH, &id, &json!({ "content": "build #1 passed" }))
+        .await
+        .expect("edit");
     assert_eq!(edited, id);
     let msg = fake.message(&id).expect("stored message");
     assert_eq!(msg["content"], "build #1 passed");
@@ -40,9 +46,15 @@ async fn create_and_edit_over_plain_http_with_discord_headers() {
     let first = calls.first().expect("a call");
     assert_eq!(first.header("authorization"), Some("Bot test-token"));
     let ua = first.header("user-agent").unwrap_or("");
-    assert!(ua.starts_with("DiscordBot (https://github.com/drone-discord/drone-discord, "), "{ua}");
+    assert!(
+        ua.starts_with("DiscordBot (https://github.com/drone-discord/drone-discord, "),
+        "{ua}"
+    );
     assert_eq!(first.header("content-type"), Some("application/json"));
-    assert_eq!(first.body.as_ref().map(|b| b["content"].clone()), Some(json!("build #1 running")));
+    assert_eq!(
+        first.body.as_ref().map(|b| b["content"].clone()),
+        Some(json!("build #1 running"))
+    );
 }
 
 #[tokio::test]
@@ -71,9 +83,14 @@ async fn tls_without_the_test_ca_is_refused() {
 async fn keep_alive_connection_is_reused() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    let id = rest.create_message(CH, &json!({ "content": "a" })).await.expect("create");
+    let id = rest
+        .create_message(CH, &json!({ "content": "a" }))
+        .await
+        .expect("create");
     for i in 0..4 {
-        rest.edit_message(CH, &id, &json!({ "content": format!("edit {i}") })).await.expect("edit");
+        rest.edit_message(CH, &id, &json!({ "content": format!("edit {i}") }))
+            .await
+            .expect("edit");
     }
     assert_eq!(fake.calls().len(), 5);
     assert_eq!(fake.connections(), 1);
@@ -95,7 +112,10 @@ async fn per_route_429_waits_retry_after_then_succeeds() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
     fake.push(Canned::rate_limited(0.5, false));
-    let id = rest.create_message(CH, &json!({ "content": "x" })).await.expect("create after 429");
+    let id = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .expect("create after 429");
     assert!(fake.message(&id).is_some());
     let calls = fake.calls();
     assert_eq!(calls.len(), 2);
@@ -111,7 +131,9 @@ async fn global_429_pauses_other_routes_too() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
     fake.push(Canned::rate_limited(0.5, true));
-    rest.current_user().await.expect("current user after global 429");
+    rest.current_user()
+        .await
+        .expect("current user after global 429");
     rest.channel(CH).await.expect("channel");
     let calls = fake.calls();
     assert_eq!(calls.len(), 3);
@@ -122,11 +144,20 @@ async fn global_429_pauses_other_routes_too() {
 async fn bucket_headers_make_the_client_wait_instead_of_hitting_429() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    fake.set_rate_limit(Some(EmulatedLimit { limit: 2, window: Duration::from_secs(1) }));
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 2,
+        window: Duration::from_secs(1),
+    }));
     for i in 0..3 {
-        rest.create_message(CH, &json!({ "content": format!("m{i}") })).await.expect("create");
+        rest.create_message(CH, &json!({ "content": format!("m{i}") }))
+            .await
+            .expect("create");
     }
-    assert_eq!(fake.count_status(429), 0, "the client should have waited for the bucket reset");
+    assert_eq!(
+        fake.count_status(429),
+        0,
+        "the client should have waited for the bucket reset"
+    );
     let calls = fake.calls();
     assert_eq!(calls.len(), 3);
     assert!(calls[2].at.duration_since(calls[0].at) >= Duration::from_millis(800));
@@ -137,16 +168,34 @@ async fn repeated_429_gives_up_as_transient_after_bounded_retries() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
     fake.always(Canned::rate_limited(0.05, false));
-    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
-    assert!(matches!(err, RestError::Transient { retry_after: Some(_), .. }), "{err:?}");
-    assert_eq!(fake.calls().len(), 1 + RestTuning::default().max_429_retries as usize);
+    let err = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RestError::Transient {
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        fake.calls().len(),
+        1 + RestTuning::default().max_429_retries as usize
+    );
 }
 
 #[tokio::test]
 async fn edit_limit_30046_is_transient_without_retrying() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    let id = rest.create_message(CH, &json!({ "content": "x" })).await.expect("create");
+    let id = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .expect("create");
     let body = json!({ "message": "Maximum number of edits to messages older than 1 hour reached. Try again later.",
         "code": 30046, "retry_after": 120.0, "global": false });
     fake.push_for(
@@ -160,7 +209,10 @@ async fn edit_limit_30046_is_transient_without_retrying() {
             .header("X-RateLimit-Reset-After", "1")
             .header("X-RateLimit-Scope", "user"),
     );
-    let err = rest.edit_message(CH, &id, &json!({ "content": "y" })).await.unwrap_err();
+    let err = rest
+        .edit_message(CH, &id, &json!({ "content": "y" }))
+        .await
+        .unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)), "{err:?}");
     assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 1);
 }
@@ -171,8 +223,15 @@ async fn cloudflare_ban_pauses_all_calls_without_reaching_discord() {
     let rest = rest(&fake);
     fake.push(Canned::cloudflare_ban());
     let err = rest.current_user().await.unwrap_err();
-    assert!(err.retry_after().is_some_and(|d| d >= Duration::from_secs(60)), "{err:?}");
-    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    assert!(
+        err.retry_after()
+            .is_some_and(|d| d >= Duration::from_secs(60)),
+        "{err:?}"
+    );
+    let err = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
     assert_eq!(fake.calls().len(), 1);
 }
@@ -183,10 +242,15 @@ async fn server_errors_are_transient() {
     let rest = rest(&fake);
     fake.push_n(2, Canned::status(503));
     for _ in 0..2 {
-        let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+        let err = rest
+            .create_message(CH, &json!({ "content": "x" }))
+            .await
+            .unwrap_err();
         assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
     }
-    rest.create_message(CH, &json!({ "content": "x" })).await.expect("recovers");
+    rest.create_message(CH, &json!({ "content": "x" }))
+        .await
+        .expect("recovers");
     assert_eq!(fake.calls().len(), 3);
 }
 
@@ -219,53 +283,109 @@ async fn slow_response_times_out_as_transient() {
 #[tokio::test]
 async fn unauthorized_then_suspended_without_further_calls() {
     let fake = FakeDiscord::start().await;
-    fake.set_token("the-right-token");
-    let rest = rest_tuned(
-        &fake,
-        RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() },
-    );
-    // rest_config() took the right token after set_token; use a wrong one.
     let mut cfg = fake.rest_config();
     cfg.token = "wrong-token".into();
-    let wrong = Rest::with_tuning(cfg, RestTuning { unauthorized_cooldown: Duration::from_millis(300), ..RestTuning::default() })
-        .expect("rest");
+    let wrong = Rest::new(cfg).expect("rest");
     let err = wrong.current_user().await.unwrap_err();
-    assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert!(
+        matches!(err, RestError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
     assert!(!err.to_string().contains("wrong-token"));
-    let err = wrong.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
+    let err = wrong
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
-    assert_eq!(fake.calls().len(), 1, "a suspended client must not call Discord");
-    // After the cool-down the client tries again (and still gets 401).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!err.to_string().contains("wrong-token"));
+    assert_eq!(
+        fake.calls().len(),
+        1,
+        "a suspended client must not call Discord"
+    );
+    assert!(wrong.is_suspended());
+    // resume() lifts the suspension at once: the next call reaches Discord.
+    wrong.resume();
+    assert!(!wrong.is_suspended());
     let err = wrong.current_user().await.unwrap_err();
-    assert!(matches!(err, RestError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert!(
+        matches!(err, RestError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
     assert_eq!(fake.calls().len(), 2);
     // The right token is unaffected (separate client).
-    rest.current_user().await.expect("right token works");
+    rest(&fake).current_user().await.expect("right token works");
+}
+
+#[tokio::test]
+async fn unauthorized_suspension_ends_after_the_cool_down() {
+    let fake = FakeDiscord::start().await;
+    fake.always(Canned::unauthorized());
+    let rest = rest_tuned(
+        &fake,
+        RestTuning {
+            unauthorized_cooldown: Duration::from_millis(200),
+            ..RestTuning::default()
+        },
+    );
+    assert!(matches!(
+        rest.current_user().await,
+        Err(RestError::Unauthorized { status: 401, .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        rest.current_user().await,
+        Err(RestError::Unauthorized { status: 401, .. })
+    ));
+    assert_eq!(
+        fake.calls().len(),
+        2,
+        "after the cool-down the client calls again"
+    );
 }
 
 #[tokio::test]
 async fn forbidden_is_unauthorized_but_does_not_suspend() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    fake.push(Canned::json(403, json!({ "message": "Missing Permissions", "code": 50013 })));
-    let err = rest.create_message(CH, &json!({ "content": "x" })).await.unwrap_err();
-    assert_eq!(err, RestError::Unauthorized { status: 403, message: "Missing Permissions".into() });
-    rest.create_message(CH, &json!({ "content": "x" })).await.expect("next call goes out");
+    fake.push(Canned::json(
+        403,
+        json!({ "message": "Missing Permissions", "code": 50013 }),
+    ));
+    let err = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RestError::Unauthorized {
+            status: 403,
+            message: "Missing Permissions".into()
+        }
+    );
+    rest.create_message(CH, &json!({ "content": "x" }))
+        .await
+        .expect("next call goes out");
 }
 
 #[tokio::test]
 async fn invalid_request_budget_suspends_all_calls() {
     let fake = FakeDiscord::start().await;
     let tuning = RestTuning {
-        rate_limits: RateLimitConfig { invalid_budget: 3, ..RateLimitConfig::default() },
+        rate_limits: RateLimitConfig {
+            invalid_budget: 3,
+            ..RateLimitConfig::default()
+        },
         ..RestTuning::default()
     };
     let rest = rest_tuned(&fake, tuning);
     fake.always(Canned::status(403));
     for _ in 0..3 {
         let err = rest.channel(CH).await.unwrap_err();
-        assert!(matches!(err, RestError::Unauthorized { status: 403, .. }), "{err:?}");
+        assert!(
+            matches!(err, RestError::Unauthorized { status: 403, .. }),
+            "{err:?}"
+        );
     }
     let err = rest.current_user().await.unwrap_err();
     assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
@@ -276,8 +396,17 @@ async fn invalid_request_budget_suspends_all_calls() {
 async fn unknown_message_is_not_found_with_code() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    let err = rest.edit_message(CH, "999", &json!({ "content": "x" })).await.unwrap_err();
-    assert_eq!(err, RestError::NotFound { code: Some(10008), message: "Unknown Message".into() });
+    let err = rest
+        .edit_message(CH, "999", &json!({ "content": "x" }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RestError::NotFound {
+            code: Some(10008),
+            message: "Unknown Message".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -289,9 +418,16 @@ async fn bad_request_is_rejected_with_discords_message() {
         json!({ "code": 50035, "message": "Invalid Form Body",
             "errors": { "embeds": { "0": { "title": { "_errors": [{ "code": "BASE_TYPE_MAX_LENGTH" }] } } } } }),
     ));
-    let err = rest.create_message(CH, &json!({ "embeds": [{ "title": "x" }] })).await.unwrap_err();
+    let err = rest
+        .create_message(CH, &json!({ "embeds": [{ "title": "x" }] }))
+        .await
+        .unwrap_err();
     match err {
-        RestError::Rejected { status: 400, code: Some(50035), message } => {
+        RestError::Rejected {
+            status: 400,
+            code: Some(50035),
+            message,
+        } => {
             assert!(message.starts_with("Invalid Form Body"), "{message}");
             assert!(message.contains("BASE_TYPE_MAX_LENGTH"), "{message}");
         }
@@ -321,4 +457,119 @@ async fn current_user_and_channel_checks() {
     assert_eq!(ch["id"], CH);
     assert_eq!(fake.count("GET /users/@me"), 1);
     assert_eq!(fake.count("GET /channels/{id}"), 1);
+}
+
+#[tokio::test]
+async fn edits_are_recorded_in_order() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let id = rest
+        .create_message(CH, &json!({ "content": "pending" }))
+        .await
+        .expect("create");
+    rest.edit_message(CH, &id, &json!({ "content": "running" }))
+        .await
+        .expect("edit 1");
+    rest.edit_message(CH, &id, &json!({ "content": "success" }))
+        .await
+        .expect("edit 2");
+    let contents: Vec<_> = fake
+        .history(&id)
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(
+        contents,
+        vec![json!("pending"), json!("running"), json!("success")]
+    );
+}
+
+#[tokio::test]
+async fn outage_that_heals_by_itself() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    fake.refuse_for(Duration::from_secs(3));
+    let err = rest.current_user().await.unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    rest.current_user().await.expect("healed");
+}
+
+#[tokio::test]
+async fn raw_wss_connect_speaks_tls_with_sni() {
+    use drone_discord::http::client::Url;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = FakeDiscord::start_tls().await;
+    let rest = rest(&fake);
+    let url = Url::parse(&format!(
+        "wss://localhost:{}/?v=10&encoding=json",
+        fake.addr().port()
+    ))
+    .expect("url");
+    let mut stream = rest.client().connect(&url).await.expect("TLS connect");
+    let req = format!(
+        "GET /api/v10/users/@me HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bot {}\r\nConnection: close\r\n\r\n",
+        support::fake_discord::TEST_TOKEN
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("no hang")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("fake-bot"));
+}
+
+#[test]
+fn rest_futures_and_stream_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync_static<T: Send + Sync + 'static>() {}
+    assert_send_sync_static::<Rest>();
+    assert_send_sync_static::<drone_discord::http::client::Client>();
+    fn assert_stream<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>() {}
+    assert_stream::<drone_discord::http::client::Stream>();
+    let rest = Rest::new(drone_discord::discord::rest::RestConfig {
+        base_url: "http://127.0.0.1:9/api/v10".into(),
+        token: "t".into(),
+        extra_ca_file: None,
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+    })
+    .expect("rest");
+    let body = json!({});
+    let fut = rest.create_message(CH, &body);
+    assert_send(&fut);
+    let fut2 = rest.gateway_bot();
+    assert_send(&fut2);
+}
+
+#[tokio::test]
+async fn emulated_limit_answers_429_to_a_client_that_did_not_know_and_it_recovers() {
+    let fake = FakeDiscord::start().await;
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 2,
+        window: Duration::from_secs(3),
+    }));
+    let a = rest(&fake);
+    for _ in 0..2 {
+        a.create_message(CH, &json!({ "content": "a" }))
+            .await
+            .expect("a");
+    }
+    // A second client has not seen the bucket headers: it gets one 429, waits, retries.
+    let b = rest(&fake);
+    b.create_message(CH, &json!({ "content": "b" }))
+        .await
+        .expect("b after 429");
+    assert_eq!(fake.count_status(429), 1);
+    let limited = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.status == 429)
+        .expect("a 429 call");
+    assert_eq!(limited.path, format!("/channels/{CH}/messages"));
+    assert_eq!(fake.messages().len(), 3);
 }

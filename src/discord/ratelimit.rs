@@ -33,7 +33,10 @@ pub struct Route {
 
 impl Route {
     pub fn new(method: &str, template: &str, major: &str) -> Route {
-        Route { key: format!("{method} {template}"), major: major.to_string() }
+        Route {
+            key: format!("{method} {template}"),
+            major: major.to_string(),
+        }
     }
 }
 
@@ -125,7 +128,11 @@ impl RateLimiter {
     }
 
     fn bucket_key(&self, route: &Route) -> (String, String) {
-        let id = self.route_buckets.get(&route.key).cloned().unwrap_or_else(|| route.key.clone());
+        let id = self
+            .route_buckets
+            .get(&route.key)
+            .cloned()
+            .unwrap_or_else(|| route.key.clone());
         (id, route.major.clone())
     }
 
@@ -153,8 +160,11 @@ impl RateLimiter {
             // Calls resume once enough old entries leave the window.
             let excess = self.invalid.len() + 1 - self.cfg.invalid_budget;
             let oldest_needed = self.invalid.get(excess - 1).copied().unwrap_or(now);
-            let retry_after = (oldest_needed + self.cfg.invalid_window).saturating_duration_since(now);
-            return Err(Denied::InvalidRequestBudget { retry_after: retry_after.max(MIN_WAIT) });
+            let retry_after =
+                (oldest_needed + self.cfg.invalid_window).saturating_duration_since(now);
+            return Err(Denied::InvalidRequestBudget {
+                retry_after: retry_after.max(MIN_WAIT),
+            });
         }
         if let Some(until) = self.global_until {
             if until > now {
@@ -210,9 +220,13 @@ impl RateLimiter {
             self.prune_invalid(now);
         }
 
-        if let Some(bucket) = header("x-ratelimit-bucket").filter(|b| !b.is_empty() && b.len() <= 128) {
-            if self.route_buckets.len() < MAX_BUCKETS || self.route_buckets.contains_key(&route.key) {
-                self.route_buckets.insert(route.key.clone(), bucket.to_string());
+        if let Some(bucket) =
+            header("x-ratelimit-bucket").filter(|b| !b.is_empty() && b.len() <= 128)
+        {
+            if self.route_buckets.len() < MAX_BUCKETS || self.route_buckets.contains_key(&route.key)
+            {
+                self.route_buckets
+                    .insert(route.key.clone(), bucket.to_string());
             }
         }
         let key = self.bucket_key(route);
@@ -223,35 +237,71 @@ impl RateLimiter {
             self.prune_buckets(now);
             if self.buckets.len() < MAX_BUCKETS || self.buckets.contains_key(&key) {
                 let limit = limit.unwrap_or(remaining.max(1)).max(1);
-                let window = self.buckets.get(&key).map_or(reset_after, |b| b.window.max(reset_after));
-                self.buckets.insert(key.clone(), Bucket { limit, remaining, reset_at: now + reset_after, window });
+                let window = self
+                    .buckets
+                    .get(&key)
+                    .map_or(reset_after, |b| b.window.max(reset_after));
+                self.buckets.insert(
+                    key.clone(),
+                    Bucket {
+                        limit,
+                        remaining,
+                        reset_at: now + reset_after,
+                        window,
+                    },
+                );
             }
         }
 
         if status != 429 {
             return None;
         }
-        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok().filter(|v: &serde_json::Value| v.is_object());
+        let json: Option<serde_json::Value> = serde_json::from_slice(body)
+            .ok()
+            .filter(|v: &serde_json::Value| v.is_object());
         let body_retry = json
             .as_ref()
             .and_then(|v| v.get("retry_after"))
             .and_then(|v| v.as_f64())
             .and_then(|s| self.seconds_f64(s));
         let header_retry = header("retry-after").and_then(|v| self.seconds(v));
-        let has_rl_headers = headers.iter().any(|(n, _)| n.len() > 12 && n.get(..12).is_some_and(|p| p.eq_ignore_ascii_case("x-ratelimit-")));
+        let has_rl_headers = headers.iter().any(|(n, _)| {
+            n.len() > 12
+                && n.get(..12)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("x-ratelimit-"))
+        });
         let cloudflare = json.is_none() || !has_rl_headers;
         if cloudflare {
-            let pause = self.cfg.cloudflare_pause.max(body_retry.or(header_retry).unwrap_or(Duration::ZERO));
+            let pause = self
+                .cfg
+                .cloudflare_pause
+                .max(body_retry.or(header_retry).unwrap_or(Duration::ZERO));
             let pause = pause.min(self.cfg.max_retry_after.max(self.cfg.cloudflare_pause));
             self.pause_global(now + pause);
-            tracing::warn!(pause_s = pause.as_secs(), "429 without Discord rate-limit headers (Cloudflare?): pausing all calls");
-            return Some(Limited { retry_after: pause, global: true, cloudflare: true });
+            tracing::warn!(
+                pause_s = pause.as_secs(),
+                "429 without Discord rate-limit headers (Cloudflare?): pausing all calls"
+            );
+            return Some(Limited {
+                retry_after: pause,
+                global: true,
+                cloudflare: true,
+            });
         }
-        let retry_after = body_retry.or(header_retry).unwrap_or(Duration::from_secs(1));
-        let global = json.as_ref().and_then(|v| v.get("global")).and_then(|v| v.as_bool()).unwrap_or(false)
+        let retry_after = body_retry
+            .or(header_retry)
+            .unwrap_or(Duration::from_secs(1));
+        let global = json
+            .as_ref()
+            .and_then(|v| v.get("global"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
             || header("x-ratelimit-global").is_some_and(|v| v.eq_ignore_ascii_case("true"))
             || scope.as_deref() == Some("global");
-        let code = json.as_ref().and_then(|v| v.get("code")).and_then(|v| v.as_u64());
+        let code = json
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(|v| v.as_u64());
         if global {
             self.pause_global(now + retry_after);
         } else if code != Some(30046) {
@@ -264,12 +314,24 @@ impl RateLimiter {
                 }
                 None => {
                     if self.buckets.len() < MAX_BUCKETS {
-                        self.buckets.insert(key, Bucket { limit: 1, remaining: 0, reset_at, window: retry_after });
+                        self.buckets.insert(
+                            key,
+                            Bucket {
+                                limit: 1,
+                                remaining: 0,
+                                reset_at,
+                                window: retry_after,
+                            },
+                        );
                     }
                 }
             }
         }
-        Some(Limited { retry_after, global, cloudflare: false })
+        Some(Limited {
+            retry_after,
+            global,
+            cloudflare: false,
+        })
     }
 
     fn pause_global(&mut self, until: Instant) {
@@ -290,7 +352,9 @@ impl RateLimiter {
         if !s.is_finite() || s < 0.0 {
             return None;
         }
-        Some(Duration::from_secs_f64(s.min(self.cfg.max_retry_after.as_secs_f64())))
+        Some(Duration::from_secs_f64(
+            s.min(self.cfg.max_retry_after.as_secs_f64()),
+        ))
     }
 }
 
@@ -316,7 +380,11 @@ impl Limiter {
     /// `max_wait`: waits longer than this are returned to the caller as
     /// [`Denied::Wait`] instead of being slept through.
     pub fn new(cfg: RateLimitConfig, max_wait: Duration) -> Self {
-        Limiter { state: Mutex::new(RateLimiter::new(cfg)), queues: Mutex::new(HashMap::new()), max_wait }
+        Limiter {
+            state: Mutex::new(RateLimiter::new(cfg)),
+            queues: Mutex::new(HashMap::new()),
+            max_wait,
+        }
     }
 
     /// Wait for this route's queue and for the limits, then return a permit.
@@ -326,7 +394,10 @@ impl Limiter {
             if queues.len() >= MAX_BUCKETS {
                 queues.retain(|_, q| Arc::strong_count(q) > 1);
             }
-            queues.entry((route.key.clone(), route.major.clone())).or_default().clone()
+            queues
+                .entry((route.key.clone(), route.major.clone()))
+                .or_default()
+                .clone()
         };
         let guard = queue.lock_owned().await;
         loop {
@@ -346,7 +417,13 @@ impl Limiter {
     }
 
     /// Feed a response into the state machine.
-    pub fn update(&self, route: &Route, headers: &[(String, String)], status: u16, body: &[u8]) -> Option<Limited> {
+    pub fn update(
+        &self,
+        route: &Route,
+        headers: &[(String, String)],
+        status: u16,
+        body: &[u8],
+    ) -> Option<Limited> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.update(route, headers, status, body, Instant::now())
     }
@@ -357,7 +434,10 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn create(ch: &str) -> Route {
@@ -368,7 +448,12 @@ mod tests {
         Route::new("PATCH", "/channels/{id}/messages/{id}", ch)
     }
 
-    fn bucket_headers(bucket: &str, limit: u64, remaining: u64, reset_after: &str) -> Vec<(String, String)> {
+    fn bucket_headers(
+        bucket: &str,
+        limit: u64,
+        remaining: u64,
+        reset_after: &str,
+    ) -> Vec<(String, String)> {
         h(&[
             ("X-RateLimit-Bucket", bucket),
             ("X-RateLimit-Limit", &limit.to_string()),
@@ -392,8 +477,14 @@ mod tests {
         let t0 = Instant::now();
         let r = create("1");
         rl.acquire(&r, t0).unwrap();
-        assert_eq!(rl.update(&r, &bucket_headers("abc", 5, 0, "2.5"), 200, b"{}", t0), None);
-        assert_eq!(rl.acquire(&r, t0 + Duration::from_secs(1)), Err(Denied::Wait(Duration::from_millis(1500))));
+        assert_eq!(
+            rl.update(&r, &bucket_headers("abc", 5, 0, "2.5"), 200, b"{}", t0),
+            None
+        );
+        assert_eq!(
+            rl.acquire(&r, t0 + Duration::from_secs(1)),
+            Err(Denied::Wait(Duration::from_millis(1500)))
+        );
         // After the reset the full limit is available again.
         let t1 = t0 + Duration::from_millis(2500);
         for _ in 0..5 {
@@ -410,14 +501,23 @@ mod tests {
         rl.update(&r, &bucket_headers("abc", 5, 2, "1"), 200, b"{}", t0);
         assert_eq!(rl.acquire(&r, t0), Ok(()));
         assert_eq!(rl.acquire(&r, t0), Ok(()));
-        assert_eq!(rl.acquire(&r, t0), Err(Denied::Wait(Duration::from_secs(1))));
+        assert_eq!(
+            rl.acquire(&r, t0),
+            Err(Denied::Wait(Duration::from_secs(1)))
+        );
     }
 
     #[test]
     fn buckets_are_per_channel() {
         let mut rl = RateLimiter::new(RateLimitConfig::default());
         let t0 = Instant::now();
-        rl.update(&create("1"), &bucket_headers("abc", 5, 0, "3"), 200, b"{}", t0);
+        rl.update(
+            &create("1"),
+            &bucket_headers("abc", 5, 0, "3"),
+            200,
+            b"{}",
+            t0,
+        );
         assert!(matches!(rl.acquire(&create("1"), t0), Err(Denied::Wait(_))));
         assert_eq!(rl.acquire(&create("2"), t0), Ok(()));
     }
@@ -427,22 +527,57 @@ mod tests {
         let mut rl = RateLimiter::new(RateLimitConfig::default());
         let t0 = Instant::now();
         // Both routes learn they map to bucket "shared".
-        rl.update(&create("1"), &bucket_headers("shared", 5, 3, "4"), 200, b"{}", t0);
-        rl.update(&edit("1"), &bucket_headers("shared", 5, 0, "4"), 200, b"{}", t0);
-        assert_eq!(rl.acquire(&create("1"), t0), Err(Denied::Wait(Duration::from_secs(4))));
-        assert_eq!(rl.acquire(&edit("1"), t0), Err(Denied::Wait(Duration::from_secs(4))));
+        rl.update(
+            &create("1"),
+            &bucket_headers("shared", 5, 3, "4"),
+            200,
+            b"{}",
+            t0,
+        );
+        rl.update(
+            &edit("1"),
+            &bucket_headers("shared", 5, 0, "4"),
+            200,
+            b"{}",
+            t0,
+        );
+        assert_eq!(
+            rl.acquire(&create("1"), t0),
+            Err(Denied::Wait(Duration::from_secs(4)))
+        );
+        assert_eq!(
+            rl.acquire(&edit("1"), t0),
+            Err(Denied::Wait(Duration::from_secs(4)))
+        );
     }
 
     #[test]
     fn global_429_pauses_every_route() {
         let mut rl = RateLimiter::new(RateLimitConfig::default());
         let t0 = Instant::now();
-        let hdrs = h(&[("X-RateLimit-Global", "true"), ("X-RateLimit-Scope", "global"), ("Retry-After", "1")]);
+        let hdrs = h(&[
+            ("X-RateLimit-Global", "true"),
+            ("X-RateLimit-Scope", "global"),
+            ("Retry-After", "1"),
+        ]);
         let body = br#"{"message":"You are being rate limited.","retry_after":0.75,"global":true}"#;
         let l = rl.update(&create("1"), &hdrs, 429, body, t0).unwrap();
-        assert_eq!(l, Limited { retry_after: Duration::from_millis(750), global: true, cloudflare: false });
-        assert_eq!(rl.acquire(&edit("9"), t0), Err(Denied::Wait(Duration::from_millis(750))));
-        assert_eq!(rl.acquire(&create("2"), t0 + Duration::from_millis(750)), Ok(()));
+        assert_eq!(
+            l,
+            Limited {
+                retry_after: Duration::from_millis(750),
+                global: true,
+                cloudflare: false
+            }
+        );
+        assert_eq!(
+            rl.acquire(&edit("9"), t0),
+            Err(Denied::Wait(Duration::from_millis(750)))
+        );
+        assert_eq!(
+            rl.acquire(&create("2"), t0 + Duration::from_millis(750)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -455,9 +590,15 @@ mod tests {
         let l = rl.update(&create("1"), &hdrs, 429, body, t0).unwrap();
         assert_eq!(l.retry_after, Duration::from_millis(2250));
         assert!(!l.global);
-        assert_eq!(rl.acquire(&create("1"), t0), Err(Denied::Wait(Duration::from_millis(2250))));
+        assert_eq!(
+            rl.acquire(&create("1"), t0),
+            Err(Denied::Wait(Duration::from_millis(2250)))
+        );
         assert_eq!(rl.acquire(&edit("1"), t0), Ok(()));
-        assert_eq!(rl.acquire(&create("1"), t0 + Duration::from_millis(2250)), Ok(()));
+        assert_eq!(
+            rl.acquire(&create("1"), t0 + Duration::from_millis(2250)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -466,7 +607,9 @@ mod tests {
         let t0 = Instant::now();
         let mut hdrs = bucket_headers("abc", 5, 0, "0");
         hdrs.extend(h(&[("Retry-After", "3")]));
-        let l = rl.update(&create("1"), &hdrs, 429, br#"{"message":"x"}"#, t0).unwrap();
+        let l = rl
+            .update(&create("1"), &hdrs, 429, br#"{"message":"x"}"#, t0)
+            .unwrap();
         assert_eq!(l.retry_after, Duration::from_secs(3));
     }
 
@@ -483,53 +626,102 @@ mod tests {
 
     #[test]
     fn cloudflare_style_429_pauses_everything_for_long() {
-        let cfg = RateLimitConfig { cloudflare_pause: Duration::from_secs(90), ..RateLimitConfig::default() };
+        let cfg = RateLimitConfig {
+            cloudflare_pause: Duration::from_secs(90),
+            ..RateLimitConfig::default()
+        };
         let mut rl = RateLimiter::new(cfg);
         let t0 = Instant::now();
-        let l = rl.update(&create("1"), &h(&[("Content-Type", "text/html")]), 429, b"<html>error code: 1015</html>", t0).unwrap();
+        let l = rl
+            .update(
+                &create("1"),
+                &h(&[("Content-Type", "text/html")]),
+                429,
+                b"<html>error code: 1015</html>",
+                t0,
+            )
+            .unwrap();
         assert!(l.cloudflare && l.global);
         assert_eq!(l.retry_after, Duration::from_secs(90));
-        assert_eq!(rl.acquire(&edit("7"), t0 + Duration::from_secs(60)), Err(Denied::Wait(Duration::from_secs(30))));
+        assert_eq!(
+            rl.acquire(&edit("7"), t0 + Duration::from_secs(60)),
+            Err(Denied::Wait(Duration::from_secs(30)))
+        );
         // A JSON 429 without any X-RateLimit header is treated the same way.
         let mut rl = RateLimiter::new(RateLimitConfig::default());
-        let l = rl.update(&create("1"), &[], 429, br#"{"retry_after":1}"#, t0).unwrap();
+        let l = rl
+            .update(&create("1"), &[], 429, br#"{"retry_after":1}"#, t0)
+            .unwrap();
         assert!(l.cloudflare);
         assert!(l.retry_after >= Duration::from_secs(60));
     }
 
     #[test]
     fn proactive_global_cap() {
-        let cfg = RateLimitConfig { global_per_second: 3, ..RateLimitConfig::default() };
+        let cfg = RateLimitConfig {
+            global_per_second: 3,
+            ..RateLimitConfig::default()
+        };
         let mut rl = RateLimiter::new(cfg);
         let t0 = Instant::now();
         for i in 0..3 {
-            assert_eq!(rl.acquire(&create(&i.to_string()), t0 + Duration::from_millis(i * 100)), Ok(()));
+            assert_eq!(
+                rl.acquire(&create(&i.to_string()), t0 + Duration::from_millis(i * 100)),
+                Ok(())
+            );
         }
-        assert_eq!(rl.acquire(&create("x"), t0 + Duration::from_millis(500)), Err(Denied::Wait(Duration::from_millis(500))));
-        assert_eq!(rl.acquire(&create("x"), t0 + Duration::from_millis(1000)), Ok(()));
+        assert_eq!(
+            rl.acquire(&create("x"), t0 + Duration::from_millis(500)),
+            Err(Denied::Wait(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            rl.acquire(&create("x"), t0 + Duration::from_millis(1000)),
+            Ok(())
+        );
     }
 
     #[test]
     fn invalid_request_budget_stops_all_calls_until_the_window_slides() {
-        let cfg = RateLimitConfig { invalid_budget: 3, invalid_window: Duration::from_secs(600), ..RateLimitConfig::default() };
+        let cfg = RateLimitConfig {
+            invalid_budget: 3,
+            invalid_window: Duration::from_secs(600),
+            ..RateLimitConfig::default()
+        };
         let mut rl = RateLimiter::new(cfg);
         let t0 = Instant::now();
         let r = create("1");
-        rl.update(&r, &[], 401, br#"{"message":"401: Unauthorized","code":0}"#, t0);
+        rl.update(
+            &r,
+            &[],
+            401,
+            br#"{"message":"401: Unauthorized","code":0}"#,
+            t0,
+        );
         rl.update(&r, &[], 403, b"{}", t0 + Duration::from_secs(10));
         // A shared-scope 429 does not count.
         let mut shared = bucket_headers("abc", 5, 0, "0.01");
         shared.push(("X-RateLimit-Scope".into(), "shared".into()));
-        rl.update(&r, &shared, 429, br#"{"retry_after":0.01}"#, t0 + Duration::from_secs(20));
+        rl.update(
+            &r,
+            &shared,
+            429,
+            br#"{"retry_after":0.01}"#,
+            t0 + Duration::from_secs(20),
+        );
         assert_eq!(rl.invalid_count(t0 + Duration::from_secs(20)), 2);
         assert_eq!(rl.acquire(&edit("1"), t0 + Duration::from_secs(20)), Ok(()));
         rl.update(&r, &[], 404, b"{}", t0 + Duration::from_secs(25));
         rl.update(&r, &[], 403, b"{}", t0 + Duration::from_secs(30));
         assert_eq!(
             rl.acquire(&edit("1"), t0 + Duration::from_secs(40)),
-            Err(Denied::InvalidRequestBudget { retry_after: Duration::from_secs(560) })
+            Err(Denied::InvalidRequestBudget {
+                retry_after: Duration::from_secs(560)
+            })
         );
-        assert_eq!(rl.acquire(&edit("1"), t0 + Duration::from_secs(600)), Ok(()));
+        assert_eq!(
+            rl.acquire(&edit("1"), t0 + Duration::from_secs(600)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -544,9 +736,15 @@ mod tests {
             ("X-RateLimit-Reset-After", "1e300"),
         ]);
         rl.update(&r, &hdrs, 200, b"", t0);
-        assert_eq!(rl.acquire(&r, t0), Err(Denied::Wait(Duration::from_secs(3600))));
+        assert_eq!(
+            rl.acquire(&r, t0),
+            Err(Denied::Wait(Duration::from_secs(3600)))
+        );
         let mut rl = RateLimiter::new(RateLimitConfig::default());
-        let hdrs = h(&[("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset-After", "-5")]);
+        let hdrs = h(&[
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset-After", "-5"),
+        ]);
         rl.update(&r, &hdrs, 200, b"", t0);
         assert_eq!(rl.acquire(&r, t0), Ok(()));
     }
@@ -555,12 +753,37 @@ mod tests {
     async fn async_limiter_returns_long_waits_instead_of_sleeping() {
         let limiter = Limiter::new(RateLimitConfig::default(), Duration::from_secs(5));
         let r = create("1");
-        let hdrs = h(&[("X-RateLimit-Global", "true"), ("X-RateLimit-Scope", "global")]);
+        let hdrs = h(&[
+            ("X-RateLimit-Global", "true"),
+            ("X-RateLimit-Scope", "global"),
+        ]);
         limiter.update(&r, &hdrs, 429, br#"{"retry_after":30,"global":true}"#);
         match limiter.acquire(&r).await {
             Err(Denied::Wait(d)) => assert!(d > Duration::from_secs(5)),
             other => panic!("expected a long wait, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn async_limiter_keeps_one_request_in_flight_per_route() {
+        let limiter = Arc::new(Limiter::new(
+            RateLimitConfig::default(),
+            Duration::from_secs(5),
+        ));
+        let first = limiter.acquire(&create("1")).await.unwrap();
+        // Another channel's queue is independent.
+        let other = limiter.acquire(&create("2")).await;
+        assert!(other.is_ok());
+        let l2 = limiter.clone();
+        let second = tokio::spawn(async move { l2.acquire(&create("1")).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !second.is_finished(),
+            "second request must wait for the first to finish"
+        );
+        drop(first);
+        let joined = tokio::time::timeout(Duration::from_secs(10), second).await;
+        assert!(matches!(joined, Ok(Ok(Ok(())))));
     }
 
     #[tokio::test]

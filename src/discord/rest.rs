@@ -74,13 +74,20 @@ impl Default for RestTuning {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RestError {
     /// Network trouble, timeout, 5xx, or still rate limited: try again later.
-    Transient { reason: String, retry_after: Option<Duration> },
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// 401/403: the token or permissions are wrong — stop calling.
     Unauthorized { status: u16, message: String },
     /// 404 (e.g. code 10008 unknown message, 10003 unknown channel).
     NotFound { code: Option<u64>, message: String },
     /// Any other 4xx (status 0: refused locally, e.g. a malformed id): do not retry as is.
-    Rejected { status: u16, code: Option<u64>, message: String },
+    Rejected {
+        status: u16,
+        code: Option<u64>,
+        message: String,
+    },
     /// The client refuses to call (invalid-request budget spent, or a recent 401).
     Suspended { reason: String },
 }
@@ -98,16 +105,32 @@ impl RestError {
 impl fmt::Display for RestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RestError::Transient { reason, retry_after: Some(d) } => {
-                write!(f, "temporary failure: {reason} (retry after {:.1}s)", d.as_secs_f64())
+            RestError::Transient {
+                reason,
+                retry_after: Some(d),
+            } => {
+                write!(
+                    f,
+                    "temporary failure: {reason} (retry after {:.1}s)",
+                    d.as_secs_f64()
+                )
             }
-            RestError::Transient { reason, retry_after: None } => write!(f, "temporary failure: {reason}"),
-            RestError::Unauthorized { status, message } => write!(f, "unauthorized ({status}): {message}"),
+            RestError::Transient {
+                reason,
+                retry_after: None,
+            } => write!(f, "temporary failure: {reason}"),
+            RestError::Unauthorized { status, message } => {
+                write!(f, "unauthorized ({status}): {message}")
+            }
             RestError::NotFound { code, message } => match code {
                 Some(c) => write!(f, "not found (code {c}): {message}"),
                 None => write!(f, "not found: {message}"),
             },
-            RestError::Rejected { status, code, message } => match code {
+            RestError::Rejected {
+                status,
+                code,
+                message,
+            } => match code {
                 Some(c) => write!(f, "rejected ({status}, code {c}): {message}"),
                 None => write!(f, "rejected ({status}): {message}"),
             },
@@ -170,7 +193,11 @@ impl fmt::Debug for Rest {
 }
 
 fn config_error(message: String) -> RestError {
-    RestError::Rejected { status: 0, code: None, message }
+    RestError::Rejected {
+        status: 0,
+        code: None,
+        message,
+    }
 }
 
 impl Rest {
@@ -184,12 +211,16 @@ impl Rest {
         let base = Url::parse(cfg.base_url.trim_end_matches('/'))
             .map_err(|e| config_error(format!("DISCORD_API_BASE_URL: {e}")))?;
         if base.path_and_query.contains('?') {
-            return Err(config_error("DISCORD_API_BASE_URL must not have a query".into()));
+            return Err(config_error(
+                "DISCORD_API_BASE_URL must not have a query".into(),
+            ));
         }
         let token = cfg.token.trim();
         let token = token.strip_prefix("Bot ").unwrap_or(token).trim();
         if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(config_error("the Discord token is empty or contains whitespace/control characters".into()));
+            return Err(config_error(
+                "the Discord token is empty or contains whitespace/control characters".into(),
+            ));
         }
         let client = Client::new(ClientOptions {
             extra_ca_file: cfg.extra_ca_file.clone(),
@@ -214,13 +245,31 @@ impl Rest {
         })
     }
 
+    /// Whether calls are refused because of a recent 401.
+    pub fn is_suspended(&self) -> bool {
+        self.check_suspended().is_err()
+    }
+
+    /// Lift a 401 suspension early (e.g. the operator fixed the token).
+    pub fn resume(&self) {
+        *self
+            .inner
+            .suspended_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The underlying HTTP client (the gateway reuses its TLS config).
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
 
     /// `POST /channels/{id}/messages`; returns the new message's id.
-    pub async fn create_message(&self, channel_id: &str, body: &serde_json::Value) -> Result<String, RestError> {
+    pub async fn create_message(
+        &self,
+        channel_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<String, RestError> {
         check_id("channel id", channel_id)?;
         let route = Route::new("POST", "/channels/{id}/messages", channel_id);
         let path = format!("/channels/{channel_id}/messages");
@@ -253,7 +302,8 @@ impl Rest {
     pub async fn channel(&self, channel_id: &str) -> Result<serde_json::Value, RestError> {
         check_id("channel id", channel_id)?;
         let route = Route::new("GET", "/channels/{id}", channel_id);
-        self.call_json("GET", &route, &format!("/channels/{channel_id}"), None).await
+        self.call_json("GET", &route, &format!("/channels/{channel_id}"), None)
+            .await
     }
 
     /// `GET /gateway/bot`: the gateway URL and the identify budget.
@@ -281,7 +331,11 @@ impl Rest {
     }
 
     fn check_suspended(&self) -> Result<(), RestError> {
-        let mut guard = self.inner.suspended_until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self
+            .inner
+            .suspended_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match *guard {
             Some(until) if until > Instant::now() => Err(RestError::Suspended {
                 reason: format!(
@@ -312,7 +366,11 @@ impl Rest {
             None => None,
         };
         let url = Url {
-            path_and_query: format!("{}{}", inner.base.path_and_query.trim_end_matches('/'), path),
+            path_and_query: format!(
+                "{}{}",
+                inner.base.path_and_query.trim_end_matches('/'),
+                path
+            ),
             ..inner.base.clone()
         };
         let mut headers: Vec<(&str, &str)> = vec![
@@ -329,10 +387,16 @@ impl Rest {
             let permit = match inner.limiter.acquire(route).await {
                 Ok(p) => p,
                 Err(Denied::Wait(d)) => {
-                    return Err(RestError::Transient { reason: "rate limited".into(), retry_after: Some(d) });
+                    return Err(RestError::Transient {
+                        reason: "rate limited".into(),
+                        retry_after: Some(d),
+                    });
                 }
                 Err(Denied::InvalidRequestBudget { retry_after }) => {
-                    tracing::error!(retry_after_s = retry_after.as_secs(), "invalid-request budget spent; not calling Discord");
+                    tracing::error!(
+                        retry_after_s = retry_after.as_secs(),
+                        "invalid-request budget spent; not calling Discord"
+                    );
                     return Err(RestError::Suspended {
                         reason: format!(
                             "too many invalid requests (401/403/429) in 10 minutes; calls resume in {}s",
@@ -341,16 +405,24 @@ impl Rest {
                     });
                 }
             };
-            let resp = inner.client.request(method, &url, &headers, payload.as_deref()).await;
+            let resp = inner
+                .client
+                .request(method, &url, &headers, payload.as_deref())
+                .await;
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
                     drop(permit);
                     tracing::warn!(route = %route.key, error = %e, "Discord request failed");
-                    return Err(RestError::Transient { reason: e.to_string(), retry_after: None });
+                    return Err(RestError::Transient {
+                        reason: e.to_string(),
+                        retry_after: None,
+                    });
                 }
             };
-            let limited = inner.limiter.update(route, &resp.headers, resp.status, &resp.body);
+            let limited = inner
+                .limiter
+                .update(route, &resp.headers, resp.status, &resp.body);
             drop(permit);
             tracing::debug!(method, route = %route.key, status = resp.status, "Discord call");
             let status = resp.status;
@@ -362,7 +434,8 @@ impl Rest {
                 429 => {
                     let retry_after = limited.map(|l| l.retry_after);
                     let cloudflare = limited.is_some_and(|l| l.cloudflare);
-                    if code == Some(30046) || cloudflare || attempt >= inner.tuning.max_429_retries {
+                    if code == Some(30046) || cloudflare || attempt >= inner.tuning.max_429_retries
+                    {
                         tracing::warn!(route = %route.key, code, cloudflare, attempt, "rate limited by Discord");
                         let reason = if code == Some(30046) {
                             format!("edit limit for old messages (30046): {message}")
@@ -371,14 +444,20 @@ impl Rest {
                         } else {
                             format!("still rate limited after {attempt} retries: {message}")
                         };
-                        return Err(RestError::Transient { reason, retry_after });
+                        return Err(RestError::Transient {
+                            reason,
+                            retry_after,
+                        });
                     }
                     attempt += 1;
                     tracing::info!(route = %route.key, attempt, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), "429, retrying");
                 }
                 401 => {
                     let until = Instant::now() + inner.tuning.unauthorized_cooldown;
-                    *inner.suspended_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+                    *inner
+                        .suspended_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(until);
                     tracing::error!(route = %route.key, "Discord answered 401: token rejected; suspending calls");
                     return Err(RestError::Unauthorized { status, message });
                 }
@@ -392,9 +471,18 @@ impl Rest {
                         .header("retry-after")
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(3600)));
-                    return Err(RestError::Transient { reason: format!("Discord answered {status}"), retry_after });
+                    return Err(RestError::Transient {
+                        reason: format!("Discord answered {status}"),
+                        retry_after,
+                    });
                 }
-                _ => return Err(RestError::Rejected { status, code, message }),
+                _ => {
+                    return Err(RestError::Rejected {
+                        status,
+                        code,
+                        message,
+                    })
+                }
             }
         }
     }
@@ -412,7 +500,10 @@ fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
     match v.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 32 => Ok(s.clone()),
         Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(RestError::Transient { reason: "Discord returned a message without an id".into(), retry_after: None }),
+        _ => Err(RestError::Transient {
+            reason: "Discord returned a message without an id".into(),
+            retry_after: None,
+        }),
     }
 }
 
@@ -422,7 +513,11 @@ fn discord_error(body: &[u8]) -> (Option<u64>, String) {
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v) if v.is_object() => {
             let code = v.get("code").and_then(|c| c.as_u64());
-            let mut message = v.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string();
+            let mut message = v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_string();
             if let Some(errors) = v.get("errors") {
                 message.push(' ');
                 message.push_str(&errors.to_string());
@@ -475,7 +570,10 @@ mod tests {
         assert!(Rest::new(cfg("")).is_err());
         let mut c = cfg("t");
         c.base_url = "discord.com/api".into();
-        assert!(matches!(Rest::new(c), Err(RestError::Rejected { status: 0, .. })));
+        assert!(matches!(
+            Rest::new(c),
+            Err(RestError::Rejected { status: 0, .. })
+        ));
         // A "Bot " prefix is tolerated.
         assert!(Rest::new(cfg("Bot abc")).is_ok());
     }
@@ -499,17 +597,35 @@ mod tests {
 
     #[test]
     fn message_ids_must_be_present() {
-        assert_eq!(message_id(&serde_json::json!({"id": "123"})), Ok("123".to_string()));
-        assert!(matches!(message_id(&serde_json::json!({})), Err(RestError::Transient { .. })));
+        assert_eq!(
+            message_id(&serde_json::json!({"id": "123"})),
+            Ok("123".to_string())
+        );
+        assert!(matches!(
+            message_id(&serde_json::json!({})),
+            Err(RestError::Transient { .. })
+        ));
     }
 
     #[tokio::test]
     async fn refuses_non_snowflake_ids_without_calling() {
         let rest = Rest::new(cfg("t")).unwrap();
-        let err = rest.create_message("../users/@me", &serde_json::json!({})).await.unwrap_err();
-        assert!(matches!(err, RestError::Rejected { status: 0, .. }), "{err:?}");
-        let err = rest.edit_message("1", "2?x=1", &serde_json::json!({})).await.unwrap_err();
-        assert!(matches!(err, RestError::Rejected { status: 0, .. }), "{err:?}");
+        let err = rest
+            .create_message("../users/@me", &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RestError::Rejected { status: 0, .. }),
+            "{err:?}"
+        );
+        let err = rest
+            .edit_message("1", "2?x=1", &serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RestError::Rejected { status: 0, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl Url {
         if s.chars().any(|c| c.is_control() || c == ' ') {
             return Err(bad("URL contains whitespace or control characters"));
         }
-        let (scheme_str, rest) = s.split_once("://").ok_or_else(|| bad("URL has no scheme"))?;
+        let (scheme_str, rest) = s
+            .split_once("://")
+            .ok_or_else(|| bad("URL has no scheme"))?;
         let scheme = match scheme_str.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -103,10 +105,15 @@ impl Url {
             return Err(bad("URL user info is not supported"));
         }
         let (host, port) = if let Some(after) = authority.strip_prefix('[') {
-            let (h, p) = after.split_once(']').ok_or_else(|| bad("unclosed IPv6 bracket"))?;
+            let (h, p) = after
+                .split_once(']')
+                .ok_or_else(|| bad("unclosed IPv6 bracket"))?;
             let port = match p {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after IPv6 host"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("junk after IPv6 host"))?,
+                ),
             };
             (h, port)
         } else {
@@ -120,7 +127,11 @@ impl Url {
         }
         let port = match port {
             None | Some("") => scheme.default_port(),
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("bad port"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("bad port"))?,
         };
         let path_and_query = if tail.is_empty() {
             "/".to_string()
@@ -129,7 +140,12 @@ impl Url {
         } else {
             tail.to_string()
         };
-        Ok(Url { scheme, host: host.to_ascii_lowercase(), port, path_and_query })
+        Ok(Url {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query,
+        })
     }
 
     /// `scheme://host[:port]` with the port left out when it is the default.
@@ -221,7 +237,10 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ClientError::Connect(_) | ClientError::Timeout(_) | ClientError::Io(_) | ClientError::Protocol(_)
+            ClientError::Connect(_)
+                | ClientError::Timeout(_)
+                | ClientError::Io(_)
+                | ClientError::Protocol(_)
         )
     }
 }
@@ -258,7 +277,11 @@ impl fmt::Debug for Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -267,7 +290,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -304,7 +331,9 @@ pub struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").field("opts", &self.inner.opts).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("opts", &self.inner.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -432,8 +461,12 @@ impl Client {
         if !url.scheme.is_tls() {
             return Ok(Stream::Plain(tcp));
         }
-        let name = ServerName::try_from(url.host.clone())
-            .map_err(|_| ClientError::Url(format!("invalid TLS server name: {}", truncate(&url.host, 200))))?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|_| {
+            ClientError::Url(format!(
+                "invalid TLS server name: {}",
+                truncate(&url.host, 200)
+            ))
+        })?;
         match self.inner.tls.connect(name, tcp).await {
             Ok(s) => Ok(Stream::Tls(Box::new(s))),
             Err(e) => {
@@ -441,7 +474,10 @@ impl Client {
                 if is_tls {
                     Err(ClientError::Tls(format!("{}: {e}", url.origin())))
                 } else {
-                    Err(ClientError::Connect(format!("{}: TLS handshake: {e}", url.origin())))
+                    Err(ClientError::Connect(format!(
+                        "{}: TLS handshake: {e}",
+                        url.origin()
+                    )))
                 }
             }
         }
@@ -464,18 +500,26 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// rustls client config: ring provider, webpki roots + optional PEM bundle.
-fn build_tls_config(extra_ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, ClientError> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+fn build_tls_config(
+    extra_ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     if let Some(path) = extra_ca_file {
         let pem = read_bounded(path)?;
         let mut certs = Vec::new();
         for item in CertificateDer::pem_slice_iter(&pem) {
-            let cert = item.map_err(|e| ClientError::Tls(format!("CA file {}: {e}", path.display())))?;
+            let cert =
+                item.map_err(|e| ClientError::Tls(format!("CA file {}: {e}", path.display())))?;
             certs.push(cert);
         }
         let (added, ignored) = roots.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(ClientError::Tls(format!("CA file {} holds no usable certificate", path.display())));
+            return Err(ClientError::Tls(format!(
+                "CA file {} holds no usable certificate",
+                path.display()
+            )));
         }
         tracing::debug!(path = %path.display(), added, ignored, "loaded extra CA certificates");
     }
@@ -490,13 +534,17 @@ fn build_tls_config(extra_ca_file: Option<&std::path::Path>) -> Result<rustls::C
 
 fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| ClientError::Tls(format!("CA file {}: {e}", path.display())))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| ClientError::Tls(format!("CA file {}: {e}", path.display())))?;
     let mut buf = Vec::new();
     file.take(MAX_CA_FILE_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| ClientError::Tls(format!("CA file {}: {e}", path.display())))?;
     if buf.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(ClientError::Tls(format!("CA file {} is larger than 8 MiB", path.display())));
+        return Err(ClientError::Tls(format!(
+            "CA file {} is larger than 8 MiB",
+            path.display()
+        )));
     }
     Ok(buf)
 }
@@ -516,10 +564,19 @@ fn build_request_head(
         return Err(ClientError::Protocol("invalid method".into()));
     }
     if url.path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(ClientError::Url("path contains whitespace or control characters".into()));
+        return Err(ClientError::Url(
+            "path contains whitespace or control characters".into(),
+        ));
     }
     let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(format!("{method} {} HTTP/1.1\r\nHost: {}\r\n", url.path_and_query, url.host_header()).as_bytes());
+    head.extend_from_slice(
+        format!(
+            "{method} {} HTTP/1.1\r\nHost: {}\r\n",
+            url.path_and_query,
+            url.host_header()
+        )
+        .as_bytes(),
+    );
     for (name, value) in headers {
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(ClientError::Protocol("invalid header name".into()));
@@ -528,11 +585,15 @@ fn build_request_head(
             || name.eq_ignore_ascii_case("content-length")
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
-            return Err(ClientError::Protocol(format!("header {name} is set by the client")));
+            return Err(ClientError::Protocol(format!(
+                "header {name} is set by the client"
+            )));
         }
         // Header values are never echoed into the error: they may hold a token.
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(ClientError::Protocol(format!("value of header {name} contains CR/LF/NUL")));
+            return Err(ClientError::Protocol(format!(
+                "value of header {name} contains CR/LF/NUL"
+            )));
         }
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
@@ -559,7 +620,12 @@ struct Reader<'a, R> {
 
 impl<'a, R: AsyncRead + Unpin> Reader<'a, R> {
     fn new(inner: &'a mut R) -> Self {
-        Reader { inner, buf: Vec::with_capacity(8192), pos: 0, any_read: false }
+        Reader {
+            inner,
+            buf: Vec::with_capacity(8192),
+            pos: 0,
+            any_read: false,
+        }
     }
 
     fn available(&self) -> &[u8] {
@@ -597,19 +663,29 @@ impl<'a, R: AsyncRead + Unpin> Reader<'a, R> {
                 return Ok(line);
             }
             if self.available().len() > max {
-                return Err(ClientError::Protocol("line too long in chunked body".into()));
+                return Err(ClientError::Protocol(
+                    "line too long in chunked body".into(),
+                ));
             }
             if self.fill().await? == 0 {
-                return Err(ClientError::Protocol("connection closed inside chunked body".into()));
+                return Err(ClientError::Protocol(
+                    "connection closed inside chunked body".into(),
+                ));
             }
         }
     }
 
     /// Exactly `n` bytes appended to `out`.
-    async fn read_exact_into(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<(), ClientError> {
+    async fn read_exact_into(
+        &mut self,
+        mut n: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ClientError> {
         while n > 0 {
             if self.available().is_empty() && self.fill().await? == 0 {
-                return Err(ClientError::Protocol("connection closed before the body was complete".into()));
+                return Err(ClientError::Protocol(
+                    "connection closed before the body was complete".into(),
+                ));
             }
             let take = n.min(self.available().len());
             out.extend_from_slice(self.available().get(..take).unwrap_or(&[]));
@@ -647,7 +723,10 @@ async fn read_response<R: AsyncRead + Unpin>(
         break head;
     };
     let find = |name: &'static str| {
-        head.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        head.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     };
     let conn_tokens: Vec<String> = find("connection")
         .flat_map(|v| v.split(','))
@@ -658,7 +737,10 @@ async fn read_response<R: AsyncRead + Unpin>(
     } else {
         conn_tokens.iter().any(|t| t == "keep-alive")
     };
-    let no_body = method.eq_ignore_ascii_case("HEAD") || head.status == 204 || head.status == 304 || head.status == 101;
+    let no_body = method.eq_ignore_ascii_case("HEAD")
+        || head.status == 204
+        || head.status == 304
+        || head.status == 101;
     let chunked = find("transfer-encoding")
         .flat_map(|v| v.split(','))
         .last()
@@ -693,12 +775,22 @@ async fn read_response<R: AsyncRead + Unpin>(
         // The server sent more than one response's worth: do not trust the connection.
         reusable = false;
     }
-    Ok((ClientResponse { status: head.status, headers: head.headers, body }, reusable))
+    Ok((
+        ClientResponse {
+            status: head.status,
+            headers: head.headers,
+            body,
+        },
+        reusable,
+    ))
 }
 
 fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, ClientError> {
     let mut found: Option<usize> = None;
-    for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+    for (_, v) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
         for part in v.split(',') {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -727,16 +819,29 @@ async fn read_head<R: AsyncRead + Unpin>(reader: &mut Reader<'_, R>) -> Result<H
                     let headers = resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     reader.consume(n);
-                    return Ok(Head { status, minor_version, headers });
+                    return Ok(Head {
+                        status,
+                        minor_version,
+                        headers,
+                    });
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
                     return Err(ClientError::Protocol("too many response headers".into()));
                 }
-                Err(e) => return Err(ClientError::Protocol(format!("malformed response head: {e}"))),
+                Err(e) => {
+                    return Err(ClientError::Protocol(format!(
+                        "malformed response head: {e}"
+                    )))
+                }
             }
         }
         if reader.available().len() > MAX_HEAD_BYTES {
@@ -759,12 +864,14 @@ async fn read_chunked<R: AsyncRead + Unpin>(
 ) -> Result<(), ClientError> {
     loop {
         let line = reader.read_line(MAX_LINE).await?;
-        let text = std::str::from_utf8(&line).map_err(|_| ClientError::Protocol("bad chunk size".into()))?;
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| ClientError::Protocol("bad chunk size".into()))?;
         let size_str = text.split(';').next().unwrap_or("").trim();
         if size_str.is_empty() || size_str.len() > 16 {
             return Err(ClientError::Protocol("bad chunk size".into()));
         }
-        let size = usize::from_str_radix(size_str, 16).map_err(|_| ClientError::Protocol("bad chunk size".into()))?;
+        let size = usize::from_str_radix(size_str, 16)
+            .map_err(|_| ClientError::Protocol("bad chunk size".into()))?;
         if size == 0 {
             // Trailers, up to an empty line.
             let mut trailer_bytes = 0;
@@ -796,7 +903,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::net::TcpListener;
 
-    async fn parse(bytes: &[u8], method: &str, max: usize) -> Result<(ClientResponse, bool), ClientError> {
+    async fn parse(
+        bytes: &[u8],
+        method: &str,
+        max: usize,
+    ) -> Result<(ClientResponse, bool), ClientError> {
         let mut src = bytes;
         let mut reader = Reader::new(&mut src);
         read_response(&mut reader, method, max).await
@@ -840,14 +951,23 @@ mod tests {
             "http://[::1/",
             "http://host/\r\nX: y",
         ] {
-            assert!(matches!(Url::parse(bad), Err(ClientError::Url(_))), "{bad} should be rejected");
+            assert!(
+                matches!(Url::parse(bad), Err(ClientError::Url(_))),
+                "{bad} should be rejected"
+            );
         }
     }
 
     #[test]
     fn request_head_rejects_header_injection_without_echoing_value() {
         let url = Url::parse("http://h/x").unwrap();
-        let err = build_request_head("GET", &url, &[("Authorization", "Bot secret\r\nX: y")], None).unwrap_err();
+        let err = build_request_head(
+            "GET",
+            &url,
+            &[("Authorization", "Bot secret\r\nX: y")],
+            None,
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("secret"));
         assert!(build_request_head("GET", &url, &[("Host", "evil")], None).is_err());
         let head = build_request_head("POST", &url, &[("A", "b")], None).unwrap();
@@ -858,7 +978,13 @@ mod tests {
 
     #[tokio::test]
     async fn parses_content_length_body() {
-        let (r, reuse) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello", "GET", 100).await.unwrap();
+        let (r, reuse) = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+            "GET",
+            100,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"hello");
         assert_eq!(r.header("x-a"), Some("b"));
@@ -875,7 +1001,9 @@ mod tests {
 
     #[tokio::test]
     async fn reads_to_close_without_length_and_marks_not_reusable() {
-        let (r, reuse) = parse(b"HTTP/1.1 200 OK\r\n\r\nuntil close", "GET", 100).await.unwrap();
+        let (r, reuse) = parse(b"HTTP/1.1 200 OK\r\n\r\nuntil close", "GET", 100)
+            .await
+            .unwrap();
         assert_eq!(r.body, b"until close");
         assert!(!reuse);
     }
@@ -890,29 +1018,54 @@ mod tests {
 
     #[tokio::test]
     async fn head_204_304_have_no_body() {
-        let (r, reuse) = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", "HEAD", 100).await.unwrap();
+        let (r, reuse) = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n",
+            "HEAD",
+            100,
+        )
+        .await
+        .unwrap();
         assert!(r.body.is_empty());
         assert!(reuse);
-        let (r, _) = parse(b"HTTP/1.1 204 No Content\r\n\r\n", "DELETE", 100).await.unwrap();
+        let (r, _) = parse(b"HTTP/1.1 204 No Content\r\n\r\n", "DELETE", 100)
+            .await
+            .unwrap();
         assert_eq!(r.status, 204);
-        let (r, _) = parse(b"HTTP/1.1 304 Not Modified\r\n\r\n", "GET", 100).await.unwrap();
+        let (r, _) = parse(b"HTTP/1.1 304 Not Modified\r\n\r\n", "GET", 100)
+            .await
+            .unwrap();
         assert_eq!(r.status, 304);
     }
 
     #[tokio::test]
     async fn enforces_size_limits() {
         let big = b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n";
-        assert_eq!(parse(big, "GET", 100).await.unwrap_err(), ClientError::TooLarge);
+        assert_eq!(
+            parse(big, "GET", 100).await.unwrap_err(),
+            ClientError::TooLarge
+        );
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n";
-        assert_eq!(parse(chunked, "GET", 100).await.unwrap_err(), ClientError::TooLarge);
+        assert_eq!(
+            parse(chunked, "GET", 100).await.unwrap_err(),
+            ClientError::TooLarge
+        );
         let mut close = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
         close.extend(vec![b'a'; 101]);
-        assert_eq!(parse(&close, "GET", 100).await.unwrap_err(), ClientError::TooLarge);
+        assert_eq!(
+            parse(&close, "GET", 100).await.unwrap_err(),
+            ClientError::TooLarge
+        );
         let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n";
-        assert_eq!(parse(huge, "GET", 100).await.unwrap_err(), ClientError::TooLarge);
+        assert_eq!(
+            parse(huge, "GET", 100).await.unwrap_err(),
+            ClientError::TooLarge
+        );
         let mut long_head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
         long_head.extend(vec![b'a'; MAX_HEAD_BYTES + 10]);
-        assert!(matches!(parse(&long_head, "GET", 100).await, Err(ClientError::Protocol(_))));
+        assert!(matches!(
+            parse(&long_head, "GET", 100).await,
+            Err(ClientError::Protocol(_))
+        ));
     }
 
     #[tokio::test]
@@ -926,19 +1079,40 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
             b"HTTP/1.1 200 O",
         ] {
-            assert!(parse(raw, "GET", 100).await.is_err(), "{:?} should fail", String::from_utf8_lossy(raw));
+            assert!(
+                parse(raw, "GET", 100).await.is_err(),
+                "{:?} should fail",
+                String::from_utf8_lossy(raw)
+            );
         }
         // Nothing at all: an I/O error that a stale pooled connection may retry.
-        assert!(matches!(parse(b"", "GET", 100).await, Err(ClientError::Io(_))));
+        assert!(matches!(
+            parse(b"", "GET", 100).await,
+            Err(ClientError::Io(_))
+        ));
     }
 
     #[tokio::test]
     async fn connection_close_and_http10_are_not_reused() {
-        let (_, reuse) = parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", "GET", 10).await.unwrap();
+        let (_, reuse) = parse(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            "GET",
+            10,
+        )
+        .await
+        .unwrap();
         assert!(!reuse);
-        let (_, reuse) = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "GET", 10).await.unwrap();
+        let (_, reuse) = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "GET", 10)
+            .await
+            .unwrap();
         assert!(!reuse);
-        let (_, reuse) = parse(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", "GET", 10).await.unwrap();
+        let (_, reuse) = parse(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            "GET",
+            10,
+        )
+        .await
+        .unwrap();
         assert!(reuse);
     }
 
@@ -966,7 +1140,10 @@ mod tests {
                             buf.drain(..i + 4);
                             served += 1;
                             let body = format!("n{served}");
-                            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
                             if sock.write_all(resp.as_bytes()).await.is_err() {
                                 return;
                             }
@@ -1025,7 +1202,10 @@ mod tests {
                 held.push(sock);
             }
         });
-        let opts = ClientOptions { request_timeout: Duration::from_millis(300), ..ClientOptions::default() };
+        let opts = ClientOptions {
+            request_timeout: Duration::from_millis(300),
+            ..ClientOptions::default()
+        };
         let client = Client::new(opts).unwrap();
         let url = Url::parse(&format!("http://{addr}/")).unwrap();
         let err = client.request("GET", &url, &[], None).await.unwrap_err();
@@ -1034,12 +1214,18 @@ mod tests {
 
     #[test]
     fn missing_or_empty_ca_file_is_a_tls_error() {
-        let opts = ClientOptions { extra_ca_file: Some("/nonexistent/ca.pem".into()), ..ClientOptions::default() };
+        let opts = ClientOptions {
+            extra_ca_file: Some("/nonexistent/ca.pem".into()),
+            ..ClientOptions::default()
+        };
         assert!(matches!(Client::new(opts), Err(ClientError::Tls(_))));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.pem");
         std::fs::write(&path, b"not a pem").unwrap();
-        let opts = ClientOptions { extra_ca_file: Some(path), ..ClientOptions::default() };
+        let opts = ClientOptions {
+            extra_ca_file: Some(path),
+            ..ClientOptions::default()
+        };
         assert!(matches!(Client::new(opts), Err(ClientError::Tls(_))));
     }
 }

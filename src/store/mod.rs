@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+pub mod mongo_uri;
 
 /// Queue position, assigned by the store, strictly increasing.
 pub type Seq = u64;

@@ -16,13 +16,16 @@
 //! fake.push_for("PATCH", "/channels/1/messages/", 1, Canned::status(500)); // per-path script
 //! fake.always(Canned::unauthorized());            // every call → 401 until clear_script()
 //! fake.refuse_connections(true);                  // drop every connection unanswered
+//! fake.refuse_for(Duration::from_secs(2));        // ... or only for a while
 //! fake.set_rate_limit(Some(EmulatedLimit { limit: 5, window: Duration::from_secs(1) }));
 //! ...
 //! fake.calls();                  // every request: method, path, headers, JSON body, time, status
 //! fake.messages();               // message id → current message JSON (after edits)
+//! fake.history(&id);             // every version of one message, creation first
 //! fake.count("POST /channels/{id}/messages");   // calls per route template
-//! fake.connections();            // TCP connections accepted (keep-alive checks)
+//! fake.connections();            // TCP connections accepted, refused ones included
 //! fake.wait_for_calls(3, Duration::from_secs(10)).await;
+//! fake.wait_until(Duration::from_secs(10), |f| f.messages().len() == 2).await;
 //! ```
 //!
 //! # What it implements
@@ -84,7 +87,10 @@ pub struct Call {
 impl Call {
     /// First value of a header, case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -101,7 +107,10 @@ pub struct Canned {
 impl Canned {
     /// A status with a Discord-style JSON error body.
     pub fn status(status: u16) -> Canned {
-        Canned::json(status, json!({ "message": format!("{status}: canned"), "code": 0 }))
+        Canned::json(
+            status,
+            json!({ "message": format!("{status}: canned"), "code": 0 }),
+        )
     }
 
     pub fn json(status: u16, body: Value) -> Canned {
@@ -191,6 +200,9 @@ struct State {
     next_id: u64,
     scripts: VecDeque<Script>,
     refusing: bool,
+    refusing_until: Option<Instant>,
+    /// Message id → every version it had (creation first).
+    history: HashMap<String, Vec<Value>>,
     limit: Option<EmulatedLimit>,
     windows: HashMap<String, Window>,
 }
@@ -223,7 +235,9 @@ impl FakeDiscord {
     }
 
     async fn start_inner(tls: Option<Arc<TestTls>>) -> FakeDiscord {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State {
             token: TEST_TOKEN.to_string(),
@@ -235,12 +249,25 @@ impl FakeDiscord {
             next_id: FIRST_MESSAGE_ID,
             scripts: VecDeque::new(),
             refusing: false,
+            refusing_until: None,
+            history: HashMap::new(),
             limit: None,
             windows: HashMap::new(),
         }));
         let connections = Arc::new(AtomicUsize::new(0));
-        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), state.clone(), connections.clone()));
-        FakeDiscord { addr, tls, state, connections, accept_task }
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            tls.clone(),
+            state.clone(),
+            connections.clone(),
+        ));
+        FakeDiscord {
+            addr,
+            tls,
+            state,
+            connections,
+            accept_task,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -293,7 +320,12 @@ impl FakeDiscord {
 
     /// Next `n` calls (any route) get `resp`.
     pub fn push_n(&self, n: usize, resp: Canned) {
-        self.lock().scripts.push_back(Script { method: None, path_prefix: None, left: Some(n), resp });
+        self.lock().scripts.push_back(Script {
+            method: None,
+            path_prefix: None,
+            left: Some(n),
+            resp,
+        });
     }
 
     /// Next `n` calls with this method whose path starts with `path_prefix`
@@ -309,7 +341,12 @@ impl FakeDiscord {
 
     /// Every call gets `resp` until [`FakeDiscord::clear_script`].
     pub fn always(&self, resp: Canned) {
-        self.lock().scripts.push_back(Script { method: None, path_prefix: None, left: None, resp });
+        self.lock().scripts.push_back(Script {
+            method: None,
+            path_prefix: None,
+            left: None,
+            resp,
+        });
     }
 
     /// Forget all scripted responses.
@@ -320,6 +357,11 @@ impl FakeDiscord {
     /// While on, accepted connections (new and kept-alive) are dropped unanswered.
     pub fn refuse_connections(&self, on: bool) {
         self.lock().refusing = on;
+    }
+
+    /// Drop connections unanswered for the next `d` (an outage that heals by itself).
+    pub fn refuse_for(&self, d: Duration) {
+        self.lock().refusing_until = Some(Instant::now() + d);
     }
 
     /// Emulate a per-channel rate limit with correct `X-RateLimit-*` headers
@@ -337,12 +379,20 @@ impl FakeDiscord {
 
     /// Number of calls to a route template, e.g. `"PATCH /channels/{id}/messages/{id}"`.
     pub fn count(&self, route: &str) -> usize {
-        self.lock().calls.iter().filter(|c| c.route == route).count()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.route == route)
+            .count()
     }
 
     /// Number of calls answered with `status`.
     pub fn count_status(&self, status: u16) -> usize {
-        self.lock().calls.iter().filter(|c| c.status == status).count()
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.status == status)
+            .count()
     }
 
     /// Message id → current message JSON (after edits).
@@ -353,6 +403,11 @@ impl FakeDiscord {
     /// Message ids in creation order.
     pub fn message_ids(&self) -> Vec<String> {
         self.lock().order.clone()
+    }
+
+    /// Every version a message had, creation first (to check edit order).
+    pub fn history(&self, id: &str) -> Vec<Value> {
+        self.lock().history.get(id).cloned().unwrap_or_default()
     }
 
     /// One message's current JSON.
@@ -367,9 +422,14 @@ impl FakeDiscord {
 
     /// Wait until at least `n` calls were recorded; false on timeout.
     pub async fn wait_for_calls(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |f| f.calls().len() >= n).await
+    }
+
+    /// Poll `cond` every 10 ms until it holds; false on timeout.
+    pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&FakeDiscord) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.lock().calls.len() >= n {
+            if cond(self) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -392,7 +452,7 @@ async fn accept_loop(
             continue;
         };
         let conn_no = connections.fetch_add(1, Ordering::SeqCst) + 1;
-        if state.lock().unwrap_or_else(|p| p.into_inner()).refusing {
+        if is_refusing(&state) {
             drop(sock);
             continue;
         }
@@ -402,7 +462,8 @@ async fn accept_loop(
         tokio::spawn(async move {
             match tls {
                 Some(t) => {
-                    let hs = tokio::time::timeout(Duration::from_secs(10), t.acceptor.accept(sock)).await;
+                    let hs = tokio::time::timeout(Duration::from_secs(10), t.acceptor.accept(sock))
+                        .await;
                     if let Ok(Ok(s)) = hs {
                         serve_connection(s, state, conn_no).await;
                     }
@@ -411,6 +472,11 @@ async fn accept_loop(
             }
         });
     }
+}
+
+fn is_refusing(state: &Mutex<State>) -> bool {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.refusing || s.refusing_until.is_some_and(|t| Instant::now() < t)
 }
 
 struct Parsed {
@@ -434,29 +500,49 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
-                let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let find = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone())
+                };
                 if find("transfer-encoding").is_some() {
                     return None;
                 }
-                let len: usize = find("content-length").map(|v| v.trim().parse().ok()).unwrap_or(Some(0))?;
+                let len: usize = find("content-length")
+                    .map(|v| v.trim().parse().ok())
+                    .unwrap_or(Some(0))?;
                 if len > 1024 * 1024 {
                     return None;
                 }
                 let conn = find("connection").unwrap_or_default().to_ascii_lowercase();
-                let close = conn.contains("close") || (version == 0 && !conn.contains("keep-alive"));
+                let close =
+                    conn.contains("close") || (version == 0 && !conn.contains("keep-alive"));
                 buf.drain(..n);
                 while buf.len() < len {
                     let mut chunk = [0u8; 8192];
-                    let r = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk)).await;
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk)).await;
                     match r {
                         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                         Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
                     }
                 }
                 let body: Vec<u8> = buf.drain(..len).collect();
-                return Some(Parsed { method, target, headers, body, close });
+                return Some(Parsed {
+                    method,
+                    target,
+                    headers,
+                    body,
+                    close,
+                });
             }
             Ok(httparse::Status::Partial) => {}
             Err(_) => return None,
@@ -473,13 +559,24 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
     }
 }
 
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, state: Arc<Mutex<State>>, conn_no: usize) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
+    state: Arc<Mutex<State>>,
+    conn_no: usize,
+) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        if state.lock().unwrap_or_else(|p| p.into_inner()).refusing {
+        if is_refusing(&state) {
             return;
         }
-        let resp = handle(&state, req.method, &req.target, req.headers, &req.body, conn_no);
+        let resp = handle(
+            &state,
+            req.method,
+            &req.target,
+            req.headers,
+            &req.body,
+            conn_no,
+        );
         if let Some(d) = resp.delay {
             tokio::time::sleep(d).await;
         }
@@ -523,7 +620,13 @@ fn reason(status: u16) -> &'static str {
 /// `/channels/123/messages/456` → `/channels/{id}/messages/{id}`.
 fn route_template(path: &str) -> String {
     path.split('/')
-        .map(|seg| if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) { "{id}" } else { seg })
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                seg
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -557,7 +660,10 @@ fn handle(
         let pos = s.scripts.iter().position(|sc| {
             sc.left != Some(0)
                 && sc.method.as_deref().map_or(true, |m| m == method)
-                && sc.path_prefix.as_deref().map_or(true, |p| path.starts_with(p))
+                && sc
+                    .path_prefix
+                    .as_deref()
+                    .map_or(true, |p| path.starts_with(p))
         });
         if let Some(i) = pos {
             if let Some(sc) = s.scripts.get_mut(i) {
@@ -572,19 +678,35 @@ fn handle(
             }
         }
         // 2. Authentication.
-        let auth = headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.as_str());
+        let auth = headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.as_str());
         if auth != Some(&format!("Bot {}", s.token)) {
             break 'resp Canned::unauthorized();
         }
         // 3. Emulated rate limit (per channel).
         let mut rl_headers = Vec::new();
         if let (Some(limit), Some(ch)) = (s.limit, channel.as_ref()) {
-            let w = s.windows.entry(ch.clone()).or_insert(Window { start: now, used: 0 });
+            let w = s.windows.entry(ch.clone()).or_insert(Window {
+                start: now,
+                used: 0,
+            });
             if now.duration_since(w.start) >= limit.window {
-                *w = Window { start: now, used: 0 };
+                *w = Window {
+                    start: now,
+                    used: 0,
+                };
             }
-            let reset_after = limit.window.saturating_sub(now.duration_since(w.start)).as_secs_f64();
-            let reset_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() + reset_after;
+            let reset_after = limit
+                .window
+                .saturating_sub(now.duration_since(w.start))
+                .as_secs_f64();
+            let reset_epoch = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                + reset_after;
             let bucket = format!("fake-{ch}");
             if w.used >= limit.limit {
                 break 'resp Canned::json(
@@ -606,17 +728,30 @@ fn handle(
                 ("X-RateLimit-Limit".to_string(), limit.limit.to_string()),
                 ("X-RateLimit-Remaining".to_string(), remaining.to_string()),
                 ("X-RateLimit-Reset".to_string(), format!("{reset_epoch:.3}")),
-                ("X-RateLimit-Reset-After".to_string(), format!("{reset_after:.3}")),
+                (
+                    "X-RateLimit-Reset-After".to_string(),
+                    format!("{reset_after:.3}"),
+                ),
             ];
         }
         // 4. The real handlers.
         let mut resp = match (method.as_str(), segs.as_slice()) {
             ("POST", ["channels", ch, "messages"]) => {
                 let Some(Value::Object(fields)) = body.clone() else {
-                    break 'resp Canned::json(400, json!({ "message": "Cannot send an empty message", "code": 50006 }));
+                    break 'resp Canned::json(
+                        400,
+                        json!({ "message": "Cannot send an empty message", "code": 50006 }),
+                    );
                 };
-                let nonce = fields.get("nonce").and_then(|n| n.as_str().map(str::to_string).or_else(|| Some(n.to_string())));
-                let enforce = fields.get("enforce_nonce").and_then(Value::as_bool).unwrap_or(false);
+                let nonce = fields.get("nonce").and_then(|n| {
+                    n.as_str()
+                        .map(str::to_string)
+                        .or_else(|| Some(n.to_string()))
+                });
+                let enforce = fields
+                    .get("enforce_nonce")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 if let (Some(n), true) = (nonce.as_ref(), enforce) {
                     if let Some(existing) = s.nonces.get(&(ch.to_string(), n.clone())).cloned() {
                         if let Some(m) = s.messages.get(&existing) {
@@ -635,16 +770,26 @@ fn handle(
                     s.nonces.insert((ch.to_string(), n), id.clone());
                 }
                 s.messages.insert(id.clone(), msg.clone());
+                s.history.insert(id.clone(), vec![msg.clone()]);
                 s.order.push(id);
                 Canned::json(200, msg)
             }
             ("PATCH", ["channels", ch, "messages", mid]) => {
-                let known = s.messages.get(*mid).is_some_and(|m| m.get("channel_id") == Some(&json!(ch)));
+                let known = s
+                    .messages
+                    .get(*mid)
+                    .is_some_and(|m| m.get("channel_id") == Some(&json!(ch)));
                 if !known {
-                    break 'resp Canned::json(404, json!({ "message": "Unknown Message", "code": 10008 }));
+                    break 'resp Canned::json(
+                        404,
+                        json!({ "message": "Unknown Message", "code": 10008 }),
+                    );
                 }
                 let Some(Value::Object(fields)) = body.clone() else {
-                    break 'resp Canned::json(400, json!({ "message": "Invalid Form Body", "code": 50035 }));
+                    break 'resp Canned::json(
+                        400,
+                        json!({ "message": "Invalid Form Body", "code": 50035 }),
+                    );
                 };
                 let Some(Value::Object(msg)) = s.messages.get_mut(*mid) else {
                     break 'resp not_found();
@@ -654,13 +799,24 @@ fn handle(
                         msg.insert(k, v);
                     }
                 }
-                msg.insert("edited_timestamp".into(), json!("2026-01-01T00:00:00+00:00"));
-                Canned::json(200, Value::Object(msg.clone()))
+                msg.insert(
+                    "edited_timestamp".into(),
+                    json!("2026-01-01T00:00:00+00:00"),
+                );
+                let msg = Value::Object(msg.clone());
+                s.history
+                    .entry(mid.to_string())
+                    .or_default()
+                    .push(msg.clone());
+                Canned::json(200, msg)
             }
-            ("GET", ["users", "@me"]) => {
-                Canned::json(200, json!({ "id": "1000000000000000001", "username": "fake-bot", "bot": true }))
+            ("GET", ["users", "@me"]) => Canned::json(
+                200,
+                json!({ "id": "1000000000000000001", "username": "fake-bot", "bot": true }),
+            ),
+            ("GET", ["channels", ch]) => {
+                Canned::json(200, json!({ "id": ch, "type": 0, "name": "builds" }))
             }
-            ("GET", ["channels", ch]) => Canned::json(200, json!({ "id": ch, "type": 0, "name": "builds" })),
             ("GET", ["gateway", "bot"]) => Canned::json(
                 200,
                 json!({ "url": s.gateway_url, "shards": 1,

@@ -1,0 +1,608 @@
+//! The MongoDB store (feature `mongodb`), for deployments that already run
+//! MongoDB for the old Python service or want the queue off the Pi's SD card.
+//!
+//! Same contract as the embedded store (the conformance suite runs against
+//! both), built from single-document atomic operations so it works on a
+//! standalone server without transactions:
+//!
+//! * `events` `{_id: seq, key, event, action, received_ms, body}`, index
+//!   `{key: 1, _id: 1}`; seqs come from `counters` `{_id: "seq", n}` via
+//!   `$inc` (strictly increasing, gaps possible after a failed append).
+//! * `replay` `{_id: replay key, seq, received_ms, at}`: `_id` makes the
+//!   replay key unique (two concurrent appends → one insert wins, the other
+//!   gets E11000 and answers `Duplicate`); a TTL index on `at` removes keys
+//!   after [`REPLAY_RETENTION_MS`].
+//! * `leases` `{_id: key, owner, expires_ms}`: a claim takes a key with one
+//!   upsert whose filter only matches an expired lease, so at most one owner
+//!   can win it (the loser's upsert hits the unique `_id`).
+//! * `messages` `{_id: key, channel_id, message_id, status, updated_ms}`,
+//!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `meta` (probe).
+//!
+//! Multi-step writes are ordered so that a crash between the steps repeats
+//! work instead of losing it: `complete` stores the message, then deletes the
+//! events, then the lease; `dead_letter` upserts the dead letters before
+//! deleting the events. All writes use `w: majority, j: true`.
+use super::mongo_uri::redact_uri;
+use super::{
+    Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
+    REPLAY_RETENTION_MS,
+};
+use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
+use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
+use mongodb::options::{
+    Acknowledgment, ClientOptions, DatabaseOptions, IndexOptions, ReturnDocument, WriteConcern,
+};
+use mongodb::{Client, Collection, Database, IndexModel};
+use std::time::Duration;
+
+pub use super::mongo_uri::uri_from_parts;
+
+/// How long start-up waits for a reachable server before giving up.
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Duplicate key.
+const E_DUPLICATE_KEY: i32 = 11000;
+
+/// The MongoDB store. Cheap to share by reference; holds a connection pool.
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    name: String,
+}
+
+impl std::fmt::Debug for MongoStore {
+    // The client's options hold the credentials: show only the database.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore").field("database", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Database names MongoDB accepts (and that fit on one line in an error).
+fn check_db_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > 63
+        || name.chars().any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0') || c.is_control());
+    if bad {
+        return Err(StoreError::Config(format!(
+            "MongoDB database name {name:?} is invalid (1-63 characters, none of / \\ . space \" $)"
+        )));
+    }
+    Ok(())
+}
+
+fn is_duplicate_key(e: &MongoError) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == E_DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == E_DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// A driver error at run time; the message never carries the URI.
+fn unavailable(what: &str, e: MongoError) -> StoreError {
+    StoreError::Unavailable(format!("MongoDB {what}: {e}"))
+}
+
+/// A driver error at start-up: every one is fatal configuration, phrased
+/// for the person reading the one line.
+fn startup_error(uri: &str, db: &str, e: MongoError) -> StoreError {
+    let shown = redact_uri(uri);
+    let why = match e.kind.as_ref() {
+        ErrorKind::ServerSelection { .. } => format!("cannot reach MongoDB at {shown}"),
+        ErrorKind::Authentication { .. } => format!("MongoDB at {shown} refused the credentials"),
+        ErrorKind::Command(c) if c.code == 13 || c.code == 18 => {
+            format!("MongoDB user in {shown} may not use database {db:?}")
+        }
+        ErrorKind::InvalidArgument { .. } | ErrorKind::DnsResolve { .. } => format!("bad MongoDB URI {shown}"),
+        _ => format!("MongoDB at {shown} failed the start-up check"),
+    };
+    // The driver's own text names the cause (timeout, auth mechanism, …)
+    // without the password; keep it, redacted once more for safety.
+    let detail = redact_in(&e.to_string(), uri);
+    StoreError::Config(format!("{why}: {detail}"))
+}
+
+/// Remove any password that appears in `uri` from `text`.
+fn redact_in(text: &str, uri: &str) -> String {
+    let password = uri
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(uri, &redact_uri(uri)).replace(p, "***"),
+        None => text.replace(uri, &redact_uri(uri)),
+    }
+}
+
+fn i64_of(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit MongoDB's int64")))
+}
+
+/// Read a non-negative integer field (stored as int64, tolerated as int32).
+fn u64_field(d: &Document, field: &str, what: &str) -> Result<u64> {
+    let v = match d.get(field) {
+        Some(Bson::Int64(v)) => *v,
+        Some(Bson::Int32(v)) => i64::from(*v),
+        _ => return Err(StoreError::Corrupt(format!("{what}: field {field} missing or not an integer"))),
+    };
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what}: field {field} is negative")))
+}
+
+fn str_field(d: &Document, field: &str, what: &str) -> Result<String> {
+    match d.get(field) {
+        Some(Bson::String(s)) => Ok(s.clone()),
+        _ => Err(StoreError::Corrupt(format!("{what}: field {field} missing or not a string"))),
+    }
+}
+
+fn event_doc(seq: Seq, key: &str, ev: &NewEvent) -> Result<Document> {
+    Ok(doc! {
+        "_id": i64_of(seq, "seq")?,
+        "key": key,
+        "event": &ev.event,
+        "action": &ev.action,
+        "received_ms": i64_of(ev.received_ms, "received_ms")?,
+        "body": Binary { subtype: BinarySubtype::Generic, bytes: ev.body.clone() },
+    })
+}
+
+fn decode_event(d: &Document) -> Result<Event> {
+    let seq = u64_field(d, "_id", "event")?;
+    let what = format!("event {seq}");
+    let body = match d.get("body") {
+        Some(Bson::Binary(b)) => b.bytes.clone(),
+        _ => return Err(StoreError::Corrupt(format!("{what}: field body missing or not binary"))),
+    };
+    Ok(Event {
+        seq,
+        key: str_field(d, "key", &what)?,
+        event: str_field(d, "event", &what)?,
+        action: str_field(d, "action", &what)?,
+        received_ms: u64_field(d, "received_ms", &what)?,
+        body,
+    })
+}
+
+fn message_doc(key: &str, m: &MessageRef) -> Result<Document> {
+    Ok(doc! {
+        "_id": key,
+        "channel_id": &m.channel_id,
+        "message_id": &m.message_id,
+        "status": &m.status,
+        "updated_ms": i64_of(m.updated_ms, "updated_ms")?,
+    })
+}
+
+fn decode_message(key: &str, d: &Document) -> Result<MessageRef> {
+    let what = format!("message for {key}");
+    Ok(MessageRef {
+        channel_id: str_field(d, "channel_id", &what)?,
+        message_id: str_field(d, "message_id", &what)?,
+        status: str_field(d, "status", &what)?,
+        updated_ms: u64_field(d, "updated_ms", &what)?,
+    })
+}
+
+impl MongoStore {
+    /// Connect to `uri`, use database `db`, check that the server answers and
+    /// takes a journaled write, and create the indexes. Any failure is one
+    /// [`StoreError::Config`] line (unreachable server, bad credentials, bad
+    /// database name), with the password redacted.
+    pub async fn connect(uri: &str, db: &str) -> Result<Self> {
+        let store = Self::connect_read_only(uri, db).await?;
+        store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
+        store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
+        tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
+        Ok(store)
+    }
+
+    /// Connect and ping, without writing or creating indexes: for reading
+    /// another database (the old service's, see `migrate`).
+    pub async fn connect_read_only(uri: &str, db: &str) -> Result<Self> {
+        check_db_name(db)?;
+        let mut options = ClientOptions::parse(uri).await.map_err(|e| startup_error(uri, db, e))?;
+        // Short timeouts so a wrong host fails start-up in seconds; a URI
+        // that sets its own (serverSelectionTimeoutMS, connectTimeoutMS) wins.
+        options.server_selection_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+        options.app_name.get_or_insert_with(|| "drone-discord".into());
+        let client = Client::with_options(options).map_err(|e| startup_error(uri, db, e))?;
+        let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
+        let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
+        database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
+        Ok(MongoStore { db: database, name: db.to_owned() })
+    }
+
+    /// A raw collection of this database.
+    pub fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// The database in use.
+    pub fn database_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drop the whole database (used by tests to clean up after themselves).
+    pub async fn drop_database(&self) -> Result<()> {
+        self.db.drop().await.map_err(|e| unavailable("drop database", e))
+    }
+
+    fn events(&self) -> Collection<Document> {
+        self.db.collection("events")
+    }
+    fn replay(&self) -> Collection<Document> {
+        self.db.collection("replay")
+    }
+    fn leases(&self) -> Collection<Document> {
+        self.db.collection("leases")
+    }
+    fn messages(&self) -> Collection<Document> {
+        self.db.collection("messages")
+    }
+    fn dead(&self) -> Collection<Document> {
+        self.db.collection("dead_letters")
+    }
+    fn counters(&self) -> Collection<Document> {
+        self.db.collection("counters")
+    }
+
+    async fn write_probe(&self) -> std::result::Result<(), MongoError> {
+        self.counters().update_one(doc! { "_id": "probe" }, doc! { "$inc": { "n": 1i64 } }).upsert(true).await?;
+        Ok(())
+    }
+
+    async fn create_indexes(&self) -> std::result::Result<(), MongoError> {
+        self.events().create_index(IndexModel::builder().keys(doc! { "key": 1, "_id": 1 }).build()).await?;
+        let ttl = IndexOptions::builder().expire_after(Duration::from_millis(REPLAY_RETENTION_MS)).build();
+        self.replay().create_index(IndexModel::builder().keys(doc! { "at": 1 }).options(ttl).build()).await?;
+        Ok(())
+    }
+
+    async fn next_seq(&self) -> Result<Seq> {
+        let d = self
+            .counters()
+            .find_one_and_update(doc! { "_id": "seq" }, doc! { "$inc": { "n": 1i64 } })
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| unavailable("allocate seq", e))?
+            .ok_or_else(|| StoreError::Unavailable("MongoDB allocate seq: no counter returned".into()))?;
+        u64_field(&d, "n", "counter seq")
+    }
+
+    /// Record `rk` for `seq`. `Ok(None)`: recorded; `Ok(Some(first))`: a live
+    /// earlier record exists.
+    async fn record_replay(&self, rk: &str, seq: Seq, received_ms: u64) -> Result<Option<Seq>> {
+        let record = doc! {
+            "_id": rk,
+            "seq": i64_of(seq, "seq")?,
+            "received_ms": i64_of(received_ms, "received_ms")?,
+            "at": DateTime::from_millis(i64_of(received_ms, "received_ms")?),
+        };
+        for _ in 0..3 {
+            match self.replay().insert_one(record.clone()).await {
+                Ok(_) => return Ok(None),
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(unavailable("record replay key", e)),
+            }
+            let Some(seen) =
+                self.replay().find_one(doc! { "_id": rk }).await.map_err(|e| unavailable("read replay key", e))?
+            else {
+                continue; // removed by the TTL monitor in between: try again
+            };
+            let seen_ms = u64_field(&seen, "received_ms", "replay key")?;
+            if received_ms.saturating_sub(seen_ms) < REPLAY_RETENTION_MS {
+                return Ok(Some(u64_field(&seen, "seq", "replay key")?));
+            }
+            // Expired but not swept yet: take it over, unless someone else just did.
+            let taken = self
+                .replay()
+                .replace_one(doc! { "_id": rk, "received_ms": i64_of(seen_ms, "received_ms")? }, record.clone())
+                .await
+                .map_err(|e| unavailable("renew replay key", e))?;
+            if taken.modified_count == 1 {
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Unavailable("MongoDB replay key kept changing; try again".into()))
+    }
+
+    /// Remove `key`'s events with seq ≤ `upto`, returning them.
+    async fn events_upto(&self, key: &str, upto: Seq) -> Result<Vec<Event>> {
+        let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+        let mut cursor = self
+            .events()
+            .find(doc! { "key": key, "_id": { "$lte": upto } })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(|e| unavailable("read events", e))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(|e| unavailable("read events", e))? {
+            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event of {key}: {e}")))?;
+            out.push(decode_event(&d)?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_events(&self, key: &str, upto: Seq) -> Result<()> {
+        let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+        self.events()
+            .delete_many(doc! { "key": key, "_id": { "$lte": upto } })
+            .await
+            .map_err(|e| unavailable("delete events", e))?;
+        Ok(())
+    }
+
+    async fn drop_lease(&self, key: &str, owner: &str) -> Result<()> {
+        self.leases()
+            .delete_one(doc! { "_id": key, "owner": owner })
+            .await
+            .map_err(|e| unavailable("drop lease", e))?;
+        Ok(())
+    }
+
+    /// Take the lease on `key` if nobody holds a live one.
+    async fn try_lease(&self, key: &str, owner: &str, now_ms: i64, expires_ms: i64) -> Result<bool> {
+        let r = self
+            .leases()
+            .update_one(
+                doc! { "_id": key, "expires_ms": { "$lte": now_ms } },
+                doc! { "$set": { "owner": owner, "expires_ms": expires_ms } },
+            )
+            .upsert(true)
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(unavailable("take lease", e)),
+        }
+    }
+
+    async fn find_all<T>(
+        &self,
+        coll: Collection<Document>,
+        filter: Document,
+        limit: usize,
+        what: &str,
+        decode: impl Fn(&Document) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cursor = coll
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(|e| unavailable(what, e))? {
+            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+            out.push(decode(&d)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for MongoStore {
+    async fn append(&self, ev: NewEvent) -> Result<Appended> {
+        let seq = self.next_seq().await?;
+        if let Some(rk) = ev.replay_key.as_deref() {
+            if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {
+                return Ok(Appended::Duplicate(first));
+            }
+        }
+        let key = ev.key.clone().unwrap_or_else(|| format!("event:{seq}"));
+        if let Err(e) = self.events().insert_one(event_doc(seq, &key, &ev)?).await {
+            // Not stored: free the replay key so a retry is not refused.
+            if let Some(rk) = ev.replay_key.as_deref() {
+                let filter = doc! { "_id": rk, "seq": i64_of(seq, "seq")? };
+                if let Err(e2) = self.replay().delete_one(filter).await {
+                    tracing::warn!(error = %e2, seq, "could not free the replay key of a failed append");
+                }
+            }
+            return Err(unavailable("insert event", e));
+        }
+        Ok(Appended::Queued(seq))
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+        if max_keys == 0 {
+            return Ok(Vec::new());
+        }
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let expires = now.saturating_add(lease_ms);
+        // Keys currently held, so we do not even try them.
+        let held: std::collections::HashSet<String> = self
+            .find_all(self.leases(), doc! { "expires_ms": { "$gt": now } }, usize::MAX, "read leases", |d| {
+                str_field(d, "_id", "lease")
+            })
+            .await?
+            .into_iter()
+            .collect();
+        let mut cursor = self
+            .events()
+            .aggregate(vec![
+                doc! { "$group": { "_id": "$key", "first": { "$min": "$_id" } } },
+                doc! { "$sort": { "first": 1 } },
+            ])
+            .await
+            .map_err(|e| unavailable("list pending keys", e))?;
+        let mut claims = Vec::new();
+        while claims.len() < max_keys && cursor.advance().await.map_err(|e| unavailable("list pending keys", e))? {
+            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("pending key: {e}")))?;
+            let key = str_field(&d, "_id", "pending key")?;
+            if held.contains(&key) || !self.try_lease(&key, owner, now, expires).await? {
+                continue;
+            }
+            let events = self.events_upto(&key, Seq::MAX).await?;
+            if events.is_empty() {
+                self.drop_lease(&key, owner).await?;
+                continue;
+            }
+            claims.push(Claim { key, events });
+        }
+        Ok(claims)
+    }
+
+    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        if let Some(m) = message {
+            self.put_message(key, m).await?;
+        }
+        self.delete_events(key, upto).await?;
+        self.drop_lease(key, owner).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+        self.drop_lease(key, owner).await
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        for ev in self.events_upto(key, upto).await? {
+            let mut d = event_doc(ev.seq, &ev.key, &NewEvent {
+                key: None,
+                event: ev.event.clone(),
+                action: ev.action.clone(),
+                received_ms: ev.received_ms,
+                replay_key: None,
+                body: ev.body.clone(),
+            })?;
+            d.insert("reason", reason);
+            d.insert("failed_ms", i64_of(now_ms, "failed_ms")?);
+            let id = i64_of(ev.seq, "seq")?;
+            self.dead()
+                .replace_one(doc! { "_id": id }, d)
+                .upsert(true)
+                .await
+                .map_err(|e| unavailable("insert dead letter", e))?;
+        }
+        self.delete_events(key, upto).await?;
+        self.drop_lease(key, owner).await
+    }
+
+    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
+        let found = self.messages().find_one(doc! { "_id": key }).await.map_err(|e| unavailable("read message", e))?;
+        found.map(|d| decode_message(key, &d)).transpose()
+    }
+
+    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+        self.messages()
+            .replace_one(doc! { "_id": key }, message_doc(key, &message)?)
+            .upsert(true)
+            .await
+            .map_err(|e| unavailable("store message", e))?;
+        Ok(())
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
+        self.find_all(self.events(), doc! {}, limit, "read pending events", decode_event).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.find_all(self.dead(), doc! {}, limit, "read dead letters", |d| {
+            let event = decode_event(d)?;
+            let what = format!("dead letter {}", event.seq);
+            Ok(DeadLetter {
+                reason: str_field(d, "reason", &what)?,
+                failed_ms: u64_field(d, "failed_ms", &what)?,
+                event,
+            })
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let pending = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
+        let dead_letters = self.dead().count_documents(doc! {}).await.map_err(|e| unavailable("count dead letters", e))?;
+        Ok(Stats { pending, dead_letters })
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.write_probe().await.map_err(|e| unavailable("probe write", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_checked_before_connecting() {
+        for bad in ["", "a.b", "a b", "a/b", "a$b", "a\"b", &"x".repeat(64)] {
+            assert!(matches!(check_db_name(bad), Err(StoreError::Config(_))), "{bad:?} must be refused");
+        }
+        for good in ["drone", "drone_discord", "Drone-Discord-2"] {
+            assert!(check_db_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_bson_and_bad_documents_are_corrupt() {
+        let ev = NewEvent {
+            key: None,
+            event: "build".into(),
+            action: "created".into(),
+            received_ms: 1_700_000_000_123,
+            replay_key: Some("sig".into()),
+            body: vec![0, 1, 255],
+        };
+        let d = event_doc(7, "event:7", &ev).unwrap();
+        let back = decode_event(&d).unwrap();
+        assert_eq!(back, Event {
+            seq: 7,
+            key: "event:7".into(),
+            event: "build".into(),
+            action: "created".into(),
+            received_ms: 1_700_000_000_123,
+            body: vec![0, 1, 255],
+        });
+        let mut bad = d.clone();
+        bad.insert("received_ms", -1i64);
+        assert!(matches!(decode_event(&bad), Err(StoreError::Corrupt(m)) if m.contains("event 7")));
+        let mut bad = d;
+        bad.insert("body", "text");
+        assert!(matches!(decode_event(&bad), Err(StoreError::Corrupt(m)) if m.contains("body")));
+        assert!(matches!(i64_of(u64::MAX, "seq"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn messages_round_trip_through_bson() {
+        let m = MessageRef { channel_id: "1".into(), message_id: "2".into(), status: "success".into(), updated_ms: 3 };
+        assert_eq!(decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(), m);
+        assert!(matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1")));
+    }
+
+    #[test]
+    fn passwords_never_survive_into_error_text() {
+        let uri = "mongodb://root:hunter2@db:27017/?authSource=admin";
+        let text = format!("failed to connect to {uri}; password hunter2 rejected");
+        let shown = redact_in(&text, uri);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("root:***@db:27017"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_one_config_line_without_the_password() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let uri = "mongodb://root:hunter2@127.0.0.1:1/?authSource=admin&serverSelectionTimeoutMS=200&directConnection=true";
+        let err = MongoStore::connect(uri, "drone").await.expect_err("nothing listens on port 1");
+        let StoreError::Config(m) = err else { panic!("expected Config, got {err}") };
+        assert!(m.starts_with("cannot reach MongoDB at mongodb://root:***@127.0.0.1:1"), "{m}");
+        assert!(!m.contains("hunter2"), "{m}");
+        assert!(!m.contains('\n'), "one line: {m}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_uri_is_a_config_error_without_the_password() {
+        let err = MongoStore::connect("mongodb://root:hunter2@", "drone").await.expect_err("no host");
+        let StoreError::Config(m) = err else { panic!("expected Config, got {err}") };
+        assert!(!m.contains("hunter2"), "{m}");
+        let err = MongoStore::connect("http://x", "drone").await.expect_err("wrong scheme");
+        assert!(matches!(err, StoreError::Config(_)), "{err}");
+    }
+}
