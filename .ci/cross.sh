@@ -37,6 +37,8 @@ trap report EXIT
 if [ "${CROSS_SKIP_DEPS:-0}" != 1 ]; then
     step "deps (.ci/deps.sh)" .ci/deps.sh
 fi
+step "shellcheck (Pi build scripts)" shellcheck -x -S warning .ci/deps.sh .ci/cross.sh scripts/*.sh \
+    cross/armv7-musl/arm-linux-musleabihf-gcc
 step "deploy script decisions (fake ssh)" scripts/deploy-test.sh
 step "build $AARCH64" make --no-print-directory aarch64
 step "smoke $AARCH64 (qemu)" scripts/qemu-smoke.sh "$AARCH64" "dist/$AARCH64/drone-discord"

@@ -24,7 +24,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 HOST_PKGS=(curl openssl ca-certificates)
-CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file)
+CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)
 
 missing_pkgs() {
     local p

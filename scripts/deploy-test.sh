@@ -35,7 +35,7 @@ run_case() {
     : >"$work/log"
     local rc=0 out
     out=$(FAKE_LOG="$work/log" FAKE_MACHINE=$machine FAKE_HEALTH=$health \
-        SSH="$work/ssh" SCP="$work/scp" SUDO= HEALTH_TIMEOUT=1 \
+        SSH="$work/ssh" SCP="$work/scp" SUDO='' HEALTH_TIMEOUT=1 \
         "$ROOT/scripts/deploy.sh" pi@fake "$target" "$work/drone-discord" "$work/drone-discord.service" 2>&1) || rc=$?
     local ok=1 why=""
     [ "$rc" = "$want_rc" ] || { ok=0; why="exit $rc, wanted $want_rc"; }

@@ -24,8 +24,8 @@ log() { printf '==> smoke[%s]: %s\n' "$target" "$*"; }
 fail() { printf '!!! smoke[%s]: FAIL: %s\n' "$target" "$*" >&2; exit 1; }
 
 case $target in
-    aarch64-*) qemu=qemu-aarch64-static ;;
-    armv7-*|arm-*) qemu=qemu-arm-static ;;
+    aarch64-*) qemu="qemu-aarch64-static" ;;
+    armv7-*|arm-*) qemu="qemu-arm-static" ;;
     x86_64-*) qemu= ;;
     *) fail "no qemu known for $target" ;;
 esac
