@@ -90,7 +90,8 @@ armv7_musl_sysroot() {
         : >"$state/status"
         local opts=(-o "Dir::State=$state" -o "Dir::State::status=$state/status"
                     -o "Dir::Cache=$state/cache" -o "APT::Architecture=armhf"
-                    -o "APT::Architectures=armhf" -o "Debug::NoLocking=1")
+                    -o "APT::Architectures=armhf" -o "Debug::NoLocking=1"
+                    -o "APT::Sandbox::User=root")
         # Exits non-zero when one index (e.g. security) is missing; the main archive suffices.
         apt-get "${opts[@]}" update >"$TC_DIR/apt-update.log" 2>&1 || log "armhf apt-get update reported errors (see $TC_DIR/apt-update.log); continuing"
         (cd "$TC_DIR/debs" && apt-get "${opts[@]}" download musl:armhf musl-dev:armhf)
