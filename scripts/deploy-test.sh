@@ -17,6 +17,7 @@ shift
 printf 'ssh %s\n' "$*" >>"$FAKE_LOG"
 case "$*" in
     "uname -m") printf '%s\n' "$FAKE_MACHINE" ;;
+    mktemp*) printf '/tmp/drone-discord-deploy.fake\n' ;;
     *curl*/health*) printf '{"status":"fake"}' >&2; printf '%s' "$FAKE_HEALTH" ;;
 esac
 STUB
@@ -59,7 +60,7 @@ run_case "aarch64 Pi refuses an armv7 binary" aarch64 armv7 200 1 "needs TARGET=
 run_case "armv7l Pi refuses an aarch64 binary" armv7l aarch64 200 1 "needs TARGET=armv7" '!scp'
 run_case "unknown CPU is refused" x86_64 aarch64 200 1 "no drone-discord build targets" '!scp'
 run_case "armv7l Pi takes armv7: copy, install, restart, healthy" armv7l armv7 200 0 "healthy: GET /health -> 200" \
-    "scp -q $work/drone-discord $work/drone-discord.service" "install -m 0755" "/usr/local/bin/drone-discord" \
+    "scp -q $work/drone-discord $work/drone-discord.service pi@fake:/tmp/drone-discord-deploy.fake/" "install -m 0755" "/usr/local/bin/drone-discord" \
     "systemctl daemon-reload" "systemctl restart drone-discord.service"
 run_case "arm64 (as some OSes say) takes aarch64" arm64 aarch64 200 0 "healthy" "systemctl restart"
 run_case "unhealthy after restart is reported as a failure" aarch64 aarch64 503 1 "not healthy after 1s" "systemctl restart"

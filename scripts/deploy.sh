@@ -58,9 +58,11 @@ if [ "$want" != "$target" ]; then
 fi
 log "$pi is $machine: TARGET=$target matches"
 
-stage=/tmp/drone-discord-deploy.$$
+# A private staging folder on the Pi (mktemp: no predictable /tmp name).
+stage=$($ssh_cmd "$pi" "mktemp -d /tmp/drone-discord-deploy.XXXXXX" </dev/null | tr -d '\r\n') ||
+    die "could not create a staging folder on $pi"
+[ -n "$stage" ] || die "could not create a staging folder on $pi"
 log "copying $(basename "$bin") ($(wc -c <"$bin" | tr -d ' ') bytes) to $pi:$stage"
-$ssh_cmd "$pi" "mkdir -p $stage" </dev/null
 files=("$bin")
 have_unit=0
 if [ -f "$unit" ]; then files+=("$unit"); have_unit=1; else log "no unit file at $unit; installing the binary only"; fi
