@@ -39,6 +39,15 @@ command -v curl >/dev/null || fail "curl not found"
 # subshell around it) and $! is the process that signals must reach.
 if [ -n "$qemu" ]; then cmd=("$qemu" "$bin"); else cmd=("$bin"); fi
 
+# 0. A Pi has no musl loader: the binary must be static (plain or static-pie).
+if command -v file >/dev/null; then
+    kind=$(file -b "$bin")
+    case $kind in
+        *"statically linked"*|*"static-pie linked"*) log "static binary: $(cut -d, -f1-2 <<<"$kind")" ;;
+        *) fail "not a static binary: $kind" ;;
+    esac
+fi
+
 # 1. --version
 version=$(grep -m1 '^version' "$ROOT/Cargo.toml" | sed 's/.*"\(.*\)".*/\1/')
 out=$("${cmd[@]}" --version 2>&1) || fail "--version exited non-zero: $out"
