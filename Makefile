@@ -63,8 +63,11 @@ aarch64-mongodb: ## aarch64 with the MongoDB store: dist/aarch64-unknown-linux-m
 	@mkdir -p $(DIST)/$(AARCH64)-mongodb && cp -f $(TGT)/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)-mongodb/$(BIN)
 	@ls -l $(DIST)/$(AARCH64)-mongodb/$(BIN)
 
-armv7-gnu: ## fallback: static glibc armv7 binary (if the musl route breaks): dist/armv7-unknown-linux-gnueabihf/drone-discord
+# Static glibc still loads NSS modules for getaddrinfo at run time (DNS for
+# discord.com): keep this for when the musl route breaks, not as the default.
+armv7-gnu: ## fallback only: static glibc armv7 binary: dist/armv7-unknown-linux-gnueabihf/drone-discord
 	$(call say,cargo build --release --target $(ARMV7_GNU) (+crt-static) -> $(DIST)/$(ARMV7_GNU)/$(BIN))
+	@rustup target list --installed | grep -qx $(ARMV7_GNU) || rustup target add $(ARMV7_GNU)
 	$(NICE) $(CARGO) build --release --target $(ARMV7_GNU)
 	@mkdir -p $(DIST)/$(ARMV7_GNU) && cp -f $(TGT)/$(ARMV7_GNU)/release/$(BIN) $(DIST)/$(ARMV7_GNU)/$(BIN)
 	@ls -l $(DIST)/$(ARMV7_GNU)/$(BIN)
