@@ -10,6 +10,32 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+/// Open the configured store and evaluate `$body` with `$store` bound to it
+/// (an `EmbeddedStore` or, in builds with the feature, a `MongoStore`), so one
+/// generic body serves every backend.
+macro_rules! with_store {
+    ($rt:expr, $cfg:expr, |$store:ident| $body:expr) => {
+        match $cfg {
+            StoreConfig::Embedded { dir } => match EmbeddedStore::open(&dir) {
+                Ok($store) => Ok($rt.block_on($body)),
+                Err(e) => Err((format!("{}", dir.display()), e)),
+            },
+            #[cfg(feature = "mongodb")]
+            StoreConfig::Mongo { uri, database } => {
+                match $rt.block_on(drone_discord::store::mongo::MongoStore::connect(uri.expose(), &database)) {
+                    Ok($store) => Ok($rt.block_on($body)),
+                    Err(e) => Err((format!("MongoDB database {database}"), e)),
+                }
+            }
+            #[cfg(not(feature = "mongodb"))]
+            StoreConfig::Mongo { .. } => Err((
+                "MongoDB".to_string(),
+                drone_discord::store::StoreError::Config("this build has no MongoDB support".into()),
+            )),
+        }
+    };
+}
+
 /// Largest payload file `send`/`render` read.
 const MAX_FIXTURE_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -152,18 +178,14 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
 
     match config::store_config(&s) {
         Err(e) => line(false, "store", e.to_string()),
-        Ok(StoreConfig::Embedded { dir }) => match EmbeddedStore::open(&dir) {
-            Err(e) => line(false, "store", format!("{}: {e}", dir.display())),
-            Ok(store) => match rt.block_on(async { store.probe().await?; store.stats().await }) {
-                Ok(st) => line(
-                    true,
-                    "store",
-                    format!("{} writable; {} pending, {} dead letters", dir.display(), st.pending, st.dead_letters),
-                ),
-                Err(e) => line(false, "store", format!("{}: {e}", dir.display())),
-            },
+        Ok(cfg) => match with_store!(rt, cfg, |store| async move {
+            store.probe().await?;
+            store.stats().await
+        }) {
+            Ok(Ok(st)) => line(true, "store", format!("writable; {} pending, {} dead letters", st.pending, st.dead_letters)),
+            Ok(Err(e)) => line(false, "store", e.to_string()),
+            Err((what, e)) => line(false, "store", format!("{what}: {e}")),
         },
-        Ok(StoreConfig::Mongo { .. }) => line(false, "store", "MongoDB checks need a build with --features mongodb".into()),
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -172,13 +194,20 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
 /// when no service holds it, else asks the running service over loopback.
 pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigError> {
     let s = Settings::load(env_file)?;
-    let StoreConfig::Embedded { dir } = config::store_config(&s)? else {
-        return Err(ConfigError::new("STORE", "`queue` for MongoDB needs a build with --features mongodb"));
-    };
+    let cfg = config::store_config(&s)?;
     let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
-    let store = match EmbeddedStore::open(&dir) {
-        Ok(store) => store,
-        Err(open_err) => {
+    let listing = with_store!(rt, cfg, |store| async move {
+        Ok::<_, drone_discord::store::StoreError>((
+            store.stats().await?,
+            store.pending(limit).await?,
+            store.dead_letters(limit).await?,
+        ))
+    });
+    let (stats, pending, dead) = match listing {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return Err(ConfigError::new("STATE_DIR", e.to_string())),
+        Err((what, open_err)) => {
+            // Most likely a running service holds the embedded store: ask it.
             let listen = s.get("LISTEN_ADDR").unwrap_or("127.0.0.1:5000").replace("0.0.0.0", "127.0.0.1");
             return match rt.block_on(queue_from_service(&listen)) {
                 Ok(v) => {
@@ -187,19 +216,12 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
                 }
                 Err(e) => Err(ConfigError::new(
                     "STATE_DIR",
-                    format!("{open_err}; and no running service answered on {listen}: {e}"),
+                    format!("{what}: {open_err}; and no running service answered on {listen}: {e}"),
                 )),
             };
         }
     };
-    let out = rt.block_on(async {
-        let stats = store.stats().await?;
-        let pending = store.pending(limit).await?;
-        let dead = store.dead_letters(limit).await?;
-        Ok::<_, drone_discord::store::StoreError>((stats, pending, dead))
-    });
-    let (stats, pending, dead) = out.map_err(|e| ConfigError::new("STATE_DIR", e.to_string()))?;
-    println!("{} pending, {} dead letters ({})", stats.pending, stats.dead_letters, dir.display());
+    println!("{} pending, {} dead letters", stats.pending, stats.dead_letters);
     for e in pending {
         println!("pending  #{:<6} {:<24} {} {}", e.seq, e.key, e.event, e.action);
     }
@@ -207,6 +229,42 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
         println!("dead     #{:<6} {:<24} {} {}: {}", d.event.seq, d.event.key, d.event.event, d.event.action, d.reason);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `migrate --from URI`: import the old Python service's build → message map
+/// into the configured store, so running builds keep editing their message.
+#[cfg(feature = "mongodb")]
+pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>) -> Result<ExitCode, ConfigError> {
+    let s = Settings::load(env_file)?;
+    let from_database = from_database.or_else(|| s.get("MONGO_DATABASE")).ok_or_else(|| {
+        ConfigError::new("--from-database", "not given and MONGO_DATABASE is not set; name the old service's database")
+    })?;
+    let channel = s.get("DISCORD_CHANNEL_ID").map(str::to_string).ok_or_else(|| {
+        ConfigError::new("DISCORD_CHANNEL_ID", "not set; the old messages live in that channel")
+    })?;
+    let cfg = config::store_config(&s)?;
+    let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
+    let from = from.to_string();
+    let from_database = from_database.to_string();
+    let result = with_store!(rt, cfg, |store| async move {
+        drone_discord::migrate::import_from(&from, &from_database, &store, &channel).await
+    });
+    match result {
+        Ok(Ok(report)) => {
+            println!("migrate: {report}");
+            for (doc, why) in &report.skips {
+                println!("skipped {doc}: {why}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(e)) => Err(ConfigError::new("--from", e.to_string())),
+        Err((what, e)) => Err(ConfigError::new("STATE_DIR", format!("{what}: {e}"))),
+    }
+}
+
+#[cfg(not(feature = "mongodb"))]
+pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&str>) -> Result<ExitCode, ConfigError> {
+    Err(ConfigError::new("migrate", "this build has no MongoDB support; use a build with --features mongodb"))
 }
 
 async fn queue_from_service(listen: &str) -> Result<serde_json::Value, String> {

@@ -26,6 +26,7 @@ enum Command {
     Check(CheckArgs),
     Render(RenderArgs),
     Queue(QueueArgs),
+    Migrate(MigrateArgs),
 }
 
 /// Run the service: accept Drone webhooks and deliver them to Discord.
@@ -121,6 +122,21 @@ struct QueueArgs {
     limit: usize,
 }
 
+/// Import the old Python service's build → message map from its MongoDB.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "migrate")]
+struct MigrateArgs {
+    /// the old service's MongoDB URI (e.g. mongodb://root:pw@mongo:27017/?authSource=admin)
+    #[argh(option)]
+    from: String,
+    /// the old service's database (default: MONGO_DATABASE from the environment or --env-file)
+    #[argh(option)]
+    from_database: Option<String>,
+    /// read settings (DISCORD_CHANNEL_ID, the target store) from this env file
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
@@ -137,6 +153,7 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check(a.env_file.as_deref()),
         Command::Render(a) => commands::render(&a.fixture),
         Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
+        Command::Migrate(a) => commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -57,11 +57,17 @@ const META_PROBE: &str = "probe";
 
 /// Most write requests folded into one commit.
 const MAX_BATCH: usize = 512;
+/// Stop adding requests to a commit once their payloads reach this size, so
+/// a burst of large webhooks does not build one huge transaction in memory.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Most expired replay keys removed per commit, so pruning never makes one
 /// commit slow; a backlog drains over the following commits.
 const PRUNE_PER_COMMIT: usize = 64;
 /// Version byte in front of every encoded event / dead letter.
 const ENCODING_V1: u8 = 1;
+/// Longest a caller waits for a read or a write confirmation: a stalled disk
+/// (a dying SD card) turns into `Unavailable` instead of a hung webhook.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long (in 10 ms steps) a reopen waits for in-flight reads.
 const REOPEN_WAIT_STEPS: u32 = 500;
 
@@ -73,6 +79,8 @@ pub struct EmbeddedStore {
     leases: Arc<Mutex<Leases>>,
     writer: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// [`OP_TIMEOUT`], shortened by tests.
+    op_timeout: Duration,
 }
 
 /// How the database file is opened (a seam for tests that inject I/O errors).
@@ -86,6 +94,8 @@ struct Shared {
     db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     opener: Box<Opener>,
+    /// Write batches handled by the writer (one commit each when all goes well).
+    batches: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -171,6 +181,16 @@ enum Op {
     Probe,
 }
 
+impl Op {
+    /// Payload bytes, for the batch size limit.
+    fn size(&self) -> usize {
+        match self {
+            Op::Append(ev) => ev.body.len(),
+            _ => 0,
+        }
+    }
+}
+
 enum Reply {
     Appended(Appended),
     Done,
@@ -209,6 +229,10 @@ impl EmbeddedStore {
         let path = dir.join(FILE_NAME);
         let file_shown = path.display().to_string();
         let db = opener(&path).map_err(|e| open_error(&file_shown, e))?;
+        // The queue holds webhook bodies: readable by the service user only.
+        if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
+            tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
+        }
         // Create every table once so read transactions always find them, and
         // prove that the file is writable right now.
         {
@@ -219,7 +243,7 @@ impl EmbeddedStore {
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
-        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener });
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
         let leases = Arc::new(Mutex::new(Leases::new()));
         let (tx, rx) = mpsc::channel();
         let thread = {
@@ -231,7 +255,7 @@ impl EmbeddedStore {
                 .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?
         };
         tracing::info!(path = %file_shown, "embedded store open");
-        Ok(EmbeddedStore { shared, leases, writer: Some(tx), thread: Some(thread) })
+        Ok(EmbeddedStore { shared, leases, writer: Some(tx), thread: Some(thread), op_timeout: OP_TIMEOUT })
     }
 
     /// Where the database file lives.
@@ -243,7 +267,12 @@ impl EmbeddedStore {
         let (reply, rx) = oneshot::channel();
         let sender = self.writer.as_ref().ok_or_else(writer_gone)?;
         sender.send(Request { op, reply }).map_err(|_| writer_gone())?;
-        rx.await.map_err(|_| writer_gone())?
+        match tokio::time::timeout(self.op_timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| writer_gone())?,
+            // The write may still land later (a stalled disk); the caller
+            // only learns that it was not confirmed in time.
+            Err(_) => Err(StoreError::Unavailable(format!("store write not confirmed within {:?}", self.op_timeout))),
+        }
     }
 
     async fn write_done(&self, op: Op) -> Result<()> {
@@ -256,9 +285,11 @@ impl EmbeddedStore {
         F: FnOnce(&Database) -> Result<T> + Send + 'static,
     {
         let db = self.shared.current()?;
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?
+        let task = tokio::task::spawn_blocking(move || f(&db));
+        match tokio::time::timeout(self.op_timeout, task).await {
+            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?,
+            Err(_) => Err(StoreError::Unavailable(format!("store read took longer than {:?}", self.op_timeout))),
+        }
     }
 }
 
@@ -458,10 +489,14 @@ impl<'t> Tables<'t> {
 fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
     let mut broken = false;
     while let Ok(first) = rx.recv() {
+        let mut bytes = first.op.size();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => {
+                    bytes += r.op.size();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
@@ -473,7 +508,10 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             }
         }
         let results = match shared.current() {
-            Ok(db) => commit_batch(&db, &ops),
+            Ok(db) => {
+                shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                commit_batch(&db, &ops)
+            }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
         // redb refuses every later write on a handle that saw an I/O error:
@@ -859,6 +897,8 @@ mod tests {
         }
         let mode = std::fs::metadata(&state).unwrap().permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+        let mode = std::fs::metadata(state.join(FILE_NAME)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         let s = EmbeddedStore::open(&state).unwrap();
         let pending = s.pending(10).await.unwrap();
         let got: Vec<(Seq, &str, &[u8])> = pending.iter().map(|e| (e.seq, e.key.as_str(), e.body.as_slice())).collect();
@@ -1072,15 +1112,49 @@ mod tests {
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
     }
 
-    /// A file backend whose writes and syncs fail with ENOSPC while `full` is set.
+    /// A file backend whose writes and syncs fail with ENOSPC while `full` is
+    /// set, and hang while `stalled` is set.
     #[derive(Debug)]
     struct FlakyDisk {
         inner: redb::backends::FileBackend,
         full: Arc<std::sync::atomic::AtomicBool>,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[derive(Clone, Default)]
+    struct DiskFaults {
+        full: Arc<std::sync::atomic::AtomicBool>,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl DiskFaults {
+        fn opener(&self) -> Box<Opener> {
+            let faults = self.clone();
+            Box::new(move |path: &Path| {
+                let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+                let inner = redb::backends::FileBackend::new(file)?;
+                Database::builder().set_check_integrity_on_open(true).create_with_backend(FlakyDisk {
+                    inner,
+                    full: Arc::clone(&faults.full),
+                    stalled: Arc::clone(&faults.stalled),
+                })
+            })
+        }
+
+        fn set_full(&self, on: bool) {
+            self.full.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn set_stalled(&self, on: bool) {
+            self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     impl FlakyDisk {
         fn check(&self) -> std::io::Result<()> {
+            while self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             if self.full.load(std::sync::atomic::Ordering::SeqCst) {
                 Err(std::io::Error::from_raw_os_error(28))
             } else {
@@ -1151,19 +1225,11 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_is_unavailable_and_the_store_recovers_when_space_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&full);
-        let opener: Box<Opener> = Box::new(move |path: &Path| {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-            let inner = redb::backends::FileBackend::new(file)?;
-            Database::builder()
-                .set_check_integrity_on_open(true)
-                .create_with_backend(FlakyDisk { inner, full: Arc::clone(&flag) })
-        });
-        let s = EmbeddedStore::open_with(dir.path(), opener).unwrap();
+        let faults = DiskFaults::default();
+        let s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
         assert_eq!(s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept")).await.unwrap(), Appended::Queued(1));
 
-        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        faults.set_full(true);
         let unavailable = |r: Result<()>, what: &str| match r {
             Err(StoreError::Unavailable(_)) => {}
             other => panic!("{what}: expected Unavailable on a full disk, got {other:?}"),
@@ -1172,13 +1238,80 @@ mod tests {
         unavailable(s.probe().await, "probe");
         unavailable(s.put_message("build:1", msg("m")).await, "put_message");
 
-        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        faults.set_full(false);
         s.probe().await.expect("the store recovers by itself once the disk has room again");
         let pending = s.pending(10).await.unwrap();
         assert_eq!(pending.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(), vec![&b"kept"[..]]);
         // The refused append left nothing behind: its replay key is free.
         assert_eq!(s.append(ev(Some("build:1"), 3, Some("sig-2"), b"again")).await.unwrap(), Appended::Queued(2));
         assert_eq!(s.append(ev(Some("build:1"), 4, Some("sig-1"), b"")).await.unwrap(), Appended::Duplicate(1));
+    }
+
+    /// A stalled disk turns into `Unavailable` after [`OP_TIMEOUT`] instead
+    /// of a caller that waits forever; the write itself lands once the disk
+    /// moves again. The disk stalls until the test releases it, so the short
+    /// timeout used here fires however slow the machine is.
+    #[tokio::test]
+    async fn a_stalled_disk_times_out_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let mut s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
+        s.append(ev(Some("build:1"), 1, None, b"first")).await.unwrap();
+
+        // Only the stalled write meets the short limit.
+        s.op_timeout = Duration::from_millis(200);
+        faults.set_stalled(true);
+        // Declared after the store, so it is dropped (unstalling the disk)
+        // before the store joins its writer, even if an assertion fails.
+        struct Unstall(DiskFaults);
+        impl Drop for Unstall {
+            fn drop(&mut self) {
+                self.0.set_stalled(false);
+            }
+        }
+        let _unstall = Unstall(faults.clone());
+        match s.append(ev(Some("build:1"), 2, None, b"slow")).await {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("not confirmed"), "{m}"),
+            other => panic!("expected Unavailable after the timeout, got {other:?}"),
+        }
+        faults.set_stalled(false);
+        s.op_timeout = OP_TIMEOUT;
+
+        s.probe().await.unwrap();
+        let bodies: Vec<Vec<u8>> = s.pending(10).await.unwrap().into_iter().map(|e| e.body).collect();
+        assert_eq!(bodies, vec![b"first".to_vec(), b"slow".to_vec()], "the unconfirmed write still landed");
+    }
+
+    /// Writes that arrive while a commit is in progress share the next one.
+    /// The disk is stalled while they queue up, so the batching does not
+    /// depend on timing: 64 appends take at most 2 commits, not 64.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_writes_share_one_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let s = Arc::new(EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap());
+        let batches = |s: &EmbeddedStore| s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
+        let before = batches(&s);
+        faults.set_stalled(true);
+        let tasks: Vec<_> = (0..64u64)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move { s.append(ev(None, i, Some(&format!("sig-{i}")), b"x")).await })
+            })
+            .collect();
+        // On this single-threaded runtime one yield lets every task run up to
+        // its wait for the writer, i.e. after it has queued its request.
+        tokio::task::yield_now().await;
+        faults.set_stalled(false);
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap().seq());
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 64, "every append got its own seq");
+        let used = batches(&s) - before;
+        assert!((1..=2).contains(&used), "64 waiting appends used {used} commits");
     }
 
     #[tokio::test]

@@ -21,7 +21,14 @@
 //! Multi-step writes are ordered so that a crash between the steps repeats
 //! work instead of losing it: `complete` stores the message, then deletes the
 //! events, then the lease; `dead_letter` upserts the dead letters before
-//! deleting the events. All writes use `w: majority, j: true`.
+//! deleting exactly those events. All writes use `w: majority, j: true`.
+//!
+//! One difference from the embedded store: a seq is allocated before its
+//! event is inserted, so two appends racing *for the same key* may become
+//! visible out of seq order for a moment. Drone sends one build's webhooks
+//! one after the other (each waits for our answer), so this needs a client
+//! that sends updates of one build concurrently; the result is then at
+//! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
 use super::{
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
@@ -40,6 +47,10 @@ pub use super::mongo_uri::uri_from_parts;
 /// How long start-up waits for a reachable server before giving up.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the whole start-up check (ping, write, indexes) may take.
+const START_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest one store operation may take (several round trips included).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Duplicate key.
 const E_DUPLICATE_KEY: i32 = 11000;
 
@@ -192,6 +203,17 @@ impl MongoStore {
     /// [`StoreError::Config`] line (unreachable server, bad credentials, bad
     /// database name), with the password redacted.
     pub async fn connect(uri: &str, db: &str) -> Result<Self> {
+        let limit = START_UP_TIMEOUT;
+        match tokio::time::timeout(limit, Self::connect_inner(uri, db)).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Config(format!(
+                "MongoDB at {} did not finish the start-up check within {limit:?}",
+                redact_uri(uri)
+            ))),
+        }
+    }
+
+    async fn connect_inner(uri: &str, db: &str) -> Result<Self> {
         let store = Self::connect_read_only(uri, db).await?;
         store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
         store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
@@ -388,8 +410,9 @@ impl MongoStore {
     }
 }
 
-impl Store for MongoStore {
-    async fn append(&self, ev: NewEvent) -> Result<Appended> {
+/// The operations, without the time limit that [`Store`] adds.
+impl MongoStore {
+    async fn op_append(&self, ev: NewEvent) -> Result<Appended> {
         let seq = self.next_seq().await?;
         if let Some(rk) = ev.replay_key.as_deref() {
             if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {
@@ -410,7 +433,7 @@ impl Store for MongoStore {
         Ok(Appended::Queued(seq))
     }
 
-    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+    async fn op_claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
         if max_keys == 0 {
             return Ok(Vec::new());
         }
@@ -450,19 +473,23 @@ impl Store for MongoStore {
         Ok(claims)
     }
 
-    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+    async fn op_complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
         if let Some(m) = message {
-            self.put_message(key, m).await?;
+            self.op_put_message(key, m).await?;
         }
         self.delete_events(key, upto).await?;
         self.drop_lease(key, owner).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+    async fn op_release(&self, key: &str, owner: &str) -> Result<()> {
         self.drop_lease(key, owner).await
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn op_dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        // Delete exactly the events that were copied aside: an append whose
+        // lower seq only became visible after the read stays pending instead
+        // of vanishing without a dead letter.
+        let mut moved = Vec::new();
         for ev in self.events_upto(key, upto).await? {
             let mut d = event_doc(ev.seq, &ev.key, &NewEvent {
                 key: None,
@@ -480,17 +507,23 @@ impl Store for MongoStore {
                 .upsert(true)
                 .await
                 .map_err(|e| unavailable("insert dead letter", e))?;
+            moved.push(id);
         }
-        self.delete_events(key, upto).await?;
+        if !moved.is_empty() {
+            self.events()
+                .delete_many(doc! { "_id": { "$in": moved } })
+                .await
+                .map_err(|e| unavailable("delete dead-lettered events", e))?;
+        }
         self.drop_lease(key, owner).await
     }
 
-    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
+    async fn op_message(&self, key: &str) -> Result<Option<MessageRef>> {
         let found = self.messages().find_one(doc! { "_id": key }).await.map_err(|e| unavailable("read message", e))?;
         found.map(|d| decode_message(key, &d)).transpose()
     }
 
-    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+    async fn op_put_message(&self, key: &str, message: MessageRef) -> Result<()> {
         self.messages()
             .replace_one(doc! { "_id": key }, message_doc(key, &message)?)
             .upsert(true)
@@ -499,11 +532,11 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
+    async fn op_pending(&self, limit: usize) -> Result<Vec<Event>> {
         self.find_all(self.events(), doc! {}, limit, "read pending events", decode_event).await
     }
 
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+    async fn op_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         self.find_all(self.dead(), doc! {}, limit, "read dead letters", |d| {
             let event = decode_event(d)?;
             let what = format!("dead letter {}", event.seq);
@@ -516,14 +549,73 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn stats(&self) -> Result<Stats> {
+    async fn op_stats(&self) -> Result<Stats> {
         let pending = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
         let dead_letters = self.dead().count_documents(doc! {}).await.map_err(|e| unavailable("count dead letters", e))?;
         Ok(Stats { pending, dead_letters })
     }
 
-    async fn probe(&self) -> Result<()> {
+    async fn op_probe(&self) -> Result<()> {
         self.write_probe().await.map_err(|e| unavailable("probe write", e))
+    }
+}
+
+impl Store for MongoStore {
+    async fn append(&self, ev: NewEvent) -> Result<Appended> {
+        within("append", self.op_append(ev)).await
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+        within("claim", self.op_claim(owner, lease, max_keys, now_ms)).await
+    }
+
+    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        within("complete", self.op_complete(key, owner, upto, message)).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+        within("release", self.op_release(key, owner)).await
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        within("dead_letter", self.op_dead_letter(key, owner, upto, reason, now_ms)).await
+    }
+
+    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
+        within("message", self.op_message(key)).await
+    }
+
+    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+        within("put_message", self.op_put_message(key, message)).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
+        within("pending", self.op_pending(limit)).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        within("dead_letters", self.op_dead_letters(limit)).await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        within("stats", self.op_stats()).await
+    }
+
+    async fn probe(&self) -> Result<()> {
+        within("probe", self.op_probe()).await
+    }
+}
+
+/// Bound one store operation by [`OP_TIMEOUT`]: a server that accepts but
+/// never answers turns into `Unavailable`, not a hung webhook or relay.
+async fn within<T>(what: &str, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    within_for(OP_TIMEOUT, what, op).await
+}
+
+async fn within_for<T>(limit: Duration, what: &str, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!("MongoDB {what} took longer than {limit:?}"))),
     }
 }
 
@@ -595,6 +687,35 @@ mod tests {
         assert!(m.starts_with("cannot reach MongoDB at mongodb://root:***@127.0.0.1:1"), "{m}");
         assert!(!m.contains("hunter2"), "{m}");
         assert!(!m.contains('\n'), "one line: {m}");
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_never_finishes_is_unavailable() {
+        let r: Result<()> = within_for(Duration::from_millis(50), "append", std::future::pending()).await;
+        match r {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("append took longer"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let r = within_for(Duration::from_secs(60), "probe", async { Ok(7) }).await;
+        assert_eq!(r.ok(), Some(7));
+    }
+
+    /// A peer that accepts TCP but never speaks: start-up gives up with one
+    /// Config line instead of hanging.
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_start_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let uri = format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300&connectTimeoutMS=300&directConnection=true");
+        let err = MongoStore::connect(&uri, "drone").await.expect_err("a silent peer is not MongoDB");
+        assert!(matches!(err, StoreError::Config(ref m) if m.contains("cannot reach")), "{err}");
+        silent.abort();
     }
 
     #[tokio::test]
