@@ -21,7 +21,7 @@ TGT     := $(or $(CARGO_TARGET_DIR),target)
 # Lean aarch64 binary must stay within this (bytes); CI fails otherwise.
 SIZE_BUDGET ?= 3145728
 
-# test-curls / run / deploy / logs. Plain `=` (not ?=) so that unrelated
+# test-curls / deploy / logs. Plain `=` (not ?=) so that unrelated
 # environment variables with common names (HOST, TARGET, LINES) never leak in;
 # set them on the command line: make deploy PI=pi@raspberrypi.local TARGET=armv7
 HOST     = localhost:5000
@@ -29,12 +29,10 @@ PI       =
 TARGET   = aarch64
 PI_PORT  = 5000
 LINES    = 100
-RUN_ADDR = 127.0.0.1:5000
-RUN_SECRET = dev-secret
 
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
-.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size size-check test \
+.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size test test-host \
         test-curls deploy logs bench run cross-deps cross-ci smoke
 
 help: ## list the targets
@@ -81,7 +79,13 @@ size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a tabl
 	    "$(ARMV7)=$(DIST)/$(ARMV7)/$(BIN)" \
 	    "$(AARCH64) +mongodb=$(DIST)/$(AARCH64)-mongodb/$(BIN)"
 
-test: ## the test suite (host)
+test: ## everything CI checks: installs deps, host tests, then the Pi leg (cross builds + qemu smoke + size)
+	$(call say,.ci/deps.sh then cargo test --all-targets then .ci/cross.sh)
+	.ci/deps.sh
+	$(NICE) $(CARGO) test --all-targets
+	CROSS_SKIP_DEPS=1 .ci/cross.sh
+
+test-host: ## host tests only (quick): cargo test --all-targets
 	$(call say,cargo test --all-targets)
 	$(NICE) $(CARGO) test --all-targets
 
@@ -107,11 +111,10 @@ bench: ## benchmarks (bench profile = release + unwind, symbols kept)
 	$(call say,cargo bench)
 	$(NICE) $(CARGO) bench
 
-run: ## try it locally without Discord: serve --dry-run on 127.0.0.1:5000, state in ./data
-	$(call say,serve --dry-run on $(RUN_ADDR); in another terminal: make test-curls HOST=$(RUN_ADDR) SECRET=$(if $(filter dev-secret,$(RUN_SECRET)),dev-secret,<your RUN_SECRET>))
-	@mkdir -p data
-	@DRONE_WEBHOOK_SECRET="$(RUN_SECRET)" LISTEN_ADDR="$(RUN_ADDR)" STATE_DIR="$${STATE_DIR:-data}" \
-	    $(CARGO) run -- serve --dry-run
+run: ## run the service locally in dry-run (no Discord token): renders and logs messages
+	@if [ -n "$${DRONE_WEBHOOK_SECRET:-}" ]; then shown='<yours, from the environment>'; else shown=change-me-please; fi; \
+	 printf '\n==> make run: DRONE_WEBHOOK_SECRET=%s cargo run --release -- serve --dry-run (on LISTEN_ADDR, default 0.0.0.0:5000)\n    then in another terminal: make test-curls SECRET=%s\n' "$$shown" "$$shown"
+	@DRONE_WEBHOOK_SECRET="$${DRONE_WEBHOOK_SECRET:-change-me-please}" $(CARGO) run --release -- serve --dry-run
 
 cross-deps: ## install cross toolchains (clang, qemu-user, armhf gcc, musl sysroot, rustup bits)
 	$(call say,.ci/deps.sh (idempotent))
