@@ -1,0 +1,130 @@
+# drone-discord — the commands a user types. Every target says what it runs.
+# `make help` lists them. Cross builds need `make cross-deps` once (Debian/Ubuntu).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO   ?= cargo
+NIGHTLY ?= nightly
+# Cross/release builds are heavy on a shared 2-core machine; CI and `make` both nice them.
+NICE    ?= nice -n 10
+BIN     := drone-discord
+
+AARCH64 := aarch64-unknown-linux-musl
+ARMV7   := armv7-unknown-linux-musleabihf
+ARMV7_GNU := armv7-unknown-linux-gnueabihf
+DIST    := dist
+# Where cargo puts its output (cross builds land in $(TGT)/<triple>/release/).
+TGT     := $(or $(CARGO_TARGET_DIR),target)
+
+# Lean aarch64 binary must stay within this (bytes); CI fails otherwise.
+SIZE_BUDGET ?= 3145728
+
+# test-curls / deploy / logs. Plain `=` (not ?=) so that unrelated
+# environment variables with common names (HOST, TARGET, LINES) never leak in;
+# set them on the command line: make deploy PI=pi@raspberrypi.local TARGET=armv7
+HOST     = localhost:5000
+PI       =
+TARGET   = aarch64
+PI_PORT  = 5000
+LINES    = 100
+
+say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
+
+.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size test test-host \
+        test-curls deploy logs bench run cross-deps cross-ci smoke
+
+help: ## list the targets
+	@echo "drone-discord make targets:"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{ printf "  make %-16s %s\n", $$1, $$2 }'
+
+build: ## release build for this machine: target/release/drone-discord
+	$(call say,cargo build --release (host) -> target/release/$(BIN))
+	$(NICE) $(CARGO) build --release
+
+aarch64: ## static musl binary for 64-bit Pi OS: dist/aarch64-unknown-linux-musl/drone-discord
+	$(call say,cargo build --release --target $(AARCH64) -> $(DIST)/$(AARCH64)/$(BIN))
+	$(NICE) $(CARGO) build --release --target $(AARCH64)
+	@mkdir -p $(DIST)/$(AARCH64) && cp -f $(TGT)/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)/$(BIN)
+	@ls -l $(DIST)/$(AARCH64)/$(BIN)
+
+armv7: ## static musl binary for 32-bit Pi OS (Pi 2/3/4): dist/armv7-unknown-linux-musleabihf/drone-discord
+	$(call say,cargo +$(NIGHTLY) build -Z build-std --release --target $(ARMV7) -> $(DIST)/$(ARMV7)/$(BIN))
+	$(NICE) $(CARGO) +$(NIGHTLY) build --release --target $(ARMV7) -Z build-std=std,panic_abort
+	@mkdir -p $(DIST)/$(ARMV7) && cp -f $(TGT)/$(ARMV7)/release/$(BIN) $(DIST)/$(ARMV7)/$(BIN)
+	@ls -l $(DIST)/$(ARMV7)/$(BIN)
+
+aarch64-mongodb: ## aarch64 with the MongoDB store: dist/aarch64-unknown-linux-musl-mongodb/drone-discord
+	$(call say,cargo build --release --target $(AARCH64) --features mongodb -> $(DIST)/$(AARCH64)-mongodb/$(BIN))
+	$(NICE) $(CARGO) build --release --target $(AARCH64) --features mongodb
+	@mkdir -p $(DIST)/$(AARCH64)-mongodb && cp -f $(TGT)/$(AARCH64)/release/$(BIN) $(DIST)/$(AARCH64)-mongodb/$(BIN)
+	@ls -l $(DIST)/$(AARCH64)-mongodb/$(BIN)
+
+# Static glibc still loads NSS modules for getaddrinfo at run time (DNS for
+# discord.com): keep this for when the musl route breaks, not as the default.
+armv7-gnu: ## fallback only: static glibc armv7 binary: dist/armv7-unknown-linux-gnueabihf/drone-discord
+	$(call say,cargo build --release --target $(ARMV7_GNU) (+crt-static) -> $(DIST)/$(ARMV7_GNU)/$(BIN))
+	@rustup target list --installed | grep -qx $(ARMV7_GNU) || rustup target add $(ARMV7_GNU)
+	$(NICE) $(CARGO) build --release --target $(ARMV7_GNU)
+	@mkdir -p $(DIST)/$(ARMV7_GNU) && cp -f $(TGT)/$(ARMV7_GNU)/release/$(BIN) $(DIST)/$(ARMV7_GNU)/$(BIN)
+	@ls -l $(DIST)/$(ARMV7_GNU)/$(BIN)
+
+dist: aarch64 armv7 ## both Pi binaries
+
+size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a table (builds them first)
+	$(call say,stripped sizes (budget for lean aarch64: $(SIZE_BUDGET) bytes))
+	@scripts/size-table.sh --budget $(SIZE_BUDGET) \
+	    "$(AARCH64)=$(DIST)/$(AARCH64)/$(BIN)" \
+	    "$(ARMV7)=$(DIST)/$(ARMV7)/$(BIN)" \
+	    "$(AARCH64) +mongodb=$(DIST)/$(AARCH64)-mongodb/$(BIN)"
+
+test: ## everything CI checks: installs deps, host tests, then the Pi leg (cross builds + qemu smoke + size)
+	$(call say,.ci/deps.sh then cargo test --all-targets then .ci/cross.sh)
+	.ci/deps.sh
+	$(NICE) $(CARGO) test --all-targets
+	CROSS_SKIP_DEPS=1 .ci/cross.sh
+
+test-host: ## host tests only (quick): cargo test --all-targets
+	$(call say,cargo test --all-targets)
+	$(NICE) $(CARGO) test --all-targets
+
+test-curls: ## sign every Drone fixture and POST it: make test-curls HOST=host:port SECRET=...
+	$(call say,test/test-curls.sh -H $(HOST) (secret from SECRET / DRONE_WEBHOOK_SECRET; not printed); fails on any non-200)
+	@test -x test/test-curls.sh || { echo "test/test-curls.sh is missing" >&2; exit 1; }
+	@SECRET="$${SECRET:-}" test/test-curls.sh -H "$(HOST)"
+
+deploy: ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
+	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host [TARGET=aarch64|armv7]" >&2; exit 2; }
+	@case "$(TARGET)" in aarch64|armv7) ;; *) echo "TARGET must be aarch64 or armv7" >&2; exit 2;; esac
+	@$(MAKE) --no-print-directory $(TARGET)
+	$(call say,checking $(PI)'s CPU then scp + install + systemctl restart + poll /health)
+	@PI_PORT=$(PI_PORT) scripts/deploy.sh "$(PI)" "$(TARGET)" \
+	    "$(DIST)/$(if $(filter armv7,$(TARGET)),$(ARMV7),$(AARCH64))/$(BIN)" systemd/drone-discord.service
+
+logs: ## follow the service's journal on a Pi: make logs PI=user@host [LINES=100]
+	@test -n "$(PI)" || { echo "usage: make logs PI=user@host" >&2; exit 2; }
+	$(call say,ssh $(PI) journalctl -u drone-discord -n $(LINES) -f)
+	ssh -t "$(PI)" journalctl -u drone-discord -n $(LINES) -f --no-pager
+
+bench: ## benchmarks (bench profile = release + unwind, symbols kept)
+	$(call say,cargo bench)
+	$(NICE) $(CARGO) bench
+
+run: ## run the service locally in dry-run (no Discord token): renders and logs messages
+	@if [ -n "$${DRONE_WEBHOOK_SECRET:-}" ]; then shown='<yours, from the environment>'; else shown=change-me-please; fi; \
+	 printf '\n==> make run: DRONE_WEBHOOK_SECRET=%s cargo run --release -- serve --dry-run (on LISTEN_ADDR, default 0.0.0.0:5000)\n    then in another terminal: make test-curls SECRET=%s\n' "$$shown" "$$shown"
+	@DRONE_WEBHOOK_SECRET="$${DRONE_WEBHOOK_SECRET:-change-me-please}" $(CARGO) run --release -- serve --dry-run
+
+cross-deps: ## install cross toolchains (clang, qemu-user, armhf gcc, musl sysroot, rustup bits)
+	$(call say,.ci/deps.sh (idempotent))
+	.ci/deps.sh
+
+smoke: ## run the Pi binaries under qemu: --version, serve --dry-run, /health, one signed fixture
+	$(call say,scripts/qemu-smoke.sh for each built Pi binary)
+	scripts/qemu-smoke.sh $(AARCH64) $(DIST)/$(AARCH64)/$(BIN)
+	scripts/qemu-smoke.sh $(ARMV7) $(DIST)/$(ARMV7)/$(BIN)
+
+cross-ci: ## what CI runs for the Pi: deps, both builds, mongodb build, qemu smoke, size budget
+	$(call say,.ci/cross.sh)
+	.ci/cross.sh
