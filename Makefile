@@ -32,7 +32,7 @@ LINES    = 100
 
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
-.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size test test-host \
+.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size test test-host test-mongodb \
         test-curls deploy logs bench run cross-deps cross-ci smoke
 
 help: ## list the targets
@@ -79,11 +79,19 @@ size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a tabl
 	    "$(ARMV7)=$(DIST)/$(ARMV7)/$(BIN)" \
 	    "$(AARCH64) +mongodb=$(DIST)/$(AARCH64)-mongodb/$(BIN)"
 
-test: ## everything CI checks: installs deps, host tests, then the Pi leg (cross builds + qemu smoke + size)
-	$(call say,.ci/deps.sh then cargo test --all-targets then .ci/cross.sh)
+test: ## all tests, as CI runs them: deps, host tests, MongoDB suite, systemd unit, test-curls, Pi builds under qemu
+	$(call say,.ci/deps.sh; cargo test; MongoDB suite; systemd unit; test-curls smoke; Pi leg)
 	.ci/deps.sh
 	$(NICE) $(CARGO) test --all-targets
+	NICE="$(NICE)" .ci/mongo-test.sh
+	.ci/systemd-check.sh
+	scripts/curls-smoke.sh
 	CROSS_SKIP_DEPS=1 .ci/cross.sh
+	@printf '\n==> make test: all passed\n'
+
+test-mongodb: ## the MongoDB store suite: against MONGODB_URI if set, else the wire-compatible fake
+	$(call say,.ci/mongo-test.sh)
+	NICE="$(NICE)" .ci/mongo-test.sh
 
 test-host: ## host tests only (quick): cargo test --all-targets
 	$(call say,cargo test --all-targets)
