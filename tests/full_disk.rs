@@ -1,0 +1,142 @@
+//! End-to-end: the real binary (dry-run) with its embedded store on a small
+//! tmpfs that the test fills to the last byte, i.e. a real full disk.
+//!
+//! Drone never retries a webhook, so the promise under test is: while the
+//! disk is full a webhook is refused with 503 + `Retry-After` (never a 200
+//! that is then lost), `/health` says the store is the problem, and once
+//! space is back the service recovers by itself and every event it ever
+//! answered 200 is delivered.
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Generous waits for a loaded 2-core machine (the store probe runs every 5 s).
+const WAIT: Duration = Duration::from_secs(90);
+/// Upper bound on webhooks posted to a full disk before one must be refused.
+const MAX_POSTS_WHILE_FULL: u64 = 2_000;
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Distinct build ids and numbers per event so each renders as its own
+/// message naming `[#number]`.
+fn event(n: u64) -> Vec<u8> {
+    build_created(900_000 + n, 7_000 + n)
+}
+
+/// How many dry-run "would create" lines name build `#7000+n`.
+fn created(svc: &Service, n: u64) -> usize {
+    let needle = format!("[#{}]", 7_000 + n);
+    svc.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("dry-run: would create message") && l.contains(&needle))
+        .count()
+}
+
+#[test]
+fn full_disk_refuses_with_503_recovers_and_loses_nothing() {
+    let Some(disk) = Tmpfs::mount("full_disk_refuses_with_503_recovers_and_loses_nothing", 16) else {
+        return;
+    };
+    let svc = start(disk.path(), &["--dry-run"], &[]);
+    let mut accepted: Vec<(u64, u64)> = Vec::new(); // (event n, queue id)
+
+    // Before: accepted and delivered as usual.
+    for n in 1..=3 {
+        let (status, body) = svc.post_signed(&event(n), SECRET);
+        assert_eq!(status, 200, "{body}");
+        accepted.push((n, json(&body)["id"].as_u64().expect("id")));
+    }
+    let v = wait_health(&svc, WAIT, |s, v| s == 200 && v["queue"]["pending"] == 0);
+    assert_eq!(v["store"]["ok"], true, "{v}");
+
+    // Fill the disk: the store probe notices within a probe period or so.
+    let filled = disk.fill();
+    let t_full = Instant::now();
+    assert!(filled > 0, "the filler wrote nothing");
+    let v = wait_health(&svc, WAIT, |s, _| s == 503);
+    let took_unhealthy = t_full.elapsed();
+    assert_eq!(v["status"], "unhealthy", "{v}");
+    assert_eq!(v["store"]["ok"], false, "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("store"), "reason must name the store: {v}");
+
+    // Webhooks while full. redb may still have free pages inside its file,
+    // and an event it can store durably must be accepted (Drone never
+    // retries), so post until the store runs out for real: from then on a
+    // webhook is refused with 503, Retry-After and a JSON error. Every 200
+    // is a promise to deliver and is tracked like the rest.
+    let mut refused = Vec::new();
+    let mut n = 100;
+    while refused.len() < 2 {
+        n += 1;
+        assert!(n < 100 + MAX_POSTS_WHILE_FULL, "{} posts on a full disk and none refused", n - 100);
+        let raw = signed_request(&event(n), SECRET, std::time::SystemTime::now());
+        let (status, headers, body) = http_full(&svc.addr, &raw);
+        match status {
+            200 => accepted.push((n, json(&body)["id"].as_u64().expect("id"))),
+            503 => {
+                refused.push(n);
+                let retry = headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str());
+                let secs = retry.and_then(|r| r.parse::<u64>().ok());
+                assert!(secs.is_some_and(|s| s > 0), "503 without a usable Retry-After: {headers:?}");
+                assert!(
+                    headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/json")),
+                    "{headers:?}"
+                );
+                let e = json(&body);
+                assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+            }
+            other => panic!("webhook on a full disk answered {other}: {body}"),
+        }
+    }
+    let accepted_while_full = accepted.iter().filter(|(n, _)| *n > 100).count();
+    let (status, body) = svc.get("/health");
+    assert_eq!(status, 503, "still full, still unhealthy: {body}");
+
+    // Free the space: health comes back by itself.
+    disk.free();
+    let t_free = Instant::now();
+    let v = wait_health(&svc, WAIT, |s, _| s == 200);
+    let took_healthy = t_free.elapsed();
+    assert_eq!(v["store"]["ok"], true, "{v}");
+    let (status, body) = svc.post_signed(&event(4), SECRET);
+    assert_eq!(status, 200, "webhook after recovery: {body}");
+    assert_eq!(json(&body)["message"], "queued", "{body}");
+    accepted.push((4, json(&body)["id"].as_u64().expect("id")));
+
+    // Every event answered 200 (before, during, after) is delivered.
+    let deadline = Instant::now() + WAIT;
+    while accepted.iter().any(|(n, _)| created(&svc, *n) == 0) {
+        assert!(Instant::now() < deadline, "not all accepted events were delivered; log:\n{}", svc.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_health(&svc, WAIT, |s, v| s == 200 && v["queue"]["pending"] == 0);
+    // A refused event was never queued, so never delivered.
+    let refused_delivered: Vec<u64> = refused.iter().copied().filter(|n| created(&svc, *n) > 0).collect();
+    assert!(refused_delivered.is_empty(), "refused events were delivered anyway: {refused_delivered:?}");
+    // Outside the full-disk window each build is created exactly once. (While
+    // full, a create whose completion cannot be recorded is sent again after
+    // recovery; against Discord the nonce makes that the same message.)
+    for (n, _) in accepted.iter().filter(|(n, _)| *n < 100) {
+        assert_eq!(created(&svc, *n), 1, "event {n}: one message per build");
+    }
+    let resent = accepted.iter().filter(|(n, _)| *n > 100 && created(&svc, *n) > 1).count();
+    eprintln!(
+        "measured: filler {filled} bytes; /health 503 after {:.1} s; {accepted_while_full} webhooks accepted \
+         while full before the first 503; {resent} of them rendered twice; /health 200 again {:.1} s after freeing",
+        took_unhealthy.as_secs_f64(),
+        took_healthy.as_secs_f64()
+    );
+    assert_eq!(svc.sigterm(), Some(0), "SIGTERM must exit cleanly");
+
+    // And the store agrees: nothing pending, nothing dead.
+    let env = [("STATE_DIR", disk.path().to_str().expect("utf-8 path"))];
+    let (code, out, err) = run_cmd(&["queue"], &env);
+    assert_eq!(code, 0, "queue failed: {err}");
+    assert!(out.starts_with("0 pending, 0 dead letters"), "{out}");
+}
