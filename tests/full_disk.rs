@@ -7,8 +7,11 @@
 //! space is back the service recovers by itself and every event it ever
 //! answered 200 is delivered.
 mod common;
+mod support;
 
 use common::*;
+use support::fake_discord::FakeDiscord;
+use tokio::task::block_in_place;
 use std::time::{Duration, Instant};
 
 /// Generous waits for a loaded 2-core machine (the store probe runs every 5 s).
@@ -35,6 +38,40 @@ fn created(svc: &Service, n: u64) -> usize {
         .iter()
         .filter(|l| l.contains("dry-run: would create message") && l.contains(&needle))
         .count()
+}
+
+/// Webhooks on a full disk. redb may still have free pages inside its file,
+/// and an event it can store durably must be accepted (Drone never retries),
+/// so post until the store runs out for real: from then on a webhook is
+/// refused with 503, Retry-After and a JSON error. Every 200 is a promise to
+/// deliver and goes into `accepted` (event numbers from 101 up). Returns the
+/// refused event numbers.
+fn post_until_refused(svc: &Service, accepted: &mut Vec<(u64, u64)>) -> Vec<u64> {
+    let mut refused = Vec::new();
+    let mut n = 100;
+    while refused.len() < 2 {
+        n += 1;
+        assert!(n < 100 + MAX_POSTS_WHILE_FULL, "{} posts on a full disk and none refused", n - 100);
+        let raw = signed_request(&event(n), SECRET, std::time::SystemTime::now());
+        let (status, headers, body) = http_full(&svc.addr, &raw);
+        match status {
+            200 => accepted.push((n, json(&body)["id"].as_u64().expect("id"))),
+            503 => {
+                refused.push(n);
+                let retry = headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str());
+                let secs = retry.and_then(|r| r.parse::<u64>().ok());
+                assert!(secs.is_some_and(|s| s > 0), "503 without a usable Retry-After: {headers:?}");
+                assert!(
+                    headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/json")),
+                    "{headers:?}"
+                );
+                let e = json(&body);
+                assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+            }
+            other => panic!("webhook on a full disk answered {other}: {body}"),
+        }
+    }
+    refused
 }
 
 #[test]
@@ -65,35 +102,7 @@ fn full_disk_refuses_with_503_recovers_and_loses_nothing() {
     let reason = v["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("store"), "reason must name the store: {v}");
 
-    // Webhooks while full. redb may still have free pages inside its file,
-    // and an event it can store durably must be accepted (Drone never
-    // retries), so post until the store runs out for real: from then on a
-    // webhook is refused with 503, Retry-After and a JSON error. Every 200
-    // is a promise to deliver and is tracked like the rest.
-    let mut refused = Vec::new();
-    let mut n = 100;
-    while refused.len() < 2 {
-        n += 1;
-        assert!(n < 100 + MAX_POSTS_WHILE_FULL, "{} posts on a full disk and none refused", n - 100);
-        let raw = signed_request(&event(n), SECRET, std::time::SystemTime::now());
-        let (status, headers, body) = http_full(&svc.addr, &raw);
-        match status {
-            200 => accepted.push((n, json(&body)["id"].as_u64().expect("id"))),
-            503 => {
-                refused.push(n);
-                let retry = headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str());
-                let secs = retry.and_then(|r| r.parse::<u64>().ok());
-                assert!(secs.is_some_and(|s| s > 0), "503 without a usable Retry-After: {headers:?}");
-                assert!(
-                    headers.iter().any(|(k, v)| k == "content-type" && v.starts_with("application/json")),
-                    "{headers:?}"
-                );
-                let e = json(&body);
-                assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-            }
-            other => panic!("webhook on a full disk answered {other}: {body}"),
-        }
-    }
+    let refused = post_until_refused(&svc, &mut accepted);
     let accepted_while_full = accepted.iter().filter(|(n, _)| *n > 100).count();
     let (status, body) = svc.get("/health");
     assert_eq!(status, 503, "still full, still unhealthy: {body}");
@@ -139,4 +148,81 @@ fn full_disk_refuses_with_503_recovers_and_loses_nothing() {
     let (code, out, err) = run_cmd(&["queue"], &env);
     assert_eq!(code, 0, "queue failed: {err}");
     assert!(out.starts_with("0 pending, 0 dead letters"), "{out}");
+}
+
+/// The same full disk with a (fake) Discord behind it: a message created
+/// while the store cannot record its id is created again after recovery,
+/// with the same nonce, so Discord keeps one message per build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_with_discord_keeps_one_message_per_build() {
+    let Some(disk) = Tmpfs::mount("full_disk_with_discord_keeps_one_message_per_build", 16) else {
+        return;
+    };
+    let rest = FakeDiscord::start().await;
+    rest.set_token(TOKEN);
+    let base = rest.base_url();
+    let env = [
+        ("DISCORD_TOKEN", TOKEN),
+        ("DISCORD_CHANNEL_ID", CHANNEL),
+        ("DISCORD_API_BASE_URL", base.as_str()),
+        ("NO_GATEWAY", "true"),
+    ];
+    let svc = block_in_place(|| start(disk.path(), &[], &env));
+    let mut accepted: Vec<(u64, u64)> = Vec::new();
+    let (status, body) = block_in_place(|| svc.post_signed(&event(1), SECRET));
+    assert_eq!(status, 200, "{body}");
+    accepted.push((1, json(&body)["id"].as_u64().expect("id")));
+    assert!(rest.wait_until(WAIT, |f| f.messages().len() == 1).await, "first message never posted");
+
+    // Discord away for a moment: three builds are queued, not delivered.
+    rest.refuse_connections(true);
+    for n in 3..=5 {
+        let (status, body) = block_in_place(|| svc.post_signed(&event(n), SECRET));
+        assert_eq!(status, 200, "{body}");
+        accepted.push((n, json(&body)["id"].as_u64().expect("id")));
+    }
+    // Disk full, then Discord back: the relay can create the messages but
+    // cannot record their ids, so it must try again later.
+    block_in_place(|| {
+        disk.fill();
+        wait_health(&svc, WAIT, |s, _| s == 503);
+    });
+    let before = rest.count("POST /channels/{id}/messages");
+    rest.refuse_connections(false);
+    let created = rest.wait_until(WAIT, |f| f.count("POST /channels/{id}/messages") >= before + 3).await;
+    assert!(created, "queued builds were not sent while the disk was full: {:?}", rest.calls().len());
+    block_in_place(|| {
+        post_until_refused(&svc, &mut accepted);
+    });
+    let posts_while_full = rest.count("POST /channels/{id}/messages") - before;
+    block_in_place(|| {
+        disk.free();
+        wait_health(&svc, WAIT, |s, _| s == 200);
+        let (status, body) = svc.post_signed(&event(2), SECRET);
+        assert_eq!(status, 200, "{body}");
+        accepted.push((2, json(&body)["id"].as_u64().expect("id")));
+        wait_health(&svc, WAIT, |s, v| s == 200 && v["queue"]["pending"] == 0);
+    });
+
+    // Exactly one message per accepted build, each naming its build.
+    let titles: Vec<String> = rest
+        .messages()
+        .values()
+        .filter_map(|m| m["embeds"][0]["title"].as_str().map(str::to_string))
+        .collect();
+    for (n, _) in &accepted {
+        let suffix = format!(" #{}", 7_000 + n);
+        let found = titles.iter().filter(|t| t.ends_with(&suffix)).count();
+        assert_eq!(found, 1, "build #{}: {found} messages; titles {titles:?}", 7_000 + n);
+    }
+    assert_eq!(titles.len(), accepted.len(), "one message per accepted build: {titles:?}");
+    let posts = rest.count("POST /channels/{id}/messages");
+    eprintln!(
+        "measured: {} builds accepted ({} while full), {posts_while_full} create calls while full, \
+         {posts} in all, {} messages in Discord",
+        accepted.len(),
+        accepted.iter().filter(|(n, _)| *n > 100).count(),
+        titles.len()
+    );
+    assert_eq!(block_in_place(|| svc.sigterm()), Some(0));
 }
