@@ -25,7 +25,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const BEAT_MS: u64 = 500;
 
 /// The binary wired to both fakes, with a 1 s health-check interval.
-fn start_with_fakes(state: &std::path::Path, rest: &FakeDiscord, gw: &FakeGateway, extra: &[(&str, &str)]) -> Service {
+fn start_with_fakes(
+    state: &std::path::Path,
+    rest: &FakeDiscord,
+    gw: &FakeGateway,
+    extra: &[(&str, &str)],
+) -> Service {
     rest.set_token(TOKEN);
     let base = rest.base_url();
     let url = gw.url();
@@ -45,7 +50,10 @@ async fn establish(gw: &FakeGateway, conn: &mut FakeConn) -> Value {
     conn.hello(BEAT_MS);
     let identify = conn.expect_op(2).await;
     let d = &identify["d"];
-    assert!(d["token"] == TOKEN, "Identify must carry the configured token");
+    assert!(
+        d["token"] == TOKEN,
+        "Identify must carry the configured token"
+    );
     assert_eq!(d["intents"], 0, "no privileged or other intents");
     conn.ready(1, "session-e2e", &gw.resume_url());
     d["presence"].clone()
@@ -65,7 +73,9 @@ async fn next_presence(conn: &mut FakeConn, seen: &mut Seen) -> Value {
                 Got::Frame(v) if v["op"] == 3 => return v["d"].clone(),
                 Got::Frame(v) if v["op"] == 1 => seen.heartbeats += 1,
                 Got::Frame(v) => panic!("unexpected op {} while waiting for a presence", v["op"]),
-                Got::Closed(code) => panic!("client closed with {code:?} while waiting for a presence"),
+                Got::Closed(code) => {
+                    panic!("client closed with {code:?} while waiting for a presence")
+                }
             }
         }
     })
@@ -74,7 +84,11 @@ async fn next_presence(conn: &mut FakeConn, seen: &mut Seen) -> Value {
 }
 
 /// Presences until one satisfies `pred`; returns it.
-async fn presence_until(conn: &mut FakeConn, seen: &mut Seen, pred: impl Fn(&Value) -> bool) -> Value {
+async fn presence_until(
+    conn: &mut FakeConn,
+    seen: &mut Seen,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let p = next_presence(conn, seen).await;
         if pred(&p) {
@@ -84,17 +98,29 @@ async fn presence_until(conn: &mut FakeConn, seen: &mut Seen, pred: impl Fn(&Val
 }
 
 fn is_watching_drone(p: &Value) -> bool {
-    p["status"] == "online" && p["activities"][0]["type"] == 3 && p["activities"][0]["name"] == "Drone"
+    p["status"] == "online"
+        && p["activities"][0]["type"] == 3
+        && p["activities"][0]["name"] == "Drone"
 }
 
 /// Healthy → full disk → unhealthy presence → freed → healthy; SIGTERM closes 1000.
-async fn presence_follows_a_full_disk(test: &str, extra: &[(&str, &str)], check_unhealthy: impl Fn(&Value)) {
-    let Some(disk) = Tmpfs::mount(test, 16) else { return };
+async fn presence_follows_a_full_disk(
+    test: &str,
+    extra: &[(&str, &str)],
+    check_unhealthy: impl Fn(&Value),
+) {
+    let Some(disk) = Tmpfs::mount(test, 16) else {
+        return;
+    };
     let rest = FakeDiscord::start().await;
     let mut gw = FakeGateway::start().await;
     let svc = start_with_fakes(disk.path(), &rest, &gw, extra);
     let mut conn = gw.next_conn().await;
-    assert!(conn.path.contains("v=10") && conn.path.contains("encoding=json"), "{}", conn.path);
+    assert!(
+        conn.path.contains("v=10") && conn.path.contains("encoding=json"),
+        "{}",
+        conn.path
+    );
     let initial = establish(&gw, &mut conn).await;
     let mut seen = Seen::default();
     if !is_watching_drone(&initial) {
@@ -110,7 +136,14 @@ async fn presence_follows_a_full_disk(test: &str, extra: &[(&str, &str)], check_
     }
 
     block_in_place(|| disk.fill());
+    let filled_at = std::time::Instant::now();
     let unhealthy = presence_until(&mut conn, &mut seen, |p| p["status"] != "online").await;
+    eprintln!(
+        "measured: {test}: op 3 {} {:.1} s after the disk filled: {}",
+        unhealthy["status"],
+        filled_at.elapsed().as_secs_f64(),
+        unhealthy["activities"]
+    );
     check_unhealthy(&unhealthy);
     assert_eq!(unhealthy["afk"], false);
     let (status, body) = block_in_place(|| svc.get("/health"));
@@ -119,12 +152,25 @@ async fn presence_follows_a_full_disk(test: &str, extra: &[(&str, &str)], check_
     block_in_place(|| disk.free());
     // (The reason may change while full, e.g. from the probe's words to a
     // failed commit's, each one a new op 3; online comes back once freed.)
+    let freed_at = std::time::Instant::now();
     presence_until(&mut conn, &mut seen, is_watching_drone).await;
+    eprintln!(
+        "measured: {test}: online again {:.1} s after freeing",
+        freed_at.elapsed().as_secs_f64()
+    );
     assert!(seen.heartbeats >= 2, "heartbeats: {}", seen.heartbeats);
     assert_eq!(gw.connections(), 1, "one connection throughout");
 
-    assert_eq!(block_in_place(|| svc.sigterm()), Some(0), "SIGTERM must exit cleanly");
-    assert_eq!(conn.expect_closed().await, Some(1000), "a clean shutdown closes the gateway with 1000");
+    assert_eq!(
+        block_in_place(|| svc.sigterm()),
+        Some(0),
+        "SIGTERM must exit cleanly"
+    );
+    assert_eq!(
+        conn.expect_closed().await,
+        Some(1000),
+        "a clean shutdown closes the gateway with 1000"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +196,10 @@ async fn unhealthy_presence_dnd_shows_the_reason_as_custom_status() {
             let activity = &p["activities"][0];
             assert_eq!(activity["type"], 4, "custom status: {p}");
             let state = activity["state"].as_str().unwrap_or_default();
-            assert!(state.starts_with("store: ") && state.contains("No space left"), "reason as custom status: {p}");
+            assert!(
+                state.starts_with("store: ") && state.contains("No space left"),
+                "reason as custom status: {p}"
+            );
             assert!(state.chars().count() <= 128, "{p}");
         },
     )
@@ -170,16 +219,29 @@ async fn gateway_close_4004_stops_the_gateway_but_not_the_service() {
     conn.expect_closed().await;
 
     let v = block_in_place(|| {
-        wait_health(&svc, WAIT, |_, v| v["gateway"]["detail"].as_str().is_some_and(|d| d.contains("4004")))
+        wait_health(&svc, WAIT, |_, v| {
+            v["gateway"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("4004"))
+        })
     });
-    assert_eq!(v["status"], "ok", "a refused gateway token alone is not unhealthy: {v}");
+    assert_eq!(
+        v["status"], "ok",
+        "a refused gateway token alone is not unhealthy: {v}"
+    );
     assert_eq!(v["gateway"]["ok"], false, "{v}");
 
     // Webhooks still flow to Discord's REST API.
     let (status, body) = block_in_place(|| svc.post_signed(&build_created(700_001, 9_001), SECRET));
     assert_eq!(status, 200, "{body}");
-    let posted = rest.wait_until(WAIT, |f| f.count("POST /channels/{id}/messages") >= 1).await;
-    assert!(posted, "the build message was not posted: {:?}", rest.calls());
+    let posted = rest
+        .wait_until(WAIT, |f| f.count("POST /channels/{id}/messages") >= 1)
+        .await;
+    assert!(
+        posted,
+        "the build message was not posted: {:?}",
+        rest.calls()
+    );
 
     // A few health-check periods later: still healthy, still no second connection.
     tokio::time::sleep(Duration::from_secs(3)).await;
