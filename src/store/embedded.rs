@@ -839,10 +839,11 @@ fn check_headroom(dir: &Path) -> Result<()> {
     let path = dir.join(HEADROOM_FILE);
     let written = std::fs::File::create(&path).and_then(|mut f| f.write_all(&vec![0u8; HEADROOM_BYTES]));
     let removed = std::fs::remove_file(&path);
-    written.map_err(|e| StoreError::Unavailable(format!("no room to write in {}: {e}", dir.display())))?;
+    // No path in the text: it may end up as the bot's public custom status.
+    written.map_err(|e| StoreError::Unavailable(format!("no room to write in STATE_DIR: {e}")))?;
     match removed {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StoreError::Unavailable(format!("cannot remove {}: {e}", path.display())))
+            Err(StoreError::Unavailable(format!("cannot remove {HEADROOM_FILE} in STATE_DIR: {e}")))
         }
         _ => Ok(()),
     }
