@@ -107,7 +107,7 @@ fn is_watching_drone(p: &Value) -> bool {
 async fn presence_follows_a_full_disk(
     test: &str,
     extra: &[(&str, &str)],
-    check_unhealthy: impl Fn(&Value),
+    check_unhealthy: impl Fn(&Value, &str),
 ) {
     let Some(disk) = Tmpfs::mount(test, 16) else {
         return;
@@ -144,7 +144,7 @@ async fn presence_follows_a_full_disk(
         filled_at.elapsed().as_secs_f64(),
         unhealthy["activities"]
     );
-    check_unhealthy(&unhealthy);
+    check_unhealthy(&unhealthy, disk.path().to_str().unwrap_or("/"));
     assert_eq!(unhealthy["afk"], false);
     let (status, body) = block_in_place(|| svc.get("/health"));
     assert_eq!(status, 503, "the presence follows /health: {body}");
@@ -178,7 +178,7 @@ async fn presence_is_online_then_invisible_on_a_full_disk_then_online_and_closes
     presence_follows_a_full_disk(
         "presence_is_online_then_invisible_on_a_full_disk_then_online_and_closes_1000",
         &[],
-        |p| {
+        |p, _| {
             assert_eq!(p["status"], "invisible", "{p}");
             assert_eq!(p["activities"], serde_json::json!([]), "{p}");
         },
@@ -191,7 +191,7 @@ async fn unhealthy_presence_dnd_shows_the_reason_as_custom_status() {
     presence_follows_a_full_disk(
         "unhealthy_presence_dnd_shows_the_reason_as_custom_status",
         &[("UNHEALTHY_PRESENCE", "dnd")],
-        |p| {
+        |p, state_dir| {
             assert_eq!(p["status"], "dnd", "{p}");
             let activity = &p["activities"][0];
             assert_eq!(activity["type"], 4, "custom status: {p}");
@@ -201,6 +201,10 @@ async fn unhealthy_presence_dnd_shows_the_reason_as_custom_status() {
                 "reason as custom status: {p}"
             );
             assert!(state.chars().count() <= 128, "{p}");
+            assert!(
+                !state.contains(state_dir),
+                "the public custom status names a local path: {p}"
+            );
         },
     )
     .await;
