@@ -303,3 +303,58 @@ async fn full_disk_with_discord_keeps_one_message_per_build() {
     );
     assert_eq!(block_in_place(|| svc.sigterm()), Some(0));
 }
+
+/// Start-up on a disk that is already full refuses to run (exit 2, one line
+/// naming STATE_DIR) instead of pretending to be ready. Together with the
+/// paused watchdog this means systemd's restarts cannot bring the service
+/// back while the disk stays full: with the shipped unit (WatchdogSec=30,
+/// RestartSec=5s, StartLimitBurst=10 in 300 s) the unit ends up failed.
+#[test]
+fn start_on_a_full_disk_fails_with_one_line_naming_state_dir() {
+    let Some(disk) = Tmpfs::mount(
+        "start_on_a_full_disk_fails_with_one_line_naming_state_dir",
+        16,
+    ) else {
+        return;
+    };
+    // A store that existed before the disk filled up, like after a restart.
+    let svc = start(disk.path(), &["--dry-run"], &[]);
+    assert_eq!(svc.sigterm(), Some(0));
+    disk.fill();
+
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--dry-run"])
+        .env_clear()
+        .env("DRONE_WEBHOOK_SECRET", SECRET)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("STATE_DIR", disk.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn drone-discord");
+    let deadline = Instant::now() + WAIT;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("started on a full disk instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(code, Some(2), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("STATE_DIR") && last.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(!err.contains(SECRET), "the webhook secret reached stderr");
+}
