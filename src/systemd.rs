@@ -192,9 +192,13 @@ where
         shutdown.wait().await;
         return;
     }
-    let send = |msg: &str| {
-        if let Err(error) = notifier.notify(msg) {
+    // Whether the datagram went out: the socket is non-blocking, so a full
+    // queue loses it (WouldBlock) and READY=1 / STATUS= must be sent again.
+    let send = |msg: &str| match notifier.notify(msg) {
+        Ok(()) => true,
+        Err(error) => {
             tracing::warn!(%error, "sd_notify failed");
+            false
         }
     };
     let period = notifier
@@ -209,7 +213,9 @@ where
 
     let mut probe_failure: Option<String> = None;
     let mut last_status = status_message(&health, None);
-    send(&last_status);
+    if !send(&last_status) {
+        last_status.clear();
+    }
     let mut ready = false;
 
     loop {
@@ -241,8 +247,7 @@ where
                 }
                 if probe_failure.is_none() && health.is_alive() {
                     if !ready {
-                        send("READY=1");
-                        ready = true;
+                        ready = send("READY=1");
                     }
                     if notifier.watchdog().is_some() {
                         send("WATCHDOG=1");
@@ -251,8 +256,7 @@ where
             }
         }
         let status = status_message(&health, probe_failure.as_deref());
-        if status != last_status {
-            send(&status);
+        if status != last_status && send(&status) {
             last_status = status;
         }
     }
@@ -506,6 +510,47 @@ mod tests {
                 .any(|m| m.contains("liveness probe failing: timed out")),
             "{got:?}"
         );
+    }
+
+    /// Every datagram waiting on a non-blocking receiver.
+    fn drain(rx: &UnixDatagram) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(len) = rx.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_and_status_lost_to_a_full_socket_are_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let notifier = Notifier::for_socket(path.to_str().unwrap())
+            .unwrap()
+            .with_watchdog(Some(TICK));
+        // Fill the receiver's queue: the next sends fail with WouldBlock.
+        let mut queued = 0;
+        while notifier.notify("X").is_ok() {
+            queued += 1;
+            assert!(queued < 100_000, "the socket never filled up");
+        }
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let task = tokio::spawn(supervise(notifier, alive_health(), shutdown, || async {
+            Ok(())
+        }));
+        tokio::time::sleep(TICK / 2).await; // the tick at 0 s could not send
+        let lost = drain(&rx);
+        assert!(lost.iter().all(|m| m == "X"), "{lost:?}");
+        tokio::time::sleep(TICK).await; // the tick at 10 s can
+        trigger.fire();
+        task.await.unwrap();
+        let got = drain(&rx);
+        assert_eq!(got.iter().filter(|m| *m == "READY=1").count(), 1, "{got:?}");
+        assert!(got.iter().any(|m| m.starts_with("STATUS=ok")), "{got:?}");
+        assert_eq!(got.last().map(String::as_str), Some("STOPPING=1"), "{got:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -174,6 +174,26 @@ pub fn request_with(body: &[u8], headers: &[(String, String)]) -> Vec<u8> {
     raw
 }
 
+/// One request on a fresh connection; reads to close. Returns (status,
+/// headers with lower-case names, body).
+pub fn http_full(addr: &str, raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(raw).expect("write request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
 /// One request on a fresh connection; reads to close. Returns (status, body).
 pub fn http(addr: &str, raw: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -202,4 +222,102 @@ pub fn run_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// A small tmpfs mounted on a fresh temporary directory, so a test can give
+/// the binary a disk that really fills up. Unmounted (lazily, so a process
+/// still holding files cannot block it) when dropped.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+    filler: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mount `size_mib` MiB of tmpfs, or `None` (after printing
+    /// "skipping <test>: cannot mount tmpfs: <why>") when this machine will
+    /// not let us, e.g. when not running as root.
+    pub fn mount(test: &str, size_mib: u32) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}M,mode=0755"), "tmpfs"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!("{} {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            eprintln!("skipping {test}: cannot mount tmpfs: {why}");
+            return None;
+        }
+        let filler = dir.path().join("filler");
+        Some(Tmpfs { dir, filler })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Eat every free byte with a filler file (written until ENOSPC).
+    /// Returns how many bytes it took.
+    pub fn fill(&self) -> u64 {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.filler)
+            .expect("create filler");
+        let chunk = vec![0xA5u8; 64 * 1024];
+        let mut written = 0u64;
+        let mut size = chunk.len();
+        // Big chunks first, then smaller ones, so the last partial page goes too.
+        while size > 0 {
+            match f.write(&chunk[..size]) {
+                Ok(0) => size /= 2,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => size /= 2,
+                Err(e) => panic!("filling tmpfs: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+        written
+    }
+
+    /// Give the space back.
+    pub fn free(&self) {
+        std::fs::remove_file(&self.filler).expect("remove filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).stdin(Stdio::null()).status();
+    }
+}
+
+/// Poll `/health` until `pred(status, json)` holds; panics with the last
+/// answer and the log after `timeout`. Returns the matching body.
+pub fn wait_health(svc: &Service, timeout: Duration, pred: impl Fn(u16, &serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = svc.get("/health");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+        if pred(status, &v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("health never matched; last {status} {body}; log:\n{}", svc.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `build created` webhook for build `id` with build number `number`, so
+/// each one renders as its own message naming `#number`.
+pub fn build_created(id: u64, number: u64) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture("build_created.json")).expect("fixture is JSON");
+    v["build"]["id"] = id.into();
+    v["build"]["number"] = number.into();
+    serde_json::to_vec(&v).expect("serialise")
 }
