@@ -192,7 +192,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, ConfigError> {
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
             eprintln!("drone-discord: {e}");
-            Ok(ExitCode::from(2))
+            Ok(ExitCode::from(e.exit_code()))
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::relay::{self, DryRun, RelayConfig};
 use crate::shutdown::{self, Shutdown};
 use crate::signature::Verifier;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::systemd::{self, Notifier};
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,6 +28,21 @@ use tokio::sync::{watch, Notify};
 pub struct StartError {
     pub setting: Option<&'static str>,
     pub message: String,
+    /// The environment, not the configuration, is at fault (a full disk, an
+    /// I/O error): trying again later can succeed. `main` exits 1 for these
+    /// and 2 for configuration errors, and the unit restarts only the former.
+    pub transient: bool,
+}
+
+impl StartError {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        if self.transient {
+            1
+        } else {
+            2
+        }
+    }
 }
 
 impl fmt::Display for StartError {
@@ -42,14 +57,21 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 fn start_err(setting: Option<&'static str>, message: impl Into<String>) -> StartError {
-    StartError { setting, message: message.into() }
+    StartError { setting, message: message.into(), transient: false }
+}
+
+/// A store failure at start-up: bad configuration (exit 2) or a passing
+/// condition such as a full disk (exit 1, worth a restart later).
+fn store_start_err(setting: &'static str, e: StoreError) -> StartError {
+    let transient = matches!(e, StoreError::Unavailable(_));
+    StartError { setting: Some(setting), message: e.to_string(), transient }
 }
 
 /// Open the configured store and serve until a signal arrives.
 pub async fn serve(cfg: Config) -> Result<(), StartError> {
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
-            let store = EmbeddedStore::open(&dir).map_err(|e| start_err(Some("STATE_DIR"), e.to_string()))?;
+            let store = EmbeddedStore::open(&dir).map_err(|e| store_start_err("STATE_DIR", e))?;
             run(cfg, Arc::new(store)).await
         }
         #[cfg(feature = "mongodb")]
@@ -99,7 +121,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     let wake = Arc::new(Notify::new());
 
     // Prove the store can write before telling anyone we are ready.
-    store.probe().await.map_err(|e| start_err(Some("STATE_DIR"), format!("store cannot write: {e}")))?;
+    store.probe().await.map_err(|e| store_start_err("STATE_DIR", e))?;
     health.set(Component::Store, Status::ok("writable"));
 
     let listener = TcpListener::bind(cfg.listen_addr)
