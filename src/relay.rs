@@ -189,8 +189,10 @@ pub async fn run<S: Store, K: Sink>(
 
         // Wait for something to do: a finished delivery, a new event, the
         // poll tick, the end of a pause, or shutdown.
+        // While paused, still wake every poll interval: nothing is claimed,
+        // but the queue figures in /health must not freeze for the whole pause.
         let tick = match paused_until {
-            Some(t) if t > Instant::now() => t - Instant::now(),
+            Some(t) if t > Instant::now() => (t - Instant::now()).min(cfg.poll_interval),
             _ => cfg.poll_interval,
         };
         tokio::select! {
