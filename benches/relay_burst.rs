@@ -10,10 +10,10 @@
 //!
 //! Run: `cargo bench --bench relay_burst` (≥ 100 s at full size: 100 creates
 //! at 1 call/s). Env: `BURST_BUILDS` (100), `BURST_UPDATES` (10, ≥ 2),
-//! `BURST_LIMIT` (5 calls) per `BURST_WINDOW_S` (5 s).
+//! `BURST_LIMIT` (5 calls) per `BURST_WINDOW_S` (5 s); `BURST_TRACE=1` lists
+//! every call the fake received (time, route, status) on stderr.
 #[path = "../tests/support/mod.rs"]
 mod support;
-
 use drone_discord::discord::rest::Rest;
 use drone_discord::health::Health;
 use drone_discord::relay::{self, RelayConfig};
@@ -30,7 +30,10 @@ use tokio::sync::Notify;
 const CHANNEL: &str = "100000000000000001";
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -42,7 +45,11 @@ fn main() {
     let updates = env_or("BURST_UPDATES", 10).max(2) as usize;
     let limit = env_or("BURST_LIMIT", 5).max(1) as u32;
     let window = Duration::from_secs(env_or("BURST_WINDOW_S", 5).max(1));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run(builds, updates, limit, window));
 }
 
@@ -54,12 +61,27 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let rest = Rest::new(fake.rest_config()).expect("rest");
     let (health, wake) = (Arc::new(Health::new()), Arc::new(Notify::new()));
     let (trigger, stop) = shutdown::channel();
-    let relay = tokio::spawn(relay::run(RelayConfig::new(CHANNEL), store.clone(), Arc::new(rest), health, wake.clone(), stop));
+    let relay = tokio::spawn(relay::run(
+        RelayConfig::new(CHANNEL),
+        store.clone(),
+        Arc::new(rest),
+        health,
+        wake.clone(),
+        stop,
+    ));
 
     let template_created = fixture("build_created.json");
     let template_updated = fixture("build_updated.json");
     let finals = ["success", "failure", "killed"];
-    let last_body = |id: i64| body(&template_updated, id, updates - 1, updates, finals[(id % 3) as usize]);
+    let last_body = |id: i64| {
+        body(
+            &template_updated,
+            id,
+            updates - 1,
+            updates,
+            finals[(id % 3) as usize],
+        )
+    };
 
     let started = Instant::now();
     for n in 0..updates {
@@ -113,12 +135,27 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let calls = fake.calls();
     for c in &calls {
         let b = match c.method.as_str() {
-            "POST" => c.body.as_ref().and_then(|b| b["nonce"].as_str()).map(str::to_string),
-            "PATCH" => c.path.rsplit('/').next().and_then(|m| owner.get(m)).cloned(),
+            "POST" => c
+                .body
+                .as_ref()
+                .and_then(|b| b["nonce"].as_str())
+                .map(str::to_string),
+            "PATCH" => c
+                .path
+                .rsplit('/')
+                .next()
+                .and_then(|m| owner.get(m))
+                .cloned(),
             _ => None,
         };
         if let Some(b) = b {
             *per_build.entry(b).or_default() += 1;
+        }
+    }
+    if std::env::var_os("BURST_TRACE").is_some() {
+        for c in &calls {
+            let t = c.at.duration_since(started).as_secs_f64();
+            eprintln!("{t:8.3}s {} {} → {}", c.method, c.path, c.status);
         }
     }
     let events = builds as usize * updates;
@@ -142,7 +179,9 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
 }
 
 fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/drone").join(name);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("test/fixtures/drone")
+        .join(name);
     serde_json::from_slice(&std::fs::read(p).expect("fixture")).expect("fixture JSON")
 }
 
@@ -153,11 +192,21 @@ fn body(template: &Value, id: i64, n: usize, updates: usize, status: &str) -> Ve
     v["build"]["number"] = id.into();
     v["build"]["status"] = status.into();
     v["build"]["message"] = format!("build {id} update {n}").into();
-    if let Some(steps) = v.pointer_mut("/build/stages/0/steps").and_then(Value::as_array_mut) {
+    if let Some(steps) = v
+        .pointer_mut("/build/stages/0/steps")
+        .and_then(Value::as_array_mut)
+    {
         let total = steps.len().max(1);
         let done = n * total / updates;
         for (i, step) in steps.iter_mut().enumerate() {
-            step["status"] = if i < done { "success" } else if i == done { "running" } else { "pending" }.into();
+            step["status"] = if i < done {
+                "success"
+            } else if i == done {
+                "running"
+            } else {
+                "pending"
+            }
+            .into();
         }
     }
     if drone::is_final(status) {
@@ -170,8 +219,12 @@ fn all_final(fake: &FakeDiscord, wanted: &HashMap<String, Value>) -> bool {
     let msgs = fake.messages();
     let mut shown = 0;
     for m in msgs.values() {
-        let Some(want) = m["nonce"].as_str().and_then(|n| wanted.get(n)) else { continue };
-        let ok = want.as_object().is_some_and(|w| w.iter().all(|(k, v)| m.get(k) == Some(v)));
+        let Some(want) = m["nonce"].as_str().and_then(|n| wanted.get(n)) else {
+            continue;
+        };
+        let ok = want
+            .as_object()
+            .is_some_and(|w| w.iter().all(|(k, v)| m.get(k) == Some(v)));
         if !ok {
             return false;
         }

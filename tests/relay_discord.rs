@@ -55,9 +55,19 @@ fn build_body(id: i64, n: usize, status: &str) -> Vec<u8> {
     v["build"]["status"] = status.into();
     v["build"]["message"] = format!("build {id} update {n}").into();
     // Step states move along with the update number.
-    if let Some(steps) = v.pointer_mut("/build/stages/0/steps").and_then(Value::as_array_mut) {
+    if let Some(steps) = v
+        .pointer_mut("/build/stages/0/steps")
+        .and_then(Value::as_array_mut)
+    {
         for (i, step) in steps.iter_mut().enumerate() {
-            step["status"] = if i < n % 3 { "success" } else if i == n % 3 { "running" } else { "pending" }.into();
+            step["status"] = if i < n % 3 {
+                "success"
+            } else if i == n % 3 {
+                "running"
+            } else {
+                "pending"
+            }
+            .into();
         }
     }
     if drone::is_final(status) {
@@ -75,7 +85,10 @@ fn statuses(updates: usize, last: &str) -> Vec<&str> {
 }
 
 fn new_event(id: i64, body: Vec<u8>) -> NewEvent {
-    let action = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["action"].as_str().map(str::to_string)).unwrap_or_default();
+    let action = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["action"].as_str().map(str::to_string))
+        .unwrap_or_default();
     NewEvent {
         key: Some(build_key(id)),
         event: "build".into(),
@@ -115,8 +128,12 @@ fn messages_by_build(fake: &FakeDiscord) -> HashMap<i64, Vec<String>> {
 /// Whether build `id` has exactly one message and it shows `last` rendered.
 fn shows(fake: &FakeDiscord, id: i64, last: &[u8]) -> bool {
     let by = messages_by_build(fake);
-    let Some([mid]) = by.get(&id).map(Vec::as_slice) else { return false };
-    let Some(msg) = fake.message(mid) else { return false };
+    let Some([mid]) = by.get(&id).map(Vec::as_slice) else {
+        return false;
+    };
+    let Some(msg) = fake.message(mid) else {
+        return false;
+    };
     matches_render(&msg, last).is_ok()
 }
 
@@ -127,7 +144,10 @@ fn matches_render(msg: &Value, body: &[u8]) -> Result<(), String> {
     let obj = want.as_object().ok_or("render is not an object")?;
     for (k, v) in obj {
         if msg.get(k) != Some(v) {
-            return Err(format!("field {k}: want {v}, have {}", msg.get(k).unwrap_or(&Value::Null)));
+            return Err(format!(
+                "field {k}: want {v}, have {}",
+                msg.get(k).unwrap_or(&Value::Null)
+            ));
         }
     }
     Ok(())
@@ -135,15 +155,22 @@ fn matches_render(msg: &Value, body: &[u8]) -> Result<(), String> {
 
 /// Calls that reached a handler (2xx), per build: (creates, edits).
 fn calls_per_build(fake: &FakeDiscord) -> BTreeMap<i64, (usize, usize)> {
-    let by_msg: HashMap<String, i64> =
-        messages_by_build(fake).into_iter().flat_map(|(b, ids)| ids.into_iter().map(move |m| (m, b))).collect();
+    let by_msg: HashMap<String, i64> = messages_by_build(fake)
+        .into_iter()
+        .flat_map(|(b, ids)| ids.into_iter().map(move |m| (m, b)))
+        .collect();
     let mut out: BTreeMap<i64, (usize, usize)> = BTreeMap::new();
     for c in fake.calls() {
         if c.status != 200 {
             continue;
         }
         if c.method == "POST" {
-            if let Some(b) = c.body.as_ref().and_then(|b| b["nonce"].as_str()).and_then(|n| n.strip_prefix("build")?.parse().ok()) {
+            if let Some(b) = c
+                .body
+                .as_ref()
+                .and_then(|b| b["nonce"].as_str())
+                .and_then(|n| n.strip_prefix("build")?.parse().ok())
+            {
                 out.entry(b).or_default().0 += 1;
             }
         } else if c.method == "PATCH" {
@@ -158,12 +185,24 @@ fn calls_per_build(fake: &FakeDiscord) -> BTreeMap<i64, (usize, usize)> {
 /// Every version of a build's message shows a strictly later update than the one before.
 fn assert_history_in_order(fake: &FakeDiscord, id: i64, last_n: usize) {
     let by = messages_by_build(fake);
-    let mids = by.get(&id).unwrap_or_else(|| panic!("build {id} has no message"));
+    let mids = by
+        .get(&id)
+        .unwrap_or_else(|| panic!("build {id} has no message"));
     assert_eq!(mids.len(), 1, "build {id}: one message, got {mids:?}");
     let seen: Vec<Option<usize>> = fake.history(&mids[0]).iter().map(update_no).collect();
-    assert!(seen.iter().all(Option::is_some), "build {id}: unreadable versions {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "build {id}: versions out of event order: {seen:?}");
-    assert_eq!(seen.last().copied().flatten(), Some(last_n), "build {id}: final version {seen:?}");
+    assert!(
+        seen.iter().all(Option::is_some),
+        "build {id}: unreadable versions {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "build {id}: versions out of event order: {seen:?}"
+    );
+    assert_eq!(
+        seen.last().copied().flatten(),
+        Some(last_n),
+        "build {id}: final version {seen:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -192,7 +231,10 @@ impl Rig {
         Self::start_with(fake, fake_rest_config).await
     }
 
-    async fn start_with(fake: FakeDiscord, rest_cfg: impl FnOnce(&FakeDiscord) -> RestConfig) -> Rig {
+    async fn start_with(
+        fake: FakeDiscord,
+        rest_cfg: impl FnOnce(&FakeDiscord) -> RestConfig,
+    ) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
         let health = Arc::new(Health::new());
@@ -201,12 +243,30 @@ impl Rig {
         let rest = Rest::new(rest_cfg(&fake)).expect("rest client");
         let wake = Arc::new(Notify::new());
         let (trigger, stop) = shutdown::channel();
-        let task = tokio::spawn(relay::run(relay_config(), store.clone(), Arc::new(rest), health.clone(), wake.clone(), stop));
-        Rig { _dir: dir, store, fake, health, wake, trigger: Some(trigger), task: Some(task) }
+        let task = tokio::spawn(relay::run(
+            relay_config(),
+            store.clone(),
+            Arc::new(rest),
+            health.clone(),
+            wake.clone(),
+            stop,
+        ));
+        Rig {
+            _dir: dir,
+            store,
+            fake,
+            health,
+            wake,
+            trigger: Some(trigger),
+            task: Some(task),
+        }
     }
 
     async fn push(&self, id: i64, body: Vec<u8>) {
-        self.store.append(new_event(id, body)).await.expect("append");
+        self.store
+            .append(new_event(id, body))
+            .await
+            .expect("append");
         self.wake.notify_one();
     }
 
@@ -218,7 +278,11 @@ impl Rig {
     async fn drained(&self) {
         let deadline = Instant::now() + LONG;
         while self.pending().await > 0 {
-            assert!(Instant::now() < deadline, "queue never drained; {} calls", self.fake.calls().len());
+            assert!(
+                Instant::now() < deadline,
+                "queue never drained; {} calls",
+                self.fake.calls().len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -228,7 +292,10 @@ impl Rig {
             t.fire();
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(LONG, task).await.expect("relay stops").expect("relay task");
+            tokio::time::timeout(LONG, task)
+                .await
+                .expect("relay stops")
+                .expect("relay task");
         }
         self
     }
@@ -258,23 +325,51 @@ async fn fixture_sequences_post_once_then_patch_the_same_message_over_tls() {
     }
     let rig = rig.stop().await;
     let fake = &rig.fake;
-    assert_eq!(fake.count("POST /channels/{id}/messages"), 3, "{:?}", fake.calls());
+    assert_eq!(
+        fake.count("POST /channels/{id}/messages"),
+        3,
+        "{:?}",
+        fake.calls()
+    );
     assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 6);
     for (id, last) in finals {
         let by = messages_by_build(fake);
         let mid = &by[&id][0];
-        let patches: Vec<_> = fake.calls().into_iter().filter(|c| c.method == "PATCH" && c.path.ends_with(&format!("/{mid}"))).collect();
+        let patches: Vec<_> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "PATCH" && c.path.ends_with(&format!("/{mid}")))
+            .collect();
         assert_eq!(patches.len(), 2, "build {id}");
-        assert!(patches.iter().all(|c| c.path == format!("/channels/{CHANNEL}/messages/{mid}")));
+        assert!(patches
+            .iter()
+            .all(|c| c.path == format!("/channels/{CHANNEL}/messages/{mid}")));
         // The create carries the nonce; edits never do.
-        let post = fake.calls().into_iter().find(|c| c.method == "POST" && c.body.as_ref().is_some_and(|b| b["nonce"] == nonce(id)));
-        assert_eq!(post.and_then(|c| c.body).map(|b| b["enforce_nonce"].clone()), Some(Value::Bool(true)));
-        assert!(patches.iter().all(|c| c.body.as_ref().is_some_and(|b| b.get("nonce").is_none())));
+        let post = fake.calls().into_iter().find(|c| {
+            c.method == "POST" && c.body.as_ref().is_some_and(|b| b["nonce"] == nonce(id))
+        });
+        assert_eq!(
+            post.and_then(|c| c.body)
+                .map(|b| b["enforce_nonce"].clone()),
+            Some(Value::Bool(true))
+        );
+        assert!(patches
+            .iter()
+            .all(|c| c.body.as_ref().is_some_and(|b| b.get("nonce").is_none())));
         assert_history_in_order(fake, id, 2);
         let msg = fake.message(mid).expect("message");
-        matches_render(&msg, &build_body(id, 2, last)).unwrap_or_else(|e| panic!("build {id}: {e}"));
-        let stored = rig.store.message(&build_key(id)).await.expect("store").expect("message remembered");
-        assert_eq!((stored.message_id.as_str(), stored.status.as_str()), (mid.as_str(), last));
+        matches_render(&msg, &build_body(id, 2, last))
+            .unwrap_or_else(|e| panic!("build {id}: {e}"));
+        let stored = rig
+            .store
+            .message(&build_key(id))
+            .await
+            .expect("store")
+            .expect("message remembered");
+        assert_eq!(
+            (stored.message_id.as_str(), stored.status.as_str()),
+            (mid.as_str(), last)
+        );
     }
     assert!(rig.health.report().healthy);
 }
@@ -294,7 +389,10 @@ async fn rate_limits_are_waited_out_and_nothing_is_dropped() {
     assert_eq!(calls.len(), 2, "one 429, one retry: {calls:?}");
     assert_eq!((calls[0].status, calls[1].status), (429, 200));
     let waited = calls[1].at.duration_since(calls[0].at);
-    assert!(waited >= Duration::from_millis(950), "retried after {waited:?}, told 1 s");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}, told 1 s"
+    );
 
     // A global 429 on the next call, whatever it is.
     rig.fake.push(Canned::rate_limited(0.8, true));
@@ -304,13 +402,20 @@ async fn rate_limits_are_waited_out_and_nothing_is_dropped() {
     assert_eq!(calls.len(), 4, "{calls:?}");
     assert_eq!((calls[2].status, calls[3].status), (429, 200));
     let waited = calls[3].at.duration_since(calls[2].at);
-    assert!(waited >= Duration::from_millis(750), "retried after {waited:?}, told 0.8 s globally");
+    assert!(
+        waited >= Duration::from_millis(750),
+        "retried after {waited:?}, told 0.8 s globally"
+    );
 
     // Bucket exhaustion: 2 calls per second per channel, 6 builds × 3 updates.
-    rig.fake.set_rate_limit(Some(EmulatedLimit { limit: 2, window: Duration::from_secs(1) }));
+    rig.fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 2,
+        window: Duration::from_secs(1),
+    }));
     for n in 0..3 {
         for id in 10..16 {
-            rig.push(id, build_body(id, n, statuses(3, "success")[n])).await;
+            rig.push(id, build_body(id, n, statuses(3, "success")[n]))
+                .await;
         }
     }
     rig.push(1, build_body(1, 2, "failure")).await;
@@ -318,14 +423,26 @@ async fn rate_limits_are_waited_out_and_nothing_is_dropped() {
     let rig = rig.stop().await;
     let fake = &rig.fake;
     for id in 10..16 {
-        assert!(shows(fake, id, &build_body(id, 2, "success")), "build {id} not final: {:?}", messages_by_build(fake));
+        assert!(
+            shows(fake, id, &build_body(id, 2, "success")),
+            "build {id} not final: {:?}",
+            messages_by_build(fake)
+        );
     }
     assert!(shows(fake, 1, &build_body(1, 2, "failure")));
     assert_eq!(rig.store.stats().await.expect("stats").dead_letters, 0);
     for id in 10..16 {
         assert_history_in_order(fake, id, 2);
     }
-    eprintln!("bucket phase: {} calls, {} answered 429", fake.calls().len() - 4, fake.calls().iter().skip(4).filter(|c| c.status == 429).count());
+    eprintln!(
+        "bucket phase: {} calls, {} answered 429",
+        fake.calls().len() - 4,
+        fake.calls()
+            .iter()
+            .skip(4)
+            .filter(|c| c.status == 429)
+            .count()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -354,7 +471,11 @@ async fn outage_then_recovery_delivers_every_build_in_event_order() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     for id in builds.clone() {
-        rig.push(id, build_body(id, 6, if id % 2 == 0 { "success" } else { "failure" })).await;
+        rig.push(
+            id,
+            build_body(id, 6, if id % 2 == 0 { "success" } else { "failure" }),
+        )
+        .await;
     }
     rig.drained().await;
     let rig = rig.stop().await;
@@ -364,7 +485,11 @@ async fn outage_then_recovery_delivers_every_build_in_event_order() {
         let last = build_body(id, 6, if id % 2 == 0 { "success" } else { "failure" });
         assert!(shows(fake, id, &last), "build {id} not in its final state");
     }
-    assert_eq!(fake.count_status(500), 3, "the scripted 500s were all served");
+    assert_eq!(
+        fake.count_status(500),
+        3,
+        "the scripted 500s were all served"
+    );
     assert_eq!(fake.count_status(503), 3);
     assert!(fake.connections() > 1, "the outage forced reconnects");
     assert_eq!(rig.store.stats().await.expect("stats").dead_letters, 0);
@@ -405,7 +530,11 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 #[test]
@@ -428,7 +557,11 @@ fn unauthorized_stops_delivery_turns_health_503_and_makes_no_storm() {
     // Give a storm every chance: 3 s more, then count.
     std::thread::sleep(Duration::from_secs(3));
     let calls = fake.calls().len();
-    assert!((1..=2).contains(&calls), "{calls} calls after a 401; want 1–2: {:?}", fake.calls().iter().map(|c| &c.route).collect::<Vec<_>>());
+    assert!(
+        (1..=2).contains(&calls),
+        "{calls} calls after a 401; want 1–2: {:?}",
+        fake.calls().iter().map(|c| &c.route).collect::<Vec<_>>()
+    );
     let (_, h) = health_json(&svc);
     assert_eq!(h["queue"]["pending"], 5, "nothing lost: {h}");
     let log = svc.log_text();
@@ -444,7 +577,10 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
     let rt = runtime();
     let fake = rt.block_on(FakeDiscord::start());
     // A slow Discord: 5 calls per second on the channel.
-    fake.set_rate_limit(Some(EmulatedLimit { limit: 5, window: Duration::from_secs(1) }));
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 5,
+        window: Duration::from_secs(1),
+    }));
     let state = tempfile::tempdir().expect("tempdir");
     let env = discord_env(&fake);
     let svc = start_bin(state.path(), &env);
@@ -461,15 +597,30 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
     wait_for("a few messages", LONG, || fake.messages().len() >= 5);
     svc.sigkill();
     let at_kill = fake.messages().len();
-    eprintln!("killed with {at_kill} messages, {} calls", fake.calls().len());
+    eprintln!(
+        "killed with {at_kill} messages, {} calls",
+        fake.calls().len()
+    );
 
     let svc = start_bin(state.path(), &env);
-    wait_for("every build in its final state", Duration::from_secs(240), || {
-        builds.clone().all(|id| shows(&fake, id, &build_body(id, 3, last(id))))
+    wait_for(
+        "every build in its final state",
+        Duration::from_secs(240),
+        || {
+            builds
+                .clone()
+                .all(|id| shows(&fake, id, &build_body(id, 3, last(id))))
+        },
+    );
+    wait_for("an empty queue", LONG, || {
+        health_json(&svc).1["queue"]["pending"] == 0
     });
-    wait_for("an empty queue", LONG, || health_json(&svc).1["queue"]["pending"] == 0);
     let by = messages_by_build(&fake);
-    assert_eq!(fake.messages().len(), 30, "one message per build, no strays: {by:?}");
+    assert_eq!(
+        fake.messages().len(),
+        30,
+        "one message per build, no strays: {by:?}"
+    );
     for id in builds.clone() {
         assert_eq!(by.get(&id).map(Vec::len), Some(1), "build {id}: {by:?}");
         assert_history_in_order(&fake, id, 3);
@@ -477,7 +628,10 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
     let (_, h) = health_json(&svc);
     assert_eq!(h["queue"]["dead_letters"], 0, "{h}");
     let per = calls_per_build(&fake);
-    eprintln!("2xx calls per build (creates, edits): {per:?}; 429s: {}", fake.count_status(429));
+    eprintln!(
+        "2xx calls per build (creates, edits): {per:?}; 429s: {}",
+        fake.count_status(429)
+    );
     assert_eq!(svc.sigterm(), Some(0));
 }
 
@@ -489,14 +643,18 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
 /// request is a POST get it forwarded, but the answer is swallowed and the
 /// connection closed: the message exists, the client never learns its id.
 async fn lossy_proxy(upstream: SocketAddr, lose: usize) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let left = Arc::new(std::sync::atomic::AtomicUsize::new(lose));
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
             let left = left.clone();
             tokio::spawn(async move {
-                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
                 let mut first = vec![0u8; 64 * 1024];
                 let n = match tokio::time::timeout(LONG, client.read(&mut first)).await {
                     Ok(Ok(n)) if n > 0 => n,
@@ -507,7 +665,9 @@ async fn lossy_proxy(upstream: SocketAddr, lose: usize) -> SocketAddr {
                     return;
                 }
                 let lose_it = head.starts_with(b"POST ")
-                    && left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1)).is_ok();
+                    && left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                        .is_ok();
                 if !lose_it {
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     return;
@@ -530,15 +690,28 @@ async fn lossy_proxy(upstream: SocketAddr, lose: usize) -> SocketAddr {
 async fn lost_create_answer_is_retried_with_the_same_nonce_and_posts_once() {
     let fake = FakeDiscord::start().await;
     let proxy = lossy_proxy(fake.addr(), 2).await;
-    let rig = Rig::start_with(fake, |f| RestConfig { base_url: format!("http://{proxy}/api/v10"), ..f.rest_config() }).await;
+    let rig = Rig::start_with(fake, |f| RestConfig {
+        base_url: format!("http://{proxy}/api/v10"),
+        ..f.rest_config()
+    })
+    .await;
     rig.push(7, build_body(7, 0, "pending")).await;
     rig.drained().await;
     rig.push(7, build_body(7, 1, "success")).await;
     rig.drained().await;
     let rig = rig.stop().await;
     let fake = &rig.fake;
-    assert_eq!(fake.count("POST /channels/{id}/messages"), 3, "two lost answers, then one seen: {:?}", fake.calls());
-    assert!(fake.calls().iter().filter(|c| c.method == "POST").all(|c| c.body.as_ref().is_some_and(|b| b["nonce"] == nonce(7))));
+    assert_eq!(
+        fake.count("POST /channels/{id}/messages"),
+        3,
+        "two lost answers, then one seen: {:?}",
+        fake.calls()
+    );
+    assert!(fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST")
+        .all(|c| c.body.as_ref().is_some_and(|b| b["nonce"] == nonce(7))));
     assert_eq!(fake.messages().len(), 1, "the nonce kept it to one message");
     assert_history_in_order(fake, 7, 1);
     assert!(shows(fake, 7, &build_body(7, 1, "success")));
@@ -550,26 +723,43 @@ async fn lost_create_answer_is_retried_with_the_same_nonce_and_posts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_under_a_rate_limit_coalesces_and_ends_final() {
     let fake = FakeDiscord::start().await;
-    fake.set_rate_limit(Some(EmulatedLimit { limit: 5, window: Duration::from_secs(1) }));
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 5,
+        window: Duration::from_secs(1),
+    }));
     let rig = Rig::start(fake).await;
     let (builds, updates) = (12i64, 6usize);
     let last = |id: i64| ["success", "failure", "killed"][(id % 3) as usize];
     for n in 0..updates {
         for id in 1..=builds {
-            rig.push(id, build_body(id, n, statuses(updates, last(id))[n])).await;
+            rig.push(id, build_body(id, n, statuses(updates, last(id))[n]))
+                .await;
         }
     }
     rig.drained().await;
     let rig = rig.stop().await;
     let fake = &rig.fake;
     for id in 1..=builds {
-        assert!(shows(fake, id, &build_body(id, updates - 1, last(id))), "build {id} not final");
+        assert!(
+            shows(fake, id, &build_body(id, updates - 1, last(id))),
+            "build {id} not final"
+        );
         assert_history_in_order(fake, id, updates - 1);
     }
     let per = calls_per_build(fake);
     let accepted: usize = per.values().map(|(c, e)| c + e).sum();
     let events = builds as usize * updates;
-    eprintln!("{events} events → {accepted} accepted calls ({} total, {} × 429); per build: {per:?}", fake.calls().len(), fake.count_status(429));
-    assert!(per.values().all(|(c, _)| *c == 1), "one create per build: {per:?}");
-    assert!(accepted < events, "no coalescing: {accepted} calls for {events} events");
+    eprintln!(
+        "{events} events → {accepted} accepted calls ({} total, {} × 429); per build: {per:?}",
+        fake.calls().len(),
+        fake.count_status(429)
+    );
+    assert!(
+        per.values().all(|(c, _)| *c == 1),
+        "one create per build: {per:?}"
+    );
+    assert!(
+        accepted < events,
+        "no coalescing: {accepted} calls for {events} events"
+    );
 }
