@@ -636,6 +636,77 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
 }
 
 // ---------------------------------------------------------------------------
+// 5a. The binary over TLS, trusting the fake's CA through SSL_CERT_FILE.
+
+#[test]
+fn binary_delivers_over_tls_trusting_ssl_cert_file() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeDiscord::start_tls());
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut env = discord_env(&fake);
+    let ca = fake.ca_file().expect("TLS fake has a CA file");
+    env.push(("SSL_CERT_FILE", ca.to_string_lossy().into_owned()));
+    let svc = start_bin(state.path(), &env);
+    for (n, status) in ["pending", "running", "success"].into_iter().enumerate() {
+        let (s, b) = svc.post_signed(&build_body(5, n, status), common::SECRET);
+        assert_eq!(s, 200, "{b}");
+        // One state at a time: each must reach Discord before the next.
+        wait_for("the update in Discord", LONG, || {
+            messages_by_build(&fake)
+                .get(&5)
+                .and_then(|ids| ids.first())
+                .is_some_and(|id| fake.history(id).len() > n)
+        });
+    }
+    assert_eq!(fake.count("POST /channels/{id}/messages"), 1);
+    assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 2);
+    assert_history_in_order(&fake, 5, 2);
+    assert!(shows(&fake, 5, &build_body(5, 2, "success")));
+    assert_eq!(svc.sigterm(), Some(0));
+}
+
+// ---------------------------------------------------------------------------
+// 5c. SIGTERM while deliveries wait out a long rate limit: a clean, prompt
+//     exit, and everything still queued is delivered after a restart.
+
+#[test]
+fn sigterm_while_waiting_out_a_rate_limit_exits_cleanly_and_loses_nothing() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeDiscord::start());
+    // One call per 20 s: the second call must wait inside the client.
+    fake.set_rate_limit(Some(EmulatedLimit {
+        limit: 1,
+        window: Duration::from_secs(20),
+    }));
+    let state = tempfile::tempdir().expect("tempdir");
+    let env = discord_env(&fake);
+    let svc = start_bin(state.path(), &env);
+    for id in 1..=3 {
+        let (s, b) = svc.post_signed(&build_body(id, 0, "pending"), common::SECRET);
+        assert_eq!(s, 200, "{b}");
+    }
+    wait_for("the first message", LONG, || fake.messages().len() == 1);
+    // The others are now waiting for the window to reset.
+    assert_eq!(svc.sigterm(), Some(0), "SIGTERM must exit cleanly");
+    let after_stop = fake.calls().len();
+
+    fake.set_rate_limit(None);
+    let svc = start_bin(state.path(), &env);
+    wait_for("all three builds shown", LONG, || {
+        (1..=3).all(|id| shows(&fake, id, &build_body(id, 0, "pending")))
+    });
+    wait_for("an empty queue", LONG, || {
+        health_json(&svc).1["queue"]["pending"] == 0
+    });
+    assert_eq!(fake.messages().len(), 3, "{:?}", messages_by_build(&fake));
+    eprintln!(
+        "{after_stop} calls before the stop, {} in all",
+        fake.calls().len()
+    );
+    assert_eq!(svc.sigterm(), Some(0));
+}
+
+// ---------------------------------------------------------------------------
 // 5b. A create that reached Discord but whose answer was lost: the retry
 //     carries the same nonce, so Discord returns the first message.
 
