@@ -10,7 +10,7 @@
 mod common;
 mod support;
 
-use drone_discord::discord::rest::{Rest, RestConfig};
+use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
 use drone_discord::health::{Component, Health, Status};
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
@@ -235,16 +235,20 @@ impl Rig {
         fake: FakeDiscord,
         rest_cfg: impl FnOnce(&FakeDiscord) -> RestConfig,
     ) -> Rig {
+        let rest = Rest::new(rest_cfg(&fake)).expect("rest client");
+        Self::start_full(fake, rest, relay_config()).await
+    }
+
+    async fn start_full(fake: FakeDiscord, rest: Rest, cfg: RelayConfig) -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
         let health = Arc::new(Health::new());
         health.set(Component::Listener, Status::ok("test"));
         health.set(Component::Store, Status::ok("test"));
-        let rest = Rest::new(rest_cfg(&fake)).expect("rest client");
         let wake = Arc::new(Notify::new());
         let (trigger, stop) = shutdown::channel();
         let task = tokio::spawn(relay::run(
-            relay_config(),
+            cfg,
             store.clone(),
             Arc::new(rest),
             health.clone(),
@@ -567,6 +571,56 @@ fn unauthorized_stops_delivery_turns_health_503_and_makes_no_storm() {
     let log = svc.log_text();
     assert!(!log.contains(common::TOKEN), "token reached the log");
     assert_eq!(svc.sigterm(), Some(0));
+}
+
+/// After the token is fixed, the rare retry finds out, health turns back and
+/// everything queued meanwhile is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_401_the_rare_retry_recovers_once_the_token_works() {
+    let fake = FakeDiscord::start().await;
+    let tuning = RestTuning {
+        unauthorized_cooldown: Duration::from_millis(500),
+        ..RestTuning::default()
+    };
+    let rest = Rest::with_tuning(fake.rest_config(), tuning).expect("rest");
+    // The client has the token the operator configured; Discord refuses it.
+    fake.set_token("not-the-client-token");
+    let mut cfg = relay_config();
+    cfg.auth_pause = Duration::from_secs(1);
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    for id in 1..=3 {
+        rig.push(id, build_body(id, 0, "pending")).await;
+    }
+    let deadline = Instant::now() + LONG;
+    while rig.health.get(Component::Discord).ok || rig.fake.calls().is_empty() {
+        assert!(Instant::now() < deadline, "health never turned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rig
+        .health
+        .report()
+        .reason
+        .unwrap_or_default()
+        .contains("401"));
+    // The operator fixes the token (here: the fake starts accepting it).
+    rig.fake.set_token(support::fake_discord::TEST_TOKEN);
+    for id in 1..=3 {
+        rig.push(id, build_body(id, 1, "success")).await;
+    }
+    rig.drained().await;
+    let rig = rig.stop().await;
+    for id in 1..=3 {
+        assert!(
+            shows(&rig.fake, id, &build_body(id, 1, "success")),
+            "build {id}"
+        );
+    }
+    assert!(rig.health.get(Component::Discord).ok, "health recovered");
+    let unauthorized = rig.fake.count_status(401);
+    assert!(
+        (1..=3).contains(&unauthorized),
+        "{unauthorized} × 401: a rare retry, not a storm"
+    );
 }
 
 // ---------------------------------------------------------------------------
