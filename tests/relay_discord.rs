@@ -501,6 +501,109 @@ async fn outage_then_recovery_delivers_every_build_in_event_order() {
 }
 
 // ---------------------------------------------------------------------------
+// 3b. Someone deleted the message: a fresh one, and later edits follow it.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_message_is_replaced_and_later_edits_go_to_the_new_one() {
+    let fake = FakeDiscord::start().await;
+    let rig = Rig::start(fake).await;
+    rig.push(9, build_body(9, 0, "pending")).await;
+    rig.drained().await;
+    let first = rig.fake.message_ids();
+    assert_eq!(first.len(), 1);
+    // Discord's answer for an edit of a deleted message.
+    rig.fake.push_for(
+        "PATCH",
+        "/channels/",
+        1,
+        Canned::json(
+            404,
+            serde_json::json!({ "message": "Unknown Message", "code": 10008 }),
+        ),
+    );
+    rig.push(9, build_body(9, 1, "running")).await;
+    rig.drained().await;
+    rig.push(9, build_body(9, 2, "success")).await;
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let fake = &rig.fake;
+    let ids = fake.message_ids();
+    assert_eq!(ids.len(), 2, "one fresh message: {:?}", fake.calls());
+    let fresh = &ids[1];
+    let stored = rig
+        .store
+        .message(&build_key(9))
+        .await
+        .expect("store")
+        .expect("message");
+    assert_eq!(
+        &stored.message_id, fresh,
+        "the store follows the fresh message"
+    );
+    let nonce_fresh = fake
+        .message(fresh)
+        .map(|m| m["nonce"].clone())
+        .unwrap_or_default();
+    assert!(
+        nonce_fresh
+            .as_str()
+            .is_some_and(|n| n != nonce(9) && n.len() <= 25),
+        "{nonce_fresh}"
+    );
+    let last = fake.calls().last().cloned().expect("calls");
+    assert_eq!(
+        (last.method.as_str(), last.path.ends_with(fresh.as_str())),
+        ("PATCH", true)
+    );
+    let msg = fake.message(fresh).expect("fresh message");
+    matches_render(&msg, &build_body(9, 2, "success")).unwrap_or_else(|e| panic!("{e}"));
+    let seen: Vec<_> = fake.history(fresh).iter().map(update_no).collect();
+    assert_eq!(seen, vec![Some(1), Some(2)]);
+}
+
+// ---------------------------------------------------------------------------
+// 3c. The channel is gone (404 on create): pause and say so; drop nothing.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channel_pauses_delivery_and_keeps_the_events() {
+    let fake = FakeDiscord::start().await;
+    fake.always(Canned::json(
+        404,
+        serde_json::json!({ "message": "Unknown Channel", "code": 10003 }),
+    ));
+    let mut cfg = relay_config();
+    cfg.auth_pause = Duration::from_secs(3600);
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    for id in 1..=4 {
+        rig.push(id, build_body(id, 0, "pending")).await;
+    }
+    let deadline = Instant::now() + LONG;
+    while rig.health.get(Component::Discord).ok || rig.fake.calls().is_empty() {
+        assert!(Instant::now() < deadline, "health never turned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reason = rig.health.report().reason.unwrap_or_default();
+    assert!(
+        reason.contains(CHANNEL) && reason.contains("10003"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rig = rig.stop().await;
+    let stats = rig.store.stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.dead_letters),
+        (4, 0),
+        "kept, not dead-lettered"
+    );
+    let calls = rig.fake.calls().len();
+    assert!(
+        calls <= 4,
+        "{calls} calls against a missing channel: no build may be retried during the pause"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 4. 401 via the real binary: stop, say why, no call storm.
 
 /// Env for the binary talking to `fake` (which is told to accept the
