@@ -165,16 +165,20 @@ pub async fn run<S: Store, K: Sink>(
         let free = cfg.max_in_flight.saturating_sub(tasks.len());
         let mut claimed = 0;
         if !paused && free > 0 {
-            match store.claim(&cfg.owner, cfg.lease, free, now_ms()).await {
+            // Claims come oldest first, so keys still backing off are claimed
+            // too and handed straight back: otherwise a few builds that keep
+            // failing would hold every slot and starve all the others.
+            let backing_off = lock(&backoffs).values().filter(|b| b.not_before > now).count();
+            match store.claim(&cfg.owner, cfg.lease, free + backing_off, now_ms()).await {
                 Ok(claims) => {
                     for claim in claims {
-                        let wait = backoff_remaining(&backoffs, &claim.key);
+                        if claimed >= free || backoff_remaining(&backoffs, &claim.key).is_some() {
+                            release(&cfg, &*store, &claim.key).await;
+                            continue;
+                        }
                         claimed += 1;
                         let (cfg, store, sink) = (cfg.clone(), store.clone(), sink.clone());
                         tasks.spawn(async move {
-                            if let Some(wait) = wait {
-                                tokio::time::sleep(wait).await;
-                            }
                             let key = claim.key.clone();
                             (key, deliver(&cfg, &*store, &*sink, claim).await)
                         });
@@ -195,6 +199,8 @@ pub async fn run<S: Store, K: Sink>(
             Some(t) if t > Instant::now() => (t - Instant::now()).min(cfg.poll_interval),
             _ => cfg.poll_interval,
         };
+        // ... and wake when the next key's backoff ends.
+        let tick = next_retry(&backoffs).map_or(tick, |d| d.min(tick));
         tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -262,6 +268,12 @@ fn backoff_remaining(backoffs: &Mutex<HashMap<String, Backoff>>, key: &str) -> O
     let b = map.get(key)?;
     let now = Instant::now();
     (b.not_before > now).then(|| b.not_before - now)
+}
+
+/// Time until the earliest pending backoff ends, if any key is backing off.
+fn next_retry(backoffs: &Mutex<HashMap<String, Backoff>>) -> Option<Duration> {
+    let now = Instant::now();
+    lock(backoffs).values().filter(|b| b.not_before > now).map(|b| b.not_before - now).min()
 }
 
 /// Capped exponential backoff with "equal jitter": half fixed, half random.
