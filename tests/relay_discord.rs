@@ -501,6 +501,57 @@ async fn outage_then_recovery_delivers_every_build_in_event_order() {
 }
 
 // ---------------------------------------------------------------------------
+// 3a. Builds that keep failing must not starve the others.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_that_keep_failing_do_not_starve_other_builds() {
+    let fake = FakeDiscord::start().await;
+    let rig = Rig::start(fake).await;
+    let stuck = 1..=8i64; // as many as the relay delivers at once
+    for id in stuck.clone() {
+        rig.push(id, build_body(id, 0, "pending")).await;
+    }
+    rig.drained().await;
+    // Every edit of these messages fails from now on (say, Discord's 30046
+    // edit limit for old messages, or a message-specific 5xx).
+    for mid in rig.fake.message_ids() {
+        rig.fake.push_for(
+            "PATCH",
+            &format!("/channels/{CHANNEL}/messages/{mid}"),
+            1_000_000,
+            Canned::status(500),
+        );
+    }
+    for id in stuck.clone() {
+        rig.push(id, build_body(id, 1, "running")).await;
+    }
+    // Let them fail a few times each, then a new build arrives.
+    assert!(
+        rig.fake
+            .wait_until(LONG, |f| f.count_status(500) >= 16)
+            .await
+    );
+    rig.push(100, build_body(100, 0, "pending")).await;
+    let shown = rig
+        .fake
+        .wait_until(Duration::from_secs(60), |f| {
+            shows(f, 100, &build_body(100, 0, "pending"))
+        })
+        .await;
+    let failures = rig.fake.count_status(500);
+    let rig = rig.stop().await;
+    assert!(
+        shown,
+        "build 100 never delivered while 8 other builds kept failing ({failures} × 500)"
+    );
+    assert_eq!(
+        rig.store.stats().await.expect("stats").pending,
+        8,
+        "the stuck ones stay queued"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // 3b. Someone deleted the message: a fresh one, and later edits follow it.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
