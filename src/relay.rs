@@ -222,12 +222,8 @@ pub async fn run<S: Store, K: Sink>(
                         last_stats = Instant::now() - Duration::from_secs(60);
                     }
                     Outcome::Retry { after, reason } => {
-                        let mut map = lock(&backoffs);
-                        let b = map.entry(key.clone()).or_insert(Backoff { attempts: 0, not_before: Instant::now() });
-                        b.attempts = b.attempts.saturating_add(1);
-                        let delay = after.max(backoff_delay(&cfg, b.attempts, &mut rng));
-                        b.not_before = Instant::now() + delay;
-                        tracing::warn!(key = %key, attempt = b.attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
+                        let (attempt, delay) = back_off(&cfg, &backoffs, &key, after, &mut rng);
+                        tracing::warn!(key = %key, attempt, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
                     }
                     Outcome::Refused { reason } => {
                         tracing::error!(reason = %reason, pause_s = cfg.auth_pause.as_secs(), "Discord refuses our calls; delivery paused");
@@ -236,6 +232,10 @@ pub async fn run<S: Store, K: Sink>(
                     }
                     Outcome::StoreFailed(e) => {
                         health.set(Component::Store, Status::failed(e));
+                        // Back off as after a transient failure: the Discord
+                        // call may already have been made, and an immediate
+                        // retry would repeat it in a tight loop.
+                        back_off(&cfg, &backoffs, &key, Duration::ZERO, &mut rng);
                     }
                 }
             }
@@ -268,6 +268,23 @@ fn backoff_remaining(backoffs: &Mutex<HashMap<String, Backoff>>, key: &str) -> O
     let b = map.get(key)?;
     let now = Instant::now();
     (b.not_before > now).then(|| b.not_before - now)
+}
+
+/// Count a failed attempt for `key` and schedule its next one (no sooner
+/// than `after`); returns the attempt number and the delay.
+fn back_off(
+    cfg: &RelayConfig,
+    backoffs: &Mutex<HashMap<String, Backoff>>,
+    key: &str,
+    after: Duration,
+    rng: &mut u64,
+) -> (u32, Duration) {
+    let mut map = lock(backoffs);
+    let b = map.entry(key.to_string()).or_insert(Backoff { attempts: 0, not_before: Instant::now() });
+    b.attempts = b.attempts.saturating_add(1);
+    let delay = after.max(backoff_delay(cfg, b.attempts, rng));
+    b.not_before = Instant::now() + delay;
+    (b.attempts, delay)
 }
 
 /// Time until the earliest pending backoff ends, if any key is backing off.
