@@ -14,7 +14,7 @@ use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
 use drone_discord::health::{Component, Health, Status};
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::{build_key, NewEvent, Store};
+use drone_discord::store::{self, build_key, NewEvent, Store};
 use drone_discord::{drone, render, shutdown};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -549,6 +549,125 @@ async fn builds_that_keep_failing_do_not_starve_other_builds() {
         8,
         "the stuck ones stay queued"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 3d. The store fails after Discord said yes: back off, don't hammer Discord.
+
+/// The embedded store, except that `complete` fails while `failing` is set
+/// (a full disk right after the Discord call).
+struct FlakyStore {
+    inner: EmbeddedStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FlakyStore {
+    async fn append(&self, ev: NewEvent) -> store::Result<store::Appended> {
+        self.inner.append(ev).await
+    }
+    async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max_keys: usize,
+        now_ms: u64,
+    ) -> store::Result<Vec<store::Claim>> {
+        self.inner.claim(owner, lease, max_keys, now_ms).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        upto: store::Seq,
+        message: Option<store::MessageRef>,
+    ) -> store::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(store::StoreError::Unavailable("disk full (test)".into()));
+        }
+        self.inner.complete(key, owner, upto, message).await
+    }
+    async fn release(&self, key: &str, owner: &str) -> store::Result<()> {
+        self.inner.release(key, owner).await
+    }
+    async fn dead_letter(
+        &self,
+        key: &str,
+        owner: &str,
+        upto: store::Seq,
+        reason: &str,
+        now_ms: u64,
+    ) -> store::Result<()> {
+        self.inner
+            .dead_letter(key, owner, upto, reason, now_ms)
+            .await
+    }
+    async fn message(&self, key: &str) -> store::Result<Option<store::MessageRef>> {
+        self.inner.message(key).await
+    }
+    async fn put_message(&self, key: &str, message: store::MessageRef) -> store::Result<()> {
+        self.inner.put_message(key, message).await
+    }
+    async fn pending(&self, limit: usize) -> store::Result<Vec<store::Event>> {
+        self.inner.pending(limit).await
+    }
+    async fn dead_letters(&self, limit: usize) -> store::Result<Vec<store::DeadLetter>> {
+        self.inner.dead_letters(limit).await
+    }
+    async fn stats(&self) -> store::Result<store::Stats> {
+        self.inner.stats().await
+    }
+    async fn probe(&self) -> store::Result<()> {
+        self.inner.probe().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_after_delivery_back_off_instead_of_hammering_discord() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FlakyStore {
+        inner: EmbeddedStore::open(dir.path()).expect("store"),
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    let health = Arc::new(Health::new());
+    let wake = Arc::new(Notify::new());
+    let (trigger, stop) = shutdown::channel();
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    let relay = tokio::spawn(relay::run(
+        relay_config(),
+        store.clone(),
+        Arc::new(rest),
+        health.clone(),
+        wake.clone(),
+        stop,
+    ));
+    store
+        .append(new_event(1, build_body(1, 0, "pending")))
+        .await
+        .expect("append");
+    wake.notify_one();
+    assert!(fake.wait_for_calls(1, LONG).await);
+    // Two seconds of a store that cannot complete: a few retries, not a storm.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = fake.calls().len();
+    assert!(!health.get(Component::Store).ok, "health names the store");
+    store.failing.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + LONG;
+    while store.stats().await.expect("stats").pending > 0 {
+        assert!(Instant::now() < deadline, "never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.fire();
+    tokio::time::timeout(LONG, relay)
+        .await
+        .expect("relay stops")
+        .expect("relay task");
+    assert!(
+        during <= 20,
+        "{during} Discord calls in 2 s while the store failed: retries must back off"
+    );
+    assert_eq!(fake.messages().len(), 1, "still one message");
+    assert!(shows(&fake, 1, &build_body(1, 0, "pending")));
 }
 
 // ---------------------------------------------------------------------------
