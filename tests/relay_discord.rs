@@ -438,14 +438,18 @@ async fn rate_limits_are_waited_out_and_nothing_is_dropped() {
     for id in 10..16 {
         assert_history_in_order(fake, id, 2);
     }
-    eprintln!(
-        "bucket phase: {} calls, {} answered 429",
-        fake.calls().len() - 4,
-        fake.calls()
-            .iter()
-            .skip(4)
-            .filter(|c| c.status == 429)
-            .count()
+    // The client reads X-RateLimit-Remaining/Reset-After and waits on its
+    // own; a 429 only happens while it learns that POST and PATCH share the
+    // channel's bucket (one per route at most, with some slack).
+    let limited = fake
+        .calls()
+        .iter()
+        .skip(4)
+        .filter(|c| c.status == 429)
+        .count();
+    assert!(
+        limited <= 4,
+        "{limited} × 429 under a limit the client was told about"
     );
 }
 
