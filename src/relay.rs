@@ -14,8 +14,11 @@
 //!
 //! Failure policy (see README): network errors, timeouts, 5xx and lingering
 //! 429s retry with capped exponential backoff and jitter, forever, the event
-//! staying queued. 401/403 (and an unknown channel) stop all calls and mark
-//! health unhealthy, with a rare retry. 404 on an edit posts a fresh message.
+//! staying queued (a store failure after the call backs off the same way).
+//! A key that is backing off never holds a delivery slot, so builds that
+//! keep failing cannot starve the others. 401/403 (and an unknown channel)
+//! stop all calls and mark health unhealthy, with a rare retry. 404 on an
+//! edit posts a fresh message.
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
 use crate::discord::rest::{Rest, RestError};
 use crate::drone::{self, Webhook};
