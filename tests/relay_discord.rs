@@ -1,12 +1,15 @@
 //! Delivery end to end: the real relay and REST client (or the real binary)
 //! against the fake Discord over loopback HTTP and TLS. Proves one message
-//! per build edited in event order, the failure policy under 429s, 5xx,
-//! refused connections and 401, no duplicate after a SIGKILL mid-burst, and
-//! coalescing under an emulated per-channel rate limit.
+//! per build edited in event order, the failure policy (429s, 5xx, refused
+//! connections, 401, a deleted message, an unknown channel, a failing store),
+//! no duplicate after a SIGKILL mid-burst or a lost create answer (nonce),
+//! no starvation by builds that keep failing, and coalescing under an
+//! emulated per-channel rate limit.
 //!
 //! Waits are event-based (the fake's records, the store's queue) with
-//! generous timeouts; the only timing assertions are lower bounds ("waited at
-//! least as long as Discord said").
+//! generous timeouts. Timing assertions are only lower bounds ("waited at
+//! least as long as Discord said"); "no storm" checks cap a call count over
+//! a period, which a slow machine can only make smaller.
 mod common;
 mod support;
 
