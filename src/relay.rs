@@ -14,8 +14,11 @@
 //!
 //! Failure policy (see README): network errors, timeouts, 5xx and lingering
 //! 429s retry with capped exponential backoff and jitter, forever, the event
-//! staying queued. 401/403 (and an unknown channel) stop all calls and mark
-//! health unhealthy, with a rare retry. 404 on an edit posts a fresh message.
+//! staying queued (a store failure after the call backs off the same way).
+//! A key that is backing off never holds a delivery slot, so builds that
+//! keep failing cannot starve the others. 401/403 (and an unknown channel)
+//! stop all calls and mark health unhealthy, with a rare retry. 404 on an
+//! edit posts a fresh message.
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
 use crate::discord::rest::{Rest, RestError};
 use crate::drone::{self, Webhook};
@@ -165,16 +168,20 @@ pub async fn run<S: Store, K: Sink>(
         let free = cfg.max_in_flight.saturating_sub(tasks.len());
         let mut claimed = 0;
         if !paused && free > 0 {
-            match store.claim(&cfg.owner, cfg.lease, free, now_ms()).await {
+            // Claims come oldest first, so keys still backing off are claimed
+            // too and handed straight back: otherwise a few builds that keep
+            // failing would hold every slot and starve all the others.
+            let backing_off = lock(&backoffs).values().filter(|b| b.not_before > now).count();
+            match store.claim(&cfg.owner, cfg.lease, free + backing_off, now_ms()).await {
                 Ok(claims) => {
                     for claim in claims {
-                        let wait = backoff_remaining(&backoffs, &claim.key);
+                        if claimed >= free || backoff_remaining(&backoffs, &claim.key).is_some() {
+                            release(&cfg, &*store, &claim.key).await;
+                            continue;
+                        }
                         claimed += 1;
                         let (cfg, store, sink) = (cfg.clone(), store.clone(), sink.clone());
                         tasks.spawn(async move {
-                            if let Some(wait) = wait {
-                                tokio::time::sleep(wait).await;
-                            }
                             let key = claim.key.clone();
                             (key, deliver(&cfg, &*store, &*sink, claim).await)
                         });
@@ -189,10 +196,14 @@ pub async fn run<S: Store, K: Sink>(
 
         // Wait for something to do: a finished delivery, a new event, the
         // poll tick, the end of a pause, or shutdown.
+        // While paused, still wake every poll interval: nothing is claimed,
+        // but the queue figures in /health must not freeze for the whole pause.
         let tick = match paused_until {
-            Some(t) if t > Instant::now() => t - Instant::now(),
+            Some(t) if t > Instant::now() => (t - Instant::now()).min(cfg.poll_interval),
             _ => cfg.poll_interval,
         };
+        // ... and wake when the next key's backoff ends.
+        let tick = next_retry(&backoffs).map_or(tick, |d| d.min(tick));
         tokio::select! {
             biased;
             _ = shutdown.wait() => break,
@@ -214,12 +225,8 @@ pub async fn run<S: Store, K: Sink>(
                         last_stats = Instant::now() - Duration::from_secs(60);
                     }
                     Outcome::Retry { after, reason } => {
-                        let mut map = lock(&backoffs);
-                        let b = map.entry(key.clone()).or_insert(Backoff { attempts: 0, not_before: Instant::now() });
-                        b.attempts = b.attempts.saturating_add(1);
-                        let delay = after.max(backoff_delay(&cfg, b.attempts, &mut rng));
-                        b.not_before = Instant::now() + delay;
-                        tracing::warn!(key = %key, attempt = b.attempts, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
+                        let (attempt, delay) = back_off(&cfg, &backoffs, &key, after, &mut rng);
+                        tracing::warn!(key = %key, attempt, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
                     }
                     Outcome::Refused { reason } => {
                         tracing::error!(reason = %reason, pause_s = cfg.auth_pause.as_secs(), "Discord refuses our calls; delivery paused");
@@ -228,6 +235,10 @@ pub async fn run<S: Store, K: Sink>(
                     }
                     Outcome::StoreFailed(e) => {
                         health.set(Component::Store, Status::failed(e));
+                        // Back off as after a transient failure: the Discord
+                        // call may already have been made, and an immediate
+                        // retry would repeat it in a tight loop.
+                        back_off(&cfg, &backoffs, &key, Duration::ZERO, &mut rng);
                     }
                 }
             }
@@ -260,6 +271,29 @@ fn backoff_remaining(backoffs: &Mutex<HashMap<String, Backoff>>, key: &str) -> O
     let b = map.get(key)?;
     let now = Instant::now();
     (b.not_before > now).then(|| b.not_before - now)
+}
+
+/// Count a failed attempt for `key` and schedule its next one (no sooner
+/// than `after`); returns the attempt number and the delay.
+fn back_off(
+    cfg: &RelayConfig,
+    backoffs: &Mutex<HashMap<String, Backoff>>,
+    key: &str,
+    after: Duration,
+    rng: &mut u64,
+) -> (u32, Duration) {
+    let mut map = lock(backoffs);
+    let b = map.entry(key.to_string()).or_insert(Backoff { attempts: 0, not_before: Instant::now() });
+    b.attempts = b.attempts.saturating_add(1);
+    let delay = after.max(backoff_delay(cfg, b.attempts, rng));
+    b.not_before = Instant::now() + delay;
+    (b.attempts, delay)
+}
+
+/// Time until the earliest pending backoff ends, if any key is backing off.
+fn next_retry(backoffs: &Mutex<HashMap<String, Backoff>>) -> Option<Duration> {
+    let now = Instant::now();
+    lock(backoffs).values().filter(|b| b.not_before > now).map(|b| b.not_before - now).min()
 }
 
 /// Capped exponential backoff with "equal jitter": half fixed, half random.

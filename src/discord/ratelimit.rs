@@ -237,6 +237,14 @@ impl RateLimiter {
             self.prune_buckets(now);
             if self.buckets.len() < MAX_BUCKETS || self.buckets.contains_key(&key) {
                 let limit = limit.unwrap_or(remaining.max(1)).max(1);
+                // Calls acquired after this one went out (on another route of
+                // the same bucket) used quota this answer does not count yet:
+                // within the current window never hand quota back, or the
+                // last slot is spent twice and a 429 follows.
+                let remaining = match self.buckets.get(&key) {
+                    Some(b) if b.reset_at > now && b.limit == limit => remaining.min(b.remaining),
+                    _ => remaining,
+                };
                 let window = self
                     .buckets
                     .get(&key)
@@ -504,6 +512,24 @@ mod tests {
         assert_eq!(
             rl.acquire(&r, t0),
             Err(Denied::Wait(Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn a_late_answer_does_not_hand_back_quota_already_used() {
+        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let t0 = Instant::now();
+        let (c, e) = (create("1"), edit("1"));
+        rl.update(&c, &bucket_headers("shared", 5, 2, "4"), 200, b"{}", t0);
+        rl.update(&e, &bucket_headers("shared", 5, 2, "4"), 200, b"{}", t0);
+        // Two calls go out on the two routes; the first answer still says 1 left
+        // (it was counted before the second call reached Discord).
+        assert_eq!(rl.acquire(&c, t0), Ok(()));
+        assert_eq!(rl.acquire(&e, t0), Ok(()));
+        rl.update(&c, &bucket_headers("shared", 5, 1, "4"), 200, b"{}", t0);
+        assert!(
+            matches!(rl.acquire(&c, t0), Err(Denied::Wait(_))),
+            "the last slot was already taken by the edit in flight"
         );
     }
 
