@@ -164,7 +164,12 @@ pub async fn run<S: Store, K: Sink>(
         }
 
         let now = Instant::now();
-        let paused = paused_until.is_some_and(|t| t > now);
+        // No new deliveries while the store cannot write: their results
+        // (message ids, completions) could not be recorded, so every create
+        // would lean on Discord's short nonce window alone. The store probe
+        // (serve.rs) marks the store healthy again once it writes.
+        let store_down = !health.get(Component::Store).ok;
+        let paused = store_down || paused_until.is_some_and(|t| t > now);
         let free = cfg.max_in_flight.saturating_sub(tasks.len());
         let mut claimed = 0;
         if !paused && free > 0 {
