@@ -7,6 +7,7 @@ pub mod health;
 pub mod httpdate;
 pub mod http;
 pub mod ingest;
+pub mod jitter;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;

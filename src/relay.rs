@@ -23,6 +23,7 @@
 use crate::discord::rest::{Rest, RestError};
 use crate::drone::{self, Webhook};
 use crate::health::{Component, Health, Queue, Status};
+use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
 use crate::store::{Claim, Event, MessageRef, Store, StoreError};
@@ -108,7 +109,8 @@ impl RelayConfig {
 /// A process-unique lease owner name: host, pid and a random part.
 pub fn instance_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    format!("{}-{}-{:08x}", if host.is_empty() { "host" } else { &host }, std::process::id(), jitter_seed() as u32)
+    let tag = (Jitter::random().sample() * f64::from(u32::MAX)) as u32;
+    format!("{}-{}-{tag:08x}", if host.is_empty() { "host" } else { &host }, std::process::id())
 }
 
 /// What became of one claim.
@@ -148,7 +150,7 @@ pub async fn run<S: Store, K: Sink>(
     let backoffs: Arc<Mutex<HashMap<String, Backoff>>> = Arc::default();
     let mut paused_until: Option<Instant> = None;
     let mut last_stats = Instant::now() - Duration::from_secs(60);
-    let mut rng = jitter_seed();
+    let mut rng = Jitter::random();
 
     loop {
         if shutdown.is_triggered() {
@@ -285,7 +287,7 @@ fn back_off(
     backoffs: &Mutex<HashMap<String, Backoff>>,
     key: &str,
     after: Duration,
-    rng: &mut u64,
+    rng: &mut Jitter,
 ) -> (u32, Duration) {
     let mut map = lock(backoffs);
     let b = map.entry(key.to_string()).or_insert(Backoff { attempts: 0, not_before: Instant::now() });
@@ -302,33 +304,16 @@ fn next_retry(backoffs: &Mutex<HashMap<String, Backoff>>) -> Option<Duration> {
 }
 
 /// Capped exponential backoff with "equal jitter": half fixed, half random.
-fn backoff_delay(cfg: &RelayConfig, attempts: u32, rng: &mut u64) -> Duration {
+fn backoff_delay(cfg: &RelayConfig, attempts: u32, rng: &mut Jitter) -> Duration {
     let exp = cfg.base_backoff.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
     let capped = exp.min(cfg.max_backoff);
     let half = capped / 2;
-    let r = xorshift(rng) % 1000;
-    half + half.mul_f64(r as f64 / 1000.0)
+    half + half.mul_f64(rng.sample())
 }
 
+/// A small stable hash (FNV-1a), for nonces derived from a message id.
 fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
-
-/// A random non-zero seed from the std hasher's per-process random keys.
-pub fn jitter_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(now_ms());
-    h.finish() | 1
 }
 
 pub fn now_ms() -> u64 {
@@ -516,7 +501,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let cfg = RelayConfig::new("1");
-        let mut rng = 0x1234_5678_9abc_def1;
+        let mut rng = Jitter::random();
         let d1 = backoff_delay(&cfg, 1, &mut rng);
         assert!(d1 >= cfg.base_backoff / 2 && d1 <= cfg.base_backoff);
         for a in 1..100 {

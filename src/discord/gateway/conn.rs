@@ -9,7 +9,7 @@
 //! How a stream is opened is injected through [`Connector`]; the shared
 //! HTTP [`Client`] implements it (TCP for `ws://`, TLS for `wss://`), so TLS
 //! stays out of this file.
-use super::jitter::Jitter;
+use crate::jitter::Jitter;
 use super::machine::{Action, Event, Machine, MachineConfig, SessionStartLimit, Token, Tuning};
 use crate::health::{Component, Health, Status};
 use crate::http::client::{Client, Url};

@@ -11,7 +11,7 @@
 //!                          └──── drop / zombie / op 7 / op 9 / timeout (backoff) ◀──────────┘
 //!                                  fatal close code ──▶ Fatal (Stop, no reconnect)
 //! ```
-use super::jitter::Jitter;
+use crate::jitter::Jitter;
 use crate::health::Status;
 use crate::presence::Presence;
 use serde::Deserialize;

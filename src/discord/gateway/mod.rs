@@ -8,7 +8,6 @@
 //! * [`conn`]: the driver that runs it over tokio-tungstenite.
 //! * [`jitter`]: tiny randomness for heartbeats and backoff.
 pub mod conn;
-pub mod jitter;
 pub mod machine;
 
 pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, WsIo};

@@ -1,4 +1,5 @@
-//! A tiny source of jitter in `[0, 1)` for heartbeats and reconnect backoff.
+//! A tiny source of jitter in `[0, 1)`: gateway heartbeats and reconnects,
+//! relay retry backoff, unique lease-owner names.
 //!
 //! Jitter only has to spread clients apart, not be unpredictable, so a
 //! xorshift64* seeded from `RandomState` (the std hasher's per-process random
