@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Serve(ServeArgs),
     Send(SendArgs),
