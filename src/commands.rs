@@ -208,7 +208,12 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
         Ok(Err(e)) => return Err(ConfigError::new("STATE_DIR", e.to_string())),
         Err((what, open_err)) => {
             // Most likely a running service holds the embedded store: ask it.
-            let listen = s.get("LISTEN_ADDR").unwrap_or("127.0.0.1:5000").replace("0.0.0.0", "127.0.0.1");
+            let listen = s
+                .get("LISTEN_ADDR")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(drone_discord::http::local_target)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
+                .to_string();
             return match rt.block_on(queue_from_service(&listen)) {
                 Ok(v) => {
                     print_queue_json(&v, limit);

@@ -118,13 +118,8 @@ impl Presence {
 /// loopback (an unspecified listen address such as `0.0.0.0` is reached via
 /// 127.0.0.1 / ::1).
 pub fn default_check_url(listen: std::net::SocketAddr) -> String {
-    let port = listen.port();
-    match listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("http://127.0.0.1:{port}/health"),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("http://[::1]:{port}/health"),
-        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}/health"),
-        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}/health"),
-    }
+    // SocketAddr's Display brackets IPv6 addresses, as URLs need.
+    format!("http://{}/health", crate::http::local_target(listen))
 }
 
 /// How long one health check may take at most.

@@ -193,11 +193,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
 /// The watchdog's question: can the store write, does the listener accept?
 async fn liveness<S: Store>(store: Arc<S>, listener: SocketAddr) -> Result<(), String> {
     store.probe().await.map_err(|e| format!("store: {e}"))?;
-    let target = match listener.ip() {
-        ip if ip.is_unspecified() && listener.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], listener.port())),
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listener.port())),
-        _ => listener,
-    };
+    let target = http::local_target(listener);
     match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("listener does not accept: {e}")),

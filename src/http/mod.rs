@@ -128,6 +128,16 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request, peer: SocketAddr) -> impl Future<Output = Response> + Send;
 }
 
+/// Where a local client reaches a listener bound to `addr`: the loopback
+/// address of the same family when it is bound to the unspecified address.
+pub fn local_target(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
+}
+
 /// The reason phrase for the statuses this project uses.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
