@@ -121,7 +121,9 @@ impl<S: Store> Ingest<S> {
         };
         match self.store.append(event).await {
             Ok(Appended::Queued(seq)) => {
-                self.health.set(Component::Store, Status::ok("writable"));
+                // Health is not set back to ok here: on a nearly full disk redb
+                // can still append inside its file while the store probe (the
+                // one authority for "writable") fails; flapping would follow.
                 self.relay_wake.notify_one();
                 Response::json(200, &json!({"message": "queued", "id": seq})).with_log_note(format!("event_id={seq}"))
             }
