@@ -150,6 +150,7 @@ pub async fn run<S: Store, K: Sink>(
     let backoffs: Arc<Mutex<HashMap<String, Backoff>>> = Arc::default();
     let mut paused_until: Option<Instant> = None;
     let mut last_stats = Instant::now() - Duration::from_secs(60);
+    let mut last_store_probe = Instant::now() - Duration::from_secs(60);
     let mut rng = Jitter::random();
 
     loop {
@@ -168,9 +169,17 @@ pub async fn run<S: Store, K: Sink>(
         let now = Instant::now();
         // No new deliveries while the store cannot write: their results
         // (message ids, completions) could not be recorded, so every create
-        // would lean on Discord's short nonce window alone. The store probe
-        // (serve.rs) marks the store healthy again once it writes.
-        let store_down = !health.get(Component::Store).ok;
+        // would lean on Discord's short nonce window alone. While paused for
+        // that, probe the store (at most once a second) to resume on our own.
+        let mut store_down = !health.get(Component::Store).ok;
+        if store_down && last_store_probe.elapsed() >= Duration::from_secs(1) {
+            last_store_probe = Instant::now();
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(10), store.probe()).await {
+                tracing::info!("store writes again; delivery resumes");
+                health.set(Component::Store, Status::ok("writable"));
+                store_down = false;
+            }
+        }
         let paused = store_down || paused_until.is_some_and(|t| t > now);
         let free = cfg.max_in_flight.saturating_sub(tasks.len());
         let mut claimed = 0;

@@ -327,22 +327,3 @@ async fn deleted_message_gets_a_fresh_one() {
     assert_ne!(calls[2].body["nonce"], calls[0].body["nonce"], "fresh message needs its own nonce");
     assert_eq!(rig.store.message("build:40").await.unwrap().unwrap().message_id, "m2");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_deliveries_while_the_store_cannot_write() {
-    let mut rig = Rig::new();
-    rig.health.set(Component::Store, drone_discord::health::Status::failed("No space left on device"));
-    rig.push(build_event(50, "created", "pending")).await;
-    rig.start(config());
-    // Several poll intervals pass: nothing may reach Discord, whose answer
-    // (the message id) could not be recorded.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rig.sink.calls().len(), 0, "called Discord while the store was down");
-    assert_eq!(rig.store.stats().await.unwrap().pending, 1);
-    // The probe reports the store writable again: delivery resumes.
-    rig.health.set(Component::Store, drone_discord::health::Status::ok("writable"));
-    rig.wake.notify_one();
-    rig.drained().await;
-    let rig = rig.stop().await;
-    assert_eq!(rig.sink.calls().len(), 1);
-}

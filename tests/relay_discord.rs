@@ -624,6 +624,9 @@ impl Store for FlakyStore {
         self.inner.stats().await
     }
     async fn probe(&self) -> store::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(store::StoreError::Unavailable("injected: disk full".into()));
+        }
         self.inner.probe().await
     }
 }
@@ -1167,4 +1170,49 @@ async fn burst_under_a_rate_limit_coalesces_and_ends_final() {
         accepted < events,
         "no coalescing: {accepted} calls for {events} events"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FlakyStore {
+        inner: EmbeddedStore::open(dir.path()).expect("store"),
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    store
+        .append(new_event(2, build_body(2, 0, "pending")))
+        .await
+        .expect("append");
+    // The store is known to be failing (as ingest or the probe reports it).
+    let health = Arc::new(Health::new());
+    health.set(Component::Store, drone_discord::health::Status::failed("No space left on device"));
+    let wake = Arc::new(Notify::new());
+    let (trigger, stop) = shutdown::channel();
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    let relay = tokio::spawn(relay::run(
+        relay_config(),
+        store.clone(),
+        Arc::new(rest),
+        health.clone(),
+        wake.clone(),
+        stop,
+    ));
+    // Several poll intervals and probes: nothing may reach Discord, whose
+    // answer (the message id) could not be recorded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fake.calls().len(), 0, "called Discord while the store could not write");
+    assert!(!health.get(Component::Store).ok);
+    // Space is back: the relay's own probe notices, and delivery resumes
+    // without anyone else marking the store healthy.
+    store.failing.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + LONG;
+    while store.stats().await.expect("stats").pending > 0 {
+        assert!(Instant::now() < deadline, "never resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.fire();
+    tokio::time::timeout(LONG, relay).await.expect("relay stops").expect("relay task");
+    assert!(health.get(Component::Store).ok);
+    assert_eq!(fake.messages().len(), 1);
 }
