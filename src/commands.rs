@@ -184,7 +184,23 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
         }) {
             Ok(Ok(st)) => line(true, "store", format!("writable; {} pending, {} dead letters", st.pending, st.dead_letters)),
             Ok(Err(e)) => line(false, "store", e.to_string()),
-            Err((what, e)) => line(false, "store", format!("{what}: {e}")),
+            Err((what, e)) => {
+                // A running service holds the embedded store: ask it instead.
+                let listen = service_addr(&s);
+                match rt.block_on(from_service(&listen, "/health")) {
+                    Ok(h) => line(
+                        h["store"]["ok"].as_bool().unwrap_or(false),
+                        "store",
+                        format!(
+                            "held by the service on {listen}: {}; {} pending, {} dead letters",
+                            h["store"]["detail"].as_str().unwrap_or("?"),
+                            h["queue"]["pending"].as_u64().unwrap_or(0),
+                            h["queue"]["dead_letters"].as_u64().unwrap_or(0)
+                        ),
+                    ),
+                    Err(_) => line(false, "store", format!("{what}: {e}")),
+                }
+            }
         },
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -208,13 +224,8 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
         Ok(Err(e)) => return Err(ConfigError::new("STATE_DIR", e.to_string())),
         Err((what, open_err)) => {
             // Most likely a running service holds the embedded store: ask it.
-            let listen = s
-                .get("LISTEN_ADDR")
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .map(drone_discord::http::local_target)
-                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
-                .to_string();
-            return match rt.block_on(queue_from_service(&listen)) {
+            let listen = service_addr(&s);
+            return match rt.block_on(from_service(&listen, "/queue")) {
                 Ok(v) => {
                     print_queue_json(&v, limit);
                     Ok(ExitCode::SUCCESS)
@@ -272,14 +283,22 @@ pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&st
     Err(ConfigError::new("migrate", "this build has no MongoDB support; use a build with --features mongodb"))
 }
 
-async fn queue_from_service(listen: &str) -> Result<serde_json::Value, String> {
+/// GET `path` from the service running on `listen` (loopback) and parse its
+/// JSON; `/health` answers 503 with a JSON report too, so any JSON body counts.
+async fn from_service(listen: &str, path: &str) -> Result<serde_json::Value, String> {
     let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
-    let url = Url::parse(&format!("http://{listen}/queue")).map_err(|e| e.to_string())?;
+    let url = Url::parse(&format!("http://{listen}{path}")).map_err(|e| e.to_string())?;
     let resp = client.request("GET", &url, &[], None).await.map_err(|e| e.to_string())?;
-    if resp.status != 200 {
-        return Err(format!("answered {}", resp.status));
-    }
-    serde_json::from_slice(&resp.body).map_err(|e| e.to_string())
+    serde_json::from_slice(&resp.body).map_err(|_| format!("answered {} without JSON", resp.status))
+}
+
+/// Where the running service listens, as a loopback address.
+fn service_addr(s: &Settings) -> String {
+    s.get("LISTEN_ADDR")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(drone_discord::http::local_target)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 5000)))
+        .to_string()
 }
 
 fn print_queue_json(v: &serde_json::Value, limit: usize) {

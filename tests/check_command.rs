@@ -50,3 +50,27 @@ async fn check_reports_token_channel_and_store() {
     assert!(out.lines().any(|l| l.starts_with("ok   store:")), "{out}");
     assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "token printed");
 }
+
+/// While `serve` holds the embedded store, `check` asks the service instead
+/// of reporting the file lock as a failure.
+#[test]
+fn check_asks_the_running_service_for_the_store() {
+    let state = tempfile::tempdir().unwrap();
+    let svc = common::start(state.path(), &["--dry-run"], &[]);
+    let (code, out, err) = run_cmd(
+        &["check"],
+        &[
+            ("DISCORD_TOKEN", TOKEN),
+            ("DISCORD_CHANNEL_ID", CHANNEL),
+            // Nothing listens here: the Discord lines fail, the store line must not.
+            ("DISCORD_API_BASE_URL", "http://127.0.0.1:9/api/v10"),
+            ("STATE_DIR", state.path().to_str().unwrap()),
+            ("LISTEN_ADDR", &svc.addr),
+        ],
+    );
+    assert_eq!(code, 1, "the Discord checks fail: {out}{err}");
+    let store_line = out.lines().find(|l| l.contains("store:")).unwrap_or_default();
+    assert!(store_line.starts_with("ok   store: held by the service"), "{out}");
+    assert!(store_line.contains("writable"), "{out}");
+    assert_eq!(svc.sigterm(), Some(0));
+}
