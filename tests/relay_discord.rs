@@ -631,26 +631,34 @@ impl Store for FlakyStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_failures_after_delivery_back_off_instead_of_hammering_discord() {
-    let fake = FakeDiscord::start().await;
+/// A relay against `fake` over a store that fails (writes and probe) until
+/// `failing` is cleared; `health` is the relay's health state.
+struct FlakyRig {
+    _dir: tempfile::TempDir,
+    store: Arc<FlakyStore>,
+    wake: Arc<Notify>,
+    trigger: shutdown::Trigger,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+fn flaky_rig(fake: &FakeDiscord, health: Arc<Health>) -> FlakyRig {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(FlakyStore {
         inner: EmbeddedStore::open(dir.path()).expect("store"),
         failing: std::sync::atomic::AtomicBool::new(true),
     });
-    let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
     let (trigger, stop) = shutdown::channel();
     let rest = Rest::new(fake.rest_config()).expect("rest");
-    let relay = tokio::spawn(relay::run(
-        relay_config(),
-        store.clone(),
-        Arc::new(rest),
-        health.clone(),
-        wake.clone(),
-        stop,
-    ));
+    let relay = tokio::spawn(relay::run(relay_config(), store.clone(), Arc::new(rest), health, wake.clone(), stop));
+    FlakyRig { _dir: dir, store, wake, trigger, relay }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_after_delivery_back_off_instead_of_hammering_discord() {
+    let fake = FakeDiscord::start().await;
+    let health = Arc::new(Health::new());
+    let FlakyRig { _dir, store, wake, trigger, relay } = flaky_rig(&fake, health.clone());
     store
         .append(new_event(1, build_body(1, 0, "pending")))
         .await
@@ -1175,29 +1183,15 @@ async fn burst_under_a_rate_limit_coalesces_and_ends_final() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() {
     let fake = FakeDiscord::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(FlakyStore {
-        inner: EmbeddedStore::open(dir.path()).expect("store"),
-        failing: std::sync::atomic::AtomicBool::new(true),
-    });
+    // The store is known to be failing (as ingest or the probe reports it).
+    let health = Arc::new(Health::new());
+    health.set(Component::Store, drone_discord::health::Status::failed("No space left on device"));
+    let FlakyRig { _dir, store, wake, trigger, relay } = flaky_rig(&fake, health.clone());
     store
         .append(new_event(2, build_body(2, 0, "pending")))
         .await
         .expect("append");
-    // The store is known to be failing (as ingest or the probe reports it).
-    let health = Arc::new(Health::new());
-    health.set(Component::Store, drone_discord::health::Status::failed("No space left on device"));
-    let wake = Arc::new(Notify::new());
-    let (trigger, stop) = shutdown::channel();
-    let rest = Rest::new(fake.rest_config()).expect("rest");
-    let relay = tokio::spawn(relay::run(
-        relay_config(),
-        store.clone(),
-        Arc::new(rest),
-        health.clone(),
-        wake.clone(),
-        stop,
-    ));
+    wake.notify_one();
     // Several poll intervals and probes: nothing may reach Discord, whose
     // answer (the message id) could not be recorded.
     tokio::time::sleep(Duration::from_secs(3)).await;
