@@ -5,7 +5,7 @@
 //! are dropped, as are header fields that could split the response (CR/LF in
 //! a value, a name that is not a token).
 use super::{reason_phrase, Response};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// The interim answer to `Expect: 100-continue`.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -37,7 +37,7 @@ pub fn encode(resp: &Response, head_only: bool, keep_alive: bool, now: SystemTim
     if !no_body {
         push_field(&mut out, "Content-Length", &resp.body.len().to_string());
     }
-    push_field(&mut out, "Date", &http_date(now));
+    push_field(&mut out, "Date", &crate::httpdate::format(now));
     push_field(
         &mut out,
         "Connection",
@@ -76,47 +76,6 @@ fn is_field_value(s: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as `Date` requires.
-/// (Private on purpose; `crate::httpdate` may replace it.)
-fn http_date(now: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let weekday = DAYS.get((days % 7) as usize).copied().unwrap_or("Thu");
-    let month_name = MONTHS
-        .get(month.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or("Jan");
-    format!(
-        "{weekday}, {day:02} {month_name} {year:04} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), after Howard
-/// Hinnant's `civil_from_days` for the proleptic Gregorian calendar.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
 
 #[cfg(test)]
 mod tests {
@@ -124,18 +83,7 @@ mod tests {
     use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    #[test]
-    fn http_date_matches_known_instants() {
-        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(
-            http_date(at(1_798_761_599)),
-            "Thu, 31 Dec 2026 23:59:59 GMT"
-        );
+        std::time::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
     #[test]
