@@ -18,7 +18,7 @@ use drone_discord::discord::rest::Rest;
 use drone_discord::health::Health;
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::{build_key, NewEvent, Store};
+use drone_discord::store::{build_key, now_ms, NewEvent, Store};
 use drone_discord::{drone, render, shutdown};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
                 key: Some(build_key(id)),
                 event: "build".into(),
                 action: action.into(),
-                received_ms: relay::now_ms(),
+                received_ms: now_ms(),
                 replay_key: None,
                 body: body(tpl, id, n, updates, status),
             };

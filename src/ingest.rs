@@ -8,11 +8,11 @@ use crate::drone;
 use crate::health::{Component, Health, Status};
 use crate::http::{Handler, Request, Response};
 use crate::signature::Verifier;
-use crate::store::{build_key, Appended, NewEvent, Store, StoreError};
+use crate::store::{build_key, now_ms, Appended, NewEvent, Store, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use tokio::sync::Notify;
 
 /// The HTTP handler for `POST /` and `GET /health`.
@@ -110,12 +110,11 @@ impl<S: Store> Ingest<S> {
             _ => None,
         };
 
-        let received_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let event = NewEvent {
             key,
             event: hook.event.clone(),
             action: hook.action.clone(),
-            received_ms,
+            received_ms: now_ms(),
             replay_key: Some(verified.signature),
             body: req.body.clone(),
         };

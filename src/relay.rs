@@ -26,13 +26,13 @@ use crate::health::{Component, Health, Queue, Status};
 use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
-use crate::store::{Claim, Event, MessageRef, Store, StoreError};
+use crate::store::{now_ms, Claim, Event, MessageRef, Store, StoreError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -325,9 +325,6 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// The decoded events of a claim that can be shown, with the seqs of any that cannot.
 struct Decoded {

@@ -78,7 +78,7 @@ fn build_event(id: i64, action: &str, status: &str) -> NewEvent {
         key: Some(drone_discord::store::build_key(id)),
         event: "build".into(),
         action: action.into(),
-        received_ms: relay::now_ms(),
+        received_ms: drone_discord::store::now_ms(),
         replay_key: None,
         body: serde_json::to_vec(&v).unwrap(),
     }
@@ -90,7 +90,7 @@ fn other_event(name: &str) -> NewEvent {
         key: None,
         event: v["event"].as_str().unwrap().into(),
         action: v["action"].as_str().unwrap().into(),
-        received_ms: relay::now_ms(),
+        received_ms: drone_discord::store::now_ms(),
         replay_key: None,
         body: serde_json::to_vec(&v).unwrap(),
     }

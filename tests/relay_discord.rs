@@ -96,7 +96,7 @@ fn new_event(id: i64, body: Vec<u8>) -> NewEvent {
         key: Some(build_key(id)),
         event: "build".into(),
         action,
-        received_ms: relay::now_ms(),
+        received_ms: store::now_ms(),
         replay_key: None,
         body,
     }

@@ -189,6 +189,15 @@ pub trait Store: Send + Sync + 'static {
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// Wall-clock time in ms since the Unix epoch: the unit of every timestamp
+/// the store keeps (received, failed, lease expiry).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Ordering key for a build event.
 pub fn build_key(build_id: i64) -> String {
     format!("build:{build_id}")
