@@ -196,14 +196,7 @@ pub fn http_full(addr: &str, raw: &[u8]) -> (u16, Vec<(String, String)>, String)
 
 /// One request on a fresh connection; reads to close. Returns (status, body).
 pub fn http(addr: &str, raw: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    s.write_all(raw).expect("write request");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let (status, _headers, body) = http_full(addr, raw);
     (status, body)
 }
 
