@@ -24,6 +24,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::builds::{build_update, fixture};
 use support::fake_discord::{EmulatedLimit, FakeDiscord};
 use tokio::sync::Notify;
 
@@ -74,13 +75,7 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let template_updated = fixture("build_updated.json");
     let finals = ["success", "failure", "killed"];
     let last_body = |id: i64| {
-        body(
-            &template_updated,
-            id,
-            updates - 1,
-            updates,
-            finals[(id % 3) as usize],
-        )
+        body(&template_updated, id, updates - 1, updates, finals[(id % 3) as usize])
     };
 
     let started = Instant::now();
@@ -178,41 +173,9 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     );
 }
 
-fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test/fixtures/drone")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(p).expect("fixture")).expect("fixture JSON")
-}
-
-/// Update `n` of build `id`: step states advance with `n`.
+/// Update `n` of `updates` for build `id`: step states advance with `n`.
 fn body(template: &Value, id: i64, n: usize, updates: usize, status: &str) -> Vec<u8> {
-    let mut v = template.clone();
-    v["build"]["id"] = id.into();
-    v["build"]["number"] = id.into();
-    v["build"]["status"] = status.into();
-    v["build"]["message"] = format!("build {id} update {n}").into();
-    if let Some(steps) = v
-        .pointer_mut("/build/stages/0/steps")
-        .and_then(Value::as_array_mut)
-    {
-        let total = steps.len().max(1);
-        let done = n * total / updates;
-        for (i, step) in steps.iter_mut().enumerate() {
-            step["status"] = if i < done {
-                "success"
-            } else if i == done {
-                "running"
-            } else {
-                "pending"
-            }
-            .into();
-        }
-    }
-    if drone::is_final(status) {
-        v["build"]["finished"] = (v["build"]["started"].as_i64().unwrap_or(0) + 69).into();
-    }
-    serde_json::to_vec(&v).expect("JSON")
+    build_update(template, id, n, status, |steps| n * steps.max(1) / updates)
 }
 
 fn all_final(fake: &FakeDiscord, wanted: &HashMap<String, Value>) -> bool {

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::builds::{build_update, fixture};
 use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -34,10 +35,6 @@ const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // Events
-
-fn fixture(name: &str) -> Value {
-    serde_json::from_slice(&common::fixture(name)).expect("fixture JSON")
-}
 
 /// Update number `n` of build `id` with `status`, from the real fixtures:
 /// `build_created.json` for pending, `build_updated.json` for running, and
@@ -52,31 +49,7 @@ fn build_body(id: i64, n: usize, status: &str) -> Vec<u8> {
         "killed" => "build_killed.json",
         other => panic!("no fixture for {other}"),
     };
-    let mut v = fixture(name);
-    v["build"]["id"] = id.into();
-    v["build"]["number"] = id.into();
-    v["build"]["status"] = status.into();
-    v["build"]["message"] = format!("build {id} update {n}").into();
-    // Step states move along with the update number.
-    if let Some(steps) = v
-        .pointer_mut("/build/stages/0/steps")
-        .and_then(Value::as_array_mut)
-    {
-        for (i, step) in steps.iter_mut().enumerate() {
-            step["status"] = if i < n % 3 {
-                "success"
-            } else if i == n % 3 {
-                "running"
-            } else {
-                "pending"
-            }
-            .into();
-        }
-    }
-    if drone::is_final(status) {
-        v["build"]["finished"] = (v["build"]["started"].as_i64().unwrap_or(0) + 69).into();
-    }
-    serde_json::to_vec(&v).expect("JSON")
+    build_update(&fixture(name), id, n, status, |_| n % 3)
 }
 
 /// The status sequence of a build with `updates` events ending in `last`.

@@ -5,5 +5,6 @@
 //! hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod builds;
 pub mod fake_discord;
 pub mod tls;
