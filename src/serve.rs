@@ -120,6 +120,22 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
 
+    // Settings are checked before anything listens.
+    let discord = match &cfg.discord {
+        Some(d) => {
+            let rest = Rest::new(RestConfig {
+                base_url: d.api_base.clone(),
+                token: d.token.expose().to_string(),
+                extra_ca_file: cfg.extra_ca_file.clone(),
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(30),
+            })
+            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+            Some((d, rest))
+        }
+        None => None,
+    };
+
     // Prove the store can write before telling anyone we are ready.
     store.probe().await.map_err(|e| store_start_err("STATE_DIR", e))?;
     health.set(Component::Store, Status::ok("writable"));
@@ -139,16 +155,8 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     let prober = tokio::spawn(probe_store(store.clone(), health.clone(), shutdown.clone()));
 
     let mut background = vec![prober];
-    let relay = match &cfg.discord {
-        Some(d) => {
-            let rest = Rest::new(RestConfig {
-                base_url: d.api_base.clone(),
-                token: d.token.expose().to_string(),
-                extra_ca_file: cfg.extra_ca_file.clone(),
-                connect_timeout: Duration::from_secs(10),
-                request_timeout: Duration::from_secs(30),
-            })
-            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+    let relay = match discord {
+        Some((d, rest)) => {
             if cfg.gateway_enabled {
                 background.extend(start_presence(&cfg, d, &rest, local, health.clone(), shutdown.clone()));
             }
