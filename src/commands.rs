@@ -1,7 +1,7 @@
 //! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue`)
 //! and the shared start-up helpers (logging, runtime).
 use drone_discord::config::{self, ConfigError, Settings, StoreConfig};
-use drone_discord::discord::rest::{Rest, RestConfig};
+use drone_discord::discord::rest::Rest;
 use drone_discord::http::client::{Client, ClientOptions, Url};
 use drone_discord::store::embedded::EmbeddedStore;
 use drone_discord::store::Store;
@@ -145,13 +145,7 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
     match config::discord_config(&s) {
         Err(e) => line(false, "discord", e.to_string()),
         Ok(d) => {
-            let rest = Rest::new(RestConfig {
-                base_url: d.api_base.clone(),
-                token: d.token.expose().to_string(),
-                extra_ca_file: s.get("SSL_CERT_FILE").map(Into::into),
-                connect_timeout: Duration::from_secs(10),
-                request_timeout: Duration::from_secs(20),
-            });
+            let rest = Rest::new(d.rest_config(s.get("SSL_CERT_FILE").map(Into::into), Duration::from_secs(20)));
             match rest {
                 Err(e) => line(false, "discord", e.to_string()),
                 Ok(rest) => {

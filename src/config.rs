@@ -71,6 +71,19 @@ pub struct DiscordConfig {
     pub gateway_url: Option<String>,
 }
 
+impl DiscordConfig {
+    /// The REST client's settings for this bot; `request_timeout` bounds each call.
+    pub fn rest_config(&self, extra_ca_file: Option<PathBuf>, request_timeout: Duration) -> crate::discord::rest::RestConfig {
+        crate::discord::rest::RestConfig {
+            base_url: self.api_base.clone(),
+            token: self.token.expose().to_string(),
+            extra_ca_file,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout,
+        }
+    }
+}
+
 /// Which store backs the queue.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {

@@ -5,7 +5,7 @@
 //! and read by `/health`, the presence task and the systemd watchdog.
 use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
-use crate::discord::rest::{Rest, RestConfig, RestError};
+use crate::discord::rest::{Rest, RestError};
 use crate::health::{Component, Health, Status};
 use crate::http::{self, Limits};
 use crate::ingest::Ingest;
@@ -123,14 +123,8 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     // Settings are checked before anything listens.
     let discord = match &cfg.discord {
         Some(d) => {
-            let rest = Rest::new(RestConfig {
-                base_url: d.api_base.clone(),
-                token: d.token.expose().to_string(),
-                extra_ca_file: cfg.extra_ca_file.clone(),
-                connect_timeout: Duration::from_secs(10),
-                request_timeout: Duration::from_secs(30),
-            })
-            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+            let rest = Rest::new(d.rest_config(cfg.extra_ca_file.clone(), Duration::from_secs(30)))
+                .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
             Some((d, rest))
         }
         None => None,
