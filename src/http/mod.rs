@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod chunked;
 pub mod client;
 pub mod request;
 pub mod response;
