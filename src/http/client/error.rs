@@ -16,20 +16,6 @@ pub enum ClientError {
     TooLarge,
 }
 
-impl ClientError {
-    /// Whether trying again later could succeed (network trouble), as
-    /// opposed to a configuration or protocol problem.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Connect(_)
-                | ClientError::Timeout(_)
-                | ClientError::Io(_)
-                | ClientError::Protocol(_)
-        )
-    }
-}
-
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
