@@ -8,7 +8,7 @@
 //! Run: `make bench` or `cargo bench --bench ingest`. Env: `BENCH_REQUESTS`
 //! (per level, default 2000), `BENCH_LEVELS` (default `1,16,64`).
 use drone_discord::health::Health;
-use drone_discord::http::{self, Limits};
+use drone_discord::http::{self, ServerLimits};
 use drone_discord::ingest::Ingest;
 use drone_discord::shutdown;
 use drone_discord::signature::{self, Verifier};
@@ -46,7 +46,7 @@ fn main() {
             Arc::new(Notify::new()),
         ));
         let (trigger, stop) = shutdown::channel();
-        let server = tokio::spawn(http::serve(listener, ingest, Limits::default(), stop));
+        let server = tokio::spawn(http::serve(listener, ingest, ServerLimits::default(), stop));
 
         let template: serde_json::Value =
             serde_json::from_slice(&std::fs::read("test/fixtures/drone/build_success.json").expect("fixture"))

@@ -7,7 +7,7 @@ use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
 use crate::discord::rest::{Rest, RestError};
 use crate::health::{Component, Health, Status};
-use crate::http::{self, Limits};
+use crate::http::{self, ServerLimits};
 use crate::ingest::Ingest;
 use crate::presence::{self, Presence};
 use crate::relay::{self, DryRun, RelayConfig};
@@ -143,7 +143,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
 
     let verifier = Verifier::new(cfg.webhook_secret.expose().as_bytes().to_vec(), cfg.date_window);
     let ingest = Arc::new(Ingest::new(store.clone(), verifier, health.clone(), wake.clone()));
-    let limits = Limits { max_body_bytes: cfg.max_body_bytes, ..Limits::default() };
+    let limits = ServerLimits { max_body_bytes: cfg.max_body_bytes, ..ServerLimits::default() };
     let server = tokio::spawn(http::serve(listener, ingest, limits, shutdown.clone()));
 
     let prober = tokio::spawn(probe_store(store.clone(), health.clone(), shutdown.clone()));

@@ -6,11 +6,11 @@
 //! [`AsyncRead`], which lets the tests drive it with scripted readers that
 //! hand out one byte at a time, and lets the server drive it over a socket.
 //!
-//! Every step is bounded: bytes by [`Limits`], time by a deadline the caller
+//! Every step is bounded: bytes by [`ServerLimits`], time by a deadline the caller
 //! passes in. Everything the peer can get wrong becomes a [`ReadError`] that
 //! names the status to answer with; nothing here can panic on input.
 use super::chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits, Strictness};
-use super::{Limits, Request};
+use super::{Request, ServerLimits};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{timeout_at, Instant};
@@ -94,11 +94,11 @@ impl Head {
 pub struct RequestReader<R> {
     io: R,
     buf: Vec<u8>,
-    limits: Limits,
+    limits: ServerLimits,
 }
 
 impl<R> RequestReader<R> {
-    pub fn new(io: R, limits: Limits) -> Self {
+    pub fn new(io: R, limits: ServerLimits) -> Self {
         RequestReader {
             io,
             buf: Vec::new(),
@@ -317,7 +317,7 @@ fn analyse(
     target: String,
     version: u8,
     headers: Vec<(String, Vec<u8>)>,
-    limits: &Limits,
+    limits: &ServerLimits,
 ) -> Result<Head, ReadError> {
     let mut content_length: Option<u64> = None;
     let mut codings: Option<Vec<String>> = None;
@@ -517,12 +517,12 @@ mod tests {
         }
     }
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> ServerLimits {
+        ServerLimits {
             max_header_bytes: 512,
             max_headers: 8,
             max_body_bytes: 64,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 

@@ -9,7 +9,7 @@
 //! [`SHUTDOWN_GRACE`]), closes idle connections at once, and returns.
 use super::request::{ReadError, RequestReader};
 use super::response::{self, CONTINUE};
-use super::{Handler, Limits, Response};
+use super::{Handler, ServerLimits, Response};
 use crate::shutdown::Shutdown;
 use std::future::Future;
 use std::io;
@@ -41,7 +41,7 @@ const MAX_LOGGED_PATH: usize = 200;
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
-    limits: Limits,
+    limits: ServerLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     serve_with_grace(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
@@ -69,7 +69,7 @@ impl Accept for TcpListener {
 async fn serve_with_grace<A: Accept, H: Handler>(
     mut listener: A,
     handler: Arc<H>,
-    limits: Limits,
+    limits: ServerLimits,
     shutdown: Shutdown,
     grace: Duration,
 ) -> io::Result<()> {
@@ -153,7 +153,7 @@ pub async fn serve_connection<S, H>(
     io: S,
     peer: SocketAddr,
     handler: &H,
-    limits: &Limits,
+    limits: &ServerLimits,
     shutdown: &Shutdown,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -253,7 +253,7 @@ async fn answer_error<S>(
     reader: &mut RequestReader<S>,
     error: ReadError,
     peer: SocketAddr,
-    limits: &Limits,
+    limits: &ServerLimits,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -459,12 +459,12 @@ mod tests {
         }
     }
 
-    fn small_limits() -> Limits {
-        Limits {
+    fn small_limits() -> ServerLimits {
+        ServerLimits {
             max_body_bytes: 1024,
             max_header_bytes: 1024,
             max_headers: 16,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 
@@ -475,7 +475,7 @@ mod tests {
         task: JoinHandle<io::Result<()>>,
     }
 
-    async fn start(limits: Limits) -> Running {
+    async fn start(limits: ServerLimits) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = shutdown::channel();
@@ -494,12 +494,12 @@ mod tests {
     }
 
     /// One connection served over an in-memory pipe (for the paused clock).
-    fn pipe(limits: Limits) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
+    fn pipe(limits: ServerLimits) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
         pipe_with_capacity(limits, 64 * 1024)
     }
 
     fn pipe_with_capacity(
-        limits: Limits,
+        limits: ServerLimits,
         capacity: usize,
     ) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(capacity);
@@ -577,7 +577,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_requests_per_connection_then_close() {
-        let server = start(Limits {
+        let server = start(ServerLimits {
             max_requests_per_connection: 2,
             ..small_limits()
         })
@@ -712,7 +712,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slowloris_gets_408_and_close() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             header_timeout: Duration::from_secs(5),
             ..small_limits()
         });
@@ -735,7 +735,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stalled_body_gets_408() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             body_timeout: Duration::from_secs(30),
             ..small_limits()
         });
@@ -748,7 +748,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_keep_alive_connection_closes_silently() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             idle_timeout: Duration::from_secs(30),
             ..small_limits()
         });
@@ -767,7 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_cap_turns_the_third_away_with_503() {
-        let server = start(Limits {
+        let server = start(ServerLimits {
             max_connections: 2,
             ..small_limits()
         })
@@ -903,7 +903,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn client_that_never_reads_hits_the_write_timeout() {
         // A 16-byte pipe: the response cannot be written while nobody reads.
-        let limits = Limits {
+        let limits = ServerLimits {
             write_timeout: Duration::from_secs(5),
             ..small_limits()
         };
