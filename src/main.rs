@@ -189,7 +189,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode, ConfigError> {
     let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
     commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
     let rt = commands::runtime().map_err(|e| ConfigError::new("runtime", e))?;
-    match rt.block_on(drone_discord::serve::serve(cfg)) {
+    match rt.block_on(drone_discord::service::run(cfg)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");

@@ -15,8 +15,6 @@ pub mod request;
 pub mod response;
 pub mod server;
 
-pub use server::serve;
-
 /// Every bound the HTTP server enforces on its peers (not to be confused
 /// with the Discord rate limiter). All of them are configurable; the
 /// defaults suit a Drone server talking to a Pi.

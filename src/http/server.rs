@@ -1,7 +1,7 @@
 //! The accept loop and the per-connection request loop.
 //!
-//! [`serve`] accepts connections up to `max_connections` (beyond it: a short
-//! 503 and close), and runs [`serve_connection`] for each: wait for a
+//! [`listen`] accepts connections up to `max_connections` (beyond it: a short
+//! 503 and close), and runs [`request_loop`] for each: wait for a
 //! request, read it with [`RequestReader`], answer `100 Continue` when asked,
 //! call the [`Handler`], write the response, and decide whether to keep the
 //! connection. Protocol errors get their status and a closed connection.
@@ -38,13 +38,13 @@ const MAX_LOGGED_PATH: usize = 200;
 
 /// Serve `handler` on `listener` until `shutdown` fires, then stop accepting,
 /// let in-flight requests finish (bounded), and return.
-pub async fn serve<H: Handler>(
+pub async fn listen<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     limits: ServerLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    serve_with_grace(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
+    accept_loop(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
 }
 
 /// Where connections come from: a TCP listener in production, a fake in the
@@ -65,8 +65,8 @@ impl Accept for TcpListener {
     }
 }
 
-/// [`serve`] over any [`Accept`], with the shutdown grace period as a parameter.
-async fn serve_with_grace<A: Accept, H: Handler>(
+/// [`listen`] over any [`Accept`], with the shutdown grace period as a parameter.
+async fn accept_loop<A: Accept, H: Handler>(
     mut listener: A,
     handler: Arc<H>,
     limits: ServerLimits,
@@ -103,7 +103,7 @@ async fn serve_with_grace<A: Accept, H: Handler>(
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, handler.as_ref(), &limits, &shutdown).await;
+                    request_loop(stream, peer, handler.as_ref(), &limits, &shutdown).await;
                     drop(slot);
                 });
             }
@@ -149,7 +149,7 @@ fn log_task_end(done: Result<(), tokio::task::JoinError>) {
 
 /// Serves requests on one connection until it should close. Generic over the
 /// stream so tests can drive it through `tokio::io::duplex`.
-pub async fn serve_connection<S, H>(
+pub async fn request_loop<S, H>(
     io: S,
     peer: SocketAddr,
     handler: &H,
@@ -480,7 +480,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = shutdown::channel();
         let handler = Arc::new(Echo::default());
-        let task = tokio::spawn(serve(listener, Arc::clone(&handler), limits, shutdown));
+        let task = tokio::spawn(listen(listener, Arc::clone(&handler), limits, shutdown));
         Running {
             addr,
             trigger,
@@ -506,7 +506,7 @@ mod tests {
         let (trigger, shutdown) = shutdown::channel();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let task = tokio::spawn(async move {
-            serve_connection(server, peer, &Echo::default(), &limits, &shutdown).await;
+            request_loop(server, peer, &Echo::default(), &limits, &shutdown).await;
         });
         (Client::new(client), trigger, task)
     }
@@ -818,7 +818,7 @@ mod tests {
             .unwrap();
         server.trigger.fire();
         assert!(idle.closed_silently().await);
-        // The listener is gone once the accept loop has seen the signal; serve()
+        // The listener is gone once the accept loop has seen the signal; listen()
         // itself must still be waiting for the slow request.
         assert!(!server.task.is_finished());
         server.handler.slow_release.notify_one();
@@ -853,7 +853,7 @@ mod tests {
         let acceptor = Exhausted {
             calls: Arc::clone(&calls),
         };
-        let task = tokio::spawn(serve_with_grace(
+        let task = tokio::spawn(accept_loop(
             acceptor,
             Arc::new(Echo::default()),
             small_limits(),
@@ -879,7 +879,7 @@ mod tests {
         let (trigger, shutdown) = shutdown::channel();
         let handler = Arc::new(Echo::default());
         let grace = Duration::from_millis(200);
-        let task = tokio::spawn(serve_with_grace(
+        let task = tokio::spawn(accept_loop(
             listener,
             Arc::clone(&handler),
             small_limits(),
@@ -892,7 +892,7 @@ mod tests {
             .await
             .unwrap();
         trigger.fire();
-        // The handler is never released: serve() must give up on it and return.
+        // The handler is never released: listen() must give up on it and return.
         timeout(WAIT, task).await.unwrap().unwrap().unwrap();
         assert!(
             stuck.closed_silently().await,
