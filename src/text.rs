@@ -12,16 +12,16 @@
 //!   exact limit; the first `max` code points are kept and `…` shows the cut.
 //! * **Code points, no marker** ([`cut_chars`]): fields with a hard limit where
 //!   a marker would cost a character the reader wants more (the bot's custom
-//!   status, systemd's `STATUS=` line).
+//!   status, systemd's `STATUS=` line, a header name in a signature error).
 //! * **Bytes** ([`cut_bytes_marked`]): bounds on the wire and in logs are in
 //!   bytes; the cut lands on a char boundary at or before `max`, then `…`.
 //!   For the HTTP client's error messages (URLs, hosts).
 //!
 //! None of them cuts inside a code point, so the output is always valid UTF-8;
-//! grapheme clusters (emoji sequences, combining accents) may be split, which
-//! Discord and logs accept. [`controls_to_spaces`] flattens text to one line
-//! and pairs with the cuts where a newline would break the output (systemd's
-//! `KEY=value` lines, one-line error messages).
+//! grapheme clusters (emoji sequences, combining accents) may be split, a
+//! cosmetic cost accepted for text that is only shown. [`controls_to_spaces`]
+//! flattens text to one line and pairs with the cuts where a newline would
+//! break the output (systemd's `KEY=value` lines, one-line error messages).
 
 /// Trim, then cut to at most `max` code points, ending in `…` when cut (the
 /// `…` counts toward `max`; whitespace before it is dropped).

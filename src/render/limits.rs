@@ -1,7 +1,7 @@
 //! Discord's message limits and the checker that enforces them. The renderers
 //! budget against these constants; [`check_limits`] validates a finished
 //! message body against them and this project's own rules. In the library only
-//! [`super::finish`] calls it, as a last guard before a message leaves the
+//! `render::finish` calls it, as a last guard before a message leaves the
 //! renderer; the unit and golden tests call it on every rendering.
 use serde_json::Value;
 

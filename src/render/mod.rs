@@ -18,7 +18,7 @@
 //! * `markdown`: untrusted text made safe for an embed (cutting to length is
 //!   [`crate::text`]'s);
 //! * `limits`: Discord's limits and [`check_limits`], which validates any
-//!   message against them. [`finish`] runs it on every rendering as a last
+//!   message against them. `finish` (below) runs it on every rendering as a last
 //!   guard; the relay does not call it, it sends what [`render`] returns.
 use serde_json::{json, Value};
 
@@ -61,9 +61,9 @@ pub fn render(hook: &Webhook) -> Option<Value> {
     Some(finish(embed))
 }
 
-/// Wrap one embed into a message body and check it. The budgeting above makes a
-/// failure impossible by construction; should it happen anyway, a bare embed is
-/// sent instead of a message Discord would reject.
+/// Wrap one embed into a message body and check it. The renderers' budgeting
+/// makes a failure impossible by construction; should it happen anyway, a bare
+/// embed is sent instead of a message Discord would reject.
 fn finish(embed: Embed) -> Value {
     let msg = message(embed.to_json());
     match check_limits(&msg) {
