@@ -18,3 +18,4 @@ pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod systemd;
+pub mod text;

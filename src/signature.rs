@@ -199,7 +199,7 @@ fn mac_for(secret: &[u8]) -> HmacSha256 {
 }
 
 fn missing(name: &str) -> VerifyError {
-    let mut name: String = name.chars().take(MAX_NAME_IN_ERROR).collect();
+    let mut name = crate::text::cut_chars(name, MAX_NAME_IN_ERROR);
     name.retain(|c| c.is_ascii_graphic());
     VerifyError::Missing(name)
 }

@@ -162,11 +162,7 @@ fn status_message(health: &Health, probe_failure: Option<&str>) -> String {
         line.push_str("; liveness probe failing: ");
         line.push_str(why);
     }
-    let mut line: String = line
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_STATUS)
-        .collect();
+    let mut line = crate::text::controls_to_spaces(&crate::text::cut_chars(&line, MAX_STATUS));
     line.insert_str(0, "STATUS=");
     line
 }

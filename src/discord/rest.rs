@@ -529,16 +529,7 @@ fn discord_error(body: &[u8]) -> (Option<u64>, String) {
 }
 
 fn clean(s: &str) -> String {
-    let mut out: String = s
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
-    if s.trim().chars().count() > MAX_MESSAGE_CHARS {
-        out.push('…');
-    }
-    out
+    crate::text::controls_to_spaces(&crate::text::cut_chars_marked(s.trim(), MAX_MESSAGE_CHARS))
 }
 
 #[cfg(test)]
