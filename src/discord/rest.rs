@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::ratelimit::{Denied, Limiter, RateLimitConfig, Route};
+use super::snowflake::is_snowflake;
 use crate::http::client::{Client, ClientOptions, Url};
 
 /// Longest Discord error message kept in an error.
@@ -488,9 +489,10 @@ impl Rest {
     }
 }
 
-/// Snowflakes are decimal; anything else is refused before it can reach a path.
+/// Only a Discord id ([`is_snowflake`]) may reach a path; anything else is
+/// refused without calling.
 fn check_id(what: &str, id: &str) -> Result<(), RestError> {
-    if id.is_empty() || id.len() > 24 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_snowflake(id) {
         return Err(config_error(format!("{what} is not a Discord snowflake")));
     }
     Ok(())
@@ -626,6 +628,16 @@ mod tests {
             matches!(err, RestError::Rejected { status: 0, .. }),
             "{err:?}"
         );
+        for id in ["0123", "18446744073709551616", ""] {
+            let err = rest
+                .edit_message("1", id, &serde_json::json!({}))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, RestError::Rejected { status: 0, .. }),
+                "{id:?}: {err:?}"
+            );
+        }
     }
 
     #[test]
