@@ -24,7 +24,9 @@ const MAX_MESSAGE_CHARS: usize = 300;
 pub struct RestConfig {
     /// e.g. `https://discord.com/api/v10`; `http://` is allowed (tests, local fakes).
     pub base_url: String,
-    /// The bot token, without the `Bot ` prefix (a prefix is tolerated).
+    /// The bare bot token. A token pasted as `Bot <token>` is stripped once
+    /// by the configuration ([`crate::config::discord_config`]); this client
+    /// does not strip it again and refuses any whitespace.
     pub token: String,
     /// Extra trusted CAs (PEM), e.g. from `SSL_CERT_FILE`.
     pub extra_ca_file: Option<PathBuf>,
@@ -216,8 +218,7 @@ impl Rest {
                 "DISCORD_API_BASE_URL must not have a query".into(),
             ));
         }
-        let token = cfg.token.trim();
-        let token = token.strip_prefix("Bot ").unwrap_or(token).trim();
+        let token = cfg.token.as_str();
         if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(config_error(
                 "the Discord token is empty or contains whitespace/control characters".into(),
@@ -576,8 +577,12 @@ mod tests {
             Rest::new(c),
             Err(RestError::Rejected { status: 0, .. })
         ));
-        // A "Bot " prefix is tolerated.
-        assert!(Rest::new(cfg("Bot abc")).is_ok());
+        // The configuration strips a pasted "Bot " prefix (see config's
+        // tests); here it is just a token with a space in it.
+        assert!(matches!(
+            Rest::new(cfg("Bot abc")),
+            Err(RestError::Rejected { status: 0, .. })
+        ));
     }
 
     #[test]

@@ -44,10 +44,11 @@ const MAX_SESSION_FIELD: usize = 512;
 pub struct Token(String);
 
 impl Token {
-    /// Accepts the bare token or `Bot <token>`; surrounding whitespace is dropped.
-    pub fn new(raw: &str) -> Self {
-        let t = raw.trim();
-        Token(t.strip_prefix("Bot ").unwrap_or(t).trim().to_string())
+    /// The bare token, sent as is in Identify and Resume. A token pasted as
+    /// `Bot <token>` is stripped once by the configuration
+    /// ([`crate::config::discord_config`]), not here.
+    pub fn new(bare: &str) -> Self {
+        Token(bare.to_string())
     }
 
     fn expose(&self) -> &str {
