@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::ratelimit::{Denied, Limiter, RateLimitConfig, Route};
+use super::ratelimit::{Denied, RateLimitConfig, RateLimitGate, Route};
 use super::snowflake::is_snowflake;
 use crate::http::client::{Client, ClientOptions, Url};
 
@@ -174,7 +174,7 @@ struct Inner {
     /// `Bot <token>`: the only place the token lives.
     authorization: String,
     user_agent: String,
-    limiter: Limiter,
+    rate_limits: RateLimitGate,
     tuning: RestTuning,
     /// Set by a 401: no calls until then.
     suspended_until: Mutex<Option<Instant>>,
@@ -240,7 +240,7 @@ impl Rest {
                     "DiscordBot (https://github.com/drone-discord/drone-discord, {})",
                     env!("CARGO_PKG_VERSION")
                 ),
-                limiter: Limiter::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
+                rate_limits: RateLimitGate::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
                 tuning,
                 suspended_until: Mutex::new(None),
             }),
@@ -386,7 +386,7 @@ impl Rest {
         let mut attempt = 0;
         loop {
             self.check_suspended()?;
-            let permit = match inner.limiter.acquire(route).await {
+            let permit = match inner.rate_limits.acquire(route).await {
                 Ok(p) => p,
                 Err(Denied::Wait(d)) => {
                     return Err(RestError::Transient {
@@ -423,7 +423,7 @@ impl Rest {
                 }
             };
             let limited = inner
-                .limiter
+                .rate_limits
                 .update(route, &resp.headers, resp.status, &resp.body);
             drop(permit);
             tracing::debug!(method, route = %route.key, status = resp.status, "Discord call");
