@@ -23,7 +23,7 @@
 use crate::backoff::ExponentialBackoff;
 use crate::discord::rest::{Rest, RestError};
 use crate::drone::{self, Webhook};
-use crate::health::{Component, Health, Queue, Status};
+use crate::health::{Component, Health, Status};
 use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
@@ -162,7 +162,7 @@ pub async fn run<S: Store, K: Sink>(
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             match store.stats().await {
-                Ok(s) => health.set_queue(Queue { pending: s.pending, dead_letters: s.dead_letters }),
+                Ok(s) => health.set_queue(s),
                 Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
             }
         }
