@@ -247,13 +247,16 @@ impl Rest {
         })
     }
 
-    /// Whether calls are refused because of a recent 401.
-    pub fn is_suspended(&self) -> bool {
+    /// Whether calls are refused because of a recent 401 (tests only).
+    #[cfg(test)]
+    fn is_suspended(&self) -> bool {
         self.check_suspended().is_err()
     }
 
-    /// Lift a 401 suspension early (e.g. the operator fixed the token).
-    pub fn resume(&self) {
+    /// Lift a 401 suspension early (tests only: nothing in the service does;
+    /// the suspension ends after `unauthorized_cooldown`).
+    #[cfg(test)]
+    fn resume(&self) {
         *self
             .inner
             .suspended_until
@@ -547,6 +550,8 @@ fn clean(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn cfg(token: &str) -> RestConfig {
         RestConfig {
@@ -643,6 +648,66 @@ mod tests {
                 "{id:?}: {err:?}"
             );
         }
+    }
+
+    /// A stand-in for Discord on loopback that answers every request 401 and
+    /// counts the requests, so a test can tell whether a call went out.
+    async fn always_unauthorized() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, SeqCst);
+                    let body = r#"{"message":"401: Unauthorized","code":0}"#;
+                    let answer = format!(
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}/api/v10"), calls)
+    }
+
+    /// Moved here from `tests/rest_client.rs` when `is_suspended`/`resume`
+    /// left the public API (nothing but this test used them).
+    #[tokio::test]
+    async fn resume_lifts_a_401_suspension_at_once() {
+        let (base_url, calls) = always_unauthorized().await;
+        let wrong = Rest::new(RestConfig { base_url, ..cfg("wrong-token") }).unwrap();
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Unauthorized { status: 401, .. }),
+            "{err:?}"
+        );
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
+        assert_eq!(calls.load(SeqCst), 1, "a suspended client must not call Discord");
+        assert!(wrong.is_suspended());
+        // resume() lifts the suspension at once: the next call reaches Discord.
+        wrong.resume();
+        assert!(!wrong.is_suspended());
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Unauthorized { status: 401, .. }),
+            "{err:?}"
+        );
+        assert_eq!(calls.load(SeqCst), 2);
     }
 
     #[test]
