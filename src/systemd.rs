@@ -416,7 +416,7 @@ mod tests {
 
         // Ticks at 0, 10, …, 50 s: six pings in 55 s.
         tokio::time::sleep(TICK * 5 + TICK / 2).await;
-        health.set_queue(crate::health::Queue {
+        health.set_queue(crate::store::Stats {
             pending: 4,
             dead_letters: 1,
         });
