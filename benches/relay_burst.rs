@@ -24,8 +24,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::builds::{build_update, fixture};
+use support::builds::build_update;
 use support::fake_discord::{EmulatedLimit, FakeDiscord};
+use support::fixtures::fixture_json;
 use tokio::sync::Notify;
 
 const CHANNEL: &str = "100000000000000001";
@@ -71,8 +72,8 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
         stop,
     ));
 
-    let template_created = fixture("build_created.json");
-    let template_updated = fixture("build_updated.json");
+    let template_created = fixture_json("build_created.json");
+    let template_updated = fixture_json("build_updated.json");
     let finals = ["success", "failure", "killed"];
     let last_body = |id: i64| {
         body(&template_updated, id, updates - 1, updates, finals[(id % 3) as usize])

@@ -1,5 +1,9 @@
-//! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue`)
-//! and the shared start-up helpers (logging, runtime).
+//! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue`,
+//! `migrate`) and the shared start-up helpers (logging, runtime).
+//!
+//! Each command prints its result on stdout and returns its failure, with
+//! its context, as a [`CliError`]; `main` prints it and picks the exit code.
+use crate::cli_error::CliError;
 use drone_discord::config::{self, ConfigError, Settings, StoreConfig};
 use drone_discord::discord::rest::Rest;
 use drone_discord::http::client::{Client, ClientOptions, Url};
@@ -7,31 +11,30 @@ use drone_discord::store::embedded::EmbeddedStore;
 use drone_discord::store::Store;
 use drone_discord::{drone, render, signature};
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 /// Open the configured store and evaluate `$body` with `$store` bound to it
 /// (an `EmbeddedStore` or, in builds with the feature, a `MongoStore`), so one
-/// generic body serves every backend.
+/// generic body serves every backend. An open failure is `Err`; callers name
+/// the store with [`store_label`].
 macro_rules! with_store {
     ($rt:expr, $cfg:expr, |$store:ident| $body:expr) => {
         match $cfg {
             StoreConfig::Embedded { dir } => match EmbeddedStore::open(&dir) {
                 Ok($store) => Ok($rt.block_on($body)),
-                Err(e) => Err((format!("{}", dir.display()), e)),
+                Err(e) => Err(e),
             },
             #[cfg(feature = "mongodb")]
             StoreConfig::Mongo { uri, database } => {
                 match $rt.block_on(drone_discord::store::mongo::MongoStore::connect(uri.expose(), &database)) {
                     Ok($store) => Ok($rt.block_on($body)),
-                    Err(e) => Err((format!("MongoDB database {database}"), e)),
+                    Err(e) => Err(e),
                 }
             }
             #[cfg(not(feature = "mongodb"))]
-            StoreConfig::Mongo { .. } => Err((
-                "MongoDB".to_string(),
-                drone_discord::store::StoreError::Config("this build has no MongoDB support".into()),
-            )),
+            StoreConfig::Mongo { .. } => {
+                Err(drone_discord::store::StoreError::Config("this build has no MongoDB support".into()))
+            }
         }
     };
 }
@@ -58,61 +61,60 @@ pub fn init_logging(filter: &str) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
-/// The tokio runtime: two workers are plenty on a Pi.
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// The tokio runtime: two workers are plenty on a Pi. Failing to start it
+/// is the machine's problem (threads, file descriptors), not the user's.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(|e| CliError::failed("cannot start the async runtime", e))
 }
 
-fn read_payload(path: &Path) -> Result<Vec<u8>, ConfigError> {
+/// A payload file named on the command line: one that cannot be read, or
+/// is not JSON, is a usage error.
+fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
     use std::io::Read;
-    let what = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| ConfigError::new(&what, format!("cannot open: {e}")))?;
+    let what = path.display();
+    let file = std::fs::File::open(path).map_err(|e| CliError::usage(&what, format!("cannot open: {e}")))?;
     let mut buf = Vec::new();
     file.take(MAX_FIXTURE_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| ConfigError::new(&what, format!("cannot read: {e}")))?;
+        .map_err(|e| CliError::usage(&what, format!("cannot read: {e}")))?;
     if buf.len() as u64 > MAX_FIXTURE_BYTES {
-        return Err(ConfigError::new(&what, "larger than 8 MiB"));
+        return Err(CliError::usage(&what, "larger than 8 MiB"));
     }
-    Ok(buf)
+    let json = serde_json::from_slice(&buf).map_err(|e| CliError::usage(&what, format!("not JSON: {e}")))?;
+    Ok((buf, json))
 }
 
 /// `render FIXTURE`: the message JSON the relay would send.
-pub fn render(path: &Path) -> Result<ExitCode, ConfigError> {
-    let body = read_payload(path)?;
-    let what = path.display().to_string();
-    let hook = drone::parse(&body).map_err(|e| ConfigError::new(&what, format!("not a Drone webhook: {e}")))?;
-    match render::render(&hook) {
-        Some(msg) => {
-            let text = serde_json::to_string_pretty(&msg).map_err(|e| ConfigError::new(&what, e.to_string()))?;
-            println!("{text}");
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            eprintln!("drone-discord: {what}: event {:?} action {:?} is not shown in Discord", hook.event, hook.action);
-            Ok(ExitCode::from(1))
-        }
-    }
+pub fn render(path: &Path) -> Result<(), CliError> {
+    let (body, _) = read_payload(path)?;
+    let what = path.display();
+    let hook = drone::parse(&body).map_err(|e| CliError::usage(&what, format!("not a Drone webhook: {e}")))?;
+    let Some(msg) = render::render(&hook) else {
+        return Err(CliError::failed(
+            &what,
+            format!("event {:?} action {:?} is not shown in Discord", hook.event, hook.action),
+        ));
+    };
+    let text = serde_json::to_string_pretty(&msg).map_err(|e| CliError::failed(&what, e))?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `send FIXTURE --url URL`: sign like Drone (fresh Date, Digest, Signature) and POST.
-pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
+pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<(), CliError> {
     let settings = Settings::load(env_file)?;
     let secret = settings
         .secret("DRONE_WEBHOOK_SECRET", config::CRED_WEBHOOK_SECRET)?
         .ok_or_else(|| ConfigError::new("DRONE_WEBHOOK_SECRET", "not set; the payload must be signed with the server's secret"))?;
-    let body = read_payload(path)?;
-    let event = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    let target = Url::parse(url).map_err(|e| ConfigError::new("--url", e.to_string()))?;
+    let (body, json) = read_payload(path)?;
+    let event = json.get("event").and_then(|e| e.as_str()).unwrap_or_default().to_string();
+    let target = Url::parse(url).map_err(|e| CliError::usage("--url", e))?;
     let signed = signature::sign(secret.expose().as_bytes(), "hmac-key", &body, SystemTime::now());
-    let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
+    let rt = runtime()?;
     let result = rt.block_on(async {
         let client = Client::new(ClientOptions { request_timeout: Duration::from_secs(70), ..ClientOptions::default() })?;
         let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -120,25 +122,23 @@ pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<ExitCode,
         headers.push(("X-Drone-Event", event.as_str()));
         client.request("POST", &target, &headers, Some(&body)).await
     });
-    match result {
-        Ok(resp) => {
-            println!("{} {}", resp.status, String::from_utf8_lossy(&resp.body).trim());
-            Ok(if (200..300).contains(&resp.status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        Err(e) => {
-            eprintln!("drone-discord: send to {url} failed: {e}");
-            Ok(ExitCode::from(1))
-        }
+    let resp = result.map_err(|e| CliError::failed(format!("send to {url}"), e))?;
+    println!("{} {}", resp.status, String::from_utf8_lossy(&resp.body).trim());
+    if !(200..300).contains(&resp.status) {
+        return Err(CliError::failed(format!("send to {url}"), format!("answered {}", resp.status)));
     }
+    Ok(())
 }
 
 /// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`), store.
-pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
+pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
     let s = Settings::load(env_file)?;
-    let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
-    let mut failed = false;
-    let mut line = |ok: bool, what: &str, detail: String| {
-        failed |= !ok;
+    let rt = runtime()?;
+    let mut failed = Vec::new();
+    let mut line = |ok: bool, what: &'static str, detail: String| {
+        if !ok && !failed.contains(&what) {
+            failed.push(what);
+        }
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
 
@@ -170,15 +170,15 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
         }
     }
 
-    match config::store_config(&s) {
+    match config::store_config(&s).map(|cfg| (store_label(&cfg), cfg)) {
         Err(e) => line(false, "store", e.to_string()),
-        Ok(cfg) => match with_store!(rt, cfg, |store| async move {
+        Ok((label, cfg)) => match with_store!(rt, cfg, |store| async move {
             store.probe().await?;
             store.stats().await
         }) {
             Ok(Ok(st)) => line(true, "store", format!("writable; {} pending, {} dead letters", st.pending, st.dead_letters)),
             Ok(Err(e)) => line(false, "store", e.to_string()),
-            Err((what, e)) => {
+            Err(e) => {
                 // A running service holds the embedded store: ask it instead.
                 let listen = service_addr(&s);
                 match rt.block_on(from_service(&listen, "/health")) {
@@ -192,20 +192,24 @@ pub fn check(env_file: Option<&Path>) -> Result<ExitCode, ConfigError> {
                             h["queue"]["dead_letters"].as_u64().unwrap_or(0)
                         ),
                     ),
-                    Err(_) => line(false, "store", format!("{what}: {e}")),
+                    Err(_) => line(false, "store", format!("{label}: {e}")),
                 }
             }
         },
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    if !failed.is_empty() {
+        return Err(CliError::failed("check", format!("{} failed", failed.join(", "))));
+    }
+    Ok(())
 }
 
 /// `queue`: what is waiting and what was set aside. Reads the store directly
 /// when no service holds it, else asks the running service over loopback.
-pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigError> {
+pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<(), CliError> {
     let s = Settings::load(env_file)?;
     let cfg = config::store_config(&s)?;
-    let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
+    let label = store_label(&cfg);
+    let rt = runtime()?;
     let listing = with_store!(rt, cfg, |store| async move {
         Ok::<_, drone_discord::store::StoreError>((
             store.stats().await?,
@@ -215,18 +219,18 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
     });
     let (stats, pending, dead) = match listing {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return Err(ConfigError::new("STATE_DIR", e.to_string())),
-        Err((what, open_err)) => {
+        Ok(Err(e)) => return Err(CliError::store(&e, format!("{label}: {e}"))),
+        Err(open_err) => {
             // Most likely a running service holds the embedded store: ask it.
             let listen = service_addr(&s);
             return match rt.block_on(from_service(&listen, "/queue")) {
                 Ok(v) => {
                     print_queue_json(&v, limit);
-                    Ok(ExitCode::SUCCESS)
+                    Ok(())
                 }
-                Err(e) => Err(ConfigError::new(
-                    "STATE_DIR",
-                    format!("{what}: {open_err}; and no running service answered on {listen}: {e}"),
+                Err(e) => Err(CliError::store(
+                    &open_err,
+                    format!("{label}: {open_err}; and no running service answered on {listen}: {e}"),
                 )),
             };
         }
@@ -238,13 +242,13 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<ExitCode, ConfigEr
     for d in dead {
         println!("dead     #{:<6} {:<24} {} {}: {}", d.event.seq, d.event.key, d.event.event, d.event.action, d.reason);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `migrate --from URI`: import the old Python service's build → message map
 /// into the configured store, so running builds keep editing their message.
 #[cfg(feature = "mongodb")]
-pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>) -> Result<ExitCode, ConfigError> {
+pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>) -> Result<(), CliError> {
     let s = Settings::load(env_file)?;
     let from_database = from_database.or_else(|| s.get("MONGO_DATABASE")).ok_or_else(|| {
         ConfigError::new("--from-database", "not given and MONGO_DATABASE is not set; name the old service's database")
@@ -253,7 +257,8 @@ pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>)
         ConfigError::new("DISCORD_CHANNEL_ID", "not set; the old messages live in that channel")
     })?;
     let cfg = config::store_config(&s)?;
-    let rt = runtime().map_err(|e| ConfigError::new("runtime", e))?;
+    let label = store_label(&cfg);
+    let rt = runtime()?;
     let from = from.to_string();
     let from_database = from_database.to_string();
     let result = with_store!(rt, cfg, |store| async move {
@@ -265,16 +270,17 @@ pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>)
             for (doc, why) in &report.skips {
                 println!("skipped {doc}: {why}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
-        Ok(Err(e)) => Err(ConfigError::new("--from", e.to_string())),
-        Err((what, e)) => Err(ConfigError::new("STATE_DIR", format!("{what}: {e}"))),
+        // The old database (`--from`) or the target store: the error says which.
+        Ok(Err(e)) => Err(CliError::store(&e, format!("migrate: {e}"))),
+        Err(e) => Err(CliError::store(&e, format!("{label}: {e}"))),
     }
 }
 
 #[cfg(not(feature = "mongodb"))]
-pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&str>) -> Result<ExitCode, ConfigError> {
-    Err(ConfigError::new("migrate", "this build has no MongoDB support; use a build with --features mongodb"))
+pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&str>) -> Result<(), CliError> {
+    Err(ConfigError::new("migrate", "this build has no MongoDB support; use a build with --features mongodb").into())
 }
 
 /// GET `path` from the service running on `listen` (loopback) and parse its
@@ -284,6 +290,14 @@ async fn from_service(listen: &str, path: &str) -> Result<serde_json::Value, Str
     let url = Url::parse(&format!("http://{listen}{path}")).map_err(|e| e.to_string())?;
     let resp = client.request("GET", &url, &[], None).await.map_err(|e| e.to_string())?;
     serde_json::from_slice(&resp.body).map_err(|_| format!("answered {} without JSON", resp.status))
+}
+
+/// The configured store as the error lines name it (no URI: it may hold a password).
+fn store_label(cfg: &StoreConfig) -> String {
+    match cfg {
+        StoreConfig::Embedded { dir } => dir.display().to_string(),
+        StoreConfig::Mongo { database, .. } => format!("MongoDB database {database}"),
+    }
 }
 
 /// Where the running service listens, as a loopback address.

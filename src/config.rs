@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::discord::snowflake::is_snowflake;
+
 /// Largest env file or secret file we read.
 const MAX_FILE_BYTES: u64 = 64 * 1024;
 
@@ -64,6 +66,8 @@ pub use crate::presence::UnhealthyMode as UnhealthyPresence;
 /// Where Discord messages go.
 #[derive(Clone, Debug)]
 pub struct DiscordConfig {
+    /// The bare bot token: [`discord_config`] strips a pasted `Bot ` prefix,
+    /// so the REST client and the gateway never see one.
     pub token: Secret,
     pub channel_id: String,
     pub api_base: String,
@@ -296,6 +300,15 @@ impl Config {
 }
 
 /// Token, channel and API base, all required outside dry-run.
+///
+/// The token may be pasted as `Bot <token>` (the form of the `Authorization`
+/// header): that one prefix, exactly `Bot ` and only once, is stripped here,
+/// the single place that does it; everything downstream gets the bare token.
+/// What remains must look like a token: at least 20 characters, no
+/// whitespace, no control characters.
+///
+/// The channel id must be a Discord id ([`is_snowflake`]: digits only, no
+/// leading zero, fits in 64 bits).
 pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
     let token = s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)?.ok_or_else(|| {
         ConfigError::new(
@@ -304,11 +317,15 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
              or run with --dry-run to log messages instead of sending them",
         )
     })?;
+    let token = match token.expose().strip_prefix("Bot ") {
+        Some(bare) => Secret::new(bare),
+        None => token,
+    };
     let t = token.expose();
-    if t.len() < 20 || t.chars().any(|c| c.is_whitespace() || c.is_control()) || t.starts_with("Bot ") {
+    if t.len() < 20 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::new(
             "DISCORD_TOKEN",
-            "does not look like a bot token (no spaces, no \"Bot \" prefix; copy it from the Developer Portal)",
+            "does not look like a bot token (no spaces; copy it from the Developer Portal)",
         ));
     }
     let channel_id = s.get("DISCORD_CHANNEL_ID").map(str::to_string).ok_or_else(|| {
@@ -389,11 +406,6 @@ fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
         Some("0" | "false" | "no" | "off") => Ok(Some(false)),
         Some(other) => Err(ConfigError::new(name, format!("{other:?} is not true or false"))),
     }
-}
-
-/// Discord ids are unsigned 64-bit integers written in decimal.
-pub fn is_snowflake(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
 }
 
 fn read_small_file(path: &Path) -> Result<String, String> {
@@ -552,9 +564,64 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(TOKEN) && !dbg.contains("webhook-secret"), "{dbg}");
         let mut s = base();
-        s.set("DISCORD_TOKEN", format!("Bot {TOKEN}"));
+        s.set("DISCORD_TOKEN", format!("{TOKEN} {TOKEN}"));
         let e = err(&s, &Overrides::default());
         assert!(!e.to_string().contains(TOKEN));
+    }
+
+    fn token_of(value: &str) -> Result<String, ConfigError> {
+        let mut s = base();
+        s.set("DISCORD_TOKEN", value);
+        discord_config(&s).map(|d| d.token.expose().to_string())
+    }
+
+    #[test]
+    fn a_pasted_bot_prefix_is_stripped_once() {
+        // The REST client and the gateway used to strip it themselves; now
+        // only this does, and they get the bare token.
+        assert_eq!(token_of(&format!("Bot {TOKEN}")).unwrap(), TOKEN);
+        assert_eq!(token_of(TOKEN).unwrap(), TOKEN);
+        let mut s = base();
+        s.set("DISCORD_TOKEN", format!("Bot {TOKEN}"));
+        let d = Config::from_settings(&s, &Overrides::default()).unwrap().discord.unwrap();
+        assert_eq!(d.rest_config(None, Duration::from_secs(1)).token, TOKEN);
+        // Once only, and only that exact spelling.
+        assert_eq!(token_of(&format!("Bot Bot {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
+        assert_eq!(token_of(&format!("bot {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
+        assert_eq!(token_of(&format!("Bot  {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
+    }
+
+    #[test]
+    fn tokens_with_whitespace_or_control_characters_are_refused() {
+        let (head, tail) = TOKEN.split_at(10);
+        for bad in [
+            format!("{head} {tail}"),
+            format!("{head}\t{tail}"),
+            format!("{head}\u{a0}{tail}"),
+            format!("{head}\u{7f}{tail}"),
+            format!("{TOKEN}\r\nX-Evil: 1"),
+            format!(" {TOKEN}"),
+            format!("Bot {TOKEN} "),
+            "Bot short".to_string(),
+        ] {
+            let e = token_of(&bad).unwrap_err();
+            assert_eq!(e.setting, "DISCORD_TOKEN", "{bad:?}");
+            assert!(!e.to_string().contains(tail), "{e}");
+        }
+    }
+
+    #[test]
+    fn channel_id_follows_the_snowflake_rule() {
+        for bad in ["0123456789012345678", "18446744073709551616", "+123456789012345678", "１２３"] {
+            let mut s = base();
+            s.set("DISCORD_CHANNEL_ID", bad);
+            let e = err(&s, &Overrides::default());
+            assert_eq!(e.setting, "DISCORD_CHANNEL_ID", "{bad}");
+            assert!(e.problem.contains("is not a Discord id"), "{e}");
+        }
+        let mut s = base();
+        s.set("DISCORD_CHANNEL_ID", u64::MAX.to_string());
+        assert!(Config::from_settings(&s, &Overrides::default()).is_ok());
     }
 
     #[test]
@@ -629,13 +696,5 @@ mod tests {
         let s = Settings::load(Some(&f)).unwrap();
         assert_eq!(s.get("DD_TEST_ONLY_IN_FILE"), Some("file"));
         assert_ne!(s.get("PATH"), Some("from-file"));
-    }
-
-    #[test]
-    fn snowflakes() {
-        assert!(is_snowflake("123456789012345678"));
-        assert!(!is_snowflake(""));
-        assert!(!is_snowflake("12a"));
-        assert!(!is_snowflake("99999999999999999999"));
     }
 }

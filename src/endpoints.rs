@@ -163,9 +163,5 @@ impl<S: Store> Handler for Endpoints<S> {
 
 /// Untrusted text cut to a log-friendly length, on a char boundary.
 fn short(s: &str) -> String {
-    const MAX: usize = 120;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
+    crate::text::cut_chars_marked(s, 120)
 }

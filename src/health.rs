@@ -8,6 +8,7 @@
 //!   cannot fix a bad Discord token, so that must not cause a restart loop.
 //! * [`Health::is_healthy`]: alive *and* Discord delivery is not refused
 //!   (e.g. 401/403). This drives `/health`'s 200/503 and the bot's presence.
+use crate::store::Stats;
 use serde::Serialize;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -57,16 +58,9 @@ pub struct Report {
     pub listener: Status,
     pub discord: Status,
     pub gateway: Status,
-    pub queue: Queue,
-}
-
-/// Queue figures as last reported by the store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Queue {
-    /// Events accepted and not yet delivered.
-    pub pending: u64,
-    /// Events moved aside after Discord rejected them (see `drone-discord queue`).
-    pub dead_letters: u64,
+    /// The store's queue figures as last reported (the store's own type:
+    /// health only relays them, so it keeps no copy of their definition).
+    pub queue: Stats,
 }
 
 #[derive(Debug)]
@@ -75,7 +69,7 @@ struct State {
     listener: Status,
     discord: Status,
     gateway: Status,
-    queue: Queue,
+    queue: Stats,
 }
 
 /// Shared health state. Cheap to read; every change bumps a generation
@@ -104,7 +98,7 @@ impl Health {
                 listener: Status::failed("not bound yet"),
                 discord: Status::ok("idle"),
                 gateway: Status::ok("off"),
-                queue: Queue::default(),
+                queue: Stats::default(),
             }),
             generation,
         }
@@ -141,8 +135,8 @@ impl Health {
         }
     }
 
-    /// Record queue figures; wakes subscribers only when they changed.
-    pub fn set_queue(&self, queue: Queue) {
+    /// Record the store's queue figures; wakes subscribers only when they changed.
+    pub fn set_queue(&self, queue: Stats) {
         let changed = self.with(|s| std::mem::replace(&mut s.queue, queue) != queue);
         if changed {
             self.generation.send_modify(|g| *g += 1);
@@ -156,10 +150,6 @@ impl Health {
             Component::Discord => s.discord.clone(),
             Component::Gateway => s.gateway.clone(),
         })
-    }
-
-    pub fn queue(&self) -> Queue {
-        self.with(|s| s.queue)
     }
 
     /// Store writable and listener accepting: what the watchdog pings for.
@@ -261,10 +251,10 @@ mod tests {
         rx.borrow_and_update();
         h.set(Component::Store, Status::ok("starting")); // unchanged
         assert!(!rx.has_changed().unwrap());
-        h.set_queue(Queue { pending: 3, dead_letters: 0 });
+        h.set_queue(Stats { pending: 3, dead_letters: 0 });
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
-        h.set_queue(Queue { pending: 3, dead_letters: 0 });
+        h.set_queue(Stats { pending: 3, dead_letters: 0 });
         assert!(!rx.has_changed().unwrap());
     }
 }

@@ -1,5 +1,6 @@
 //! drone-discord as a library, so that the binary, the integration tests and the
 //! benchmarks share one implementation.
+pub mod backoff;
 pub mod config;
 pub mod discord;
 pub mod drone;
@@ -18,3 +19,4 @@ pub mod shutdown;
 pub mod signature;
 pub mod store;
 pub mod systemd;
+pub mod text;

@@ -1,11 +1,16 @@
-//! The `drone-discord` command line: `serve`, `send`, `check`, `render`, `queue`.
+//! The `drone-discord` command line: `serve`, `send`, `check`, `render`,
+//! `queue`, `migrate`.
 //!
-//! Configuration errors print one line naming the setting and exit with 2.
+//! Every command returns its failure to `main`, which prints it as one line
+//! and exits with the code [`cli_error`] chooses (1 the operation failed,
+//! 2 usage or configuration).
 use argh::FromArgs;
+use cli_error::CliError;
 use drone_discord::config::{Config, ConfigError, Overrides, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli_error;
 mod commands;
 
 /// Drone CI webhooks to Discord: one message per build, edited live.
@@ -140,14 +145,19 @@ struct MigrateArgs {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if cli.version {
         println!("drone-discord {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     let Some(command) = cli.command else {
-        eprintln!("drone-discord: no command given; try `drone-discord serve --dry-run` or `drone-discord --help`");
-        return ExitCode::from(2);
+        return CliError::Usage(
+            "no command given; try `drone-discord serve --dry-run` or `drone-discord --help`".into(),
+        )
+        .report();
     };
     let result = match command {
         Command::Serve(a) => serve(a),
@@ -158,16 +168,39 @@ fn main() -> ExitCode {
         Command::Migrate(a) => commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref()),
     };
     match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("drone-discord: {e}");
-            ExitCode::from(2)
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
     }
 }
 
+/// The arguments, as `argh::from_env` parses them, except that a bad
+/// argument is a usage error (exit 2, one line) rather than argh's exit 1.
+fn parse_args() -> Result<Cli, ExitCode> {
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                return Err(CliError::usage("arguments", format!("{:?} is not UTF-8", a.to_string_lossy())).report())
+            }
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Cli::from_args(&["drone-discord"], &args).map_err(|early| match early.status {
+        Ok(()) => {
+            println!("{}", early.output);
+            ExitCode::SUCCESS
+        }
+        Err(()) => CliError::Usage(format!(
+            "{}; run drone-discord --help for more information",
+            early.output.trim_end()
+        ))
+        .report(),
+    })
+}
+
 /// Settings → validated config → logging → runtime → service.
-fn serve(a: ServeArgs) -> Result<ExitCode, ConfigError> {
+fn serve(a: ServeArgs) -> Result<(), CliError> {
     let mut s = Settings::load(a.env_file.as_deref())?;
     for (name, value) in [
         ("LISTEN_ADDR", a.listen),
@@ -188,13 +221,13 @@ fn serve(a: ServeArgs) -> Result<ExitCode, ConfigError> {
     }
     let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
     commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
-    let rt = commands::runtime().map_err(|e| ConfigError::new("runtime", e))?;
-    match rt.block_on(drone_discord::service::run(cfg)) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            tracing::error!(error = %e, "start-up failed");
-            eprintln!("drone-discord: {e}");
-            Ok(ExitCode::from(e.exit_code()))
+    let rt = commands::runtime()?;
+    rt.block_on(drone_discord::service::run(cfg)).map_err(|e| {
+        tracing::error!(error = %e, "start-up failed");
+        // The service decides which start-up failures are passing (exit 1).
+        match e.exit_code() {
+            1 => CliError::Failed(e.to_string()),
+            _ => CliError::Usage(e.to_string()),
         }
-    }
+    })
 }

@@ -7,6 +7,7 @@
 //! becomes a [`MessageRef`] under [`build_key`]`(id)` in any [`Store`]. The
 //! import is idempotent: keys that already have a message are left alone and
 //! counted as "already present", so running it twice changes nothing.
+use crate::discord::snowflake::is_snowflake;
 use crate::store::mongo::MongoStore;
 use crate::store::{build_key, MessageRef, Result, Store, StoreError};
 use mongodb::bson::{doc, Bson, Document};
@@ -47,6 +48,8 @@ impl std::fmt::Display for Report {
 }
 
 /// Map one old document to its key and message. `Err` is the reason to skip it.
+/// A `messageId` string must be a Discord id by the one rule of
+/// [`crate::discord::snowflake`] (after trimming the old service's padding).
 pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Result<(String, MessageRef), String> {
     let id = match d.get("id") {
         Some(Bson::Int64(v)) => *v,
@@ -78,10 +81,6 @@ pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Re
     let updated_ms = data.map(build_time_ms).unwrap_or(0);
     let m = MessageRef { channel_id: channel_id.to_owned(), message_id, status, updated_ms };
     Ok((build_key(id), m))
-}
-
-fn is_snowflake(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Drone's newest build timestamp (seconds) in ms; 0 when there is none.
@@ -221,6 +220,9 @@ mod tests {
             (doc! { "id": 1, "messageId": Bson::Null }, "never posted"),
             (doc! { "id": 1, "messageId": 1.1e18 }, "precision lost"),
             (doc! { "id": 1, "messageId": "12ab" }, "not a Discord id"),
+            // The one snowflake rule: no leading zero, fits in a u64.
+            (doc! { "id": 1, "messageId": "0123" }, "not a Discord id"),
+            (doc! { "id": 1, "messageId": "18446744073709551616" }, "not a Discord id"),
             (doc! { "id": 1, "messageId": [1, 2] }, "type"),
         ];
         for (d, why) in cases {

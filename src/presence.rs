@@ -79,10 +79,8 @@ impl Presence {
             UnhealthyMode::Invisible => Presence { status: OnlineStatus::Invisible, activity: None },
             UnhealthyMode::Dnd => {
                 let trimmed = reason.trim();
-                let state: String = if trimmed.is_empty() { "unhealthy" } else { trimmed }
-                    .chars()
-                    .take(MAX_STATE_CHARS)
-                    .collect();
+                let reason = if trimmed.is_empty() { "unhealthy" } else { trimmed };
+                let state = crate::text::cut_chars(reason, MAX_STATE_CHARS);
                 Presence {
                     status: OnlineStatus::Dnd,
                     activity: Some(Activity { kind: 4, name: "Custom Status".into(), state: Some(state) }),

@@ -20,9 +20,10 @@
 //! stop all calls and mark health unhealthy, with a rare retry. 404 on an
 //! edit posts a fresh message.
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
+use crate::backoff::ExponentialBackoff;
 use crate::discord::rest::{Rest, RestError};
 use crate::drone::{self, Webhook};
-use crate::health::{Component, Health, Queue, Status};
+use crate::health::{Component, Health, Status};
 use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
@@ -161,7 +162,7 @@ pub async fn run<S: Store, K: Sink>(
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             match store.stats().await {
-                Ok(s) => health.set_queue(Queue { pending: s.pending, dead_letters: s.dead_letters }),
+                Ok(s) => health.set_queue(s),
                 Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
             }
         }
@@ -312,12 +313,9 @@ fn next_retry(backoffs: &Mutex<HashMap<String, Backoff>>) -> Option<Duration> {
     lock(backoffs).values().filter(|b| b.not_before > now).map(|b| b.not_before - now).min()
 }
 
-/// Capped exponential backoff with "equal jitter": half fixed, half random.
+/// The relay's step of the shared schedule ([`ExponentialBackoff`]).
 fn backoff_delay(cfg: &RelayConfig, attempts: u32, rng: &mut Jitter) -> Duration {
-    let exp = cfg.base_backoff.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
-    let capped = exp.min(cfg.max_backoff);
-    let half = capped / 2;
-    half + half.mul_f64(rng.sample())
+    ExponentialBackoff::new(cfg.base_backoff, cfg.max_backoff).delay(attempts, rng.sample())
 }
 
 /// A small stable hash (FNV-1a), for nonces derived from a message id.

@@ -162,11 +162,7 @@ fn status_message(health: &Health, probe_failure: Option<&str>) -> String {
         line.push_str("; liveness probe failing: ");
         line.push_str(why);
     }
-    let mut line: String = line
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_STATUS)
-        .collect();
+    let mut line = crate::text::controls_to_spaces(&crate::text::cut_chars(&line, MAX_STATUS));
     line.insert_str(0, "STATUS=");
     line
 }
@@ -420,7 +416,7 @@ mod tests {
 
         // Ticks at 0, 10, …, 50 s: six pings in 55 s.
         tokio::time::sleep(TICK * 5 + TICK / 2).await;
-        health.set_queue(crate::health::Queue {
+        health.set_queue(crate::store::Stats {
             pending: 4,
             dead_letters: 1,
         });

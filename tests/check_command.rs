@@ -1,9 +1,9 @@
 //! `drone-discord check` against the fake Discord over TLS: one line per
 //! check, exit 0 when all pass, exit 1 naming what failed, no secret printed.
-mod common;
 mod support;
 
-use common::{run_cmd, CHANNEL, TOKEN};
+use support::binary::run_cmd;
+use support::credentials::{CHANNEL, TOKEN};
 use support::fake_discord::{Canned, FakeDiscord};
 
 async fn check(fake: &FakeDiscord, state: &std::path::Path) -> (i32, String, String) {
@@ -56,7 +56,7 @@ async fn check_reports_token_channel_and_store() {
 #[test]
 fn check_asks_the_running_service_for_the_store() {
     let state = tempfile::tempdir().unwrap();
-    let svc = common::start(state.path(), &["--dry-run"], &[]);
+    let svc = support::binary::start(state.path(), &["--dry-run"], &[]);
     let (code, out, err) = run_cmd(
         &["check"],
         &[

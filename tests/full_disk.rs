@@ -6,10 +6,14 @@
 //! that is then lost), `/health` says the store is the problem, and once
 //! space is back the service recovers by itself and every event it ever
 //! answered 200 is delivered.
-mod common;
 mod support;
 
-use common::*;
+use support::binary::{Service, bin, run_cmd, start, wait_health};
+use support::builds::build_created;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::raw_http::http_full;
+use support::tmpfs::Tmpfs;
+use support::webhook::signed_request;
 use std::time::{Duration, Instant};
 use support::fake_discord::FakeDiscord;
 use tokio::task::block_in_place;

@@ -1,15 +1,14 @@
 //! End-to-end tests of the gateway client against a fake gateway on loopback
 //! (real websocket protocol, tiny heartbeat intervals, event-based waits),
 //! and of the presence task against a tiny `/health` server.
-#[path = "support/fake_gateway.rs"]
-mod fake_gateway;
+mod support;
 
 use drone_discord::discord::gateway::{self, GatewayConfig, Token, Tuning};
 use drone_discord::http::client::{Client, ClientOptions};
 use drone_discord::health::{Component, Health};
 use drone_discord::presence::{self, OnlineStatus, Presence, UnhealthyMode};
 use drone_discord::shutdown::{self, Trigger};
-use fake_gateway::{FakeConn, FakeGateway, WAIT};
+use support::fake_gateway::{FakeConn, FakeGateway, WAIT};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,11 @@
 //! End-to-end: the real binary accepts every signed fixture, keeps them
 //! through a SIGKILL, refuses what it must, and delivers after a restart.
-mod common;
+mod support;
 
-use common::*;
+use support::binary::{run_cmd, start};
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::fixtures::{fixture, fixture_names};
+use support::webhook::{request_with, signed_request};
 use std::time::{Duration, SystemTime};
 
 /// Discord unreachable (a closed loopback port): events must stay queued.

@@ -7,13 +7,13 @@
 //!
 //! The binary is driven with the blocking helpers in `common` (inside
 //! `block_in_place`), the fakes with tokio.
-mod common;
-#[path = "support/fake_gateway.rs"]
-mod fake_gateway;
 mod support;
 
-use common::*;
-use fake_gateway::{FakeConn, FakeGateway, Got};
+use support::binary::{Service, start, wait_health};
+use support::builds::build_created;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::tmpfs::Tmpfs;
+use support::fake_gateway::{FakeConn, FakeGateway, Got};
 use serde_json::Value;
 use std::time::Duration;
 use support::fake_discord::FakeDiscord;

@@ -2,6 +2,8 @@
 //! ordering, coalescing, no regression of final states, one message per
 //! build, and the failure policy (retry, pause on 401, 404 → fresh message,
 //! other 4xx → dead letter). The HTTP side is covered in relay_discord.rs.
+mod support;
+
 use drone_discord::discord::rest::RestError;
 use drone_discord::health::{Component, Health};
 use drone_discord::relay::{self, RelayConfig, Sink};
@@ -10,9 +12,9 @@ use drone_discord::store::embedded::EmbeddedStore;
 use drone_discord::store::{NewEvent, Store};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::fixtures::fixture_json;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -61,14 +63,9 @@ impl Sink for ScriptedSink {
     }
 }
 
-fn fixture(name: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/drone").join(name);
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
 /// A build event for build `id` with `status`, from the fixtures.
 fn build_event(id: i64, action: &str, status: &str) -> NewEvent {
-    let mut v = fixture(if action == "created" { "build_created.json" } else { "build_updated.json" });
+    let mut v = fixture_json(if action == "created" { "build_created.json" } else { "build_updated.json" });
     v["build"]["id"] = id.into();
     v["build"]["status"] = status.into();
     if drone_discord::drone::is_final(status) {
@@ -85,7 +82,7 @@ fn build_event(id: i64, action: &str, status: &str) -> NewEvent {
 }
 
 fn other_event(name: &str) -> NewEvent {
-    let v = fixture(name);
+    let v = fixture_json(name);
     NewEvent {
         key: None,
         event: v["event"].as_str().unwrap().into(),

@@ -10,7 +10,6 @@
 //! generous timeouts. Timing assertions are only lower bounds ("waited at
 //! least as long as Discord said"); "no storm" checks cap a call count over
 //! a period, which a slow machine can only make smaller.
-mod common;
 mod support;
 
 use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
@@ -25,12 +24,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::builds::{build_update, fixture};
+use support::builds::build_update;
 use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord};
+use support::fixtures::fixture_json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-const CHANNEL: &str = common::CHANNEL;
+const CHANNEL: &str = support::credentials::CHANNEL;
 const LONG: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
@@ -49,7 +49,7 @@ fn build_body(id: i64, n: usize, status: &str) -> Vec<u8> {
         "killed" => "build_killed.json",
         other => panic!("no fixture for {other}"),
     };
-    build_update(&fixture(name), id, n, status, |_| n % 3)
+    build_update(&fixture_json(name), id, n, status, |_| n % 3)
 }
 
 /// The status sequence of a build with `updates` events ending in `last`.
@@ -770,21 +770,21 @@ async fn unknown_channel_pauses_delivery_and_keeps_the_events() {
 /// Env for the binary talking to `fake` (which is told to accept the
 /// binary's token-shaped test token), with no gateway.
 fn discord_env(fake: &FakeDiscord) -> Vec<(&'static str, String)> {
-    fake.set_token(common::TOKEN);
+    fake.set_token(support::credentials::TOKEN);
     vec![
-        ("DISCORD_TOKEN", common::TOKEN.to_string()),
+        ("DISCORD_TOKEN", support::credentials::TOKEN.to_string()),
         ("DISCORD_CHANNEL_ID", CHANNEL.to_string()),
         ("DISCORD_API_BASE_URL", fake.base_url()),
         ("NO_GATEWAY", "true".to_string()),
     ]
 }
 
-fn start_bin(state: &std::path::Path, env: &[(&'static str, String)]) -> common::Service {
+fn start_bin(state: &std::path::Path, env: &[(&'static str, String)]) -> support::binary::Service {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    common::start(state, &[], &env)
+    support::binary::start(state, &[], &env)
 }
 
-fn health_json(svc: &common::Service) -> (u16, Value) {
+fn health_json(svc: &support::binary::Service) -> (u16, Value) {
     let (status, body) = svc.get("/health");
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
@@ -813,7 +813,7 @@ fn unauthorized_stops_delivery_turns_health_503_and_makes_no_storm() {
     let state = tempfile::tempdir().expect("tempdir");
     let svc = start_bin(state.path(), &discord_env(&fake));
     for id in 1..=5 {
-        let (s, b) = svc.post_signed(&build_body(id, 0, "pending"), common::SECRET);
+        let (s, b) = svc.post_signed(&build_body(id, 0, "pending"), support::credentials::SECRET);
         assert_eq!(s, 200, "{b}");
     }
     wait_for("/health 503 naming 401", LONG, || {
@@ -833,7 +833,7 @@ fn unauthorized_stops_delivery_turns_health_503_and_makes_no_storm() {
     let (_, h) = health_json(&svc);
     assert_eq!(h["queue"]["pending"], 5, "nothing lost: {h}");
     let log = svc.log_text();
-    assert!(!log.contains(common::TOKEN), "token reached the log");
+    assert!(!log.contains(support::credentials::TOKEN), "token reached the log");
     assert_eq!(svc.sigterm(), Some(0));
 }
 
@@ -907,7 +907,7 @@ fn sigkill_mid_burst_then_restart_leaves_one_final_message_per_build() {
     for n in 0..4 {
         for id in builds.clone() {
             let status = statuses(4, last(id))[n];
-            let (s, b) = svc.post_signed(&build_body(id, n, status), common::SECRET);
+            let (s, b) = svc.post_signed(&build_body(id, n, status), support::credentials::SECRET);
             assert_eq!(s, 200, "{b}");
         }
     }
@@ -966,7 +966,7 @@ fn binary_delivers_over_tls_trusting_ssl_cert_file() {
     env.push(("SSL_CERT_FILE", ca.to_string_lossy().into_owned()));
     let svc = start_bin(state.path(), &env);
     for (n, status) in ["pending", "running", "success"].into_iter().enumerate() {
-        let (s, b) = svc.post_signed(&build_body(5, n, status), common::SECRET);
+        let (s, b) = svc.post_signed(&build_body(5, n, status), support::credentials::SECRET);
         assert_eq!(s, 200, "{b}");
         // One state at a time: each must reach Discord before the next.
         wait_for("the update in Discord", LONG, || {
@@ -1000,7 +1000,7 @@ fn sigterm_while_waiting_out_a_rate_limit_exits_cleanly_and_loses_nothing() {
     let env = discord_env(&fake);
     let svc = start_bin(state.path(), &env);
     for id in 1..=3 {
-        let (s, b) = svc.post_signed(&build_body(id, 0, "pending"), common::SECRET);
+        let (s, b) = svc.post_signed(&build_body(id, 0, "pending"), support::credentials::SECRET);
         assert_eq!(s, 200, "{b}");
     }
     wait_for("the first message", LONG, || fake.messages().len() == 1);

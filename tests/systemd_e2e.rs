@@ -5,9 +5,13 @@
 //! and none while the disk is full, STOPPING=1 on SIGTERM.
 //!
 //! Waits are event-based with generous timeouts; assertions count messages.
-mod common;
+mod support;
 
-use common::*;
+use support::binary::{Service, start};
+use support::builds::build_created;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::raw_http::http;
+use support::tmpfs::Tmpfs;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1,5 +1,7 @@
 //! Everything that talks to Discord: the REST client (messages, checks), its
-//! rate limiter, and the gateway client that keeps the bot's presence.
+//! rate limiter, the gateway client that keeps the bot's presence, and the
+//! rule for Discord ids.
 pub mod gateway;
 pub mod ratelimit;
 pub mod rest;
+pub mod snowflake;

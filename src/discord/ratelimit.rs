@@ -1,9 +1,9 @@
 //! Discord's REST rate limits, kept apart from the HTTP client so they can be
 //! unit tested with injected time and no network.
 //!
-//! [`RateLimiter`] is a pure state machine: [`RateLimiter::acquire`] says
+//! [`RateLimitState`] is the pure state machine: [`RateLimitState::acquire`] says
 //! whether a call may go out *now* (or how long to wait), and
-//! [`RateLimiter::update`] learns from each response's `X-RateLimit-*`
+//! [`RateLimitState::update`] learns from each response's `X-RateLimit-*`
 //! headers and 429 bodies. It tracks:
 //!
 //! * per-bucket state keyed by (bucket id, top-level resource), with the
@@ -16,8 +16,9 @@
 //! * the invalid-request budget (401/403/429 over ten minutes): all calls stop
 //!   well before Discord's 10 000 so a bad token can never get the IP banned.
 //!
-//! [`Limiter`] wraps it for async callers: it sleeps through short waits and
-//! keeps one request in flight per route queue.
+//! [`RateLimitGate`] is its async front, the one the REST client holds: it
+//! sleeps through short waits and keeps one request in flight per
+//! [`RouteLane`] (route key + major).
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +100,7 @@ struct Bucket {
 
 /// The rate-limit state machine. All methods take `now` so tests drive time.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimitState {
     cfg: RateLimitConfig,
     /// Route key → bucket id from `X-RateLimit-Bucket`.
     route_buckets: HashMap<String, String>,
@@ -115,9 +116,9 @@ pub struct RateLimiter {
 const MIN_WAIT: Duration = Duration::from_millis(1);
 const MAX_BUCKETS: usize = 4096;
 
-impl RateLimiter {
+impl RateLimitState {
     pub fn new(cfg: RateLimitConfig) -> Self {
-        RateLimiter {
+        RateLimitState {
             cfg,
             route_buckets: HashMap::new(),
             buckets: HashMap::new(),
@@ -366,38 +367,39 @@ impl RateLimiter {
     }
 }
 
-/// Async front of [`RateLimiter`]: sleeps through waits up to `max_wait` and
-/// keeps one request in flight per route queue (route key + major).
+/// Async front of [`RateLimitState`]: sleeps through waits up to `max_wait` and
+/// keeps one request in flight per [`RouteLane`] (route key + major).
 #[derive(Debug)]
-pub struct Limiter {
-    state: Mutex<RateLimiter>,
-    queues: Mutex<HashMap<(String, String), Queue>>,
+pub struct RateLimitGate {
+    state: Mutex<RateLimitState>,
+    /// The lanes, by (route key, major).
+    queues: Mutex<HashMap<(String, String), RouteLane>>,
     max_wait: Duration,
 }
 
-/// One route queue: at most one request in flight.
-type Queue = Arc<tokio::sync::Mutex<()>>;
+/// One route's lane: at most one request in flight on it.
+type RouteLane = Arc<tokio::sync::Mutex<()>>;
 
-/// Held while a request is in flight; dropping it frees the route queue.
+/// Held while a request is in flight; dropping it frees the route's lane.
 #[derive(Debug)]
 pub struct Permit {
     _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
-impl Limiter {
+impl RateLimitGate {
     /// `max_wait`: waits longer than this are returned to the caller as
     /// [`Denied::Wait`] instead of being slept through.
     pub fn new(cfg: RateLimitConfig, max_wait: Duration) -> Self {
-        Limiter {
-            state: Mutex::new(RateLimiter::new(cfg)),
+        RateLimitGate {
+            state: Mutex::new(RateLimitState::new(cfg)),
             queues: Mutex::new(HashMap::new()),
             max_wait,
         }
     }
 
-    /// Wait for this route's queue and for the limits, then return a permit.
+    /// Wait for this route's lane and for the limits, then return a permit.
     pub async fn acquire(&self, route: &Route) -> Result<Permit, Denied> {
-        let queue = {
+        let lane = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
             if queues.len() >= MAX_BUCKETS {
                 queues.retain(|_, q| Arc::strong_count(q) > 1);
@@ -407,7 +409,7 @@ impl Limiter {
                 .or_default()
                 .clone()
         };
-        let guard = queue.lock_owned().await;
+        let guard = lane.lock_owned().await;
         loop {
             let verdict = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -472,7 +474,7 @@ mod tests {
 
     #[test]
     fn unknown_route_goes_straight_through() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         for _ in 0..10 {
             assert_eq!(rl.acquire(&create("1"), t0), Ok(()));
@@ -481,7 +483,7 @@ mod tests {
 
     #[test]
     fn exhausted_bucket_waits_until_reset() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let r = create("1");
         rl.acquire(&r, t0).unwrap();
@@ -503,7 +505,7 @@ mod tests {
 
     #[test]
     fn acquire_counts_down_remaining_before_responses_arrive() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let r = create("1");
         rl.update(&r, &bucket_headers("abc", 5, 2, "1"), 200, b"{}", t0);
@@ -517,7 +519,7 @@ mod tests {
 
     #[test]
     fn a_late_answer_does_not_hand_back_quota_already_used() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let (c, e) = (create("1"), edit("1"));
         rl.update(&c, &bucket_headers("shared", 5, 2, "4"), 200, b"{}", t0);
@@ -535,7 +537,7 @@ mod tests {
 
     #[test]
     fn buckets_are_per_channel() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         rl.update(
             &create("1"),
@@ -550,7 +552,7 @@ mod tests {
 
     #[test]
     fn routes_sharing_a_bucket_share_its_quota() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         // Both routes learn they map to bucket "shared".
         rl.update(
@@ -579,7 +581,7 @@ mod tests {
 
     #[test]
     fn global_429_pauses_every_route() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let hdrs = h(&[
             ("X-RateLimit-Global", "true"),
@@ -608,7 +610,7 @@ mod tests {
 
     #[test]
     fn per_route_429_prefers_body_retry_after_and_blocks_only_that_bucket() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let mut hdrs = bucket_headers("abc", 5, 0, "0.1");
         hdrs.extend(h(&[("Retry-After", "3"), ("X-RateLimit-Scope", "user")]));
@@ -629,7 +631,7 @@ mod tests {
 
     #[test]
     fn retry_after_header_is_the_fallback() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let mut hdrs = bucket_headers("abc", 5, 0, "0");
         hdrs.extend(h(&[("Retry-After", "3")]));
@@ -641,7 +643,7 @@ mod tests {
 
     #[test]
     fn edit_limit_30046_does_not_block_the_bucket() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let hdrs = bucket_headers("edits", 5, 4, "1");
         let body = br#"{"message":"Maximum number of edits","code":30046,"retry_after":300,"global":false}"#;
@@ -656,7 +658,7 @@ mod tests {
             cloudflare_pause: Duration::from_secs(90),
             ..RateLimitConfig::default()
         };
-        let mut rl = RateLimiter::new(cfg);
+        let mut rl = RateLimitState::new(cfg);
         let t0 = Instant::now();
         let l = rl
             .update(
@@ -674,7 +676,7 @@ mod tests {
             Err(Denied::Wait(Duration::from_secs(30)))
         );
         // A JSON 429 without any X-RateLimit header is treated the same way.
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let l = rl
             .update(&create("1"), &[], 429, br#"{"retry_after":1}"#, t0)
             .unwrap();
@@ -688,7 +690,7 @@ mod tests {
             global_per_second: 3,
             ..RateLimitConfig::default()
         };
-        let mut rl = RateLimiter::new(cfg);
+        let mut rl = RateLimitState::new(cfg);
         let t0 = Instant::now();
         for i in 0..3 {
             assert_eq!(
@@ -713,7 +715,7 @@ mod tests {
             invalid_window: Duration::from_secs(600),
             ..RateLimitConfig::default()
         };
-        let mut rl = RateLimiter::new(cfg);
+        let mut rl = RateLimitState::new(cfg);
         let t0 = Instant::now();
         let r = create("1");
         rl.update(
@@ -752,7 +754,7 @@ mod tests {
 
     #[test]
     fn absurd_header_values_are_ignored_or_capped() {
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let r = create("1");
         let hdrs = h(&[
@@ -766,7 +768,7 @@ mod tests {
             rl.acquire(&r, t0),
             Err(Denied::Wait(Duration::from_secs(3600)))
         );
-        let mut rl = RateLimiter::new(RateLimitConfig::default());
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
         let hdrs = h(&[
             ("X-RateLimit-Remaining", "0"),
             ("X-RateLimit-Reset-After", "-5"),
@@ -777,7 +779,7 @@ mod tests {
 
     #[tokio::test]
     async fn async_limiter_returns_long_waits_instead_of_sleeping() {
-        let limiter = Limiter::new(RateLimitConfig::default(), Duration::from_secs(5));
+        let limiter = RateLimitGate::new(RateLimitConfig::default(), Duration::from_secs(5));
         let r = create("1");
         let hdrs = h(&[
             ("X-RateLimit-Global", "true"),
@@ -792,12 +794,12 @@ mod tests {
 
     #[tokio::test]
     async fn async_limiter_keeps_one_request_in_flight_per_route() {
-        let limiter = Arc::new(Limiter::new(
+        let limiter = Arc::new(RateLimitGate::new(
             RateLimitConfig::default(),
             Duration::from_secs(5),
         ));
         let first = limiter.acquire(&create("1")).await.unwrap();
-        // Another channel's queue is independent.
+        // Another channel's lane is independent.
         let other = limiter.acquire(&create("2")).await;
         assert!(other.is_ok());
         let l2 = limiter.clone();
@@ -814,7 +816,7 @@ mod tests {
 
     #[tokio::test]
     async fn async_limiter_sleeps_through_short_waits() {
-        let limiter = Limiter::new(RateLimitConfig::default(), Duration::from_secs(5));
+        let limiter = RateLimitGate::new(RateLimitConfig::default(), Duration::from_secs(5));
         let r = create("1");
         limiter.update(&r, &bucket_headers("b", 1, 0, "0.05"), 200, b"{}");
         let start = Instant::now();

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::ratelimit::{Denied, Limiter, RateLimitConfig, Route};
+use super::ratelimit::{Denied, RateLimitConfig, RateLimitGate, Route};
+use super::snowflake::is_snowflake;
 use crate::http::client::{Client, ClientOptions, Url};
 
 /// Longest Discord error message kept in an error.
@@ -23,7 +24,9 @@ const MAX_MESSAGE_CHARS: usize = 300;
 pub struct RestConfig {
     /// e.g. `https://discord.com/api/v10`; `http://` is allowed (tests, local fakes).
     pub base_url: String,
-    /// The bot token, without the `Bot ` prefix (a prefix is tolerated).
+    /// The bare bot token. A token pasted as `Bot <token>` is stripped once
+    /// by the configuration ([`crate::config::discord_config`]); this client
+    /// does not strip it again and refuses any whitespace.
     pub token: String,
     /// Extra trusted CAs (PEM), e.g. from `SSL_CERT_FILE`.
     pub extra_ca_file: Option<PathBuf>,
@@ -171,7 +174,7 @@ struct Inner {
     /// `Bot <token>`: the only place the token lives.
     authorization: String,
     user_agent: String,
-    limiter: Limiter,
+    rate_limits: RateLimitGate,
     tuning: RestTuning,
     /// Set by a 401: no calls until then.
     suspended_until: Mutex<Option<Instant>>,
@@ -215,8 +218,7 @@ impl Rest {
                 "DISCORD_API_BASE_URL must not have a query".into(),
             ));
         }
-        let token = cfg.token.trim();
-        let token = token.strip_prefix("Bot ").unwrap_or(token).trim();
+        let token = cfg.token.as_str();
         if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(config_error(
                 "the Discord token is empty or contains whitespace/control characters".into(),
@@ -238,20 +240,23 @@ impl Rest {
                     "DiscordBot (https://github.com/drone-discord/drone-discord, {})",
                     env!("CARGO_PKG_VERSION")
                 ),
-                limiter: Limiter::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
+                rate_limits: RateLimitGate::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
                 tuning,
                 suspended_until: Mutex::new(None),
             }),
         })
     }
 
-    /// Whether calls are refused because of a recent 401.
-    pub fn is_suspended(&self) -> bool {
+    /// Whether calls are refused because of a recent 401 (tests only).
+    #[cfg(test)]
+    fn is_suspended(&self) -> bool {
         self.check_suspended().is_err()
     }
 
-    /// Lift a 401 suspension early (e.g. the operator fixed the token).
-    pub fn resume(&self) {
+    /// Lift a 401 suspension early (tests only: nothing in the service does;
+    /// the suspension ends after `unauthorized_cooldown`).
+    #[cfg(test)]
+    fn resume(&self) {
         *self
             .inner
             .suspended_until
@@ -384,7 +389,7 @@ impl Rest {
         let mut attempt = 0;
         loop {
             self.check_suspended()?;
-            let permit = match inner.limiter.acquire(route).await {
+            let permit = match inner.rate_limits.acquire(route).await {
                 Ok(p) => p,
                 Err(Denied::Wait(d)) => {
                     return Err(RestError::Transient {
@@ -421,7 +426,7 @@ impl Rest {
                 }
             };
             let limited = inner
-                .limiter
+                .rate_limits
                 .update(route, &resp.headers, resp.status, &resp.body);
             drop(permit);
             tracing::debug!(method, route = %route.key, status = resp.status, "Discord call");
@@ -488,9 +493,10 @@ impl Rest {
     }
 }
 
-/// Snowflakes are decimal; anything else is refused before it can reach a path.
+/// Only a Discord id ([`is_snowflake`]) may reach a path; anything else is
+/// refused without calling.
 fn check_id(what: &str, id: &str) -> Result<(), RestError> {
-    if id.is_empty() || id.len() > 24 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_snowflake(id) {
         return Err(config_error(format!("{what} is not a Discord snowflake")));
     }
     Ok(())
@@ -529,21 +535,14 @@ fn discord_error(body: &[u8]) -> (Option<u64>, String) {
 }
 
 fn clean(s: &str) -> String {
-    let mut out: String = s
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
-    if s.trim().chars().count() > MAX_MESSAGE_CHARS {
-        out.push('…');
-    }
-    out
+    crate::text::controls_to_spaces(&crate::text::cut_chars_marked(s.trim(), MAX_MESSAGE_CHARS))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn cfg(token: &str) -> RestConfig {
         RestConfig {
@@ -574,8 +573,12 @@ mod tests {
             Rest::new(c),
             Err(RestError::Rejected { status: 0, .. })
         ));
-        // A "Bot " prefix is tolerated.
-        assert!(Rest::new(cfg("Bot abc")).is_ok());
+        // The configuration strips a pasted "Bot " prefix (see config's
+        // tests); here it is just a token with a space in it.
+        assert!(matches!(
+            Rest::new(cfg("Bot abc")),
+            Err(RestError::Rejected { status: 0, .. })
+        ));
     }
 
     #[test]
@@ -626,6 +629,76 @@ mod tests {
             matches!(err, RestError::Rejected { status: 0, .. }),
             "{err:?}"
         );
+        for id in ["0123", "18446744073709551616", ""] {
+            let err = rest
+                .edit_message("1", id, &serde_json::json!({}))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, RestError::Rejected { status: 0, .. }),
+                "{id:?}: {err:?}"
+            );
+        }
+    }
+
+    /// A stand-in for Discord on loopback that answers every request 401 and
+    /// counts the requests, so a test can tell whether a call went out.
+    async fn always_unauthorized() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, SeqCst);
+                    let body = r#"{"message":"401: Unauthorized","code":0}"#;
+                    let answer = format!(
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(answer.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{addr}/api/v10"), calls)
+    }
+
+    /// Moved here from `tests/rest_client.rs` when `is_suspended`/`resume`
+    /// left the public API (nothing but this test used them).
+    #[tokio::test]
+    async fn resume_lifts_a_401_suspension_at_once() {
+        let (base_url, calls) = always_unauthorized().await;
+        let wrong = Rest::new(RestConfig { base_url, ..cfg("wrong-token") }).unwrap();
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Unauthorized { status: 401, .. }),
+            "{err:?}"
+        );
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
+        assert_eq!(calls.load(SeqCst), 1, "a suspended client must not call Discord");
+        assert!(wrong.is_suspended());
+        // resume() lifts the suspension at once: the next call reaches Discord.
+        wrong.resume();
+        assert!(!wrong.is_suspended());
+        let err = wrong.current_user().await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Unauthorized { status: 401, .. }),
+            "{err:?}"
+        );
+        assert_eq!(calls.load(SeqCst), 2);
     }
 
     #[test]

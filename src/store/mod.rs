@@ -111,7 +111,9 @@ pub struct DeadLetter {
 /// Queue figures for `/health`, `STATUS=` and `drone-discord queue`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
+    /// Events accepted and not yet delivered.
     pub pending: u64,
+    /// Events moved aside after Discord rejected them (see `drone-discord queue`).
     pub dead_letters: u64,
 }
 

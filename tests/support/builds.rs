@@ -1,14 +1,10 @@
 //! Drone build payloads for the delivery tests and the burst benchmark: a
 //! real fixture with the build's id, number, status and commit message set,
-//! and its first stage's steps advanced, so every update renders differently.
+//! and its first stage's steps advanced, so every update renders differently;
+//! or a `build created` with only its id and number changed.
+use super::fixtures::fixture_json;
 use drone_discord::drone;
 use serde_json::Value;
-
-/// A Drone fixture from `test/fixtures/drone/` as JSON.
-pub fn fixture(name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/drone").join(name);
-    serde_json::from_slice(&std::fs::read(p).expect("fixture")).expect("fixture JSON")
-}
 
 /// Update `n` of build `id` with `status`, from `template`. The commit
 /// message carries the update number; `done_steps(step count)` steps have
@@ -37,4 +33,13 @@ pub fn build_update(template: &Value, id: i64, n: usize, status: &str, done_step
         v["build"]["finished"] = (v["build"]["started"].as_i64().unwrap_or(0) + 69).into();
     }
     serde_json::to_vec(&v).expect("JSON")
+}
+
+/// A `build created` webhook for build `id` with build number `number`, so
+/// each one renders as its own message naming `#number`.
+pub fn build_created(id: u64, number: u64) -> Vec<u8> {
+    let mut v = fixture_json("build_created.json");
+    v["build"]["id"] = id.into();
+    v["build"]["number"] = number.into();
+    serde_json::to_vec(&v).expect("serialise")
 }

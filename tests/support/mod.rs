@@ -1,10 +1,21 @@
-//! Shared helpers for the integration tests: a fake Discord (REST over
-//! HTTP/1.1, optionally TLS) and a throw-away test CA.
+//! The one tree of helpers for the integration tests and the benchmarks:
+//! the real binary driven from outside ([`binary`]), the requests sent to it
+//! ([`webhook`], [`raw_http`]), its inputs ([`credentials`], [`fixtures`],
+//! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
+//! over [`tls`] when asked), and a disk that fills up ([`tmpfs`]).
 //!
-//! Each test binary compiles this module separately and uses only part of it,
-//! hence the `dead_code` allowance.
+//! Each test binary declares `mod support;` and compiles this tree
+//! separately, using only part of it, hence the `dead_code` allowance; the
+//! benchmarks include it with `#[path = "../tests/support/mod.rs"]`.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod builds;
+pub mod credentials;
 pub mod fake_discord;
+pub mod fake_gateway;
+pub mod fixtures;
+pub mod raw_http;
 pub mod tls;
+pub mod tmpfs;
+pub mod webhook;

@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn config_debug_hides_the_token() {
         let client = Client::new(ClientOptions::default()).expect("client");
-        let cfg = GatewayConfig::new("wss://gateway.discord.gg", Token::new("Bot very.SECRET.token"), Arc::new(client));
+        let cfg = GatewayConfig::new("wss://gateway.discord.gg", Token::new("very.SECRET.token"), Arc::new(client));
         let printed = format!("{cfg:?}");
         assert!(printed.contains("gateway.discord.gg"));
         assert!(!printed.contains("SECRET"), "{printed}");

@@ -11,6 +11,7 @@
 //!                          └──── drop / zombie / op 7 / op 9 / timeout (backoff) ◀──────────┘
 //!                                  fatal close code ──▶ Fatal (Stop, no reconnect)
 //! ```
+use crate::backoff::ExponentialBackoff;
 use crate::jitter::Jitter;
 use crate::health::Status;
 use crate::presence::Presence;
@@ -44,10 +45,11 @@ const MAX_SESSION_FIELD: usize = 512;
 pub struct Token(String);
 
 impl Token {
-    /// Accepts the bare token or `Bot <token>`; surrounding whitespace is dropped.
-    pub fn new(raw: &str) -> Self {
-        let t = raw.trim();
-        Token(t.strip_prefix("Bot ").unwrap_or(t).trim().to_string())
+    /// The bare token, sent as is in Identify and Resume. A token pasted as
+    /// `Bot <token>` is stripped once by the configuration
+    /// ([`crate::config::discord_config`]), not here.
+    pub fn new(bare: &str) -> Self {
+        Token(bare.to_string())
     }
 
     fn expose(&self) -> &str {
@@ -711,8 +713,9 @@ impl Machine {
         self.shown = None;
     }
 
-    /// After any drop: back off (exponential, jittered, reset after a stable
-    /// session) and connect again, resuming when we still hold a session.
+    /// After any drop: back off ([`ExponentialBackoff`] from `backoff_min` to
+    /// `backoff_max`, the count reset after a stable session) and connect
+    /// again, resuming when we still hold a session.
     fn reconnect(&mut self, now: Instant, reason: &str, min_delay: Duration, out: &mut Vec<Action>) {
         self.heartbeat = None;
         self.handshake_deadline = None;
@@ -725,11 +728,9 @@ impl Machine {
                 self.attempts = 0;
             }
         }
-        let factor = 1u32.checked_shl(self.attempts.min(20)).unwrap_or(u32::MAX);
-        let base = self.tuning.backoff_min.saturating_mul(factor).min(self.tuning.backoff_max);
-        // "Equal jitter": half fixed, half random, so waits never collapse to 0.
-        let backoff = base / 2 + (base / 2).mul_f64(self.jitter.sample());
         self.attempts = self.attempts.saturating_add(1);
+        let schedule = ExponentialBackoff::new(self.tuning.backoff_min, self.tuning.backoff_max);
+        let backoff = schedule.delay(self.attempts, self.jitter.sample());
         let mut delay = backoff.max(min_delay);
         let url = match &self.session {
             Some(s) => s.resume_url.clone(),

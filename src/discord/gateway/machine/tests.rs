@@ -476,12 +476,6 @@ fn token_never_in_debug_output() {
 }
 
 #[test]
-fn token_accepts_bot_prefix() {
-    assert_eq!(Token::new(" Bot abc ").expose(), "abc");
-    assert_eq!(Token::new("abc").expose(), "abc");
-}
-
-#[test]
 fn presence_is_reasserted_after_resume() {
     let (mut m, t0) = active(0.5);
     m.handle(t0, Event::Frame(r#"{"op":7,"d":null}"#));

@@ -1,0 +1,32 @@
+//! A minimal HTTP/1.1 client over a plain socket, so tests can send exactly
+//! the bytes they mean (bad signatures, odd headers) and read the answer.
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One request on a fresh connection; reads to close. Returns (status,
+/// headers with lower-case names, body).
+pub fn http_full(addr: &str, raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(raw).expect("write request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// One request on a fresh connection; reads to close. Returns (status, body).
+pub fn http(addr: &str, raw: &[u8]) -> (u16, String) {
+    let (status, _headers, body) = http_full(addr, raw);
+    (status, body)
+}
+
