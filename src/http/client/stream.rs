@@ -12,7 +12,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::{truncate, ClientError, Url};
+use super::{ClientError, Url};
+use crate::text::cut_bytes_marked;
 
 /// A connected byte stream: plain TCP or TLS over TCP.
 pub enum Stream {
@@ -82,7 +83,7 @@ impl Stream {
         let name = ServerName::try_from(url.host.clone()).map_err(|_| {
             ClientError::Url(format!(
                 "invalid TLS server name: {}",
-                truncate(&url.host, 200)
+                cut_bytes_marked(&url.host, 200)
             ))
         })?;
         match tls.connect(name, tcp).await {

@@ -3,7 +3,8 @@
 //! nothing in a configured URL can end up as an injected request line.
 use std::fmt;
 
-use super::{truncate, ClientError};
+use super::ClientError;
+use crate::text::cut_bytes_marked;
 
 /// URL scheme: HTTP(S) for REST, WS(S) for the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,7 +53,7 @@ pub struct Url {
 impl Url {
     /// Parse `scheme://host[:port][/path][?query]`. Fragments are dropped.
     pub fn parse(s: &str) -> Result<Url, ClientError> {
-        let bad = |why: &str| ClientError::Url(format!("{why}: {}", truncate(s, 200)));
+        let bad = |why: &str| ClientError::Url(format!("{why}: {}", cut_bytes_marked(s, 200)));
         if s.len() > 8192 {
             return Err(ClientError::Url("URL longer than 8192 bytes".into()));
         }
