@@ -525,7 +525,12 @@ impl FakeDiscord {
     /// Next `n` calls with this method whose path starts with `path_prefix`
     /// (without `/api/v10`) get `resp`.
     pub fn push_for(&self, method: &str, path_prefix: &str, n: usize, resp: Canned) {
-        self.script(Some(method), Some(path_prefix), Some(n), Action::Answer(resp));
+        self.script(
+            Some(method),
+            Some(path_prefix),
+            Some(n),
+            Action::Answer(resp),
+        );
     }
 
     /// Next `n` calls (any route) suffer `fault`.
@@ -536,7 +541,12 @@ impl FakeDiscord {
     /// Next `n` calls with this method whose path starts with `path_prefix`
     /// (without `/api/v10`) suffer `fault`.
     pub fn push_fault_for(&self, method: &str, path_prefix: &str, n: usize, fault: Fault) {
-        self.script(Some(method), Some(path_prefix), Some(n), Action::Fault(fault));
+        self.script(
+            Some(method),
+            Some(path_prefix),
+            Some(n),
+            Action::Fault(fault),
+        );
     }
 
     /// Every call gets `resp` until [`FakeDiscord::clear_script`].
@@ -913,7 +923,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// limit is kept per). Message writes share one bucket.
 fn bucket_of(method: &str, segs: &[&str]) -> Option<&'static str> {
     match segs {
-        ["channels", _, "messages", ..] if method != "GET" => Some("80c17d2f203122d936070c88c8d10f33"),
+        ["channels", _, "messages", ..] if method != "GET" => {
+            Some("80c17d2f203122d936070c88c8d10f33")
+        }
         ["channels", _, "messages", ..] => Some("4b0e37e1b6a5f2d9c84e1a7f03d5b269"),
         ["channels", _, ..] => Some("d1f3a9e5c7b20486e0a4c6b8d2f1e3a5"),
         _ => None,
@@ -1007,7 +1019,11 @@ fn public_view(msg: &Value) -> Value {
     ];
     let mut out = Map::new();
     for (k, default) in defaults {
-        let v = msg.get(k).filter(|v| !v.is_null()).cloned().unwrap_or(default);
+        let v = msg
+            .get(k)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(default);
         out.insert(k.to_string(), v);
     }
     if let Some(r) = msg.get("message_reference").filter(|v| !v.is_null()) {
@@ -1223,22 +1239,44 @@ fn list(s: &State, ch: &str, query: &str) -> Canned {
         match k {
             "limit" => match v.parse::<i64>() {
                 Ok(n) if n < 1 => {
-                    return bad(k, "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1.")
+                    return bad(
+                        k,
+                        "NUMBER_TYPE_MIN",
+                        "int value should be greater than or equal to 1.",
+                    )
                 }
                 Ok(n) if n > 100 => {
-                    return bad(k, "NUMBER_TYPE_MAX", "int value should be less than or equal to 100.")
+                    return bad(
+                        k,
+                        "NUMBER_TYPE_MAX",
+                        "int value should be less than or equal to 100.",
+                    )
                 }
                 Ok(n) => limit = n as usize,
-                Err(_) => return bad(k, "NUMBER_TYPE_COERCE", &format!("Value \"{v}\" is not int.")),
+                Err(_) => {
+                    return bad(
+                        k,
+                        "NUMBER_TYPE_COERCE",
+                        &format!("Value \"{v}\" is not int."),
+                    )
+                }
             },
             "before" | "after" | "around" => {
                 let Ok(id) = v.parse::<u64>() else {
-                    return bad(k, "NUMBER_TYPE_COERCE", &format!("Value \"{v}\" is not snowflake."));
+                    return bad(
+                        k,
+                        "NUMBER_TYPE_COERCE",
+                        &format!("Value \"{v}\" is not snowflake."),
+                    );
                 };
                 // "The before, after, and around parameters are mutually
                 // exclusive, only one may be passed at a time."
                 if anchor.is_some() {
-                    return bad(k, "MUTUALLY_EXCLUSIVE", "Only one of before, after and around may be passed.");
+                    return bad(
+                        k,
+                        "MUTUALLY_EXCLUSIVE",
+                        "Only one of before, after and around may be passed.",
+                    );
                 }
                 anchor = Some((k.to_string(), id));
             }
@@ -1261,17 +1299,32 @@ fn list(s: &State, ch: &str, query: &str) -> Canned {
     ids.sort_unstable();
     let newest_first: Vec<u64> = match anchor {
         None => ids.iter().rev().take(limit).copied().collect(),
-        Some((kind, b)) if kind == "before" => {
-            ids.iter().rev().filter(|&&i| i < b).take(limit).copied().collect()
-        }
+        Some((kind, b)) if kind == "before" => ids
+            .iter()
+            .rev()
+            .filter(|&&i| i < b)
+            .take(limit)
+            .copied()
+            .collect(),
         // The `limit` messages right after the anchor, still newest first.
         Some((kind, a)) if kind == "after" => {
-            let mut v: Vec<u64> = ids.iter().filter(|&&i| i > a).take(limit).copied().collect();
+            let mut v: Vec<u64> = ids
+                .iter()
+                .filter(|&&i| i > a)
+                .take(limit)
+                .copied()
+                .collect();
             v.reverse();
             v
         }
         Some((_, c)) => {
-            let older: Vec<u64> = ids.iter().rev().filter(|&&i| i < c).take(limit / 2).copied().collect();
+            let older: Vec<u64> = ids
+                .iter()
+                .rev()
+                .filter(|&&i| i < c)
+                .take(limit / 2)
+                .copied()
+                .collect();
             let newer: Vec<u64> = ids
                 .iter()
                 .filter(|&&i| i >= c)

@@ -143,10 +143,20 @@ fn check_embeds(errors: &mut FormErrors, embeds: &Value) {
     for (i, embed) in list.iter().enumerate() {
         let i = i.to_string();
         let Value::Object(e) = embed else {
-            errors.add(&p(&["embeds", &i]), "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType");
+            errors.add(
+                &p(&["embeds", &i]),
+                "MODEL_TYPE_CONVERT",
+                "Only dictionaries may be used in a ModelType",
+            );
             continue;
         };
-        total += check_text(errors, e.get("title"), p(&["embeds", &i, "title"]), TITLE_MAX, false);
+        total += check_text(
+            errors,
+            e.get("title"),
+            p(&["embeds", &i, "title"]),
+            TITLE_MAX,
+            false,
+        );
         total += check_text(
             errors,
             e.get("description"),
@@ -180,7 +190,11 @@ fn check_embeds(errors: &mut FormErrors, embeds: &Value) {
                     );
                 }
             }
-            Some(_) => errors.add(&p(&["embeds", &i, "fields"]), "BASE_TYPE_ARRAY", "Must be an array."),
+            Some(_) => errors.add(
+                &p(&["embeds", &i, "fields"]),
+                "BASE_TYPE_ARRAY",
+                "Must be an array.",
+            ),
         }
         match e.get("footer") {
             None | Some(Value::Null) => {}
@@ -239,7 +253,13 @@ fn has_something(msg: &Map<String, Value>) -> bool {
 /// an edit merged into the stored message. `Err` is the 400 body to answer.
 pub fn check_message(msg: &Map<String, Value>) -> Result<(), Value> {
     let mut errors = FormErrors::default();
-    check_text(&mut errors, msg.get("content"), p(&["content"]), CONTENT_MAX, false);
+    check_text(
+        &mut errors,
+        msg.get("content"),
+        p(&["content"]),
+        CONTENT_MAX,
+        false,
+    );
     if let Some(embeds) = msg.get("embeds") {
         check_embeds(&mut errors, embeds);
     }
