@@ -1306,7 +1306,8 @@ fn list(s: &State, ch: &str, query: &str) -> Canned {
             .take(limit)
             .copied()
             .collect(),
-        // The `limit` messages right after the anchor, still newest first.
+        // The `limit` messages right after the anchor, still newest first
+        // [observed: discord.py pages `after` on from the first element].
         Some((kind, a)) if kind == "after" => {
             let mut v: Vec<u64> = ids
                 .iter()
