@@ -3,17 +3,15 @@
 //! plain TcpStream, a raw websocket client), and the fake must refuse or
 //! forget exactly as Discord would. Tests of the product rely on these rules
 //! to fail for the reasons real Discord would make them fail (issue 11).
-#[path = "support/fake_gateway.rs"]
-mod fake_gateway;
 mod support;
 
 use std::time::Duration;
 
-use fake_gateway::{FakeConn, FakeGateway, Got, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::fake_discord::{user_id_for, Canned, EmulatedLimit, FakeDiscord, Fault, TEST_TOKEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::fake_gateway::{FakeConn, FakeGateway, Got, WAIT};
+use support::raw_http::http_full;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -25,12 +23,12 @@ use tokio_tungstenite::WebSocketStream;
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: String,
 }
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -41,8 +39,23 @@ impl Answer {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`); `None` when the
-/// fake closed the connection without answering.
+/// Exactly these bytes on a fresh connection (the blocking helper runs off
+/// the runtime, so the fake keeps serving); `None` when the fake closed the
+/// connection without answering.
+async fn send_raw(fake: &FakeDiscord, raw: String) -> Option<Answer> {
+    let addr = fake.addr().to_string();
+    let (status, headers, body) =
+        tokio::task::spawn_blocking(move || http_full(&addr, raw.as_bytes()))
+            .await
+            .expect("the request thread");
+    (status != 0).then_some(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// One request with Discord's headers (`Connection: close`).
 async fn call(
     fake: &FakeDiscord,
     token: &str,
@@ -50,9 +63,6 @@ async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Option<Answer> {
-    let mut tcp = TcpStream::connect(fake.addr())
-        .await
-        .expect("connect to the fake");
     let body = body.map(Value::to_string).unwrap_or_default();
     let req = format!(
         "{method} /api/v10{path} HTTP/1.1\r\nHost: discord.test\r\nAuthorization: Bot {token}\r\n\
@@ -60,35 +70,7 @@ async fn call(
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    tcp.write_all(req.as_bytes())
-        .await
-        .expect("send the request");
-    let mut raw = Vec::new();
-    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut raw))
-        .await
-        .expect("the fake answers or closes in time");
-    if read.is_err() || raw.is_empty() {
-        return None;
-    }
-    let mut storage = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut storage);
-    let Ok(httparse::Status::Complete(n)) = resp.parse(&raw) else {
-        panic!("not an HTTP answer: {:?}", String::from_utf8_lossy(&raw));
-    };
-    Some(Answer {
-        status: resp.code.unwrap_or(0),
-        headers: resp
-            .headers
-            .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect(),
-        body: raw[n..].to_vec(),
-    })
+    send_raw(fake, req).await
 }
 
 async fn post(fake: &FakeDiscord, channel: &str, body: Value) -> Answer {
@@ -122,7 +104,7 @@ async fn get(fake: &FakeDiscord, path: &str) -> Answer {
 }
 
 fn id_of(a: &Answer) -> String {
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.status, 200, "{}", a.body);
     a.json()["id"].as_str().expect("a message id").to_string()
 }
 
@@ -286,17 +268,18 @@ async fn an_empty_message_is_refused_with_50006() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_refused() {
     let fake = FakeDiscord::start().await;
-    let mut tcp = TcpStream::connect(fake.addr()).await.expect("connect");
     let req = format!(
         "POST /api/v10/channels/{CH}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bot {TEST_TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{{oops"
     );
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    assert!(text.contains("50109"), "{text}");
+    let a = send_raw(&fake, req).await.expect("an answer");
+    assert_eq!(
+        (a.status, a.json()["code"].clone()),
+        (400, json!(50109)),
+        "{}",
+        a.body
+    );
+    assert!(fake.messages().is_empty());
 }
 
 #[tokio::test]
@@ -600,7 +583,7 @@ async fn a_200_html_page_with_or_without_the_message_created() {
         .header("Content-Type")
         .is_some_and(|c| c.starts_with("text/html")));
     assert!(
-        serde_json::from_slice::<Value>(&page.body).is_err(),
+        serde_json::from_str::<Value>(&page.body).is_err(),
         "not JSON"
     );
     assert!(fake.messages().is_empty());
@@ -609,7 +592,7 @@ async fn a_200_html_page_with_or_without_the_message_created() {
     let page = post(&fake, CH, json!({ "content": "x" })).await;
     assert_eq!(page.status, 200);
     assert!(
-        serde_json::from_slice::<Value>(&page.body).is_err(),
+        serde_json::from_str::<Value>(&page.body).is_err(),
         "not JSON"
     );
     assert_eq!(fake.messages().len(), 1);
