@@ -8,6 +8,7 @@ pub mod httpdate;
 pub mod http;
 pub mod ingest;
 pub mod jitter;
+pub mod logging;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;
