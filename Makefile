@@ -32,7 +32,7 @@ LINES    = 100
 
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
-.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size test test-host test-mongodb \
+.PHONY: help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size bloat test test-host test-mongodb \
         test-curls deploy logs bench run cross-deps cross-ci smoke
 
 help: ## list the targets
@@ -78,6 +78,10 @@ size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a tabl
 	    "$(AARCH64)=$(DIST)/$(AARCH64)/$(BIN)" \
 	    "$(ARMV7)=$(DIST)/$(ARMV7)/$(BIN)" \
 	    "$(AARCH64) +mongodb=$(DIST)/$(AARCH64)-mongodb/$(BIN)"
+
+bloat: ## where the lean aarch64 binary's bytes go, per crate (needs cargo-bloat)
+	$(call say,scripts/bloat.sh $(AARCH64) (cargo bloat --release --crates -n 30))
+	@NICE="$(NICE)" scripts/bloat.sh $(AARCH64)
 
 test: ## all tests, as CI runs them: deps, host tests, MongoDB suite, systemd unit, test-curls, Pi builds under qemu
 	$(call say,.ci/deps.sh; cargo test; MongoDB suite; systemd unit; test-curls smoke; Pi leg)
