@@ -44,21 +44,7 @@ const MAX_FIXTURE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Logs to stderr; no timestamps of our own under journald (it stamps lines).
 pub fn init_logging(filter: &str) -> Result<(), String> {
-    use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
-    let targets: Targets = filter.parse().map_err(|e| format!("{filter:?} is not a log filter: {e}"))?;
-    use std::io::IsTerminal;
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    let result = if journald {
-        tracing_subscriber::registry().with(layer.without_time().with_ansi(false).with_filter(targets)).try_init()
-    } else {
-        tracing_subscriber::registry().with(layer.with_filter(targets)).try_init()
-    };
-    result.map_err(|e| e.to_string())
+    drone_discord::logging::init(filter)
 }
 
 /// The tokio runtime: two workers are plenty on a Pi. Failing to start it

@@ -9,6 +9,7 @@ pub mod health;
 pub mod httpdate;
 pub mod http;
 pub mod jitter;
+pub mod logging;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;

@@ -354,7 +354,7 @@ impl RateLimitState {
     }
 
     fn seconds(&self, v: &str) -> Option<Duration> {
-        self.seconds_f64(v.parse::<f64>().ok()?)
+        self.seconds_f64(super::decimal::parse_f64(v)?)
     }
 
     fn seconds_f64(&self, s: f64) -> Option<Duration> {

@@ -268,10 +268,7 @@ async fn open(connector: &dyn Connector, url: &str) -> Result<Ws, String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .map_err(|e| format!("websocket upgrade: {e}"))?;
-    Ok(ws)
+    super::upgrade::client(stream, url, config).await.map_err(|e| format!("websocket upgrade: {e}"))
 }
 
 /// Send a close frame with `code` and give the server a moment to answer.

@@ -6,9 +6,11 @@
 //!
 //! * [`machine`]: the pure state machine (frames and time in, actions out).
 //! * [`conn`]: the driver that runs it over tokio-tungstenite.
+//! * [`upgrade`]: the websocket opening handshake the driver does first.
 //! * [`jitter`]: tiny randomness for heartbeats and backoff.
 pub mod conn;
 pub mod machine;
+mod upgrade;
 
 pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, WsIo};
 pub use machine::{SessionStartLimit, Token, Tuning};
