@@ -28,6 +28,7 @@ use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
 use crate::store::{now_ms, Claim, Event, MessageRef, Store, StoreError};
+use crate::sync::lock;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -273,13 +274,6 @@ pub async fn run<S: Store, K: Sink>(
     if drain.await.is_err() {
         tracing::info!(in_flight = tasks.len(), "stopping with deliveries in flight; they stay queued");
         tasks.abort_all();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

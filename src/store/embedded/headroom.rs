@@ -23,7 +23,7 @@ const HEADROOM_FILE: &str = ".drone-discord-space-probe";
 pub(super) fn check_headroom(dir: &Path) -> Result<()> {
     use std::io::Write;
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = crate::sync::lock(&ONE_AT_A_TIME);
     let path = dir.join(HEADROOM_FILE);
     let written = std::fs::File::create(&path).and_then(|mut f| f.write_all(&vec![0u8; HEADROOM_BYTES]));
     let removed = std::fs::remove_file(&path);

@@ -12,9 +12,10 @@ use super::errors::Ctx;
 use super::queue::read_key_events;
 use super::tables::{EVENTS, HEADS, KEY_SEQS};
 use crate::store::{Claim, Result};
+use crate::sync::lock;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 #[derive(Debug)]
 pub(super) struct Lease {
@@ -24,12 +25,6 @@ pub(super) struct Lease {
 
 /// Key → its current lease.
 pub(super) type Leases = HashMap<String, Lease>;
-
-fn lock(leases: &Mutex<Leases>) -> MutexGuard<'_, Leases> {
-    // A panic while holding the lock cannot leave the map half-updated in a
-    // way that matters (single inserts/removes), so poisoning is ignored.
-    leases.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Drop `owner`'s lease on `key` (someone else's lease is left alone).
 pub(super) fn drop_lease(leases: &Mutex<Leases>, key: &str, owner: &str) {

@@ -8,6 +8,7 @@
 //! into a 503 and the relay into a pause.
 use super::errors::db_error;
 use crate::store::{Result, StoreError};
+use crate::sync;
 use redb::Database;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -32,7 +33,7 @@ pub(super) struct Shared {
 impl Shared {
     /// The current handle, or `Unavailable` while it is being reopened.
     pub(super) fn current(&self) -> Result<Arc<Database>> {
-        let slot = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let slot = sync::read(&self.db);
         slot.as_ref()
             .map(Arc::clone)
             .ok_or_else(|| StoreError::Unavailable("store is reopening after an I/O error".into()))
@@ -41,7 +42,7 @@ impl Shared {
     /// Close the failed handle (once in-flight reads let go of it) and open
     /// the file again.
     pub(super) fn reopen(&self) -> Result<()> {
-        let old = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        let old = sync::write(&self.db).take();
         if let Some(mut old) = old {
             let mut waited = 0;
             loop {
@@ -56,7 +57,7 @@ impl Shared {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(still_shared) => {
-                        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(still_shared);
+                        *sync::write(&self.db) = Some(still_shared);
                         return Err(StoreError::Unavailable("store reopen: reads still hold the old handle".into()));
                     }
                 }
@@ -64,7 +65,7 @@ impl Shared {
         }
         let shown = self.path.display().to_string();
         let db = (self.opener)(&self.path).map_err(|e| db_error(&format!("reopen {shown}"), e))?;
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        *sync::write(&self.db) = Some(Arc::new(db));
         tracing::info!(path = %shown, "embedded store reopened after an I/O error");
         Ok(())
     }
