@@ -409,7 +409,6 @@ async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, clai
                 channel_id: shown.as_ref().filter(|_| !created).map(|m| m.channel_id.clone()).unwrap_or_else(|| cfg.channel_id.clone()),
                 message_id,
                 status,
-                updated_ms: now_ms(),
             };
             if created {
                 // Remember the message before anything else can fail, so a

@@ -82,8 +82,6 @@ pub struct MessageRef {
     /// Drone build status last shown in the message (for the rule that a
     /// final status never regresses to running/pending).
     pub status: String,
-    /// ms since the epoch of the last successful create/edit.
-    pub updated_ms: u64,
 }
 
 /// A unit of relay work: every pending event of one key, oldest first.

@@ -159,6 +159,27 @@ mod tests {
     }
 
 
+    /// A `messages` record exactly as releases up to 0.1.0 wrote it (made
+    /// with that release's encoder): its `updated_ms`, never read, is gone
+    /// from [`MessageRef`], and the record must still decode, also through
+    /// the store.
+    const MESSAGE_0_1_0: &[u8] =
+        br#"{"channel_id":"111","message_id":"1100000000000000001","status":"success","updated_ms":1700000000123}"#;
+
+    #[tokio::test]
+    async fn a_message_written_by_0_1_0_still_decodes() {
+        let want = MessageRef { channel_id: "111".into(), message_id: "1100000000000000001".into(), status: "success".into() };
+        assert_eq!(decode_message("build:1", MESSAGE_0_1_0).unwrap(), want);
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let txn = s.shared.current().unwrap().begin_write().unwrap();
+        txn.open_table(MESSAGES).unwrap().insert("build:1", MESSAGE_0_1_0).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(s.message("build:1").await.unwrap(), Some(want.clone()));
+        // What this release writes reads back the same.
+        assert_eq!(decode_message("build:1", &encode_message("build:1", &want).unwrap()).unwrap(), want);
+    }
+
     #[test]
     fn decoding_never_panics_on_truncated_input() {
         let blob = encode_event("build:1", "build", "created", 42, b"body");

@@ -22,7 +22,7 @@ pub(super) fn ev(key: Option<&str>, received_ms: u64, replay: Option<&str>, body
 
 /// A message in channel `c1`.
 pub(super) fn msg(id: &str) -> MessageRef {
-    MessageRef { channel_id: "c1".into(), message_id: id.into(), status: "running".into(), updated_ms: 7 }
+    MessageRef { channel_id: "c1".into(), message_id: id.into(), status: "running".into() }
 }
 
 /// A file backend whose writes and syncs fail with ENOSPC while `full` is
