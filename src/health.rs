@@ -105,12 +105,7 @@ impl Health {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        // A poisoned lock only means another thread panicked mid-update of plain
-        // data; the data is still meaningful, so keep serving it.
-        let mut guard = match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = crate::sync::lock(&self.state);
         f(&mut guard)
     }
 

@@ -19,5 +19,6 @@ pub mod service;
 pub mod shutdown;
 pub mod signature;
 pub mod store;
+pub mod sync;
 pub mod systemd;
 pub mod text;

@@ -78,25 +78,8 @@ pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Re
             .unwrap_or("unknown")
             .to_owned(),
     };
-    let updated_ms = data.map(build_time_ms).unwrap_or(0);
-    let m = MessageRef { channel_id: channel_id.to_owned(), message_id, status, updated_ms };
+    let m = MessageRef { channel_id: channel_id.to_owned(), message_id, status };
     Ok((build_key(id), m))
-}
-
-/// Drone's newest build timestamp (seconds) in ms; 0 when there is none.
-fn build_time_ms(build: &Document) -> u64 {
-    let secs = |field: &str| match build.get(field) {
-        Some(Bson::Int64(v)) => u64::try_from(*v).ok(),
-        Some(Bson::Int32(v)) => u64::try_from(*v).ok(),
-        Some(Bson::Double(v)) if *v >= 0.0 && v.is_finite() => Some(*v as u64),
-        _ => None,
-    };
-    ["updated", "finished", "started", "created"]
-        .into_iter()
-        .filter_map(secs)
-        .max()
-        .unwrap_or(0)
-        .saturating_mul(1000)
 }
 
 fn label(d: &Document) -> String {
@@ -190,7 +173,6 @@ mod tests {
             channel_id: "42".into(),
             message_id: "1099511627776123456".into(),
             status: "running".into(),
-            updated_ms: 1_621_129_500_000,
         });
     }
 
@@ -202,12 +184,12 @@ mod tests {
         assert_eq!(key, "build:9");
         let (key, _) = message_from_build_doc(&build(Bson::Double(10.0), Bson::String("5".into())), "c").unwrap();
         assert_eq!(key, "build:10");
-        // Status falls back to the build's, then to "unknown"; no data → time 0.
+        // Status falls back to the build's, then to "unknown".
         let d = doc! { "id": 1, "messageId": "5", "data": { "status": "success" } };
         assert_eq!(message_from_build_doc(&d, "c").unwrap().1.status, "success");
         let d = doc! { "id": 1, "messageId": "5" };
         let m = message_from_build_doc(&d, "c").unwrap().1;
-        assert_eq!((m.status.as_str(), m.updated_ms), ("unknown", 0));
+        assert_eq!(m.status.as_str(), "unknown");
     }
 
     #[test]
@@ -235,7 +217,7 @@ mod tests {
     async fn import_is_idempotent_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let newer = MessageRef { channel_id: "c".into(), message_id: "999".into(), status: "success".into(), updated_ms: 5 };
+        let newer = MessageRef { channel_id: "c".into(), message_id: "999".into(), status: "success".into() };
         store.put_message("build:3", newer.clone()).await.unwrap();
         let docs = [
             build(Bson::Int64(1), Bson::String("11".into())),

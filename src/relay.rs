@@ -28,6 +28,7 @@ use crate::jitter::Jitter;
 use crate::render;
 use crate::shutdown::Shutdown;
 use crate::store::{now_ms, Claim, Event, MessageRef, Store, StoreError};
+use crate::sync::lock;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -276,13 +277,6 @@ pub async fn run<S: Store, K: Sink>(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 fn backoff_remaining(backoffs: &Mutex<HashMap<String, Backoff>>, key: &str) -> Option<Duration> {
     let map = lock(backoffs);
     let b = map.get(key)?;
@@ -415,7 +409,6 @@ async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, clai
                 channel_id: shown.as_ref().filter(|_| !created).map(|m| m.channel_id.clone()).unwrap_or_else(|| cfg.channel_id.clone()),
                 message_id,
                 status,
-                updated_ms: now_ms(),
             };
             if created {
                 // Remember the message before anything else can fail, so a

@@ -150,7 +150,7 @@ async fn mongo_migrate_imports_the_old_build_collection() {
     let first = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import");
     assert_eq!((first.read, first.imported, first.already_present, first.skipped), (3, 2, 0, 1), "{first}");
     let m = store.message("build:2088").await.expect("read").expect("imported");
-    assert_eq!((m.channel_id.as_str(), m.message_id.as_str(), m.status.as_str(), m.updated_ms), ("42", "1100000000000000001", "running", 1_621_129_500_000));
+    assert_eq!((m.channel_id.as_str(), m.message_id.as_str(), m.status.as_str()), ("42", "1100000000000000001", "running"));
     let again = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import again");
     assert_eq!((again.read, again.imported, again.already_present, again.skipped), (3, 0, 2, 1), "{again}");
     let _ = old.drop_database().await;

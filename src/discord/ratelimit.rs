@@ -400,7 +400,7 @@ impl RateLimitGate {
     /// Wait for this route's lane and for the limits, then return a permit.
     pub async fn acquire(&self, route: &Route) -> Result<Permit, Denied> {
         let lane = {
-            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queues = crate::sync::lock(&self.queues);
             if queues.len() >= MAX_BUCKETS {
                 queues.retain(|_, q| Arc::strong_count(q) > 1);
             }
@@ -412,7 +412,7 @@ impl RateLimitGate {
         let guard = lane.lock_owned().await;
         loop {
             let verdict = {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut state = crate::sync::lock(&self.state);
                 state.acquire(route, Instant::now())
             };
             match verdict {
@@ -434,7 +434,7 @@ impl RateLimitGate {
         status: u16,
         body: &[u8],
     ) -> Option<Limited> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         state.update(route, headers, status, body, Instant::now())
     }
 }

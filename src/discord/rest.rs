@@ -257,11 +257,7 @@ impl Rest {
     /// the suspension ends after `unauthorized_cooldown`).
     #[cfg(test)]
     fn resume(&self) {
-        *self
-            .inner
-            .suspended_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
+        *crate::sync::lock(&self.inner.suspended_until) = None;
     }
 
     /// The underlying HTTP client (the gateway reuses its TLS config).
@@ -336,11 +332,7 @@ impl Rest {
     }
 
     fn check_suspended(&self) -> Result<(), RestError> {
-        let mut guard = self
-            .inner
-            .suspended_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.inner.suspended_until);
         match *guard {
             Some(until) if until > Instant::now() => Err(RestError::Suspended {
                 reason: format!(
@@ -459,10 +451,7 @@ impl Rest {
                 }
                 401 => {
                     let until = Instant::now() + inner.tuning.unauthorized_cooldown;
-                    *inner
-                        .suspended_until
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(until);
+                    *crate::sync::lock(&inner.suspended_until) = Some(until);
                     tracing::error!(route = %route.key, "Discord answered 401: token rejected; suspending calls");
                     return Err(RestError::Unauthorized { status, message });
                 }

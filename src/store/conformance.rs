@@ -75,7 +75,7 @@ async fn append<S: Store>(s: &S, key: Option<&str>, n: u64) -> Seq {
 }
 
 fn message(id: &str, status: &str) -> MessageRef {
-    MessageRef { channel_id: "111".into(), message_id: id.into(), status: status.into(), updated_ms: T0 }
+    MessageRef { channel_id: "111".into(), message_id: id.into(), status: status.into() }
 }
 
 fn keys(claims: &[Claim]) -> Vec<&str> {

@@ -5,7 +5,9 @@
 //! claims work per *key* (one build, or one standalone event), delivers it,
 //! and then completes, releases or dead-letters it. Every backend (the
 //! embedded default, MongoDB behind the `mongodb` feature) implements
-//! [`Store`] and must pass the same conformance suite in [`conformance`].
+//! [`Store`] and must pass the same conformance suite in `conformance`
+//! (test support: compiled for tests and with the `test-support` feature
+//! only, never into a release build).
 //!
 //! Keys: `build:<drone build id>` for build events, so every event of one
 //! build is applied in order and coalesced; `event:<seq>` (assigned by the
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod embedded;
 #[cfg(feature = "mongodb")]
@@ -82,8 +85,6 @@ pub struct MessageRef {
     /// Drone build status last shown in the message (for the rule that a
     /// final status never regresses to running/pending).
     pub status: String,
-    /// ms since the epoch of the last successful create/edit.
-    pub updated_ms: u64,
 }
 
 /// A unit of relay work: every pending event of one key, oldest first.

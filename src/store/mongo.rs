@@ -15,7 +15,9 @@
 //! * `leases` `{_id: key, owner, expires_ms}`: a claim takes a key with one
 //!   upsert whose filter only matches an expired lease, so at most one owner
 //!   can win it (the loser's upsert hits the unique `_id`).
-//! * `messages` `{_id: key, channel_id, message_id, status, updated_ms}`,
+//! * `messages` `{_id: key, channel_id, message_id, status}` (documents
+//!   written by releases up to 0.1.0 also carry an `updated_ms`, which is
+//!   ignored),
 //!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `meta` (probe).
 //!
 //! Multi-step writes are ordered so that a crash between the steps repeats
@@ -183,7 +185,6 @@ fn message_doc(key: &str, m: &MessageRef) -> Result<Document> {
         "channel_id": &m.channel_id,
         "message_id": &m.message_id,
         "status": &m.status,
-        "updated_ms": i64_of(m.updated_ms, "updated_ms")?,
     })
 }
 
@@ -193,7 +194,6 @@ fn decode_message(key: &str, d: &Document) -> Result<MessageRef> {
         channel_id: str_field(d, "channel_id", &what)?,
         message_id: str_field(d, "message_id", &what)?,
         status: str_field(d, "status", &what)?,
-        updated_ms: u64_field(d, "updated_ms", &what)?,
     })
 }
 
@@ -664,9 +664,24 @@ mod tests {
 
     #[test]
     fn messages_round_trip_through_bson() {
-        let m = MessageRef { channel_id: "1".into(), message_id: "2".into(), status: "success".into(), updated_ms: 3 };
+        let m = MessageRef { channel_id: "1".into(), message_id: "2".into(), status: "success".into() };
         assert_eq!(decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(), m);
         assert!(matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1")));
+    }
+
+    /// Releases up to 0.1.0 stored an `updated_ms` (Int64) that nothing ever
+    /// read; their documents must still decode.
+    #[test]
+    fn a_message_document_written_by_0_1_0_still_decodes() {
+        let old = doc! {
+            "_id": "build:2088",
+            "channel_id": "111",
+            "message_id": "1100000000000000001",
+            "status": "success",
+            "updated_ms": 1_700_000_000_123i64,
+        };
+        let m = MessageRef { channel_id: "111".into(), message_id: "1100000000000000001".into(), status: "success".into() };
+        assert_eq!(decode_message("build:2088", &old).unwrap(), m);
     }
 
     #[test]

@@ -409,7 +409,7 @@ impl FakeDiscord {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        drone_discord::sync::lock(&self.state)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -698,7 +698,7 @@ async fn accept_loop(
 }
 
 fn is_refusing(state: &Mutex<State>) -> bool {
-    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let s = drone_discord::sync::lock(state);
     s.refusing || s.refusing_until.is_some_and(|t| Instant::now() < t)
 }
 
@@ -1373,7 +1373,7 @@ fn handle(
     raw_body: &[u8],
     conn_no: usize,
 ) -> Option<Canned> {
-    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut s = drone_discord::sync::lock(state);
     let now = Instant::now();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.strip_prefix("/api/v10").unwrap_or(path).to_string();

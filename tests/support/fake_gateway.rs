@@ -82,7 +82,7 @@ struct Shared {
 type SharedRef = Arc<Mutex<Shared>>;
 
 fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
+    drone_discord::sync::lock(shared)
 }
 
 /// The listening fake.

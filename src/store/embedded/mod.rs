@@ -1,0 +1,461 @@
+//! The default store: one redb file in the state directory, no server needed.
+//!
+//! This file is the [`EmbeddedStore`] itself: opening the directory, and the
+//! [`Store`] methods, each of which is either a write handed to the writer
+//! thread or a read on tokio's blocking pool. The parts live beside it:
+//!
+//! * [`group_commit`]: the one writer thread; every waiting write shares one
+//!   fsync'ed commit.
+//! * [`reopen`]: the shared database handle, reopened after an I/O error.
+//! * [`tables`]: the redb tables and what each holds.
+//! * [`queue`]: how appends, completions and replay pruning change the rows.
+//! * [`codec`]: the byte layout of stored records.
+//! * [`leases`]: the in-memory map of which worker delivers which key.
+//! * [`headroom`]: the probe for free space in the state directory.
+//! * [`errors`]: redb errors mapped onto [`StoreError`].
+//!
+//! **Reads** (claim, message, pending, stats) run in read transactions on
+//! tokio's blocking pool; redb gives them a consistent snapshot and they
+//! never wait for the writer.
+use crate::store::{
+    Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
+};
+use codec::{decode_dead, decode_event, decode_message};
+use errors::{config_from, open_error, Ctx};
+use group_commit::{Op, Reply, Writer};
+use leases::{drop_lease, Leases};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use reopen::{Opener, Shared};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tables::{Tables, DEAD, EVENTS, MESSAGES};
+
+mod codec;
+mod errors;
+#[cfg(test)]
+mod fixtures;
+mod group_commit;
+mod headroom;
+mod leases;
+mod queue;
+mod reopen;
+mod tables;
+
+/// The database file inside the state directory.
+pub const FILE_NAME: &str = "drone-discord.redb";
+
+/// Longest a caller waits for a read or a write confirmation: a stalled disk
+/// (a dying SD card) turns into `Unavailable` instead of a hung webhook.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The embedded, single-process store. Not `Clone`: share it with `Arc`.
+/// Dropping it stops the writer thread (after the writes already queued) and
+/// closes the file, so the same directory can be opened again.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    leases: Arc<Mutex<Leases>>,
+    writer: Writer,
+    /// [`OP_TIMEOUT`], shortened by tests.
+    op_timeout: Duration,
+}
+
+/// The production opener: integrity is checked on every open, so a file
+/// damaged outside redb is reported as corrupt instead of trusted (redb may
+/// panic on a damaged file it trusts).
+fn open_file(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    Database::builder().set_check_integrity_on_open(true).create(path)
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("path", &self.shared.path).finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the store in `dir`, creating `dir` with mode 0700 when
+    /// missing. A path that cannot hold the store (not a directory, no
+    /// permission, read-only, already opened by another process) is a
+    /// [`StoreError::Config`].
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, Box::new(open_file))
+    }
+
+    fn open_with(dir: &Path, opener: Box<Opener>) -> Result<Self> {
+        let shown = dir.display().to_string();
+        match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(StoreError::Config(format!("state directory {shown} exists but is not a directory")))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| StoreError::Config(format!("cannot create state directory {shown}: {e}")))?;
+            }
+            Err(e) => return Err(StoreError::Config(format!("cannot use state directory {shown}: {e}"))),
+        }
+        let path = dir.join(FILE_NAME);
+        let file_shown = path.display().to_string();
+        let db = opener(&path).map_err(|e| open_error(&file_shown, e))?;
+        // The queue holds webhook bodies: readable by the service user only.
+        if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
+            tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
+        }
+        // Create every table once so read transactions always find them, and
+        // prove that the file is writable right now.
+        {
+            let txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
+            {
+                let t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                drop(t);
+            }
+            txn.commit().map_err(|e| open_error(&file_shown, e))?;
+        }
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
+        let leases = Arc::new(Mutex::new(Leases::new()));
+        let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
+        tracing::info!(path = %file_shown, "embedded store open");
+        Ok(EmbeddedStore { shared, leases, writer, op_timeout: OP_TIMEOUT })
+    }
+
+    /// Where the database file lives.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Hand `op` to the writer and wait for its durable commit.
+    async fn write(&self, op: Op) -> Result<Reply> {
+        self.writer.write(op, self.op_timeout).await
+    }
+
+    async fn write_done(&self, op: Op) -> Result<()> {
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T> + Send + 'static,
+    {
+        let db = self.shared.current()?;
+        let task = tokio::task::spawn_blocking(move || f(&db));
+        match tokio::time::timeout(self.op_timeout, task).await {
+            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?,
+            Err(_) => Err(StoreError::Unavailable(format!("store read took longer than {:?}", self.op_timeout))),
+        }
+    }
+}
+
+impl Store for EmbeddedStore {
+    async fn append(&self, ev: NewEvent) -> Result<Appended> {
+        match self.write(Op::Append(ev)).await? {
+            Reply::Appended(a) => Ok(a),
+            Reply::Done => Err(StoreError::Unavailable("store writer answered an append oddly".into())),
+        }
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+        let leases = Arc::clone(&self.leases);
+        let owner = owner.to_owned();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+        self.read(move |db| leases::claim(db, &leases, &owner, lease_ms, max_keys, now_ms)).await
+    }
+
+    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), upto, message }).await
+    }
+
+    async fn release(&self, key: &str, owner: &str) -> Result<()> {
+        drop_lease(&self.leases, key, owner);
+        Ok(())
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        self.write_done(Op::DeadLetter {
+            key: key.to_owned(),
+            owner: owner.to_owned(),
+            upto,
+            reason: reason.to_owned(),
+            now_ms,
+        })
+        .await
+    }
+
+    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
+        let key = key.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let messages = txn.open_table(MESSAGES).ctx("open messages")?;
+            let found = messages.get(key.as_str()).ctx("read message")?;
+            found.map(|g| decode_message(&key, g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+        self.write_done(Op::PutMessage { key: key.to_owned(), message }).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let events = txn.open_table(EVENTS).ctx("open events")?;
+            let mut out = Vec::new();
+            for item in events.iter().ctx("scan events")?.take(limit) {
+                let (seq, blob) = item.ctx("scan events")?;
+                out.push(decode_event(seq.value(), blob.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let dead = txn.open_table(DEAD).ctx("open dead_letters")?;
+            let mut out = Vec::new();
+            for item in dead.iter().ctx("scan dead letters")?.take(limit) {
+                let (seq, blob) = item.ctx("scan dead letters")?;
+                out.push(decode_dead(seq.value(), blob.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.read(|db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let pending = txn.open_table(EVENTS).ctx("open events")?.len().ctx("count events")?;
+            let dead_letters = txn.open_table(DEAD).ctx("open dead_letters")?.len().ctx("count dead letters")?;
+            Ok(Stats { pending, dead_letters })
+        })
+        .await
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.write_done(Op::Probe).await?;
+        let dir = self.shared.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        tokio::task::spawn_blocking(move || headroom::check_headroom(&dir))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("space probe failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{ev, msg};
+    use super::*;
+    use std::process::Command;
+
+    fn config_msg(r: Result<EmbeddedStore>) -> String {
+        match r {
+            Err(StoreError::Config(m)) => m,
+            Err(other) => panic!("expected a configuration error, got {other}"),
+            Ok(_) => panic!("expected a configuration error, the store opened"),
+        }
+    }
+
+    #[tokio::test]
+    async fn write_drop_reopen_reads_back_and_seq_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let s = EmbeddedStore::open(&state).unwrap();
+            assert_eq!(s.append(ev(Some("build:1"), 10, None, b"one")).await.unwrap(), Appended::Queued(1));
+            assert_eq!(s.append(ev(None, 11, None, b"two")).await.unwrap(), Appended::Queued(2));
+            assert_eq!(s.append(ev(Some("build:1"), 12, None, &[0, 255, 1])).await.unwrap(), Appended::Queued(3));
+            s.put_message("build:1", msg("m1")).await.unwrap();
+        }
+        let mode = std::fs::metadata(&state).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
+        let mode = std::fs::metadata(state.join(FILE_NAME)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        let s = EmbeddedStore::open(&state).unwrap();
+        let pending = s.pending(10).await.unwrap();
+        let got: Vec<(Seq, &str, &[u8])> = pending.iter().map(|e| (e.seq, e.key.as_str(), e.body.as_slice())).collect();
+        assert_eq!(got, vec![(1, "build:1", &b"one"[..]), (2, "event:2", &b"two"[..]), (3, "build:1", &[0, 255, 1][..])]);
+        assert_eq!(pending[0].received_ms, 10);
+        assert_eq!(pending[0].event, "build");
+        assert_eq!(pending[0].action, "updated");
+        assert_eq!(s.message("build:1").await.unwrap(), Some(msg("m1")));
+        assert_eq!(s.message("build:2").await.unwrap(), None);
+        assert_eq!(s.append(ev(None, 13, None, b"")).await.unwrap(), Appended::Queued(4));
+        assert_eq!(s.stats().await.unwrap(), Stats { pending: 4, dead_letters: 0 });
+    }
+
+    #[tokio::test]
+    async fn seq_continues_after_everything_was_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.append(ev(Some("k"), 1, None, b"a")).await.unwrap();
+            s.append(ev(Some("k"), 2, None, b"b")).await.unwrap();
+            s.complete("k", "w", 2, None).await.unwrap();
+            assert_eq!(s.stats().await.unwrap().pending, 0);
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        // Seqs are never reused, even when the queue was empty at shutdown.
+        assert_eq!(s.append(ev(Some("k"), 3, None, b"c")).await.unwrap(), Appended::Queued(3));
+    }
+
+    #[tokio::test]
+    #[ignore = "helper: run by store_killed_mid_flight_reopens_with_its_data"]
+    async fn crash_child() {
+        let Some(dir) = std::env::var_os("DD_STORE_CRASH_DIR") else { return };
+        let s = EmbeddedStore::open(Path::new(&dir)).unwrap();
+        for i in 0..20u64 {
+            s.append(ev(Some("build:9"), i, Some(&format!("sig-{i}")), b"payload")).await.unwrap();
+        }
+        s.put_message("build:9", msg("m9")).await.unwrap();
+        std::process::abort();
+    }
+
+    #[tokio::test]
+    async fn store_killed_mid_flight_reopens_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args(["--exact", "store::embedded::tests::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("DD_STORE_CRASH_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child must have died by abort");
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let pending = s.pending(100).await.unwrap();
+        assert_eq!(pending.len(), 20, "every acknowledged append survives the crash");
+        assert_eq!(pending.last().map(|e| e.seq), Some(20));
+        assert_eq!(s.message("build:9").await.unwrap(), Some(msg("m9")));
+        assert_eq!(s.append(ev(None, 0, Some("sig-3"), b"")).await.unwrap(), Appended::Duplicate(4));
+        assert_eq!(s.append(ev(None, 0, None, b"")).await.unwrap(), Appended::Queued(21));
+    }
+
+    #[test]
+    fn a_file_where_the_directory_should_be_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let m = config_msg(EmbeddedStore::open(&file));
+        assert!(m.contains("not a directory"), "{m}");
+        // ... and a directory below a file cannot be created.
+        let m = config_msg(EmbeddedStore::open(&file.join("sub")));
+        assert!(m.contains("not-a-dir"), "{m}");
+    }
+
+    #[test]
+    fn a_directory_where_the_database_file_should_be_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
+        let m = config_msg(EmbeddedStore::open(dir.path()));
+        assert!(m.contains(FILE_NAME), "{m}");
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        let m = config_msg(EmbeddedStore::open(dir.path()));
+        assert!(m.contains("another drone-discord"), "{m}");
+    }
+
+    /// Root ignores permission bits, so "read-only" is made with the ext4
+    /// immutable flag (`chattr +i`), which binds root too. Where chattr is
+    /// missing or the file system has no such flag, the test says so and
+    /// falls back to permission bits, which only bind non-root users.
+    #[test]
+    fn a_read_only_database_file_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedStore::open(dir.path()).unwrap());
+        let file = dir.path().join(FILE_NAME);
+        let immutable = Command::new("chattr").arg("+i").arg(&file).status().is_ok_and(|s| s.success());
+        if !immutable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+            if std::fs::OpenOptions::new().append(true).open(&file).is_ok() {
+                eprintln!("skipping read-only check: chattr +i unavailable and this user can write a 0400 file");
+                return;
+            }
+        }
+        let result = EmbeddedStore::open(dir.path());
+        if immutable {
+            let _ = Command::new("chattr").arg("-i").arg(&file).status();
+        }
+        let m = config_msg(result);
+        assert!(m.contains(FILE_NAME), "{m}");
+    }
+
+    #[tokio::test]
+    async fn a_file_damaged_outside_redb_is_refused_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            for i in 0..50 {
+                s.append(ev(Some("build:1"), i, None, &[42u8; 300])).await.unwrap();
+            }
+        }
+        let file = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&file).unwrap();
+        // Keep the header, scribble over every page after it.
+        for b in bytes.iter_mut().skip(4096) {
+            *b ^= 0xA5;
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        match EmbeddedStore::open(dir.path()) {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains(FILE_NAME), "{m}"),
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("a scribbled-over file must not open"),
+        }
+        // Not a redb file at all.
+        std::fs::write(&file, b"this is not a database, just text in the way").unwrap();
+        assert!(EmbeddedStore::open(dir.path()).is_err());
+    }
+
+}
+
+#[cfg(test)]
+mod manual {
+    //! Checks that need a prepared machine; run by hand, see each test.
+    use super::*;
+
+    /// A full disk at run time is `Unavailable`, never a panic. Prepare a
+    /// tiny file system and point the test at it, e.g. as root:
+    /// `mkdir /tmp/full && mount -t tmpfs -o size=2m tmpfs /tmp/full &&
+    /// DD_STORE_SMALL_FS=/tmp/full cargo test --lib enospc -- --ignored`.
+    #[tokio::test]
+    #[ignore = "needs a small file system in DD_STORE_SMALL_FS"]
+    async fn enospc_is_unavailable() {
+        let Some(dir) = std::env::var_os("DD_STORE_SMALL_FS") else {
+            eprintln!("skipping: DD_STORE_SMALL_FS not set");
+            return;
+        };
+        let s = EmbeddedStore::open(&Path::new(&dir).join("state")).unwrap();
+        let body = vec![7u8; 64 * 1024];
+        let mut first_err = None;
+        for i in 0..1_000u64 {
+            let ev = NewEvent {
+                key: None,
+                event: "build".into(),
+                action: "created".into(),
+                received_ms: i,
+                replay_key: None,
+                body: body.clone(),
+            };
+            if let Err(e) = s.append(ev).await {
+                first_err = Some(e);
+                break;
+            }
+        }
+        let e = first_err.expect("the small file system never filled up");
+        eprintln!("append on a full disk: {e}");
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        let p = s.probe().await;
+        eprintln!("probe on a full disk: {p:?}");
+        assert!(matches!(p, Err(StoreError::Unavailable(_))), "{p:?}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The redb tables of the embedded store: their names, key and value types,
+//! and the write-side handle that opens all of them in one transaction.
+//!
+//! Kept apart so the file layout is readable in one place (a schema version
+//! and its migrations belong next to it).
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `events` | seq | encoded event (key, event, action, received_ms, body) |
+//! | `key_seqs` | (key, seq) | () — per-key order |
+//! | `heads` | oldest pending seq of a key | key — claim order |
+//! | `replay` | replay key | (seq, received_ms) |
+//! | `replay_by_time` | (received_ms, replay key) | () — pruning order |
+//! | `messages` | key | JSON [`MessageRef`](crate::store::MessageRef) |
+//! | `dead_letters` | seq | encoded reason, failed_ms and event |
+//! | `meta` | name | u64 (`next_seq`, `probe`) |
+//!
+//! The encodings are in [`super::codec`].
+use super::errors::Ctx;
+use crate::store::Result;
+use redb::{TableDefinition, WriteTransaction};
+
+pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(super) const KEY_SEQS: TableDefinition<(&str, u64), ()> = TableDefinition::new("key_seqs");
+pub(super) const HEADS: TableDefinition<u64, &str> = TableDefinition::new("heads");
+pub(super) const REPLAY: TableDefinition<&str, (u64, u64)> = TableDefinition::new("replay");
+pub(super) const REPLAY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("replay_by_time");
+pub(super) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+pub(super) const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// `meta` entry: the next seq to hand out (never reused, even after a drain).
+pub(super) const META_NEXT_SEQ: &str = "next_seq";
+/// `meta` entry: a counter the probe commit bumps.
+pub(super) const META_PROBE: &str = "probe";
+
+/// Every table, opened for writing in one transaction.
+pub(super) struct Tables<'t> {
+    pub(super) events: redb::Table<'t, u64, &'static [u8]>,
+    pub(super) key_seqs: redb::Table<'t, (&'static str, u64), ()>,
+    pub(super) heads: redb::Table<'t, u64, &'static str>,
+    pub(super) replay: redb::Table<'t, &'static str, (u64, u64)>,
+    pub(super) replay_by_time: redb::Table<'t, (u64, &'static str), ()>,
+    pub(super) messages: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) dead: redb::Table<'t, u64, &'static [u8]>,
+    pub(super) meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    /// Open (creating when missing) every table in `txn`.
+    pub(super) fn open(txn: &'t WriteTransaction) -> Result<Self> {
+        Ok(Tables {
+            events: txn.open_table(EVENTS).ctx("open events")?,
+            key_seqs: txn.open_table(KEY_SEQS).ctx("open key_seqs")?,
+            heads: txn.open_table(HEADS).ctx("open heads")?,
+            replay: txn.open_table(REPLAY).ctx("open replay")?,
+            replay_by_time: txn.open_table(REPLAY_BY_TIME).ctx("open replay_by_time")?,
+            messages: txn.open_table(MESSAGES).ctx("open messages")?,
+            dead: txn.open_table(DEAD).ctx("open dead_letters")?,
+            meta: txn.open_table(META).ctx("open meta")?,
+        })
+    }
+}
