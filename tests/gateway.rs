@@ -52,6 +52,7 @@ fn start_client_with(fake: &FakeGateway, tuning: Tuning) -> Running {
         token: Token::new(TOKEN),
         connector: Arc::new(http_client()),
         session_start_limit: None,
+        identify_ledger: None,
         tuning,
     };
     let (presence, rx) = watch::channel(Presence::healthy());

@@ -5,9 +5,14 @@
 //! backoff and send budgets.
 //!
 //! * [`machine`]: the pure state machine (frames and time in, actions out).
+//! * [`identify_budget`]: when the machine may Identify (spacing, daily cap,
+//!   `session_start_limit`).
+//! * [`identify_ledger`]: the file in the state directory that makes the
+//!   daily cap survive restarts.
 //! * [`conn`]: the driver that runs it over tokio-tungstenite.
-//! * [`jitter`]: tiny randomness for heartbeats and backoff.
 pub mod conn;
+pub mod identify_budget;
+pub mod identify_ledger;
 pub mod machine;
 
 pub use conn::{run, BoxIo, ConnectFuture, Connector, GatewayConfig, WsIo};
