@@ -8,8 +8,8 @@
 //! Run: `make bench` or `cargo bench --bench ingest`. Env: `BENCH_REQUESTS`
 //! (per level, default 2000), `BENCH_LEVELS` (default `1,16,64`).
 use drone_discord::health::Health;
-use drone_discord::http::{self, Limits};
-use drone_discord::ingest::Ingest;
+use drone_discord::http::{server, ServerLimits};
+use drone_discord::endpoints::Endpoints;
 use drone_discord::shutdown;
 use drone_discord::signature::{self, Verifier};
 use drone_discord::store::embedded::EmbeddedStore;
@@ -39,14 +39,14 @@ fn main() {
         let health = Arc::new(Health::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let ingest = Arc::new(Ingest::new(
+        let endpoints = Arc::new(Endpoints::new(
             store,
             Verifier::new(SECRET.to_vec(), Some(Duration::from_secs(300))),
             health,
             Arc::new(Notify::new()),
         ));
         let (trigger, stop) = shutdown::channel();
-        let server = tokio::spawn(http::serve(listener, ingest, Limits::default(), stop));
+        let server = tokio::spawn(server::listen(listener, endpoints, ServerLimits::default(), stop));
 
         let template: serde_json::Value =
             serde_json::from_slice(&std::fs::read("test/fixtures/drone/build_success.json").expect("fixture"))

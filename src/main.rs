@@ -222,7 +222,7 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
     commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
     let rt = commands::runtime()?;
-    rt.block_on(drone_discord::serve::serve(cfg)).map_err(|e| {
+    rt.block_on(drone_discord::service::run(cfg)).map_err(|e| {
         tracing::error!(error = %e, "start-up failed");
         // The service decides which start-up failures are passing (exit 1).
         match e.exit_code() {

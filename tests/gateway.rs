@@ -75,7 +75,7 @@ async fn establish(fake: &FakeGateway, conn: &mut FakeConn) -> Value {
 /// The client's next connection resumes the session with `seq` on the resume URL.
 async fn expect_resume(fake: &mut FakeGateway, seq: u64) -> FakeConn {
     let mut conn = fake.next_conn().await;
-    assert!(conn.path.starts_with("/resume?"), "resume URL path: {}", conn.path);
+    assert!(conn.on_resume_url && conn.path.starts_with("/?"), "resume URL path: {}", conn.path);
     assert!(conn.path.contains("v=10&encoding=json"), "{}", conn.path);
     conn.hello(BEAT_MS);
     let resume = conn.expect_op(6).await;

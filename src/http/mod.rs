@@ -9,17 +9,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod chunked;
 pub mod client;
 pub mod request;
 pub mod response;
 pub mod server;
 
-pub use server::serve;
-
-/// Every bound the server enforces. All of them are configurable; the
+/// Every bound the HTTP server enforces on its peers (not to be confused
+/// with the Discord rate limiter). All of them are configurable; the
 /// defaults suit a Drone server talking to a Pi.
 #[derive(Clone, Debug)]
-pub struct Limits {
+pub struct ServerLimits {
     /// Request line + headers, bytes (431 beyond).
     pub max_header_bytes: usize,
     /// Number of header fields (431 beyond).
@@ -40,9 +40,9 @@ pub struct Limits {
     pub max_requests_per_connection: usize,
 }
 
-impl Default for Limits {
+impl Default for ServerLimits {
     fn default() -> Self {
-        Limits {
+        ServerLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             max_body_bytes: 1024 * 1024,

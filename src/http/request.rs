@@ -6,10 +6,11 @@
 //! [`AsyncRead`], which lets the tests drive it with scripted readers that
 //! hand out one byte at a time, and lets the server drive it over a socket.
 //!
-//! Every step is bounded: bytes by [`Limits`], time by a deadline the caller
+//! Every step is bounded: bytes by [`ServerLimits`], time by a deadline the caller
 //! passes in. Everything the peer can get wrong becomes a [`ReadError`] that
 //! names the status to answer with; nothing here can panic on input.
-use super::{Limits, Request};
+use super::chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits, Strictness};
+use super::{Request, ServerLimits};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::{timeout_at, Instant};
@@ -93,11 +94,11 @@ impl Head {
 pub struct RequestReader<R> {
     io: R,
     buf: Vec<u8>,
-    limits: Limits,
+    limits: ServerLimits,
 }
 
 impl<R> RequestReader<R> {
-    pub fn new(io: R, limits: Limits) -> Self {
+    pub fn new(io: R, limits: ServerLimits) -> Self {
         RequestReader {
             io,
             buf: Vec::new(),
@@ -196,86 +197,25 @@ impl<R: AsyncRead + Unpin> RequestReader<R> {
         }
     }
 
+    /// Decodes a chunked body strictly (CRLF only), bounded like the
+    /// headers and the body.
     async fn read_chunked(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadError> {
-        let max_body = self.limits.max_body_bytes as u64;
+        let mut decoder = ChunkedDecoder::new(
+            Strictness::Strict,
+            ChunkedLimits {
+                max_body: self.limits.max_body_bytes,
+                max_line: MAX_CHUNK_LINE,
+                max_trailer_bytes: self.limits.max_header_bytes,
+                max_trailers: self.limits.max_headers,
+            },
+        );
         let mut body = Vec::new();
         loop {
-            let line = self
-                .read_line(MAX_CHUNK_LINE, 400, "chunk size line too long", deadline)
-                .await?;
-            let size = parse_chunk_size(&line)?;
-            if size == 0 {
-                break;
-            }
-            if (body.len() as u64).saturating_add(size) > max_body {
-                return Err(ReadError::reject(413, "request body too large"));
-            }
-            // Within max_body_bytes, so it fits in usize.
-            let size = usize::try_from(size)
-                .map_err(|_| ReadError::reject(413, "request body too large"))?;
-            self.fill_to(size + 2, deadline).await?;
-            let Some((data, crlf)) = self.buf.split_at_checked(size) else {
-                return Err(ReadError::Truncated);
-            };
-            if crlf.get(..2) != Some(b"\r\n".as_slice()) {
-                return Err(ReadError::reject(400, "chunk data not followed by CRLF"));
-            }
-            body.extend_from_slice(data);
-            self.buf.drain(..size + 2);
-        }
-        // Trailer fields: read and discarded, bounded like the headers.
-        let mut trailer_bytes = 0usize;
-        let mut trailer_count = 0usize;
-        loop {
-            let room = self.limits.max_header_bytes.saturating_sub(trailer_bytes);
-            let line = self
-                .read_line(room, 431, "trailer fields too large", deadline)
-                .await?;
-            trailer_bytes += line.len() + 2;
-            if line.is_empty() {
+            let used = decoder.decode(&self.buf, &mut body).map_err(reject_chunked)?;
+            self.buf.drain(..used.min(self.buf.len()));
+            if decoder.is_done() {
                 return Ok(body);
             }
-            trailer_count += 1;
-            if trailer_count > self.limits.max_headers {
-                return Err(ReadError::reject(431, "too many trailer fields"));
-            }
-            if !line.contains(&b':') {
-                return Err(ReadError::reject(400, "malformed trailer field"));
-            }
-        }
-    }
-
-    /// One CRLF-terminated line (without the CRLF), at most `max` bytes long.
-    async fn read_line(
-        &mut self,
-        max: usize,
-        over_status: u16,
-        over_reason: &'static str,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, ReadError> {
-        let mut scanned = 0;
-        loop {
-            if let Some(off) = self
-                .buf
-                .get(scanned..)
-                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-            {
-                let lf = scanned + off;
-                if lf > max {
-                    return Err(ReadError::reject(over_status, over_reason));
-                }
-                let line = self.buf.get(..lf).unwrap_or_default();
-                let Some(content) = line.strip_suffix(b"\r") else {
-                    return Err(ReadError::reject(400, "line not terminated by CRLF"));
-                };
-                let content = content.to_vec();
-                self.buf.drain(..=lf);
-                return Ok(content);
-            }
-            if self.buf.len() > max {
-                return Err(ReadError::reject(over_status, over_reason));
-            }
-            scanned = self.buf.len();
             self.fill_or_fail(deadline).await?;
         }
     }
@@ -377,7 +317,7 @@ fn analyse(
     target: String,
     version: u8,
     headers: Vec<(String, Vec<u8>)>,
-    limits: &Limits,
+    limits: &ServerLimits,
 ) -> Result<Head, ReadError> {
     let mut content_length: Option<u64> = None;
     let mut codings: Option<Vec<String>> = None;
@@ -497,28 +437,19 @@ fn parse_content_length(digits: &[u8]) -> Result<u64, ReadError> {
         .unwrap_or(u64::MAX))
 }
 
-/// `chunk-size [ BWS ";" ext ]`: hex digits only, nothing before them.
-fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
-    let (size, ext) = match line.iter().position(|&b| b == b';') {
-        Some(i) => line.split_at(i),
-        None => (line, &[][..]),
-    };
-    let size = size.trim_ascii_end();
-    if size.is_empty() || !size.iter().all(u8::is_ascii_hexdigit) {
-        return Err(ReadError::reject(400, "invalid chunk size"));
+/// The answer to a malformed chunked body.
+fn reject_chunked(error: ChunkedError) -> ReadError {
+    match error {
+        ChunkedError::LineTooLong => ReadError::reject(400, "chunk size line too long"),
+        ChunkedError::NotCrlf => ReadError::reject(400, "line not terminated by CRLF"),
+        ChunkedError::BadSize => ReadError::reject(400, "invalid chunk size"),
+        ChunkedError::BadExtension => ReadError::reject(400, "invalid chunk extension"),
+        ChunkedError::TooLarge => ReadError::reject(413, "request body too large"),
+        ChunkedError::DataNotTerminated => ReadError::reject(400, "chunk data not followed by CRLF"),
+        ChunkedError::TrailersTooLarge => ReadError::reject(431, "trailer fields too large"),
+        ChunkedError::TooManyTrailers => ReadError::reject(431, "too many trailer fields"),
+        ChunkedError::BadTrailer => ReadError::reject(400, "malformed trailer field"),
     }
-    if !ext
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-    {
-        return Err(ReadError::reject(400, "invalid chunk extension"));
-    }
-    let value = size.iter().try_fold(0u64, |acc, &d| {
-        let digit = char::from(d).to_digit(16)?;
-        acc.checked_mul(16)?.checked_add(u64::from(digit))
-    });
-    // Overflow can only mean a chunk far beyond any body limit.
-    Ok(value.unwrap_or(u64::MAX))
 }
 
 /// The non-empty, trimmed items of a comma-separated header value.
@@ -586,12 +517,12 @@ mod tests {
         }
     }
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> ServerLimits {
+        ServerLimits {
             max_header_bytes: 512,
             max_headers: 8,
             max_body_bytes: 64,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 

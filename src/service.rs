@@ -1,14 +1,14 @@
-//! `drone-discord serve`: starts every task of the data flow in DESIGN.md and
-//! stops them in order on SIGTERM/SIGINT.
+//! The service behind `drone-discord serve`: starts every task of the data
+//! flow in ARCHITECTURE.md and stops them in order on SIGTERM/SIGINT.
 //!
-//! listener (ingest) → store ← relay → Discord; health is fed by all of them
+//! listener (endpoints) → store ← relay → Discord; health is fed by all of them
 //! and read by `/health`, the presence task and the systemd watchdog.
 use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
 use crate::discord::rest::{Rest, RestError};
+use crate::endpoints::Endpoints;
 use crate::health::{Component, Health, Status};
-use crate::http::{self, Limits};
-use crate::ingest::Ingest;
+use crate::http::{self, ServerLimits};
 use crate::presence::{self, Presence};
 use crate::relay::{self, DryRun, RelayConfig};
 use crate::shutdown::{self, Shutdown};
@@ -67,27 +67,27 @@ fn store_start_err(setting: &'static str, e: StoreError) -> StartError {
     StartError { setting: Some(setting), message: e.to_string(), transient }
 }
 
-/// Open the configured store and serve until a signal arrives.
-pub async fn serve(cfg: Config) -> Result<(), StartError> {
+/// Open the configured store and run until SIGTERM/SIGINT.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
             let store = EmbeddedStore::open(&dir).map_err(|e| store_start_err("STATE_DIR", e))?;
-            run(cfg, Arc::new(store)).await
+            run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(feature = "mongodb")]
         StoreConfig::Mongo { uri, database } => {
             let store = crate::store::mongo::MongoStore::connect(uri.expose(), &database)
                 .await
                 .map_err(|e| start_err(Some("MONGODB_URI"), e.to_string()))?;
-            run(cfg, Arc::new(store)).await
+            run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(not(feature = "mongodb"))]
         StoreConfig::Mongo { .. } => Err(start_err(Some("MONGODB_URI"), "this build has no MongoDB support")),
     }
 }
 
-/// Serve with an open store until SIGTERM/SIGINT.
-pub async fn run<S: Store>(cfg: Config, store: Arc<S>) -> Result<(), StartError> {
+/// Run with an open store until SIGTERM/SIGINT.
+async fn run_until_signal<S: Store>(cfg: Config, store: Arc<S>) -> Result<(), StartError> {
     let (trigger, shutdown) = shutdown::channel();
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
@@ -115,7 +115,7 @@ async fn wait_for_signal() {
     }
 }
 
-/// Serve with an open store until `shutdown` fires (tests call this directly).
+/// Run with an open store until `shutdown` fires (tests call this directly).
 pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown) -> Result<(), StartError> {
     let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
@@ -142,9 +142,9 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     tracing::info!(addr = %local, dry_run = cfg.dry_run, version = env!("CARGO_PKG_VERSION"), "listening for Drone webhooks");
 
     let verifier = Verifier::new(cfg.webhook_secret.expose().as_bytes().to_vec(), cfg.date_window);
-    let ingest = Arc::new(Ingest::new(store.clone(), verifier, health.clone(), wake.clone()));
-    let limits = Limits { max_body_bytes: cfg.max_body_bytes, ..Limits::default() };
-    let server = tokio::spawn(http::serve(listener, ingest, limits, shutdown.clone()));
+    let endpoints = Arc::new(Endpoints::new(store.clone(), verifier, health.clone(), wake.clone()));
+    let limits = ServerLimits { max_body_bytes: cfg.max_body_bytes, ..ServerLimits::default() };
+    let server = tokio::spawn(http::server::listen(listener, endpoints, limits, shutdown.clone()));
 
     let prober = tokio::spawn(probe_store(store.clone(), health.clone(), shutdown.clone()));
 

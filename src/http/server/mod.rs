@@ -1,50 +1,50 @@
-//! The accept loop and the per-connection request loop.
+//! The HTTP server: the accept loop, and where each of its concerns lives.
 //!
-//! [`serve`] accepts connections up to `max_connections` (beyond it: a short
-//! 503 and close), and runs [`serve_connection`] for each: wait for a
-//! request, read it with [`RequestReader`], answer `100 Continue` when asked,
-//! call the [`Handler`], write the response, and decide whether to keep the
-//! connection. Protocol errors get their status and a closed connection.
+//! [`listen`] accepts connections and asks `admission` whether each may be
+//! served (up to `max_connections`; beyond it a short 503 and close). An
+//! admitted connection runs [`request_loop`] (`connection`): wait for a
+//! request, read it with [`RequestReader`](crate::http::request::RequestReader),
+//! answer `100 Continue` when asked, call the [`Handler`], write the
+//! response, and decide whether to keep the connection. Protocol errors get
+//! their status and a lingering close (`linger`).
 //! On shutdown it stops accepting, lets in-flight requests finish (at most
 //! [`SHUTDOWN_GRACE`]), closes idle connections at once, and returns.
-use super::request::{ReadError, RequestReader};
-use super::response::{self, CONTINUE};
-use super::{Handler, Limits, Response};
+//!
+//! The tests here drive the server as a whole, through a socket or an
+//! in-memory pipe.
+use super::{Handler, ServerLimits};
 use crate::shutdown::Shutdown;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
+
+mod admission;
+mod connection;
+mod linger;
+
+use admission::{reject_overloaded, Admission, Gate};
+pub use connection::request_loop;
 
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Connections being turned away with a 503 at the same time; beyond this
-/// they are dropped without an answer.
-const MAX_REJECTING: usize = 64;
-/// After an error answer, how long and how much we read and discard before
-/// closing, so the peer sees our answer rather than a reset.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
-/// Longest path written to the request log.
-const MAX_LOGGED_PATH: usize = 200;
 
 /// Serve `handler` on `listener` until `shutdown` fires, then stop accepting,
 /// let in-flight requests finish (bounded), and return.
-pub async fn serve<H: Handler>(
+pub async fn listen<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
-    limits: Limits,
+    limits: ServerLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    serve_with_grace(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
+    accept_loop(listener, handler, limits, shutdown, SHUTDOWN_GRACE).await
 }
 
 /// Where connections come from: a TCP listener in production, a fake in the
@@ -65,18 +65,15 @@ impl Accept for TcpListener {
     }
 }
 
-/// [`serve`] over any [`Accept`], with the shutdown grace period as a parameter.
-async fn serve_with_grace<A: Accept, H: Handler>(
+/// [`listen`] over any [`Accept`], with the shutdown grace period as a parameter.
+async fn accept_loop<A: Accept, H: Handler>(
     mut listener: A,
     handler: Arc<H>,
-    limits: Limits,
+    limits: ServerLimits,
     shutdown: Shutdown,
     grace: Duration,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
-    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+    let gate = Gate::new(&limits);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -97,27 +94,25 @@ async fn serve_with_grace<A: Accept, H: Handler>(
                 }
             }
         };
-        match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => {
+        match gate.admit() {
+            Admission::Serve(slot) => {
                 let handler = Arc::clone(&handler);
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, handler.as_ref(), &limits, &shutdown).await;
+                    request_loop(stream, peer, handler.as_ref(), &limits, &shutdown).await;
                     drop(slot);
                 });
             }
-            Err(_) => match Arc::clone(&rejecting).try_acquire_owned() {
-                Ok(permit) => {
-                    tracing::info!(%peer, status = 503, "connection limit reached; turning connection away");
-                    let write_timeout = limits.write_timeout;
-                    tokio::spawn(async move {
-                        reject_overloaded(stream, write_timeout).await;
-                        drop(permit);
-                    });
-                }
-                Err(_) => tracing::warn!(%peer, "connection limit reached; dropping connection"),
-            },
+            Admission::Reject(permit) => {
+                tracing::info!(%peer, status = 503, "connection limit reached; turning connection away");
+                let write_timeout = limits.write_timeout;
+                tokio::spawn(async move {
+                    reject_overloaded(stream, write_timeout).await;
+                    drop(permit);
+                });
+            }
+            Admission::Drop => tracing::warn!(%peer, "connection limit reached; dropping connection"),
         }
     }
     drop(listener);
@@ -147,168 +142,6 @@ fn log_task_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Serves requests on one connection until it should close. Generic over the
-/// stream so tests can drive it through `tokio::io::duplex`.
-pub async fn serve_connection<S, H>(
-    io: S,
-    peer: SocketAddr,
-    handler: &H,
-    limits: &Limits,
-    shutdown: &Shutdown,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-    H: Handler,
-{
-    let mut reader = RequestReader::new(io, limits.clone());
-    let mut served = 0usize;
-    loop {
-        let first = served == 0;
-        // The first request must be complete within header_timeout of the
-        // connect (slowloris); later ones may start after idle_timeout.
-        let wait = if first {
-            limits.header_timeout
-        } else {
-            limits.idle_timeout
-        };
-        let wait_deadline = Instant::now() + wait;
-        let started = tokio::select! {
-            started = reader.wait_for_request(wait_deadline) => started,
-            _ = shutdown.wait() => break,
-        };
-        match started {
-            Ok(()) => {}
-            Err(ReadError::Idle) if first => {
-                let timed_out = ReadError::Reject {
-                    status: 408,
-                    reason: "timed out waiting for a request",
-                };
-                answer_error(&mut reader, timed_out, peer, limits).await;
-                return;
-            }
-            Err(ReadError::Io(error)) => {
-                tracing::debug!(%peer, %error, "connection read failed");
-                break;
-            }
-            Err(_) => break,
-        }
-        let started_at = Instant::now();
-        let head_deadline = if first {
-            wait_deadline
-        } else {
-            started_at + limits.header_timeout
-        };
-        let head = match reader.read_head(head_deadline).await {
-            Ok(head) => head,
-            Err(error) => return answer_error(&mut reader, error, peer, limits).await,
-        };
-        if head.expect_continue && head.has_body() && reader.buffered().is_empty() {
-            if let Err(error) = write_all(reader.get_mut(), CONTINUE, limits.write_timeout).await {
-                tracing::debug!(%peer, %error, "writing 100 Continue failed");
-                return;
-            }
-        }
-        let body = match reader
-            .read_body(&head, Instant::now() + limits.body_timeout)
-            .await
-        {
-            Ok(body) => body,
-            Err(error) => return answer_error(&mut reader, error, peer, limits).await,
-        };
-        let method = head.method.clone();
-        let path: String = head.path().chars().take(MAX_LOGGED_PATH).collect();
-        let keep_alive = head.keep_alive;
-        let resp = handler.handle(head.into_request(body), peer).await;
-        served += 1;
-        let keep = keep_alive
-            && served < limits.max_requests_per_connection
-            && !shutdown.is_triggered()
-            && !response::wants_close(&resp);
-        let bytes = response::encode(&resp, method == "HEAD", keep, SystemTime::now());
-        let written = write_all(reader.get_mut(), &bytes, limits.write_timeout).await;
-        tracing::info!(
-            method = %method,
-            path = %path,
-            status = resp.status,
-            duration_ms = started_at.elapsed().as_millis() as u64,
-            %peer,
-            note = resp.log_note.as_deref().unwrap_or(""),
-            "request"
-        );
-        if let Err(error) = written {
-            tracing::debug!(%peer, %error, "writing response failed");
-            return;
-        }
-        if !keep {
-            // Any pipelined requests after this one stay unanswered; drain
-            // them so the close does not reset away the response just sent.
-            linger_close(reader.get_mut()).await;
-            return;
-        }
-    }
-    let _ = timeout(limits.write_timeout, reader.get_mut().shutdown()).await;
-}
-
-/// Answers a failed read (when it deserves an answer) and closes.
-async fn answer_error<S>(
-    reader: &mut RequestReader<S>,
-    error: ReadError,
-    peer: SocketAddr,
-    limits: &Limits,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match error {
-        ReadError::Reject { status, reason } => {
-            tracing::info!(%peer, status, reason, "rejected request");
-            let bytes = response::encode(
-                &Response::error(status, reason),
-                false,
-                false,
-                SystemTime::now(),
-            );
-            if write_all(reader.get_mut(), &bytes, limits.write_timeout)
-                .await
-                .is_ok()
-            {
-                linger_close(reader.get_mut()).await;
-            }
-        }
-        ReadError::Truncated => tracing::debug!(%peer, "peer closed the connection mid-request"),
-        ReadError::Io(error) => tracing::debug!(%peer, %error, "connection read failed"),
-        ReadError::Closed | ReadError::Idle => {}
-    }
-}
-
-/// Sends FIN, then reads and discards what the peer still sends (bounded),
-/// so that closing with unread data does not reset away our answer.
-async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) {
-    let _ = timeout(LINGER_TIME, async {
-        io.shutdown().await?;
-        let mut scratch = [0u8; 4096];
-        let mut discarded = 0usize;
-        while discarded < LINGER_BYTES {
-            match io.read(&mut scratch).await? {
-                0 => break,
-                n => discarded += n,
-            }
-        }
-        io::Result::Ok(())
-    })
-    .await;
-}
-
-/// The short answer for a connection over `max_connections`.
-async fn reject_overloaded<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    write_timeout: Duration,
-) {
-    let resp = Response::error(503, "too many connections");
-    let bytes = response::encode(&resp, false, false, SystemTime::now());
-    if write_all(&mut stream, &bytes, write_timeout).await.is_ok() {
-        linger_close(&mut stream).await;
-    }
-}
-
 async fn write_all<S: AsyncWrite + Unpin>(
     io: &mut S,
     bytes: &[u8],
@@ -328,7 +161,10 @@ async fn write_all<S: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Request;
+    use crate::http::{Request, Response};
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::time::Instant;
     use crate::shutdown::{self, Trigger};
     use tokio::io::DuplexStream;
     use tokio::sync::Notify;
@@ -459,12 +295,12 @@ mod tests {
         }
     }
 
-    fn small_limits() -> Limits {
-        Limits {
+    fn small_limits() -> ServerLimits {
+        ServerLimits {
             max_body_bytes: 1024,
             max_header_bytes: 1024,
             max_headers: 16,
-            ..Limits::default()
+            ..ServerLimits::default()
         }
     }
 
@@ -475,12 +311,12 @@ mod tests {
         task: JoinHandle<io::Result<()>>,
     }
 
-    async fn start(limits: Limits) -> Running {
+    async fn start(limits: ServerLimits) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = shutdown::channel();
         let handler = Arc::new(Echo::default());
-        let task = tokio::spawn(serve(listener, Arc::clone(&handler), limits, shutdown));
+        let task = tokio::spawn(listen(listener, Arc::clone(&handler), limits, shutdown));
         Running {
             addr,
             trigger,
@@ -494,19 +330,19 @@ mod tests {
     }
 
     /// One connection served over an in-memory pipe (for the paused clock).
-    fn pipe(limits: Limits) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
+    fn pipe(limits: ServerLimits) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
         pipe_with_capacity(limits, 64 * 1024)
     }
 
     fn pipe_with_capacity(
-        limits: Limits,
+        limits: ServerLimits,
         capacity: usize,
     ) -> (Client<DuplexStream>, Trigger, JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(capacity);
         let (trigger, shutdown) = shutdown::channel();
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let task = tokio::spawn(async move {
-            serve_connection(server, peer, &Echo::default(), &limits, &shutdown).await;
+            request_loop(server, peer, &Echo::default(), &limits, &shutdown).await;
         });
         (Client::new(client), trigger, task)
     }
@@ -577,7 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_requests_per_connection_then_close() {
-        let server = start(Limits {
+        let server = start(ServerLimits {
             max_requests_per_connection: 2,
             ..small_limits()
         })
@@ -712,7 +548,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slowloris_gets_408_and_close() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             header_timeout: Duration::from_secs(5),
             ..small_limits()
         });
@@ -735,7 +571,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stalled_body_gets_408() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             body_timeout: Duration::from_secs(30),
             ..small_limits()
         });
@@ -748,7 +584,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_keep_alive_connection_closes_silently() {
-        let (mut c, _trigger, task) = pipe(Limits {
+        let (mut c, _trigger, task) = pipe(ServerLimits {
             idle_timeout: Duration::from_secs(30),
             ..small_limits()
         });
@@ -767,7 +603,7 @@ mod tests {
 
     #[tokio::test]
     async fn connection_cap_turns_the_third_away_with_503() {
-        let server = start(Limits {
+        let server = start(ServerLimits {
             max_connections: 2,
             ..small_limits()
         })
@@ -818,7 +654,7 @@ mod tests {
             .unwrap();
         server.trigger.fire();
         assert!(idle.closed_silently().await);
-        // The listener is gone once the accept loop has seen the signal; serve()
+        // The listener is gone once the accept loop has seen the signal; listen()
         // itself must still be waiting for the slow request.
         assert!(!server.task.is_finished());
         server.handler.slow_release.notify_one();
@@ -853,7 +689,7 @@ mod tests {
         let acceptor = Exhausted {
             calls: Arc::clone(&calls),
         };
-        let task = tokio::spawn(serve_with_grace(
+        let task = tokio::spawn(accept_loop(
             acceptor,
             Arc::new(Echo::default()),
             small_limits(),
@@ -879,7 +715,7 @@ mod tests {
         let (trigger, shutdown) = shutdown::channel();
         let handler = Arc::new(Echo::default());
         let grace = Duration::from_millis(200);
-        let task = tokio::spawn(serve_with_grace(
+        let task = tokio::spawn(accept_loop(
             listener,
             Arc::clone(&handler),
             small_limits(),
@@ -892,7 +728,7 @@ mod tests {
             .await
             .unwrap();
         trigger.fire();
-        // The handler is never released: serve() must give up on it and return.
+        // The handler is never released: listen() must give up on it and return.
         timeout(WAIT, task).await.unwrap().unwrap().unwrap();
         assert!(
             stuck.closed_silently().await,
@@ -903,7 +739,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn client_that_never_reads_hits_the_write_timeout() {
         // A 16-byte pipe: the response cannot be written while nobody reads.
-        let limits = Limits {
+        let limits = ServerLimits {
             write_timeout: Duration::from_secs(5),
             ..small_limits()
         };

@@ -1,7 +1,9 @@
-//! The webhook endpoint: route, verify, parse, durably queue, answer.
+//! Every HTTP endpoint of the service, and the routing between them:
+//! `POST /` (the Drone webhook: verify, parse, durably queue, answer),
+//! `GET /health`, and `GET /queue` (loopback only).
 //!
-//! Drone gives each webhook one try and never retries, so this handler
-//! answers 200 only after the event is durably in the store, and answers
+//! Drone gives each webhook one try and never retries, so the webhook
+//! endpoint answers 200 only after the event is durably in the store, and answers
 //! fast: all Discord work happens later in the relay. Everything it refuses
 //! gets a specific status and a short JSON reason that never echoes a secret.
 use crate::drone;
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::Notify;
 
-/// The HTTP handler for `POST /` and `GET /health`.
-pub struct Ingest<S> {
+/// The HTTP handler behind the listener: `POST /`, `GET /health`, `GET /queue`.
+pub struct Endpoints<S> {
     store: Arc<S>,
     verifier: Verifier,
     health: Arc<Health>,
@@ -24,9 +26,9 @@ pub struct Ingest<S> {
     relay_wake: Arc<Notify>,
 }
 
-impl<S: Store> Ingest<S> {
+impl<S: Store> Endpoints<S> {
     pub fn new(store: Arc<S>, verifier: Verifier, health: Arc<Health>, relay_wake: Arc<Notify>) -> Self {
-        Ingest { store, verifier, health, relay_wake }
+        Endpoints { store, verifier, health, relay_wake }
     }
 
     fn health_response(&self, head: bool) -> Response {
@@ -144,7 +146,7 @@ impl<S: Store> Ingest<S> {
     }
 }
 
-impl<S: Store> Handler for Ingest<S> {
+impl<S: Store> Handler for Endpoints<S> {
     async fn handle(&self, req: Request, peer: SocketAddr) -> Response {
         match (req.path(), req.method.as_str()) {
             ("/health", "GET") => self.health_response(false),
