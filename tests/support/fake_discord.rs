@@ -81,6 +81,8 @@
 //! errors included, as Discord does on most answers. The default limit is
 //! [`DEFAULT_LIMIT`] (generous); [`FakeDiscord::set_rate_limit`] changes it,
 //! `None` turns limits and headers off (a Discord that sends none).
+//! Every answer but an HTML one carries `Via: 1.1 google`, as Discord's
+//! front end adds; clients take a 429 without it for a Cloudflare ban.
 //!
 //! # Precedence
 //!
