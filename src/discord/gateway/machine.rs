@@ -662,7 +662,7 @@ impl Machine {
                     // Pitfall 1: half-open socket. Close resumably (never 1000/1001).
                     tracing::warn!("no frame at all since the last heartbeat: zombie connection");
                     out.push(Action::Close(CLOSE_RESUMABLE));
-                    self.reconnect(now, "zombie connection (no heartbeat ACK)", Duration::ZERO, out);
+                    self.reconnect(now, "zombie connection (nothing received since the last heartbeat)", Duration::ZERO, out);
                     return;
                 }
                 if let Some(hb) = &mut self.heartbeat {
