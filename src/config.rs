@@ -106,6 +106,10 @@ pub struct Config {
     pub dry_run: bool,
     pub listen_addr: SocketAddr,
     pub store: StoreConfig,
+    /// The state directory (`STATE_DIR`, else systemd's `$STATE_DIRECTORY`,
+    /// else `./data`), whatever the store: the embedded store and the
+    /// gateway's identify ledger live there.
+    pub state_dir: PathBuf,
     /// Signature `Date` window; `None` disables the check.
     pub date_window: Option<Duration>,
     pub max_body_bytes: usize,
@@ -242,6 +246,7 @@ impl Config {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5000)));
 
         let store = store_config(s)?;
+        let state_dir = state_dir(s);
 
         let date_window = match s.parse::<u64>("SIGNATURE_DATE_WINDOW", "a number of seconds (0 disables)")? {
             None => Some(Duration::from_secs(300)),
@@ -287,6 +292,7 @@ impl Config {
             dry_run,
             listen_addr,
             store,
+            state_dir,
             date_window,
             max_body_bytes,
             healthcheck_url,
@@ -363,11 +369,7 @@ pub fn store_config(s: &Settings) -> Result<StoreConfig, ConfigError> {
         None => mongo_uri.is_some() || s.get("MONGO_HOST").is_some(),
     };
     if !wants_mongo {
-        let dir = s
-            .get("STATE_DIR")
-            .or_else(|| s.get("STATE_DIRECTORY").and_then(|d| d.split(':').next()))
-            .unwrap_or("./data");
-        return Ok(StoreConfig::Embedded { dir: PathBuf::from(dir) });
+        return Ok(StoreConfig::Embedded { dir: state_dir(s) });
     }
     if !cfg!(feature = "mongodb") {
         let which = if mongo_uri.is_some() { "MONGODB_URI" } else if s.get("MONGO_HOST").is_some() { "MONGO_HOST" } else { "STORE" };
@@ -397,6 +399,15 @@ pub fn store_config(s: &Settings) -> Result<StoreConfig, ConfigError> {
         }
     };
     Ok(StoreConfig::Mongo { uri, database })
+}
+
+/// `STATE_DIR`, else the first of systemd's `$STATE_DIRECTORY`, else `./data`.
+fn state_dir(s: &Settings) -> PathBuf {
+    let dir = s
+        .get("STATE_DIR")
+        .or_else(|| s.get("STATE_DIRECTORY").and_then(|d| d.split(':').next()))
+        .unwrap_or("./data");
+    PathBuf::from(dir)
 }
 
 fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {

@@ -226,10 +226,13 @@ fn start_presence(
     ));
     let gateway = tokio::spawn({
         let (rest, token, url) = (rest.clone(), d.token.expose().to_string(), d.gateway_url.clone());
+        let ledger = cfg.state_dir.join(gateway::identify_ledger::FILE_NAME);
         async move {
             health.set(Component::Gateway, Status::ok("connecting"));
             let (url, limit) = match url {
-                Some(u) => (u, None),
+                // The override (tests, proxies) moves the socket, not the
+                // token's identify budget: still ask Discord for that, once.
+                Some(u) => (u, session_start_limit(&rest, &shutdown).await),
                 None => match gateway_url(&rest, &health, &shutdown).await {
                     Some(found) => found,
                     None => return,
@@ -237,6 +240,7 @@ fn start_presence(
             };
             let mut gw = GatewayConfig::new(url, Token::new(&token), Arc::new(rest.client().clone()));
             gw.session_start_limit = limit;
+            gw.identify_ledger = Some(ledger);
             gateway::run(gw, rx, health, shutdown).await;
         }
     });
@@ -271,6 +275,27 @@ async fn gateway_url(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(300));
+    }
+}
+
+/// With `DISCORD_GATEWAY_URL` set: `GET /gateway/bot` once, for its
+/// `session_start_limit` only. Without an answer the gateway starts anyway;
+/// the identify ledger's spacing and daily cap still apply.
+async fn session_start_limit(rest: &Rest, shutdown: &Shutdown) -> Option<gateway::SessionStartLimit> {
+    let asked = tokio::select! {
+        _ = shutdown.wait() => return None,
+        r = tokio::time::timeout(Duration::from_secs(30), rest.gateway_bot()) => r,
+    };
+    match asked {
+        Ok(Ok(bot)) => Some((&bot.session_start_limit).into()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no session_start_limit from GET /gateway/bot; the local identify caps apply");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("GET /gateway/bot timed out; the local identify caps apply");
+            None
+        }
     }
 }
 

@@ -52,6 +52,7 @@ fn start_client_with(fake: &FakeGateway, tuning: Tuning) -> Running {
         token: Token::new(TOKEN),
         connector: Arc::new(http_client()),
         session_start_limit: None,
+        identify_ledger: None,
         tuning,
     };
     let (presence, rx) = watch::channel(Presence::healthy());
@@ -146,6 +147,28 @@ async fn withheld_acks_make_a_zombie_closed_non_1000_then_resumed() {
     conn.send(serde_json::json!({"op": 0, "s": 6, "t": "RESUMED", "d": {}}));
     wait_gateway_status(&client.health, |d, ok| ok && d == "connected").await;
     stop(client).await;
+}
+
+/// Any frame answers a heartbeat, as in twilight: ACKs that arrive later
+/// than the next beat, behind dispatches, are no zombie.
+#[tokio::test]
+async fn slow_acks_behind_other_frames_are_no_zombie() {
+    let mut fake = FakeGateway::start().await;
+    let client = start_client(&fake);
+    let mut conn = fake.next_conn().await;
+    // A long interval, so the test's answer to each beat is surely in time.
+    conn.hello(1000);
+    conn.expect_op(2).await;
+    conn.ready(1, "session-abc", &fake.resume_url());
+    wait_gateway_status(&client.health, |d, ok| ok && d == "connected").await;
+    conn.delay_acks(Duration::from_millis(2500));
+    for seq in 2..7 {
+        conn.expect_op(1).await;
+        conn.dispatch(seq, "TYPING_START");
+    }
+    assert_eq!(fake.connections(), 1, "no zombie reconnect");
+    stop(client).await;
+    assert_eq!(conn.expect_closed().await, Some(1000));
 }
 
 #[tokio::test]

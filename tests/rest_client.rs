@@ -217,6 +217,55 @@ async fn edit_limit_30046_is_transient_without_retrying() {
     assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 1);
 }
 
+/// A JSON 429 with `Via` (the fake adds it, as Discord's front end does) but
+/// without any `X-RateLimit-*` header is an ordinary limit: the call waits its
+/// `retry_after` and succeeds, nothing else is paused.
+#[tokio::test]
+async fn json_429_without_rate_limit_headers_is_an_ordinary_limit() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let body = json!({ "message": "You are being rate limited.", "retry_after": 0.05, "global": false });
+    fake.push(Canned::json(429, body));
+    let id = rest
+        .create_message(CH, &json!({ "content": "x" }))
+        .await
+        .expect("create after an ordinary 429");
+    assert!(fake.message(&id).is_some());
+    rest.current_user().await.expect("another route is not paused");
+    let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, vec![429, 200, 200]);
+}
+
+/// 30046 without rate-limit headers is neither a ban nor a pause: the edit
+/// comes back as a retry of that message with its `retry_after`, and the
+/// next edit and create go out at once.
+#[tokio::test]
+async fn edit_limit_30046_without_headers_pauses_nothing_else() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let old = rest
+        .create_message(CH, &json!({ "content": "old" }))
+        .await
+        .expect("create");
+    let body = json!({ "message": "Maximum number of edits to messages older than 1 hour reached. Try again later.",
+        "code": 30046, "retry_after": 300.0, "global": false });
+    fake.push_for("PATCH", "/channels/", 1, Canned::json(429, body));
+    let err = rest
+        .edit_message(CH, &old, &json!({ "content": "y" }))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(300)), "{err:?}");
+    let other = rest
+        .create_message(CH, &json!({ "content": "new" }))
+        .await
+        .expect("creates go on");
+    rest.edit_message(CH, &other, &json!({ "content": "edited" }))
+        .await
+        .expect("edits of other messages go on");
+    assert_eq!(fake.count("PATCH /channels/{id}/messages/{id}"), 2);
+}
+
 #[tokio::test]
 async fn cloudflare_ban_pauses_all_calls_without_reaching_discord() {
     let fake = FakeDiscord::start().await;

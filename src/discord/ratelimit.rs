@@ -11,8 +11,12 @@
 //!   stands in for the bucket);
 //! * the global limit: a proactive cap below Discord's 50/s, and pauses on
 //!   global 429s;
-//! * Cloudflare-style bans (a 429 without rate-limit headers or with a non-JSON
-//!   body): a long global pause;
+//! * Cloudflare-style bans (a 429 whose body is not JSON or that lacks the
+//!   `Via` header Discord's front end adds): a long global pause; a JSON 429
+//!   with `Via` but without `X-RateLimit-*` headers is an ordinary limit of
+//!   its bucket (or route);
+//! * 30046 (edit limit of one old message): no pause at all, the caller
+//!   retries that message after its `retry_after`;
 //! * the invalid-request budget (401/403/429 over ten minutes): all calls stop
 //!   well before Discord's 10 000 so a bad token can never get the IP banned.
 //!
@@ -50,7 +54,7 @@ pub struct RateLimitConfig {
     /// calls stop. Discord bans at 10 000 per 10 minutes.
     pub invalid_budget: usize,
     pub invalid_window: Duration,
-    /// Pause after a Cloudflare-style 429 (no rate-limit headers / HTML body).
+    /// Pause after a Cloudflare-style 429 (not JSON, or no `Via` header).
     pub cloudflare_pause: Duration,
     /// Upper bound for any single server-supplied wait (defends against absurd values).
     pub max_retry_after: Duration,
@@ -114,6 +118,9 @@ pub struct RateLimitState {
 }
 
 const MIN_WAIT: Duration = Duration::from_millis(1);
+/// "Maximum number of edits to messages older than 1 hour reached": a 429
+/// about one message, not about a bucket.
+pub const EDIT_LIMIT_CODE: u64 = 30046;
 const MAX_BUCKETS: usize = 4096;
 
 impl RateLimitState {
@@ -274,12 +281,29 @@ impl RateLimitState {
             .and_then(|v| v.as_f64())
             .and_then(|s| self.seconds_f64(s));
         let header_retry = header("retry-after").and_then(|v| self.seconds(v));
-        let has_rl_headers = headers.iter().any(|(n, _)| {
-            n.len() > 12
-                && n.get(..12)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("x-ratelimit-"))
-        });
-        let cloudflare = json.is_none() || !has_rl_headers;
+        let code = json
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(|v| v.as_u64());
+        if code == Some(EDIT_LIMIT_CODE) {
+            // 30046 limits the edits of one old message: only that message
+            // waits (the caller retries it after `retry_after`); neither the
+            // bucket nor any other call is paused, whatever else it says.
+            let retry_after = body_retry
+                .or(header_retry)
+                .unwrap_or(Duration::from_secs(1));
+            return Some(Limited {
+                retry_after,
+                global: false,
+                cloudflare: false,
+            });
+        }
+        // discord.py's rule: Discord's own 429s are JSON and come through
+        // Google's front end (`Via: 1.1 google`); a Cloudflare ban page is
+        // HTML or lacks `Via`. Rate-limit headers are promised on "most"
+        // answers only, so their absence alone is an ordinary limit.
+        let via = header("via").is_some_and(|v| !v.is_empty());
+        let cloudflare = json.is_none() || !via;
         if cloudflare {
             let pause = self
                 .cfg
@@ -289,7 +313,7 @@ impl RateLimitState {
             self.pause_global(now + pause);
             tracing::warn!(
                 pause_s = pause.as_secs(),
-                "429 without Discord rate-limit headers (Cloudflare?): pausing all calls"
+                "429 that is not JSON or has no Via header (Cloudflare?): pausing all calls"
             );
             return Some(Limited {
                 retry_after: pause,
@@ -307,14 +331,10 @@ impl RateLimitState {
             .unwrap_or(false)
             || header("x-ratelimit-global").is_some_and(|v| v.eq_ignore_ascii_case("true"))
             || scope.as_deref() == Some("global");
-        let code = json
-            .as_ref()
-            .and_then(|v| v.get("code"))
-            .and_then(|v| v.as_u64());
         if global {
             self.pause_global(now + retry_after);
-        } else if code != Some(30046) {
-            // 30046 limits edits of one old message, not the whole bucket.
+        } else {
+            // This bucket (or, before its id is known, this route) only.
             let reset_at = now + retry_after;
             match self.buckets.get_mut(&key) {
                 Some(b) => {
@@ -450,6 +470,9 @@ mod tests {
             .collect()
     }
 
+    /// What Discord's front end adds to every answer (Cloudflare ban pages lack it).
+    const VIA: &str = "1.1 google";
+
     fn create(ch: &str) -> Route {
         Route::new("POST", "/channels/{id}/messages", ch)
     }
@@ -465,6 +488,7 @@ mod tests {
         reset_after: &str,
     ) -> Vec<(String, String)> {
         h(&[
+            ("Via", VIA),
             ("X-RateLimit-Bucket", bucket),
             ("X-RateLimit-Limit", &limit.to_string()),
             ("X-RateLimit-Remaining", &remaining.to_string()),
@@ -584,6 +608,7 @@ mod tests {
         let mut rl = RateLimitState::new(RateLimitConfig::default());
         let t0 = Instant::now();
         let hdrs = h(&[
+            ("Via", VIA),
             ("X-RateLimit-Global", "true"),
             ("X-RateLimit-Scope", "global"),
             ("Retry-After", "1"),
@@ -685,6 +710,99 @@ mod tests {
     }
 
     #[test]
+    fn json_429_with_via_but_no_rate_limit_headers_limits_only_its_route() {
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
+        let t0 = Instant::now();
+        let body = br#"{"message":"You are being rate limited.","retry_after":2.5,"global":false}"#;
+        let l = rl
+            .update(&create("1"), &h(&[("Via", VIA)]), 429, body, t0)
+            .unwrap();
+        assert_eq!(
+            l,
+            Limited {
+                retry_after: Duration::from_millis(2500),
+                global: false,
+                cloudflare: false
+            }
+        );
+        assert_eq!(
+            rl.acquire(&create("1"), t0 + Duration::from_secs(1)),
+            Err(Denied::Wait(Duration::from_millis(1500)))
+        );
+        // Other routes, and the same route on another channel, go on.
+        assert_eq!(rl.acquire(&edit("1"), t0), Ok(()));
+        assert_eq!(rl.acquire(&create("2"), t0), Ok(()));
+        assert_eq!(
+            rl.acquire(&create("1"), t0 + Duration::from_millis(2500)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn cloudflare_is_a_non_json_body_or_a_missing_via_header() {
+        let t0 = Instant::now();
+        let json = br#"{"message":"You are being rate limited.","retry_after":1,"global":false}"#;
+        let with_headers = bucket_headers("abc", 5, 0, "1");
+        let without_via: Vec<_> = with_headers
+            .iter()
+            .filter(|(n, _)| n != "Via")
+            .cloned()
+            .collect();
+        // (headers, body, taken for a ban?)
+        let cases: [(&[(String, String)], &[u8], bool); 4] = [
+            (&with_headers, json, false),
+            (&without_via, json, true),
+            (&with_headers, b"<html>error code: 1015</html>", true),
+            (&with_headers, b"[1]", true),
+        ];
+        for (i, (hdrs, body, ban)) in cases.into_iter().enumerate() {
+            let mut rl = RateLimitState::new(RateLimitConfig::default());
+            let l = rl.update(&create("1"), hdrs, 429, body, t0).unwrap();
+            assert_eq!(l.cloudflare, ban, "case {i}");
+            assert_eq!(l.global, ban, "case {i}");
+            let other = rl.acquire(&edit("9"), t0 + Duration::from_secs(60));
+            assert_eq!(other.is_err(), ban, "case {i}: {other:?}");
+        }
+    }
+
+    #[test]
+    fn edit_limit_30046_pauses_nothing_even_without_headers_or_with_global() {
+        let t0 = Instant::now();
+        let body = br#"{"message":"Maximum number of edits to messages older than 1 hour reached.","code":30046,"retry_after":42.5,"global":true}"#;
+        let header_sets = [h(&[]), h(&[("Via", VIA)]), bucket_headers("edits", 5, 4, "1")];
+        for (i, hdrs) in header_sets.iter().enumerate() {
+            let mut rl = RateLimitState::new(RateLimitConfig::default());
+            let l = rl.update(&edit("1"), hdrs, 429, body, t0).unwrap();
+            assert_eq!(
+                l,
+                Limited {
+                    retry_after: Duration::from_millis(42_500),
+                    global: false,
+                    cloudflare: false
+                },
+                "case {i}"
+            );
+            // The same route (another old message's edit) and every other
+            // route go out at once; only the caller's message waits.
+            assert_eq!(rl.acquire(&edit("1"), t0), Ok(()), "case {i}");
+            assert_eq!(rl.acquire(&create("1"), t0), Ok(()), "case {i}");
+        }
+        // Without retry_after in the body, the header's value is used.
+        let mut rl = RateLimitState::new(RateLimitConfig::default());
+        let l = rl
+            .update(
+                &edit("1"),
+                &h(&[("Retry-After", "7")]),
+                429,
+                br#"{"code":30046,"message":"x"}"#,
+                t0,
+            )
+            .unwrap();
+        assert_eq!(l.retry_after, Duration::from_secs(7));
+        assert!(!l.global && !l.cloudflare);
+    }
+
+    #[test]
     fn proactive_global_cap() {
         let cfg = RateLimitConfig {
             global_per_second: 3,
@@ -782,6 +900,7 @@ mod tests {
         let limiter = RateLimitGate::new(RateLimitConfig::default(), Duration::from_secs(5));
         let r = create("1");
         let hdrs = h(&[
+            ("Via", VIA),
             ("X-RateLimit-Global", "true"),
             ("X-RateLimit-Scope", "global"),
         ]);

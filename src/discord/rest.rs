@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::ratelimit::{Denied, RateLimitConfig, RateLimitGate, Route};
+use super::ratelimit::{Denied, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
 use super::snowflake::is_snowflake;
 use crate::http::client::{Client, ClientOptions, Url};
 
@@ -431,13 +431,17 @@ impl Rest {
                 429 => {
                     let retry_after = limited.map(|l| l.retry_after);
                     let cloudflare = limited.is_some_and(|l| l.cloudflare);
-                    if code == Some(30046) || cloudflare || attempt >= inner.tuning.max_429_retries
+                    // 30046 is about this one message: it comes back to the
+                    // caller at once as a retry of this message after
+                    // `retry_after` (the limiter paused nothing for it).
+                    let edit_limit = code == Some(EDIT_LIMIT_CODE);
+                    if edit_limit || cloudflare || attempt >= inner.tuning.max_429_retries
                     {
                         tracing::warn!(route = %route.key, code, cloudflare, attempt, "rate limited by Discord");
-                        let reason = if code == Some(30046) {
+                        let reason = if edit_limit {
                             format!("edit limit for old messages (30046): {message}")
                         } else if cloudflare {
-                            "rate limited by Cloudflare (429 without Discord headers)".to_string()
+                            "rate limited by Cloudflare (429 that is not JSON or has no Via header)".to_string()
                         } else {
                             format!("still rate limited after {attempt} retries: {message}")
                         };

@@ -81,6 +81,8 @@
 //! errors included, as Discord does on most answers. The default limit is
 //! [`DEFAULT_LIMIT`] (generous); [`FakeDiscord::set_rate_limit`] changes it,
 //! `None` turns limits and headers off (a Discord that sends none).
+//! Every answer but an HTML one carries `Via: 1.1 google`, as Discord's
+//! front end adds; clients take a 429 without it for a Cloudflare ban.
 //!
 //! # Precedence
 //!
@@ -809,6 +811,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
         for (n, v) in &resp.headers {
             out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        // Discord's answers pass Google's front end; a Cloudflare ban page
+        // (HTML) does not, and clients tell the two apart by it.
+        if !resp.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/html")) {
+            out.push_str("Via: 1.1 google\r\n");
         }
         out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
         if req.close {

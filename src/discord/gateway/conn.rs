@@ -2,7 +2,9 @@
 //!
 //! It only moves bytes and time: frames, closes, connection results and
 //! deadlines become [`Event`]s, and the machine's [`Action`]s become socket
-//! operations. All decisions live in the machine. The loop never blocks
+//! operations. All decisions live in the machine; the driver also keeps the
+//! identify ledger file (read once at start, written before each Identify,
+//! on the blocking pool). The loop never blocks
 //! (JSON parsing of small frames is the heaviest thing it does), so
 //! heartbeats go out on time (pitfall 8).
 //!
@@ -10,6 +12,7 @@
 //! HTTP [`Client`] implements it (TCP for `ws://`, TLS for `wss://`), so TLS
 //! stays out of this file.
 use crate::jitter::Jitter;
+use super::identify_ledger::IdentifyLedger;
 use super::machine::{Action, Event, Machine, MachineConfig, SessionStartLimit, Token, Tuning};
 use crate::health::{Component, Health, Status};
 use crate::http::client::{Client, Url};
@@ -20,9 +23,10 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -77,13 +81,23 @@ pub struct GatewayConfig {
     pub connector: Arc<dyn Connector>,
     /// From `GET /gateway/bot`, if known: guards the daily identify budget.
     pub session_start_limit: Option<SessionStartLimit>,
+    /// The identify ledger file (in the state directory), so the daily
+    /// identify cap counts earlier runs; `None` keeps the count in memory.
+    pub identify_ledger: Option<PathBuf>,
     pub tuning: Tuning,
 }
 
 impl GatewayConfig {
     /// Defaults for everything but where and who.
     pub fn new(url: impl Into<String>, token: Token, connector: Arc<dyn Connector>) -> Self {
-        GatewayConfig { url: url.into(), token, connector, session_start_limit: None, tuning: Tuning::default() }
+        GatewayConfig {
+            url: url.into(),
+            token,
+            connector,
+            session_start_limit: None,
+            identify_ledger: None,
+            tuning: Tuning::default(),
+        }
     }
 }
 
@@ -93,6 +107,7 @@ impl fmt::Debug for GatewayConfig {
             .field("url", &self.url)
             .field("token", &self.token)
             .field("session_start_limit", &self.session_start_limit)
+            .field("identify_ledger", &self.identify_ledger)
             .field("tuning", &self.tuning)
             .finish_non_exhaustive()
     }
@@ -115,10 +130,22 @@ enum Wake {
 pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, health: Arc<Health>, shutdown: Shutdown) {
     let connector = cfg.connector;
     let initial = presence.borrow_and_update().clone();
+    let ledger_path = cfg.identify_ledger;
+    let opened = tokio::task::spawn_blocking(move || IdentifyLedger::open(ledger_path, SystemTime::now())).await;
+    let (ledger, identify_history) = match opened {
+        Ok(opened) => opened,
+        Err(e) => (IdentifyLedger::in_memory(), super::identify_ledger::History::Unknown(e.to_string())),
+    };
+    if let super::identify_ledger::History::Unknown(why) = &identify_history {
+        tracing::warn!(reason = %why, file = super::identify_ledger::FILE_NAME, "identify ledger unreadable");
+    }
+    let ledger = Arc::new(Mutex::new(ledger));
     let machine_cfg = MachineConfig {
         url: cfg.url,
         token: cfg.token,
         session_start_limit: cfg.session_start_limit,
+        identify_history,
+        started_wall: SystemTime::now(),
         tuning: cfg.tuning,
     };
     let mut machine = Machine::new(machine_cfg, Jitter::random(), initial, Instant::now());
@@ -143,6 +170,7 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                         close_ws(w, code).await;
                     }
                 }
+                Action::RecordIdentify => record_identify(&ledger).await,
                 Action::Connect { url, delay } => {
                     ws = None;
                     tracing::debug!(delay_ms = delay.as_millis() as u64, "gateway connect scheduled");
@@ -252,6 +280,27 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                 }
             }
         }
+    }
+}
+
+/// Note an Identify in the ledger before it goes out (off the async
+/// threads: it writes and fsyncs a small file). A failed write is logged;
+/// the count stays in memory for this run.
+async fn record_identify(ledger: &Arc<Mutex<IdentifyLedger>>) {
+    let ledger = ledger.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.record(SystemTime::now())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            error = %e,
+            file = super::identify_ledger::FILE_NAME,
+            "cannot write the identify ledger; a restart will not count this identify"
+        ),
+        Err(e) => tracing::warn!(error = %e, "identify ledger task failed"),
     }
 }
 

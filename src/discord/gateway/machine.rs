@@ -1,7 +1,7 @@
 //! The gateway connection as a pure state machine: frames, close codes and
 //! time go in, actions (send, close, connect, stop, health status) come out.
-//! No sockets and no clock of its own, so every rule in
-//! `DISCORD_API_NOTES.md` — heartbeat jitter, zombie detection, resume versus
+//! No sockets and no clock of its own, so every rule of Discord's gateway
+//! — heartbeat jitter, zombie detection, resume versus
 //! identify, fatal close codes, backoff, send budget, identify budget,
 //! handshake timeouts — is unit tested by feeding events and instants.
 //!
@@ -11,6 +11,8 @@
 //!                          └──── drop / zombie / op 7 / op 9 / timeout (backoff) ◀──────────┘
 //!                                  fatal close code ──▶ Fatal (Stop, no reconnect)
 //! ```
+use super::identify_budget::IdentifyBudget;
+use super::identify_ledger::History;
 use crate::backoff::ExponentialBackoff;
 use crate::jitter::Jitter;
 use crate::health::Status;
@@ -19,8 +21,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
+
+pub use super::identify_budget::SessionStartLimit;
 
 /// Discord closes with 4002 on sent payloads above this; we refuse them locally.
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
@@ -63,15 +67,6 @@ impl fmt::Debug for Token {
     }
 }
 
-/// `session_start_limit` from `GET /gateway/bot`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionStartLimit {
-    pub total: u32,
-    pub remaining: u32,
-    /// Until `remaining` is refilled to `total`.
-    pub reset_after: Duration,
-}
-
 /// Discord's identify window; a `reset_after` beyond it is not believed.
 const MAX_RESET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -81,6 +76,7 @@ impl From<&crate::discord::rest::SessionStartLimit> for SessionStartLimit {
             total: u32::try_from(l.total).unwrap_or(u32::MAX),
             remaining: u32::try_from(l.remaining).unwrap_or(u32::MAX),
             reset_after: Duration::from_millis(l.reset_after).min(MAX_RESET_AFTER),
+            max_concurrency: u32::try_from(l.max_concurrency).unwrap_or(u32::MAX).max(1),
         }
     }
 }
@@ -98,8 +94,12 @@ pub struct Tuning {
     pub backoff_max: Duration,
     /// A session that stayed up this long resets the backoff.
     pub stable_after: Duration,
-    /// Minimum gap between two Identifies (max_concurrency 1 per 5 s).
+    /// The window in which at most `max_concurrency` (default 1) Identifies
+    /// may go out (Discord: 5 s).
     pub identify_spacing: Duration,
+    /// Identifies allowed in any 24 h, earlier runs included (Discord resets
+    /// the token past 1000).
+    pub identify_daily_cap: u32,
     /// Extra wait after close 4008 (we were rate limited).
     pub rate_limited_wait: Duration,
 }
@@ -113,6 +113,7 @@ impl Default for Tuning {
             backoff_max: Duration::from_secs(60),
             stable_after: Duration::from_secs(60),
             identify_spacing: Duration::from_secs(5),
+            identify_daily_cap: 1000,
             rate_limited_wait: Duration::from_secs(15),
         }
     }
@@ -125,6 +126,11 @@ pub struct MachineConfig {
     pub url: String,
     pub token: Token,
     pub session_start_limit: Option<SessionStartLimit>,
+    /// The Identifies of earlier runs, from the identify ledger.
+    pub identify_history: History,
+    /// The wall clock at the machine's start: only to say in health until
+    /// when an Identify waits.
+    pub started_wall: SystemTime,
     pub tuning: Tuning,
 }
 
@@ -166,6 +172,9 @@ pub enum Action {
     Connect { url: String, delay: Duration },
     /// Send a text frame on the current connection.
     Send(Payload),
+    /// An Identify goes out next (the `Send` that follows): persist that in
+    /// the identify ledger first, so a crash can only overcount.
+    RecordIdentify,
     /// Close the current connection with this code and drop it.
     Close(u16),
     /// Give up for good (fatal close code); the reason is for logs and health.
@@ -261,7 +270,10 @@ struct Session {
 struct Heartbeat {
     interval: Duration,
     next: Instant,
-    awaiting_ack: bool,
+    /// A beat went out and no frame at all has arrived since. Any frame
+    /// proves the connection alive, as in twilight: an ACK stuck behind
+    /// other frames must not look like a zombie.
+    unanswered: bool,
 }
 
 /// Sliding-window send limiter, per connection.
@@ -298,13 +310,6 @@ impl SendLimiter {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Budget {
-    total: u32,
-    remaining: u32,
-    reset_at: Instant,
-}
-
 enum Sent {
     Yes,
     Throttled,
@@ -330,12 +335,20 @@ pub struct Machine {
     presence_retry_at: Option<Instant>,
     attempts: u32,
     active_since: Option<Instant>,
-    budget: Option<Budget>,
-    last_identify: Option<Instant>,
+    identify_budget: IdentifyBudget,
+    /// `started_wall` paired with the `now` of [`Machine::new`].
+    clock: (Instant, SystemTime),
 }
 
 impl Machine {
     pub fn new(cfg: MachineConfig, jitter: Jitter, presence: Presence, now: Instant) -> Self {
+        let identify_budget = IdentifyBudget::new(
+            &cfg.identify_history,
+            cfg.session_start_limit,
+            cfg.tuning.identify_spacing,
+            cfg.tuning.identify_daily_cap,
+            now,
+        );
         Machine {
             base_url: gateway_url(&cfg.url),
             token: cfg.token,
@@ -352,12 +365,8 @@ impl Machine {
             presence_retry_at: None,
             attempts: 0,
             active_since: None,
-            budget: cfg.session_start_limit.map(|l| Budget {
-                total: l.total,
-                remaining: l.remaining,
-                reset_at: now + l.reset_after.min(MAX_RESET_AFTER),
-            }),
-            last_identify: None,
+            identify_budget,
+            clock: (now, cfg.started_wall),
         }
     }
 
@@ -379,7 +388,10 @@ impl Machine {
         if self.phase == Phase::Disconnected {
             let delay = self.identify_wait(now);
             self.phase = Phase::Connecting;
-            out.push(Action::Status(Status::ok("connecting")));
+            match self.identify_budget_status(now, delay) {
+                Some(waiting) => out.push(Action::Status(Status::failed(waiting))),
+                None => out.push(Action::Status(Status::ok("connecting"))),
+            }
             out.push(Action::Connect { url: self.base_url.clone(), delay });
         }
         out
@@ -441,6 +453,10 @@ impl Machine {
         if !self.is_connected() {
             return;
         }
+        // Liveness: whatever arrived, the connection carries frames.
+        if let Some(h) = &mut self.heartbeat {
+            h.unanswered = false;
+        }
         let msg: Incoming = match serde_json::from_str(text) {
             Ok(m) => m,
             Err(e) => {
@@ -454,13 +470,15 @@ impl Machine {
         }
         match msg.op {
             10 => self.on_hello(now, &msg.d, out),
-            11 => {
-                if let Some(h) = &mut self.heartbeat {
-                    h.awaiting_ack = false;
-                }
-            }
+            // The ACK counted as liveness above, like any frame.
+            11 => {}
             1 => {
                 tracing::debug!("gateway asked for a heartbeat");
+                // Beat now, and the next regular beat one interval from now:
+                // the server just reset its own expectation.
+                if let Some(h) = &mut self.heartbeat {
+                    h.next = now + h.interval;
+                }
                 self.send_heartbeat(now, out);
             }
             7 => {
@@ -503,7 +521,7 @@ impl Machine {
         self.heartbeat = Some(Heartbeat {
             interval,
             next: now + interval.mul_f64(self.jitter.sample()),
-            awaiting_ack: false,
+            unanswered: false,
         });
         self.handshake_deadline = Some(now + self.tuning.ready_timeout);
         match self.session.clone() {
@@ -520,22 +538,18 @@ impl Machine {
     }
 
     fn identify(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if let Some(b) = &mut self.budget {
-            if now >= b.reset_at {
-                b.remaining = b.total;
-                b.reset_at = now + Duration::from_secs(24 * 3600);
-            }
-            if b.remaining == 0 {
-                tracing::warn!("identify budget exhausted; waiting for session_start_limit reset");
-                out.push(Action::Close(CLOSE_RESUMABLE));
-                self.reconnect(now, "identify budget exhausted", Duration::ZERO, out);
-                return;
-            }
-            b.remaining -= 1;
+        if let Some((_, why)) = self.identify_budget.blocked(now) {
+            // Normally waited out before connecting; here only if the
+            // session was lost between connecting and Hello.
+            tracing::warn!(reason = %why, "identify budget exhausted; waiting instead of identifying");
+            out.push(Action::Close(CLOSE_RESUMABLE));
+            self.reconnect(now, "identify budget exhausted", Duration::ZERO, out);
+            return;
         }
+        self.identify_budget.record(now);
+        out.push(Action::RecordIdentify);
         self.phase = Phase::Identifying;
         self.seq = None;
-        self.last_identify = Some(now);
         let payload = json!({
             "op": 2,
             "d": {
@@ -644,11 +658,11 @@ impl Machine {
         }
         if let Some(h) = self.heartbeat {
             if now >= h.next {
-                if h.awaiting_ack {
+                if h.unanswered {
                     // Pitfall 1: half-open socket. Close resumably (never 1000/1001).
-                    tracing::warn!("no heartbeat ACK since the last beat: zombie connection");
+                    tracing::warn!("no frame at all since the last heartbeat: zombie connection");
                     out.push(Action::Close(CLOSE_RESUMABLE));
-                    self.reconnect(now, "zombie connection (no heartbeat ACK)", Duration::ZERO, out);
+                    self.reconnect(now, "zombie connection (nothing received since the last heartbeat)", Duration::ZERO, out);
                     return;
                 }
                 if let Some(hb) = &mut self.heartbeat {
@@ -667,7 +681,7 @@ impl Machine {
         let payload = json!({ "op": 1, "d": self.seq });
         if let Sent::Yes = self.send(now, 1, &payload, true, out) {
             if let Some(h) = &mut self.heartbeat {
-                h.awaiting_ack = true;
+                h.unanswered = true;
             }
         }
     }
@@ -732,29 +746,48 @@ impl Machine {
         let schedule = ExponentialBackoff::new(self.tuning.backoff_min, self.tuning.backoff_max);
         let backoff = schedule.delay(self.attempts, self.jitter.sample());
         let mut delay = backoff.max(min_delay);
+        let mut waiting = None;
         let url = match &self.session {
             Some(s) => s.resume_url.clone(),
             None => {
-                delay = delay.max(self.identify_wait(now));
+                let identify = self.identify_wait(now);
+                if identify > delay {
+                    delay = identify;
+                    waiting = self.identify_budget_status(now, delay);
+                }
                 self.base_url.clone()
             }
         };
         self.phase = Phase::Connecting;
-        out.push(Action::Status(Status::failed(format!("reconnecting in {}s: {reason}", delay.as_secs()))));
+        let status = match waiting {
+            Some(w) => format!("{w} (after: {reason})"),
+            None => format!("reconnecting in {}s: {reason}", delay.as_secs()),
+        };
+        out.push(Action::Status(Status::failed(status)));
         out.push(Action::Connect { url, delay });
     }
 
-    /// How long until we may Identify: identify spacing and `session_start_limit`.
+    /// How long until we may Identify (the identify budget's rules).
     fn identify_wait(&self, now: Instant) -> Duration {
-        let spacing = self
-            .last_identify
-            .map(|t| (t + self.tuning.identify_spacing).saturating_duration_since(now))
-            .unwrap_or_default();
-        let budget = match self.budget {
-            Some(b) if b.remaining == 0 => b.reset_at.saturating_duration_since(now),
-            _ => Duration::ZERO,
-        };
-        spacing.max(budget)
+        self.identify_budget.wait(now)
+    }
+
+    /// Health's words while an Identify waits `delay` for the budget (why,
+    /// and until when on the wall clock); `None` for the short spacing
+    /// waits, which are ordinary reconnects.
+    fn identify_budget_status(&self, now: Instant, delay: Duration) -> Option<String> {
+        let (_, why) = self.identify_budget.blocked(now)?;
+        if why == super::identify_budget::Blocked::Spacing {
+            return None;
+        }
+        let (start, wall) = self.clock;
+        let until = wall + now.saturating_duration_since(start) + delay;
+        tracing::warn!(reason = %why, wait_s = delay.as_secs(), "identify budget exhausted; the gateway waits");
+        Some(format!(
+            "waiting for the identify budget until {} (in {}s): {why}",
+            crate::httpdate::format(until),
+            delay.as_secs()
+        ))
     }
 }
 

@@ -5,10 +5,16 @@
 //! backoff and send budgets.
 //!
 //! * [`machine`]: the pure state machine (frames and time in, actions out).
+//! * [`identify_budget`]: when the machine may Identify (spacing, daily cap,
+//!   `session_start_limit`).
+//! * [`identify_ledger`]: the file in the state directory that makes the
+//!   daily cap survive restarts.
 //! * [`conn`]: the driver that runs it over tokio-tungstenite.
 //! * [`upgrade`]: the websocket opening handshake the driver does first.
-//! * [`jitter`]: tiny randomness for heartbeats and backoff.
+//!   Heartbeat and reconnect jitter come from `crate::jitter`.
 pub mod conn;
+pub mod identify_budget;
+pub mod identify_ledger;
 pub mod machine;
 mod upgrade;
 

@@ -9,6 +9,8 @@ fn cfg() -> MachineConfig {
         url: "wss://gateway.example".into(),
         token: Token::new(TOKEN),
         session_start_limit: None,
+        identify_history: History::default(),
+        started_wall: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         tuning: Tuning::default(),
     }
 }
@@ -388,14 +390,14 @@ fn oversized_payload_is_refused_locally() {
 fn identify_budget_exhausted_waits_for_reset() {
     let mut c = cfg();
     c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 0, reset_after: Duration::from_secs(3600) });
+        Some(SessionStartLimit { total: 1000, remaining: 0, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
     let (mut m, t0) = machine_with(c, 0.5);
     let (_, delay) = connect_of(&m.start(t0)).expect("connect");
     assert_eq!(delay, Duration::from_secs(3600));
 
     let mut c = cfg();
     c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 1, reset_after: Duration::from_secs(3600) });
+        Some(SessionStartLimit { total: 1000, remaining: 1, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
     let (mut m, t0) = machine_with(c, 0.5);
     assert_eq!(connect_of(&m.start(t0)).map(|c| c.1), Some(Duration::ZERO));
     m.handle(t0, Event::Connected);
@@ -513,4 +515,194 @@ fn absurd_heartbeat_intervals_are_clamped() {
     m.handle(t0, Event::Frame(&ready(1)));
     assert_eq!(ops(&m.handle(t0, Event::Tick)), vec![1]);
     assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(600)));
+}
+
+/// Statuses reported for health, in order.
+fn statuses(actions: &[Action]) -> Vec<Status> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Status(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Connect, Hello, and answer the Identify with op 9 false; returns the
+/// actions from Hello on and the delay of the reconnect that follows.
+fn identify_then_op9_false(m: &mut Machine, t: Instant) -> (Vec<Action>, Duration) {
+    m.handle(t, Event::Connected);
+    let mut a = m.handle(t, Event::Frame(&hello(1000)));
+    a.extend(m.handle(t, Event::Frame(r#"{"op":9,"d":false}"#)));
+    let delay = connect_of(&a).expect("reconnects").1;
+    (a, delay)
+}
+
+#[test]
+fn each_identify_is_recorded_just_before_it_is_sent() {
+    let (mut m, t0) = machine_with(cfg(), 0.5);
+    m.start(t0);
+    m.handle(t0, Event::Connected);
+    let a = m.handle(t0, Event::Frame(&hello(1000)));
+    let record = a.iter().position(|a| matches!(a, Action::RecordIdentify));
+    let send = a.iter().position(|a| matches!(a, Action::Send(p) if p.op == 2));
+    assert!(record.is_some() && record < send, "{a:?}");
+    // A resume is no identify: nothing to record.
+    m.handle(t0, Event::Frame(&ready(1)));
+    m.handle(t0, Event::Closed(None, "drop".into()));
+    m.handle(t0, Event::Connected);
+    let a = m.handle(t0, Event::Frame(&hello(1000)));
+    assert_eq!(ops(&a), vec![6]);
+    assert!(!a.iter().any(|a| matches!(a, Action::RecordIdentify)));
+}
+
+#[test]
+fn op9_false_storm_spaces_identifies_five_seconds_apart() {
+    let (mut m, t0) = machine_with(cfg(), 0.0);
+    m.start(t0);
+    let mut t = t0;
+    let mut identifies = Vec::new();
+    for _ in 0..20 {
+        let (a, delay) = identify_then_op9_false(&mut m, t);
+        if ops(&a).contains(&2) {
+            identifies.push(t);
+        }
+        // The reconnect waits for op 9's 1–5 s and for the spacing.
+        t += delay;
+    }
+    assert_eq!(identifies.len(), 20, "every connection identified once");
+    for pair in identifies.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(5), "{:?}", pair[1] - pair[0]);
+    }
+}
+
+#[test]
+fn daily_cap_holds_across_a_restart_through_the_ledger() {
+    use super::super::identify_ledger::{IdentifyLedger, FILE_NAME};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(FILE_NAME);
+    let wall0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut c = cfg();
+    c.tuning.identify_daily_cap = 3;
+    c.started_wall = wall0;
+
+    // First run: three identifies (each answered with op 9 false), as the
+    // driver does it: the ledger records on RecordIdentify.
+    let (mut ledger, history) = IdentifyLedger::open(Some(path.clone()), wall0);
+    assert_eq!(history, History::default());
+    let (mut m, t0) = machine_with(c.clone(), 0.0);
+    let wall = |t: Instant| wall0 + (t - t0);
+    m.start(t0);
+    let mut t = t0;
+    let mut sent = 0;
+    let mut last_delay = Duration::ZERO;
+    for i in 0..3 {
+        if i > 0 {
+            t += last_delay;
+        }
+        let (a, delay) = identify_then_op9_false(&mut m, t);
+        for action in &a {
+            if matches!(action, Action::RecordIdentify) {
+                ledger.record(wall(t)).expect("ledger written");
+                sent += 1;
+            }
+        }
+        last_delay = delay;
+    }
+    assert_eq!(sent, 3);
+    let first = t0;
+    // The cap is reached: the next connect waits for the first to age out.
+    assert_eq!(t + last_delay, first + Duration::from_secs(24 * 3600));
+
+    // Restart one hour later: the new machine reads the ledger and waits
+    // until the first identify of the earlier run is 24 h old.
+    let restart = t + Duration::from_secs(3600);
+    let (_, history) = IdentifyLedger::open(Some(path), wall(restart));
+    assert!(matches!(&history, History::Known(ages) if ages.len() == 3), "{history:?}");
+    let mut c2 = c.clone();
+    c2.identify_history = history;
+    c2.started_wall = wall(restart);
+    let mut m2 = Machine::new(c2, Jitter::fixed(0.0), Presence::healthy(), restart);
+    let a = m2.start(restart);
+    let (_, delay) = connect_of(&a).expect("connect scheduled");
+    assert_eq!(restart + delay, first + Duration::from_secs(24 * 3600));
+    // Health says why and until when.
+    let s = statuses(&a);
+    assert_eq!(s.len(), 1);
+    assert!(!s[0].ok);
+    assert!(s[0].detail.contains("identify budget") && s[0].detail.contains("3 identifies in the last 24 h"), "{}", s[0].detail);
+    let until = crate::httpdate::format(wall(first + Duration::from_secs(24 * 3600)));
+    assert!(s[0].detail.contains(&until), "{} should name {until}", s[0].detail);
+    // Without the ledger (a fresh state directory) it would connect at once.
+    let (mut fresh, t) = machine_with(c, 0.0);
+    assert_eq!(connect_of(&fresh.start(t)).map(|c| c.1), Some(Duration::ZERO));
+}
+
+#[test]
+fn unreadable_ledger_without_session_start_limit_waits_a_day() {
+    let mut c = cfg();
+    c.identify_history = History::Unknown("garbled".into());
+    let (mut m, t0) = machine_with(c.clone(), 0.0);
+    let a = m.start(t0);
+    assert_eq!(connect_of(&a).map(|c| c.1), Some(Duration::from_secs(24 * 3600)));
+    assert!(statuses(&a).iter().any(|s| !s.ok && s.detail.contains("unreadable")), "{a:?}");
+    // Discord's own count replaces the lost history.
+    c.session_start_limit =
+        Some(SessionStartLimit { total: 1000, remaining: 10, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
+    let (mut m, t0) = machine_with(c, 0.0);
+    assert_eq!(connect_of(&m.start(t0)).map(|c| c.1), Some(Duration::ZERO));
+}
+
+#[test]
+fn session_start_limit_exhausted_says_so_in_health() {
+    let mut c = cfg();
+    c.session_start_limit =
+        Some(SessionStartLimit { total: 1000, remaining: 0, reset_after: Duration::from_secs(600), max_concurrency: 1 });
+    let (mut m, t0) = machine_with(c, 0.0);
+    let a = m.start(t0);
+    let s = statuses(&a);
+    assert!(s[0].detail.contains("session_start_limit") && s[0].detail.contains("in 600s"), "{}", s[0].detail);
+    // Resuming a session is not an identify and never waits for the budget.
+}
+
+#[test]
+fn op1_beats_at_once_and_moves_the_next_regular_beat() {
+    let (mut m, t0) = active(0.0);
+    // The first regular beat is due at t0 (jitter 0); ACKed.
+    assert_eq!(ops(&m.handle(t0, Event::Tick)), vec![1]);
+    m.handle(t0, Event::Frame(r#"{"op":11}"#));
+    assert_eq!(m.next_deadline(), Some(t0 + Duration::from_millis(1000)));
+    // 700 ms later the server asks for a beat: sent at once, and the next
+    // regular one moves to 700 + 1000 ms.
+    let t1 = t0 + Duration::from_millis(700);
+    assert_eq!(ops(&m.handle(t1, Event::Frame(r#"{"op":1,"d":null}"#))), vec![1]);
+    assert_eq!(m.next_deadline(), Some(t1 + Duration::from_millis(1000)));
+    assert!(ops(&m.handle(t0 + Duration::from_millis(1000), Event::Tick)).is_empty());
+    // Its ACK comes late, at 1.5 s: no zombie, the next beat at 1.7 s.
+    m.handle(t0 + Duration::from_millis(1500), Event::Frame(r#"{"op":11}"#));
+    let a = m.handle(t1 + Duration::from_millis(1000), Event::Tick);
+    assert_eq!(ops(&a), vec![1]);
+    assert!(closes(&a).is_empty());
+}
+
+#[test]
+fn any_frame_after_a_beat_counts_as_liveness() {
+    let (mut m, t0) = active(0.0);
+    assert_eq!(ops(&m.handle(t0, Event::Tick)), vec![1]);
+    // No ACK yet, but a dispatch arrives: the connection is alive.
+    m.handle(t0 + Duration::from_millis(400), Event::Frame(&dispatch(2)));
+    let a = m.handle(t0 + Duration::from_millis(1000), Event::Tick);
+    assert!(closes(&a).is_empty(), "a frame after the beat is liveness: {a:?}");
+    assert_eq!(sends(&a), vec![json!({"op": 1, "d": 2})]);
+    // The slow ACK of the first beat arrives after the second beat: fine.
+    m.handle(t0 + Duration::from_millis(1100), Event::Frame(r#"{"op":11}"#));
+    let a = m.handle(t0 + Duration::from_millis(2000), Event::Tick);
+    assert!(closes(&a).is_empty());
+    assert_eq!(ops(&a), vec![1]);
+    // Even a frame we cannot parse shows the socket carries data.
+    m.handle(t0 + Duration::from_millis(2500), Event::Frame("{not json"));
+    assert!(closes(&m.handle(t0 + Duration::from_millis(3000), Event::Tick)).is_empty());
+    // But a whole interval with nothing at all after a beat is a zombie.
+    let a = m.handle(t0 + Duration::from_millis(4000), Event::Tick);
+    assert_eq!(closes(&a), vec![CLOSE_RESUMABLE]);
 }
