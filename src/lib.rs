@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod presence;
 pub mod relay;
 pub mod render;
+pub mod rlimit;
 pub mod service;
 pub mod shutdown;
 pub mod signature;

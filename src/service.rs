@@ -69,6 +69,7 @@ fn store_start_err(setting: &'static str, e: StoreError) -> StartError {
 
 /// Open the configured store and run until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
+    crate::rlimit::raise_open_files();
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
             let store = EmbeddedStore::open(&dir).map_err(|e| store_start_err("STATE_DIR", e))?;

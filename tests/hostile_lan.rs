@@ -1,10 +1,12 @@
 //! End-to-end: a hostile LAN cannot delay or drop Drone's webhooks. Through
 //! the real binary on loopback: a forged webhook is refused from its headers
-//! alone (before its body, before `100 Continue`).
+//! alone (before its body, before `100 Continue`), and a swarm of slow
+//! connections from many addresses (127.0.0.2 and up) cannot keep a signed
+//! webhook out.
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
 use support::binary::start;
 use support::credentials::SECRET;
@@ -96,5 +98,107 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
 
     let log = svc.log_text();
     assert!(!log.contains(SECRET), "the webhook secret reached the log");
+    assert_eq!(svc.sigterm(), Some(0));
+}
+
+/// A connection to `addr` from the loopback address `127.0.0.<host>`.
+fn connect_from(rt: &tokio::runtime::Runtime, host: u8, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0)))?;
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
+}
+
+/// Resident memory of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_slow_connection_swarm_cannot_keep_a_signed_webhook_out() {
+    drone_discord::rlimit::raise_open_files();
+    let state = tempfile::tempdir().unwrap();
+    let svc = start(state.path(), &["--dry-run"], &[("RUST_LOG", "info")]);
+    let addr: SocketAddr = svc.addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body = fixture("build_created.json");
+
+    // 1 000 connections trickling headers, 100 from each of 127.0.0.2..=11.
+    let mut swarm: Vec<TcpStream> = Vec::new();
+    let mut refused = 0;
+    for i in 0..1000 {
+        match connect_from(&rt, 2 + (i / 100) as u8, addr) {
+            Ok(mut s) => {
+                let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+                swarm.push(s);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    // 256 trickling bodies from 127.0.0.12..=15: half unsigned, half signed
+    // with the wrong key, each declaring a 1 MiB body.
+    for i in 0..256 {
+        let head = if i % 2 == 0 {
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n".to_vec()
+        } else {
+            signed_head(&body, "not-the-secret", 1024 * 1024, "")
+        };
+        match connect_from(&rt, 12 + (i / 64) as u8, addr) {
+            Ok(mut s) => {
+                let _ = s.write_all(&head);
+                let _ = s.write_all(b"{");
+                swarm.push(s);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let opened = swarm.len();
+
+    // Keep trickling a byte per connection while Drone sends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut open = swarm;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                open.retain_mut(|s| s.write_all(b"a").is_ok());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            open.len()
+        })
+    };
+
+    // Drone (127.0.0.1) sends signed webhooks: every one is queued.
+    for n in 0..5 {
+        let mut hook: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        hook["build"]["id"] = serde_json::json!(9000 + n);
+        let hook = serde_json::to_vec(&hook).unwrap();
+        let (status, answer) = svc.post_signed(&hook, SECRET);
+        assert_eq!(status, 200, "webhook {n} during the swarm: {answer}");
+    }
+    let rss = rss_kib(svc.child.id());
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", svc.child.id())).map_or(0, |d| d.count());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let still_open = trickler.join().unwrap();
+    eprintln!(
+        "swarm: {opened} connections opened ({refused} refused), {still_open} still writable at the end; \
+         5 signed webhooks answered 200; service: {fds} open files, RSS {rss} KiB"
+    );
+    // Memory stays bounded by the connection table, not by the swarm.
+    assert!(rss > 0 && rss < 64 * 1024, "RSS {rss} KiB during the swarm");
+    // And the service holds the table's worth of connections, not the swarm's.
+    assert!(fds > 0 && fds < 512, "{fds} open files during the swarm");
     assert_eq!(svc.sigterm(), Some(0));
 }
