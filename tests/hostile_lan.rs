@@ -202,3 +202,39 @@ fn a_slow_connection_swarm_cannot_keep_a_signed_webhook_out() {
     assert!(fds > 0 && fds < 512, "{fds} open files during the swarm");
     assert_eq!(svc.sigterm(), Some(0));
 }
+
+#[test]
+fn a_413_can_be_read_by_a_client_that_is_still_sending() {
+    let state = tempfile::tempdir().unwrap();
+    let svc = start(state.path(), &["--dry-run"], &[]);
+    // 2 MiB to a 1 MiB limit, written whole before reading anything (as a
+    // naive client does): the server answers 413 at the head and must keep
+    // reading and discarding, or the close resets the answer away.
+    let body = fixture("build_created.json");
+    let mut big = serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+    big["padding"] = serde_json::json!("x".repeat(2 * 1024 * 1024));
+    let big = serde_json::to_vec(&big).unwrap();
+    // A small send buffer, so the body cannot all sit in kernel buffers
+    // before the server decides to close.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr: SocketAddr = svc.addr.parse().unwrap();
+    let mut s = rt
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_send_buffer_size(16 * 1024)?;
+            socket.set_recv_buffer_size(16 * 1024)?;
+            socket.connect(addr).await?.into_std()
+        })
+        .unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&signed_request(&big, SECRET, SystemTime::now()))
+        .expect("the whole request is written (no reset while sending)");
+    let (status, head) = read_head(&mut s).expect("the 413, not a reset");
+    assert_eq!(status, 413, "{head}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(String::from_utf8_lossy(&rest).contains("too large"), "{rest:?}");
+    drop(s);
+    assert_eq!(svc.sigterm(), Some(0));
+}

@@ -25,7 +25,7 @@
 //! connection is the last to be evicted, and Drone's finishes its headers
 //! within milliseconds, after which it is trusted. Memory stays bounded by
 //! the table: an evicted connection is dropped at once.
-use super::linger::linger_close;
+use super::linger::{linger_close, LINGER_BYTES};
 use super::write_all;
 use crate::http::response;
 use crate::http::{Response, ServerLimits};
@@ -259,7 +259,7 @@ pub(super) async fn reject_overloaded<S: AsyncRead + AsyncWrite + Unpin>(
     let resp = Response::error(503, "too many connections");
     let bytes = response::encode(&resp, false, false, SystemTime::now());
     if write_all(&mut stream, &bytes, write_timeout).await.is_ok() {
-        linger_close(&mut stream).await;
+        linger_close(&mut stream, LINGER_BYTES).await;
     }
 }
 

@@ -15,7 +15,7 @@
 //! activation the next process takes over the listening socket, and a
 //! connection dropped here would be a webhook lost.
 use super::admission::Slot;
-use super::linger::linger_close;
+use super::linger::{linger_budget, linger_close};
 use super::write_all;
 use crate::http::request::{ReadError, RequestReader};
 use crate::http::response::{self, CONTINUE};
@@ -137,7 +137,7 @@ async fn serve<S, H>(
                 let written = write_all(reader.get_mut(), &bytes, limits.write_timeout).await;
                 log_request(&head.method, head.path(), &resp, started_at, peer, routine);
                 if written.is_ok() {
-                    linger_close(reader.get_mut()).await;
+                    linger_close(reader.get_mut(), linger_budget(limits)).await;
                 }
                 return;
             }
@@ -178,7 +178,7 @@ async fn serve<S, H>(
         if !keep {
             // Any pipelined requests after this one stay unanswered; drain
             // them so the close does not reset away the response just sent.
-            linger_close(reader.get_mut()).await;
+            linger_close(reader.get_mut(), linger_budget(limits)).await;
             return;
         }
     }
@@ -219,7 +219,7 @@ async fn answer_error<S>(
                 .await
                 .is_ok()
             {
-                linger_close(reader.get_mut()).await;
+                linger_close(reader.get_mut(), linger_budget(limits)).await;
             }
         }
         ReadError::Truncated => tracing::debug!(%peer, "peer closed the connection mid-request"),
