@@ -19,6 +19,7 @@ pub mod rlimit;
 pub mod service;
 pub mod shutdown;
 pub mod signature;
+pub mod socket_activation;
 pub mod store;
 pub mod sync;
 pub mod systemd;
