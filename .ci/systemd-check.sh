@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Check systemd/drone-discord.service the way systemd itself would read it:
-#   1. `systemd-analyze verify` must print nothing (it exits 0 even for unknown
-#      keys or bad values, so any output counts as a failure);
+# Check systemd/drone-discord.service (and drone-discord.socket next to it)
+# the way systemd itself would read them:
+#   1. `systemd-analyze verify` must print nothing for either unit (it exits 0
+#      even for unknown keys or bad values, so any output counts as a failure);
 #   2. `systemd-analyze security --offline=yes` must rate the sandbox at an
 #      exposure of at most MAX_EXPOSURE (default 2.0; 0 = locked down, 10 = none).
 #
@@ -17,6 +18,9 @@ set -euo pipefail
 unit=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/systemd/drone-discord.service}
 max=${MAX_EXPOSURE:-2.0}
 name=$(basename "$unit")
+# The socket unit of the same name, verified together with the service.
+socket_unit=${unit%.service}.socket
+socket_name=$(basename "$socket_unit")
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "SKIP: systemd-analyze not found (install systemd to check $name)"
@@ -28,6 +32,11 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/etc/systemd/system" "$root/usr/local/bin" "$root/usr/lib/systemd"
 cp "$unit" "$root/etc/systemd/system/$name"
+names=("$name")
+if [ -f "$socket_unit" ]; then
+    cp "$socket_unit" "$root/etc/systemd/system/$socket_name"
+    names+=("$socket_name")
+fi
 printf '#!/bin/sh\nexit 0\n' >"$root/usr/local/bin/drone-discord"
 chmod 0755 "$root/usr/local/bin/drone-discord"
 for stock in /usr/lib/systemd/system /lib/systemd/system; do
@@ -38,8 +47,8 @@ for stock in /usr/lib/systemd/system /lib/systemd/system; do
 done
 
 status=0
-echo "== systemd-analyze verify $name"
-if ! out=$(systemd-analyze verify --root="$root" "$name" 2>&1); then
+echo "== systemd-analyze verify ${names[*]}"
+if ! out=$(systemd-analyze verify --root="$root" "${names[@]}" 2>&1); then
     status=1
 fi
 if [ -n "$out" ]; then

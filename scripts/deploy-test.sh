@@ -65,5 +65,14 @@ run_case "armv7l Pi takes armv7: copy, install, restart, healthy" armv7l armv7 2
 run_case "arm64 (as some OSes say) takes aarch64" arm64 aarch64 200 0 "healthy" "systemctl restart"
 run_case "unhealthy after restart is reported as a failure" aarch64 aarch64 503 1 "not healthy after 1s" "systemctl restart"
 
+# With the socket unit next to the service: it is copied, installed, enabled
+# (stopping the service first if the socket is not active yet), then restart.
+printf '[Socket]\n' >"$work/drone-discord.socket"
+run_case "a socket unit next to the service is installed and enabled" aarch64 aarch64 200 0 "healthy" \
+    "scp -q $work/drone-discord.socket pi@fake:/tmp/drone-discord-deploy.fake/" \
+    "install -m 0644 /tmp/drone-discord-deploy.fake/drone-discord.socket /etc/systemd/system/drone-discord.socket" \
+    "is-active --quiet drone-discord.socket" "enable --now drone-discord.socket" "systemctl restart drone-discord.service"
+rm -f "$work/drone-discord.socket"
+
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]

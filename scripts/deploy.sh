@@ -8,7 +8,10 @@
 #   PI      ssh destination, e.g. pi@raspberrypi.local
 #   TARGET  aarch64 | armv7
 #   BINARY  the cross-built binary to install
-#   UNIT    systemd unit file (default systemd/drone-discord.service if present)
+#   UNIT    systemd unit file (default systemd/drone-discord.service if present);
+#           a socket unit of the same name next to it (drone-discord.socket) is
+#           installed and enabled too, so the restart below queues webhooks in
+#           the kernel's backlog instead of refusing them
 # Env: PI_PORT (port of /health on the Pi, default 5000), HEALTH_TIMEOUT (s, default 60),
 #      SSH (default ssh), SCP (default scp), SUDO (default sudo; empty when ssh'ing as root)
 set -euo pipefail
@@ -70,15 +73,30 @@ $scp_cmd -q "${files[@]}" "$pi:$stage/"
 
 unit_name=drone-discord.service
 [ $have_unit = 1 ] && unit_name=$(basename "$unit")
+socket_unit=${unit%.service}.socket
+socket_name=${unit_name%.service}.socket
+have_socket=0
+if [ $have_unit = 1 ] && [ -f "$socket_unit" ]; then
+    $scp_cmd -q "$socket_unit" "$pi:$stage/"
+    have_socket=1
+fi
+# The first time the socket unit arrives the service still holds the port
+# itself: stop it, start the socket, then start the service on the socket.
+# Afterwards a restart leaves the socket (and its backlog) in place.
 remote="set -e
 $sudo_cmd install -m 0755 $stage/$(basename "$bin") /usr/local/bin/drone-discord
 if [ $have_unit = 1 ]; then $sudo_cmd install -m 0644 $stage/$unit_name /etc/systemd/system/$unit_name; fi
+if [ $have_socket = 1 ]; then $sudo_cmd install -m 0644 $stage/$socket_name /etc/systemd/system/$socket_name; fi
 rm -rf $stage
 $sudo_cmd systemctl daemon-reload
 $sudo_cmd systemctl enable $unit_name >/dev/null 2>&1 || true
+if [ $have_socket = 1 ] && ! $sudo_cmd systemctl is-active --quiet $socket_name; then
+    $sudo_cmd systemctl stop $unit_name
+    $sudo_cmd systemctl enable --now $socket_name
+fi
 $sudo_cmd systemctl restart $unit_name
 /usr/local/bin/drone-discord --version || true"
-log "installing to /usr/local/bin/drone-discord, daemon-reload, restart $unit_name"
+log "installing to /usr/local/bin/drone-discord, daemon-reload, restart $unit_name$([ $have_socket = 1 ] && printf ' (on %s)' "$socket_name")"
 $ssh_cmd "$pi" "$remote" </dev/null
 
 log "waiting up to ${health_timeout}s for http://127.0.0.1:$port/health on $pi"

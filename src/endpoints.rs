@@ -8,7 +8,8 @@
 //! gets a specific status and a short JSON reason that never echoes a secret.
 use crate::drone;
 use crate::health::{Component, Health, Status};
-use crate::http::{Handler, Request, Response};
+use crate::http::request::Head;
+use crate::http::{HeadCheck, Handler, Request, Response};
 use crate::signature::Verifier;
 use crate::store::{build_key, now_ms, Appended, NewEvent, Store, StoreError};
 use serde_json::json;
@@ -73,12 +74,12 @@ impl<S: Store> Endpoints<S> {
     }
 
     async fn webhook(&self, req: &Request) -> Response {
+        // The head was checked before the body was read (check_head); this
+        // is the whole check again, digest included, so that `handle` is
+        // complete on its own.
         let verified = match self.verifier.verify(&req.method, &req.target, &req.headers, &req.body, SystemTime::now()) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(reason = %e, "webhook refused: signature");
-                return Response::error(401, &format!("signature: {e}")).with_log_note("refused=signature");
-            }
+            Err(e) => return refused_signature(&e),
         };
 
         let hook = match drone::parse(&req.body) {
@@ -146,7 +147,32 @@ impl<S: Store> Endpoints<S> {
     }
 }
 
+/// The 401 for a webhook whose signature, digest or date is wrong.
+fn refused_signature(e: &crate::signature::VerifyError) -> Response {
+    tracing::warn!(reason = %e, "webhook refused: signature");
+    Response::error(401, &format!("signature: {e}")).with_log_note("refused=signature")
+}
+
 impl<S: Store> Handler for Endpoints<S> {
+    /// `POST /`: the signature covers `Date` and `Digest`, which are headers,
+    /// so a forged or stale webhook is refused before its body is read, and
+    /// an authentic one makes its connection trusted (never evicted).
+    fn check_head(&self, head: &Head, _peer: SocketAddr) -> HeadCheck {
+        if (head.path(), head.method.as_str()) != ("/", "POST") {
+            return HeadCheck::Accept;
+        }
+        match self.verifier.verify_head(&head.method, &head.target, &head.headers, SystemTime::now()) {
+            Ok(_) => HeadCheck::Trusted,
+            Err(e) => HeadCheck::Refuse(refused_signature(&e)),
+        }
+    }
+
+    /// The service's own health checks (the presence task's `GET /health`
+    /// over loopback) are logged at debug: journald on an SD card is a writer.
+    fn is_routine(&self, head: &Head, peer: SocketAddr) -> bool {
+        head.path() == "/health" && matches!(head.method.as_str(), "GET" | "HEAD") && peer.ip().is_loopback()
+    }
+
     async fn handle(&self, req: Request, peer: SocketAddr) -> Response {
         match (req.path(), req.method.as_str()) {
             ("/health", "GET") => self.health_response(false),

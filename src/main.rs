@@ -221,6 +221,8 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     }
     let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
     commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
+    // Read and unset LISTEN_FDS/LISTEN_PID while the process has one thread.
+    let _ = drone_discord::socket_activation::claim();
     let rt = commands::runtime()?;
     rt.block_on(drone_discord::service::run(cfg)).map_err(|e| {
         tracing::error!(error = %e, "start-up failed");

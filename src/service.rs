@@ -69,6 +69,7 @@ fn store_start_err(setting: &'static str, e: StoreError) -> StartError {
 
 /// Open the configured store and run until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
+    crate::rlimit::raise_open_files();
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
             let store = EmbeddedStore::open(&dir).map_err(|e| store_start_err("STATE_DIR", e))?;
@@ -134,12 +135,26 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     store.probe().await.map_err(|e| store_start_err("STATE_DIR", e))?;
     health.set(Component::Store, Status::ok("writable"));
 
-    let listener = TcpListener::bind(cfg.listen_addr)
-        .await
-        .map_err(|e| start_err(Some("LISTEN_ADDR"), format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
+    // Under socket activation systemd owns the socket (drone-discord.socket)
+    // and LISTEN_ADDR is not used; connections wait in its backlog across restarts.
+    let (listener, activated) = match crate::socket_activation::listener().map_err(|e| start_err(Some("LISTEN_FDS"), e))? {
+        Some(inherited) => {
+            let listener = inherited
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(inherited))
+                .map_err(|e| start_err(Some("LISTEN_FDS"), format!("cannot use the socket passed by systemd: {e}")))?;
+            (listener, true)
+        }
+        None => {
+            let listener = TcpListener::bind(cfg.listen_addr)
+                .await
+                .map_err(|e| start_err(Some("LISTEN_ADDR"), format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
+            (listener, false)
+        }
+    };
     let local = listener.local_addr().map_err(|e| start_err(Some("LISTEN_ADDR"), e.to_string()))?;
     health.set(Component::Listener, Status::ok(format!("listening on {local}")));
-    tracing::info!(addr = %local, dry_run = cfg.dry_run, version = env!("CARGO_PKG_VERSION"), "listening for Drone webhooks");
+    tracing::info!(addr = %local, socket_activated = activated, dry_run = cfg.dry_run, version = env!("CARGO_PKG_VERSION"), "listening for Drone webhooks");
 
     let verifier = Verifier::new(cfg.webhook_secret.expose().as_bytes().to_vec(), cfg.date_window);
     let endpoints = Arc::new(Endpoints::new(store.clone(), verifier, health.clone(), wake.clone()));

@@ -16,6 +16,11 @@
 //! A signed request still verifies if replayed inside the window; the caller
 //! refuses replays by remembering [`Verified::signature`].
 //!
+//! Everything but the digest needs only the head, so verification comes in
+//! two steps: [`Verifier::verify_head`] as soon as the headers are in (the
+//! server answers 401 without reading the body, and before `100 Continue`),
+//! then [`VerifiedHead::check_body`] once the body is read.
+//!
 //! Decisions worth knowing:
 //! * Only `hmac-sha256` is accepted. A missing `algorithm` parameter is read as
 //!   `hmac-sha256` (the draft derives the algorithm from the key, and our only
@@ -116,6 +121,29 @@ pub struct Verified {
     date: SystemTime,
 }
 
+/// A head whose signature and date passed ([`Verifier::verify_head`]); the
+/// body still has to match the signed digest ([`VerifiedHead::check_body`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedHead {
+    signature: String,
+    /// The signed `Digest` value (all instances joined).
+    digest: Vec<u8>,
+    #[cfg(test)]
+    date: SystemTime,
+}
+
+impl VerifiedHead {
+    /// Checks the body against the signed `Digest`: the last step of [`Verifier::verify`].
+    pub fn check_body(self, body: &[u8]) -> Result<Verified, VerifyError> {
+        check_digest(&self.digest, body)?;
+        Ok(Verified {
+            signature: self.signature,
+            #[cfg(test)]
+            date: self.date,
+        })
+    }
+}
+
 /// Why a request was refused. `Display` is short and never contains the
 /// secret or a computed MAC; header names from the request are truncated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,7 +203,9 @@ impl Verifier {
 
     /// Verify a request. `headers` are (lower-case name, raw value) in request
     /// order, as in `crate::http::Request`; `target` is the request target as
-    /// sent (used for `(request-target)`).
+    /// sent (used for `(request-target)`). The same checks as
+    /// [`Verifier::verify_head`] followed by [`VerifiedHead::check_body`];
+    /// for a request that fails several, the digest is reported before the date.
     pub fn verify(
         &self,
         method: &str,
@@ -184,6 +214,49 @@ impl Verifier {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Verified, VerifyError> {
+        let signature = self.authenticate(method, target, headers)?;
+        // The headers are authentic; now check they fit this body and this time.
+        let digest = joined_header(headers, "digest")?.ok_or_else(|| missing("digest"))?;
+        check_digest(&digest, body)?;
+        let _date = self.check_date(headers, now)?;
+        Ok(Verified {
+            signature,
+            #[cfg(test)]
+            date: _date,
+        })
+    }
+
+    /// The checks that need only the head: the signature's parameters, the
+    /// HMAC over the signed headers (so `Date` and `Digest` are authentic) and
+    /// the date window. The server runs this as soon as the headers are in,
+    /// so a forged or stale request is refused before its body is read; the
+    /// digest is checked against the body afterwards ([`VerifiedHead::check_body`]).
+    pub fn verify_head(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, Vec<u8>)],
+        now: SystemTime,
+    ) -> Result<VerifiedHead, VerifyError> {
+        let signature = self.authenticate(method, target, headers)?;
+        let digest = joined_header(headers, "digest")?.ok_or_else(|| missing("digest"))?;
+        let _date = self.check_date(headers, now)?;
+        Ok(VerifiedHead {
+            signature,
+            digest,
+            #[cfg(test)]
+            date: _date,
+        })
+    }
+
+    /// Parameters, algorithm, the signed header list and the HMAC; returns
+    /// the signature as sent.
+    fn authenticate(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<String, VerifyError> {
         let raw = signature_params(headers)?;
         let params = parse_params(raw)?;
 
@@ -206,11 +279,11 @@ impl Verifier {
         mac.update(&signing_string);
         mac.verify_slice(&sent_mac)
             .map_err(|_| VerifyError::BadSignature)?;
+        Ok(params.signature.to_owned())
+    }
 
-        // The headers are authentic; now check they fit this body and this time.
-        let digest = joined_header(headers, "digest")?.ok_or_else(|| missing("digest"))?;
-        check_digest(&digest, body)?;
-
+    /// The signed `Date`, inside the window around `now` (unless disabled).
+    fn check_date(&self, headers: &[(String, Vec<u8>)], now: SystemTime) -> Result<SystemTime, VerifyError> {
         let date = joined_header(headers, "date")?.ok_or_else(|| missing("date"))?;
         let date = std::str::from_utf8(&date)
             .ok()
@@ -222,12 +295,7 @@ impl Verifier {
                 return Err(VerifyError::DateOutOfWindow { skew_s });
             }
         }
-
-        Ok(Verified {
-            signature: params.signature.to_owned(),
-            #[cfg(test)]
-            date,
-        })
+        Ok(date)
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -944,6 +1012,50 @@ mod tests {
             let got = verify(&v, &headers, b"{}", vector_time());
             assert!(got.is_err());
         }
+    }
+
+    #[test]
+    fn head_check_refuses_without_a_body_and_body_check_finishes() {
+        let v = Verifier::new(SECRET.to_vec(), Some(DEFAULT_WINDOW));
+        let now = SystemTime::now();
+        let body = br#"{"event":"build"}"#;
+        let headers = signed_request(SECRET, body, now);
+        // The head alone verifies; its digest is then checked against the body.
+        let head = v.verify_head("POST", "/", &headers, now).unwrap();
+        assert_eq!(
+            head.clone().check_body(br#"{"event":"user"}"#),
+            Err(VerifyError::DigestMismatch)
+        );
+        let done = head.check_body(body).unwrap();
+        assert_eq!(Ok(done), verify(&v, &headers, body, now));
+        // Wrong key, stale date, missing or unsigned headers: refused at the head.
+        let wrong = Verifier::new(b"another-secret".to_vec(), Some(DEFAULT_WINDOW));
+        assert_eq!(
+            wrong.verify_head("POST", "/", &headers, now),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            v.verify_head("POST", "/", &headers, now + Duration::from_secs(301)),
+            Err(VerifyError::DateOutOfWindow { skew_s: 301 })
+        );
+        let mut no_sig = headers.clone();
+        no_sig.pop();
+        assert_eq!(
+            v.verify_head("POST", "/", &no_sig, now),
+            Err(VerifyError::Missing("signature".to_owned()))
+        );
+        let only_date =
+            format!(r#"keyId="k",algorithm="hmac-sha256",signature="{VECTOR_SIG}",headers="date""#);
+        assert_eq!(
+            v.verify_head("POST", "/", &vector_headers(&only_date), vector_time()),
+            Err(VerifyError::HeadersNotSigned("digest"))
+        );
+        // The legacy vector's head is authentic; only its body can fail it.
+        let off = Verifier::new(SECRET.to_vec(), None);
+        let legacy = off
+            .verify_head("POST", "/", &vector_headers(&vector_sig_header()), vector_time())
+            .unwrap();
+        assert_eq!(legacy.check_body(b"{}"), Err(VerifyError::DigestMismatch));
     }
 
     #[test]

@@ -34,8 +34,13 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
     /// Time allowed to write a response.
     pub write_timeout: Duration,
-    /// Concurrent connections; beyond it new connections get a 503 and are closed.
+    /// Concurrent connections. When full, a new connection evicts the oldest
+    /// one that is not trusted (see `server::admission`); only when none can
+    /// be evicted does it get a 503 and a close.
     pub max_connections: usize,
+    /// Untrusted connections (no verified head yet) from one peer IP; its
+    /// next one evicts that peer's oldest.
+    pub max_untrusted_per_peer: usize,
     /// Requests served on one connection before it is closed.
     pub max_requests_per_connection: usize,
 }
@@ -51,6 +56,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_untrusted_per_peer: 64,
             max_requests_per_connection: 1000,
         }
     }
@@ -123,9 +129,34 @@ impl Response {
     }
 }
 
+/// What a [`Handler`] says about a request once its head is in, before the
+/// server reads the body or sends `100 Continue`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// Read the body and call [`Handler::handle`].
+    Accept,
+    /// As `Accept`, and the head proved who sent it (a valid signature): the
+    /// connection is no longer evicted to make room for new ones.
+    Trusted,
+    /// Answer this at once, without reading the body, and close.
+    Refuse(Response),
+}
+
 /// Application logic behind the server.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request, peer: SocketAddr) -> impl Future<Output = Response> + Send;
+
+    /// Checks that need only the head (a signature over headers); the
+    /// default accepts everything.
+    fn check_head(&self, _head: &request::Head, _peer: SocketAddr) -> HeadCheck {
+        HeadCheck::Accept
+    }
+
+    /// True for a routine request (the service's own health checks) whose
+    /// log line goes out at debug instead of info.
+    fn is_routine(&self, _head: &request::Head, _peer: SocketAddr) -> bool {
+        false
+    }
 }
 
 /// Where a local client reaches a listener bound to `addr`: the loopback

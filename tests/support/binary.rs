@@ -41,6 +41,12 @@ pub fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Service {
     for (k, v) in extra {
         cmd.env(k, v);
     }
+    spawn(cmd)
+}
+
+/// Spawns `cmd` (a `serve` with stderr piped) and waits until it logs its
+/// listening address.
+pub fn spawn(mut cmd: Command) -> Service {
     let mut child = cmd.spawn().expect("spawn drone-discord");
     let stderr = child.stderr.take().expect("stderr");
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -1,7 +1,9 @@
 //! The HTTP server: the accept loop, and where each of its concerns lives.
 //!
 //! [`listen`] accepts connections and asks `admission` whether each may be
-//! served (up to `max_connections`; beyond it a short 503 and close). An
+//! served (up to `max_connections`; when full, the oldest untrusted
+//! connection is evicted, and only when none is evictable does the new one
+//! get a short 503 and a close). An
 //! admitted connection runs [`request_loop`] (`connection`): wait for a
 //! request, read it with [`RequestReader`](crate::http::request::RequestReader),
 //! answer `100 Continue` when asked, call the [`Handler`], write the
@@ -29,6 +31,7 @@ mod connection;
 mod linger;
 
 use admission::{reject_overloaded, Admission, Gate};
+use connection::serve_in_slot;
 pub use connection::request_loop;
 
 /// How long shutdown waits for in-flight requests before dropping them.
@@ -61,6 +64,10 @@ impl Accept for TcpListener {
         let (stream, peer) = TcpListener::accept(self).await?;
         // Responses go out in one write; do not let Nagle hold them back.
         let _ = stream.set_nodelay(true);
+        // On a dual-stack socket (socket activation's `ListenStream=5000`)
+        // IPv4 peers arrive as ::ffff:a.b.c.d; name them as IPv4 so that
+        // loopback checks and per-peer limits see one address per host.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         Ok((stream, peer))
     }
 }
@@ -94,18 +101,18 @@ async fn accept_loop<A: Accept, H: Handler>(
                 }
             }
         };
-        match gate.admit() {
+        match gate.admit(peer.ip()) {
             Admission::Serve(slot) => {
                 let handler = Arc::clone(&handler);
                 let limits = limits.clone();
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
-                    request_loop(stream, peer, handler.as_ref(), &limits, &shutdown).await;
+                    serve_in_slot(stream, peer, handler.as_ref(), &limits, &shutdown, &slot).await;
                     drop(slot);
                 });
             }
             Admission::Reject(permit) => {
-                tracing::info!(%peer, status = 503, "connection limit reached; turning connection away");
+                tracing::info!(%peer, status = 503, "connection table full of trusted or busy connections; turning connection away");
                 let write_timeout = limits.write_timeout;
                 tokio::spawn(async move {
                     reject_overloaded(stream, write_timeout).await;
@@ -192,6 +199,17 @@ mod tests {
                 log_note: None,
             }
             .with_log_note("echo")
+        }
+
+        /// `/refuse` is refused from its head (401), `/anon…` is accepted
+        /// untrusted (evictable), everything else is trusted.
+        fn check_head(&self, head: &crate::http::request::Head, _peer: SocketAddr) -> crate::http::HeadCheck {
+            use crate::http::HeadCheck;
+            match head.path() {
+                "/refuse" => HeadCheck::Refuse(Response::error(401, "refused at the head")),
+                p if p.starts_with("/anon") => HeadCheck::Accept,
+                _ => HeadCheck::Trusted,
+            }
         }
     }
 
@@ -634,6 +652,46 @@ mod tests {
         })
         .await;
         assert!(served.is_ok(), "freed slot was never reused");
+        server.trigger.fire();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_table_evicts_an_untrusted_connection_for_the_newcomer() {
+        let server = start(ServerLimits {
+            max_connections: 2,
+            ..small_limits()
+        })
+        .await;
+        // One trusted keep-alive connection, one that never finishes its head.
+        let mut trusted = connect(server.addr).await;
+        trusted.send(b"GET /t HTTP/1.1\r\n\r\n").await;
+        assert_eq!(trusted.answer(false).await.unwrap().status, 200);
+        let mut slow = connect(server.addr).await;
+        slow.send(b"GET /anon HTTP/1.1\r\nX-Slow: ").await;
+        // The table is full; the newcomer is served and the slow one is gone.
+        let mut newcomer = connect(server.addr).await;
+        newcomer.send(b"GET /anon2 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(newcomer.answer(false).await.unwrap().status, 200);
+        assert!(slow.closed_silently().await, "the slowloris was not evicted");
+        // The trusted connection still works.
+        trusted.send(b"GET /t2 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(trusted.answer(false).await.unwrap().body, b"GET /t2 ");
+        drop((trusted, newcomer));
+        server.trigger.fire();
+        server.task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_head_is_answered_before_the_body_and_before_100_continue() {
+        let server = start(small_limits()).await;
+        let mut c = connect(server.addr).await;
+        c.send(b"POST /refuse HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n")
+            .await;
+        let answer = c.answer(false).await.unwrap();
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.header("connection"), Some("close"));
+        assert!(c.closed_silently().await);
         server.trigger.fire();
         server.task.await.unwrap().unwrap();
     }
