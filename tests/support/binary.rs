@@ -56,12 +56,16 @@ pub fn spawn(mut cmd: Command) -> Service {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening for Drone webhooks") {
-                    if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
+                // Keep the line before announcing the address, so a test
+                // that reads the log once `spawn` returns sees this line.
+                let addr = line
+                    .contains("listening for Drone webhooks")
+                    .then(|| line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).map(str::to_string))
+                    .flatten();
                 log.lock().unwrap().push(line);
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
             }
         });
     }
