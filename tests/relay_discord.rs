@@ -84,9 +84,22 @@ fn update_no(msg: &Value) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // What the fake saw
 
+/// The Drone server of the fixtures (their `system.host`).
+const HOST: &str = "drone.kiwi-labs.net";
+
 /// The nonce the relay uses for a build's first create.
 fn nonce(id: i64) -> String {
-    format!("build{id}")
+    relay::nonce_for(HOST, &build_key(id), CHANNEL, 0)
+}
+
+/// The build whose first create carries nonce `n` (nonces are hashes, so
+/// this looks them up among the build ids these tests use).
+fn build_of_nonce(n: &str) -> Option<i64> {
+    static BY_NONCE: std::sync::OnceLock<HashMap<String, i64>> = std::sync::OnceLock::new();
+    BY_NONCE
+        .get_or_init(|| (0..=1000).map(|id| (nonce(id), id)).collect())
+        .get(n)
+        .copied()
 }
 
 /// Build id → ids of the messages created for it (found by nonce).
@@ -94,7 +107,7 @@ fn messages_by_build(fake: &FakeDiscord) -> HashMap<i64, Vec<String>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
     for (id, m) in fake.messages() {
         let n = m["nonce"].as_str().unwrap_or_default();
-        if let Some(b) = n.strip_prefix("build").and_then(|r| r.parse::<i64>().ok()) {
+        if let Some(b) = build_of_nonce(n) {
             out.entry(b).or_default().push(id);
         }
     }
@@ -145,7 +158,7 @@ fn calls_per_build(fake: &FakeDiscord) -> BTreeMap<i64, (usize, usize)> {
                 .body
                 .as_ref()
                 .and_then(|b| b["nonce"].as_str())
-                .and_then(|n| n.strip_prefix("build")?.parse().ok())
+                .and_then(build_of_nonce)
             {
                 out.entry(b).or_default().0 += 1;
             }

@@ -2,6 +2,7 @@
 //! render it, create or edit the build's message, record the message id,
 //! and complete, release or dead-letter the events. It returns an
 //! [`Outcome`] for the scheduler and never retries on its own.
+use super::nonce::{nonce_for, replacement_generation};
 use super::scheduler::Scope;
 use super::sink::Sink;
 use super::RelayConfig;
@@ -25,13 +26,6 @@ pub enum Outcome {
     DeadLettered,
     /// The store failed; released (if it could be) and retried later.
     StoreFailed(String),
-}
-
-/// A small stable hash (FNV-1a), for nonces derived from a message id.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    })
 }
 
 /// The decoded events of a claim that can be shown, with the seqs of any that cannot.
@@ -81,18 +75,6 @@ fn choose<'a>(hooks: &'a [(Event, Webhook)], shown: Option<&MessageRef>) -> Opti
     Some(newest)
 }
 
-/// Nonce for a create: ≤ 25 chars, stable for the key, different per fresh attempt.
-fn nonce_for(key: &str, generation: u32) -> String {
-    let base: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let mut n = if generation == 0 {
-        base
-    } else {
-        format!("{base}r{generation}")
-    };
-    n.truncate(25);
-    n
-}
-
 /// Deliver one claim.
 pub async fn deliver<S: Store, K: Sink>(
     cfg: &RelayConfig,
@@ -130,6 +112,11 @@ pub async fn deliver<S: Store, K: Sink>(
         .as_ref()
         .map(|b| b.status.clone())
         .unwrap_or_default();
+    let target = Target {
+        cfg,
+        key: &key,
+        server: hook.system.as_ref().map(|s| s.host.as_str()).unwrap_or(""),
+    };
 
     let result = match &shown {
         Some(m) => match sink.edit(&m.channel_id, &m.message_id, &body).await {
@@ -137,18 +124,11 @@ pub async fn deliver<S: Store, K: Sink>(
                 tracing::info!(key = %key, message_id = %m.message_id, "message was deleted; posting a fresh one");
                 // A nonce of its own (derived from the deleted message, so a
                 // retry after a crash still cannot post twice).
-                create(
-                    sink,
-                    cfg,
-                    &key,
-                    &mut body,
-                    1 + fnv1a(m.message_id.as_bytes()) % 9999,
-                )
-                .await
+                create(sink, &target, &mut body, replacement_generation(&m.message_id)).await
             }
             other => other.map(|id| (id, false)),
         },
-        None => create(sink, cfg, &key, &mut body, 0).await,
+        None => create(sink, &target, &mut body, 0).await,
     };
 
     match result {
@@ -223,20 +203,27 @@ pub async fn deliver<S: Store, K: Sink>(
     }
 }
 
+/// Where a create goes and what its nonce is made of.
+struct Target<'a> {
+    cfg: &'a RelayConfig,
+    key: &'a str,
+    /// The Drone server that sent the shown event (`system.host`, or empty).
+    server: &'a str,
+}
+
 async fn create<K: Sink>(
     sink: &K,
-    cfg: &RelayConfig,
-    key: &str,
+    t: &Target<'_>,
     body: &mut Value,
     generation: u32,
 ) -> Result<(String, bool), RestError> {
+    let channel = &t.cfg.channel_id;
     if let Some(obj) = body.as_object_mut() {
-        obj.insert("nonce".into(), Value::String(nonce_for(key, generation)));
+        let nonce = nonce_for(t.server, t.key, channel, generation);
+        obj.insert("nonce".into(), Value::String(nonce));
         obj.insert("enforce_nonce".into(), Value::Bool(true));
     }
-    sink.create(&cfg.channel_id, body)
-        .await
-        .map(|id| (id, true))
+    sink.create(channel, body).await.map(|id| (id, true))
 }
 
 async fn complete<S: Store>(
@@ -284,19 +271,4 @@ async fn release_after_store_error<S: Store>(
     tracing::error!(key = %key, error = %e, "store failed during delivery; will retry");
     release(cfg, store, key).await;
     Outcome::StoreFailed(e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nonce_is_short_stable_and_varies_by_generation() {
-        let k = "build:9223372036854775807";
-        assert_eq!(nonce_for(k, 0), "build9223372036854775807");
-        assert!(nonce_for(k, 0).len() <= 25);
-        assert_ne!(nonce_for(k, 0), nonce_for(k, 3));
-        assert!(nonce_for(k, 999).len() <= 25);
-        assert_eq!(nonce_for("event:12", 0), "event12");
-    }
 }

@@ -8,7 +8,8 @@
 //! stale running/pending one.
 //!
 //! Exactly one message per build: creates carry a nonce derived from the
-//! build with `enforce_nonce`, so a create that reached Discord just before a
+//! Drone server, the build, the channel and the generation ([`nonce`]) with
+//! `enforce_nonce`, so a create that reached Discord just before a
 //! crash returns the same message when repeated; the message id is stored
 //! before the events are marked done.
 //!
@@ -22,13 +23,16 @@
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
 //!
 //! The parts: [`scheduler`] decides what to do when (a pure state machine
-//! fed `Instant`s), [`deliver`] delivers one claim, [`sink`] is where
+//! fed `Instant`s), [`deliver`] delivers one claim, [`nonce`] names each
+//! create, [`sink`] is where
 //! messages go, and [`run`] here is the driver that moves claims, outcomes
 //! and time between the store, the sink and the scheduler.
 pub mod deliver;
+pub mod nonce;
 pub mod scheduler;
 pub mod sink;
 
+pub use nonce::nonce_for;
 pub use sink::{DryRun, Sink};
 
 use crate::health::{Component, Health, Status};
