@@ -124,7 +124,48 @@ pub async fn deliver<S: Store, K: Sink>(
                 tracing::info!(key = %key, message_id = %m.message_id, "message was deleted; posting a fresh one");
                 // A nonce of its own (derived from the deleted message, so a
                 // retry after a crash still cannot post twice).
-                create(sink, &target, &mut body, replacement_generation(&m.message_id)).await
+                create(
+                    sink,
+                    &target,
+                    &mut body,
+                    replacement_generation(&m.message_id),
+                )
+                .await
+            }
+            // Discord refuses this edit (50001 Missing Access after the bot
+            // lost an old message's channel, 50005 another author's message,
+            // 50013): that concerns this message only. Post a fresh one; if
+            // that is refused too, set the build aside.
+            Err(RestError::Unauthorized {
+                status: 403,
+                message,
+            }) => {
+                tracing::warn!(key = %key, message_id = %m.message_id, reason = %message, "Discord refuses to edit the message (403); posting a fresh one");
+                match create(
+                    sink,
+                    &target,
+                    &mut body,
+                    replacement_generation(&m.message_id),
+                )
+                .await
+                {
+                    Err(
+                        e @ (RestError::Unauthorized { status: 403, .. }
+                        | RestError::NotFound { .. }),
+                    ) => {
+                        let reason = format!(
+                            "Discord refused to edit message {} (403: {message}) and to post a fresh one in channel {}: {e}",
+                            m.message_id, cfg.channel_id
+                        );
+                        tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
+                        return match finish_dead(cfg, store, &key, upto, &reason).await {
+                            // The create was refused: the channel pauses like after any refused create.
+                            Outcome::DeadLettered => refused_create(cfg, &e),
+                            other => other,
+                        };
+                    }
+                    other => other,
+                }
             }
             other => other.map(|id| (id, false)),
         },
@@ -161,32 +202,13 @@ pub async fn deliver<S: Store, K: Sink>(
                 reason,
             }
         }
-        Err(RestError::Unauthorized { status, message }) => {
+        Err(
+            e @ (RestError::Unauthorized { .. }
+            | RestError::Suspended { .. }
+            | RestError::NotFound { .. }),
+        ) => {
             release(cfg, store, &key).await;
-            Outcome::Refused {
-                scope: Scope::Everything,
-                reason: format!("Discord answered {status}: {message}"),
-            }
-        }
-        Err(RestError::Suspended { reason }) => {
-            release(cfg, store, &key).await;
-            Outcome::Refused {
-                scope: Scope::Everything,
-                reason,
-            }
-        }
-        Err(RestError::NotFound { code, message }) => {
-            // On a create this is the channel itself (10003): a setup problem,
-            // not a bad message, so pause instead of dead-lettering everything.
-            release(cfg, store, &key).await;
-            Outcome::Refused {
-                scope: Scope::Everything,
-                reason: format!(
-                    "channel {} not found ({}): {message}",
-                    cfg.channel_id,
-                    code.unwrap_or(0)
-                ),
-            }
+            refused_create(cfg, &e)
         }
         Err(RestError::Rejected {
             status,
@@ -200,6 +222,43 @@ pub async fn deliver<S: Store, K: Sink>(
             tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
             finish_dead(cfg, store, &key, upto, &reason).await
         }
+    }
+}
+
+/// What a refusal pauses. Here every 403/404 is a create's (an edit's is
+/// handled above): a 403 or 404 (10003 unknown channel, a setup problem,
+/// not a bad message) pauses that destination; a 401 or a client that
+/// suspended itself (after a 401, or with its invalid-request budget spent)
+/// pauses everything.
+fn refused_create(cfg: &RelayConfig, e: &RestError) -> Outcome {
+    let channel = &cfg.channel_id;
+    match e {
+        RestError::Unauthorized {
+            status: 403,
+            message,
+        } => Outcome::Refused {
+            scope: Scope::Destination(channel.clone()),
+            reason: format!("Discord answered 403 for channel {channel}: {message}"),
+        },
+        RestError::NotFound { code, message } => Outcome::Refused {
+            scope: Scope::Destination(channel.clone()),
+            reason: format!(
+                "channel {channel} not found ({}): {message}",
+                code.unwrap_or(0)
+            ),
+        },
+        RestError::Unauthorized { status, message } => Outcome::Refused {
+            scope: Scope::Everything,
+            reason: format!("Discord answered {status}: {message}"),
+        },
+        RestError::Suspended { reason } => Outcome::Refused {
+            scope: Scope::Everything,
+            reason: reason.clone(),
+        },
+        other => Outcome::Refused {
+            scope: Scope::Everything,
+            reason: other.to_string(),
+        },
     }
 }
 

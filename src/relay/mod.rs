@@ -17,9 +17,13 @@
 //! 429s retry with capped exponential backoff and jitter, forever, the event
 //! staying queued (a store failure after the call backs off the same way).
 //! A key that is backing off never holds a delivery slot, so builds that
-//! keep failing cannot starve the others. 401/403 (and an unknown channel)
-//! stop all calls and mark health unhealthy, with a rare retry. 404 on an
-//! edit posts a fresh message.
+//! keep failing cannot starve the others. A refusal is scoped to what
+//! Discord refused: 401 (the token) pauses all delivery and marks health
+//! unhealthy, with a rare retry; a 403 or 404 on a create pauses that
+//! destination (channel) the same way. A 403 on an edit concerns that
+//! message only: a fresh message is posted, and if that is refused too the
+//! build is set aside as a dead letter. 404 on an edit (the message was
+//! deleted) posts a fresh message.
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
 //!
 //! The parts: [`scheduler`] decides what to do when (a pure state machine
