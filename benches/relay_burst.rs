@@ -105,7 +105,9 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let wanted: HashMap<String, Value> = (1..=builds)
         .map(|id| {
             let hook = drone::parse(&last_body(id)).expect("parse");
-            (format!("build{id}"), render::render(&hook).expect("render"))
+            let host = hook.system.as_ref().map(|s| s.host.clone()).unwrap_or_default();
+            let nonce = relay::nonce_for(&host, &build_key(id), CHANNEL, 0);
+            (nonce, render::render(&hook).expect("render"))
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(3600);

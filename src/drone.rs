@@ -249,6 +249,8 @@ pub enum Kind {
     UserDeleted,
     RepoEnabled,
     RepoDisabled,
+    /// Removed from Drone (`DELETE /api/repos/{owner}/{name}?remove=true`).
+    RepoDeleted,
     BuildCreated,
     BuildUpdated,
 }
@@ -261,6 +263,7 @@ impl Webhook {
             ("user", "deleted") => Some(Kind::UserDeleted),
             ("repo", "enabled") => Some(Kind::RepoEnabled),
             ("repo", "disabled") => Some(Kind::RepoDisabled),
+            ("repo", "deleted") => Some(Kind::RepoDeleted),
             ("build", "created") => Some(Kind::BuildCreated),
             ("build", "updated") => Some(Kind::BuildUpdated),
             _ => None,
@@ -397,6 +400,12 @@ mod tests {
             parse(br#"{"event":null,"action":null,"build":null}"#).unwrap(),
             Webhook::default()
         );
+    }
+
+    #[test]
+    fn repo_deleted_is_known() {
+        let hook = parse(br#"{"event":"repo","action":"deleted","repo":{"slug":"o/r"}}"#).unwrap();
+        assert_eq!(hook.kind(), Some(Kind::RepoDeleted));
     }
 
     #[test]

@@ -119,6 +119,12 @@ fn refusals_and_replays() {
     assert_eq!(svc.request(&mismatch).0, 400);
     let (s, b) = svc.post_signed(br#"{"event":"build","action":"exploded","build":{"id":1}}"#, SECRET);
     assert_eq!((s, json(&b)["message"].as_str().map(str::to_string)), (200, Some("ignored".into())), "{b}");
+    // repo:deleted is posted like repo:disabled: queued, not ignored, and delivered.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/synthetic/repo_deleted.json");
+    let deleted = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (s, b) = svc.post_signed(&deleted, SECRET);
+    assert_eq!((s, json(&b)["message"].as_str().map(str::to_string)), (200, Some("queued".into())), "{b}");
+    svc.wait_log("Repository deleted", 1, Duration::from_secs(60));
 
     // Routing.
     assert_eq!(svc.get("/").0, 405);

@@ -84,9 +84,22 @@ fn update_no(msg: &Value) -> Option<usize> {
 // ---------------------------------------------------------------------------
 // What the fake saw
 
+/// The Drone server of the fixtures (their `system.host`).
+const HOST: &str = "drone.kiwi-labs.net";
+
 /// The nonce the relay uses for a build's first create.
 fn nonce(id: i64) -> String {
-    format!("build{id}")
+    relay::nonce_for(HOST, &build_key(id), CHANNEL, 0)
+}
+
+/// The build whose first create carries nonce `n` (nonces are hashes, so
+/// this looks them up among the build ids these tests use).
+fn build_of_nonce(n: &str) -> Option<i64> {
+    static BY_NONCE: std::sync::OnceLock<HashMap<String, i64>> = std::sync::OnceLock::new();
+    BY_NONCE
+        .get_or_init(|| (0..=1000).map(|id| (nonce(id), id)).collect())
+        .get(n)
+        .copied()
 }
 
 /// Build id → ids of the messages created for it (found by nonce).
@@ -94,7 +107,7 @@ fn messages_by_build(fake: &FakeDiscord) -> HashMap<i64, Vec<String>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
     for (id, m) in fake.messages() {
         let n = m["nonce"].as_str().unwrap_or_default();
-        if let Some(b) = n.strip_prefix("build").and_then(|r| r.parse::<i64>().ok()) {
+        if let Some(b) = build_of_nonce(n) {
             out.entry(b).or_default().push(id);
         }
     }
@@ -145,7 +158,7 @@ fn calls_per_build(fake: &FakeDiscord) -> BTreeMap<i64, (usize, usize)> {
                 .body
                 .as_ref()
                 .and_then(|b| b["nonce"].as_str())
-                .and_then(|n| n.strip_prefix("build")?.parse().ok())
+                .and_then(build_of_nonce)
             {
                 out.entry(b).or_default().0 += 1;
             }
@@ -720,6 +733,112 @@ async fn deleted_message_is_replaced_and_later_edits_go_to_the_new_one() {
     matches_render(&msg, &build_body(9, 2, "success")).unwrap_or_else(|e| panic!("{e}"));
     let seen: Vec<_> = fake.history(fresh).iter().map(update_no).collect();
     assert_eq!(seen, vec![Some(1), Some(2)]);
+}
+
+// ---------------------------------------------------------------------------
+// 3e. Discord refuses one message's edit (403): that build only.
+
+/// Discord's answer when the bot may no longer edit a message (it lost the
+/// old message's channel).
+fn missing_access() -> Canned {
+    Canned::json(403, serde_json::json!({ "message": "Missing Access", "code": 50001 }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_refused_with_403_posts_a_fresh_message_and_other_builds_keep_flowing() {
+    let fake = FakeDiscord::start().await;
+    let rig = Rig::start(fake).await;
+    let builds = 1..=3i64;
+    for id in builds.clone() {
+        rig.push(id, build_body(id, 0, "pending")).await;
+    }
+    rig.drained().await;
+    let refused = messages_by_build(&rig.fake)[&2][0].clone();
+    // Every edit of build 2's message is refused from now on.
+    rig.fake.push_for(
+        "PATCH",
+        &format!("/channels/{CHANNEL}/messages/{refused}"),
+        1_000_000,
+        missing_access(),
+    );
+    for n in 1..=2 {
+        for id in builds.clone() {
+            rig.push(id, build_body(id, n, if n == 2 { "success" } else { "running" }))
+                .await;
+        }
+        rig.drained().await;
+    }
+    let rig = rig.stop().await;
+    let fake = &rig.fake;
+    // The other builds kept their one message and reached their final state.
+    for id in [1, 3] {
+        assert_history_in_order(fake, id, 2);
+        assert!(shows(fake, id, &build_body(id, 2, "success")), "build {id}");
+    }
+    // Build 2 got one fresh message, with a nonce of its own, which the store
+    // follows and which shows the final state.
+    let stored = rig
+        .store
+        .message(&build_key(2))
+        .await
+        .expect("store")
+        .expect("message");
+    assert_ne!(stored.message_id, refused, "the store follows the fresh message");
+    assert_eq!(fake.messages().len(), 4, "exactly one fresh message: {:?}", fake.calls());
+    let fresh = fake.message(&stored.message_id).expect("fresh message");
+    assert!(
+        fresh["nonce"].as_str().is_some_and(|n| n != nonce(2) && n.len() <= 25),
+        "{}",
+        fresh["nonce"]
+    );
+    matches_render(&fresh, &build_body(2, 2, "success")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(fake.count_status(403) >= 1);
+    // Nothing set aside, and an edit refusal is not a health problem.
+    assert_eq!(rig.store.stats().await.expect("stats").dead_letters, 0);
+    assert!(rig.health.report().healthy, "{:?}", rig.health.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_and_fresh_create_refused_set_the_build_aside_and_the_others_are_delivered() {
+    let fake = FakeDiscord::start().await;
+    let mut cfg = relay_config();
+    // A refused create pauses the channel; keep that pause short here.
+    cfg.auth_pause = Duration::from_millis(500);
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    let builds = 1..=3i64;
+    for id in builds.clone() {
+        rig.push(id, build_body(id, 0, "pending")).await;
+    }
+    rig.drained().await;
+    let refused = messages_by_build(&rig.fake)[&2][0].clone();
+    rig.fake.push_for(
+        "PATCH",
+        &format!("/channels/{CHANNEL}/messages/{refused}"),
+        1_000_000,
+        missing_access(),
+    );
+    // The only create from now on is build 2's fresh message: refused too.
+    rig.fake.push_for("POST", "/channels/", 1, missing_access());
+    for id in builds.clone() {
+        rig.push(id, build_body(id, 1, "success")).await;
+    }
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let fake = &rig.fake;
+    for id in [1, 3] {
+        assert!(shows(fake, id, &build_body(id, 1, "success")), "build {id}");
+    }
+    let dead = rig.store.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].event.key, build_key(2));
+    assert!(
+        dead[0].reason.contains("403") && dead[0].reason.contains(&refused),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(fake.messages().len(), 3, "no fresh message was posted");
+    assert_eq!(rig.store.stats().await.expect("stats").pending, 0);
 }
 
 // ---------------------------------------------------------------------------

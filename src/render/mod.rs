@@ -45,7 +45,7 @@ pub use style::{status_style, StatusStyle};
 use build::build_embed;
 use embed::Embed;
 use markdown::{http_url, one_line, or_placeholder};
-use user_and_repo::{repo_embed, user_embed};
+use user_and_repo::{repo_embed, user_embed, RepoChange};
 
 /// The Discord message body for a webhook, or `None` when this version does not
 /// know the event/action, or the payload lacks the object the event is about
@@ -55,8 +55,9 @@ pub fn render(hook: &Webhook) -> Option<Value> {
         Kind::BuildCreated | Kind::BuildUpdated => build_embed(hook, hook.build.as_ref()?),
         Kind::UserCreated => user_embed(hook, hook.user.as_ref()?, true),
         Kind::UserDeleted => user_embed(hook, hook.user.as_ref()?, false),
-        Kind::RepoEnabled => repo_embed(hook, true)?,
-        Kind::RepoDisabled => repo_embed(hook, false)?,
+        Kind::RepoEnabled => repo_embed(hook, RepoChange::Enabled)?,
+        Kind::RepoDisabled => repo_embed(hook, RepoChange::Disabled)?,
+        Kind::RepoDeleted => repo_embed(hook, RepoChange::Deleted)?,
     };
     Some(finish(embed))
 }

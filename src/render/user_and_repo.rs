@@ -1,5 +1,5 @@
 //! The user and repository renderers: one compact embed for a user created or
-//! deleted, and one for a repository enabled or disabled.
+//! deleted, and one for a repository enabled, disabled or deleted.
 use super::embed::{drone_url, footer, iso8601, short_field, Embed};
 use super::limits::AUTHOR_NAME_MAX;
 use super::markdown::{escape_md, http_url, link_or_text, one_line, PLACEHOLDER};
@@ -37,7 +37,18 @@ pub(super) fn user_embed(hook: &Webhook, user: &User, created: bool) -> Embed {
     embed
 }
 
-pub(super) fn repo_embed(hook: &Webhook, enabled: bool) -> Option<Embed> {
+/// What happened to a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RepoChange {
+    Enabled,
+    Disabled,
+    /// Removed from Drone: shown like `Disabled`, without a link to its
+    /// Drone page, which is gone.
+    Deleted,
+}
+
+pub(super) fn repo_embed(hook: &Webhook, change: RepoChange) -> Option<Embed> {
+    let enabled = change == RepoChange::Enabled;
     let repo = hook.repo.as_ref()?;
     let slug = one_line(&repo.slug);
     let mut fields = vec![short_field(
@@ -67,13 +78,16 @@ pub(super) fn repo_embed(hook: &Webhook, enabled: bool) -> Option<Embed> {
         _ => (String::new(), None),
     };
     Some(Embed {
-        title: if enabled {
-            "Repository enabled"
-        } else {
-            "Repository disabled"
+        title: match change {
+            RepoChange::Enabled => "Repository enabled",
+            RepoChange::Disabled => "Repository disabled",
+            RepoChange::Deleted => "Repository deleted",
         }
         .to_owned(),
-        url: drone_url(hook.system.as_ref(), &slug),
+        url: match change {
+            RepoChange::Deleted => None,
+            _ => drone_url(hook.system.as_ref(), &slug),
+        },
         color: Some(if enabled { GREEN } else { GREY }),
         author_name,
         author_icon,
@@ -113,5 +127,19 @@ mod tests {
         let msg = render(&fixture("repo_disabled")).unwrap();
         assert_eq!(embed(&msg)["title"], "Repository disabled");
         assert!(embed(&msg).get("author").is_none());
+    }
+
+    #[test]
+    fn repo_deleted_renders_like_disabled_without_the_gone_drone_page() {
+        let mut hook = fixture("repo_disabled");
+        let disabled = render(&hook).unwrap();
+        hook.action = "deleted".into();
+        let msg = render(&hook).unwrap();
+        check_limits(&msg).unwrap();
+        assert_eq!(embed(&msg)["title"], "Repository deleted");
+        assert_eq!(embed(&msg)["color"], GREY);
+        assert!(embed(&msg).get("url").is_none(), "{msg}");
+        assert_eq!(embed(&msg)["fields"], embed(&disabled)["fields"]);
+        assert_eq!(embed(&msg)["footer"], embed(&disabled)["footer"]);
     }
 }

@@ -1,0 +1,259 @@
+//! The relay: queued events → rendered messages → Discord, one message per build.
+//!
+//! It claims work from the store per key (one build, or one standalone
+//! event), so events of one build are applied in order while different
+//! builds proceed independently. A claim holds every pending event of its
+//! key; since each Drone update carries the whole build, only the newest
+//! state is sent (coalescing), and a final status is never replaced by a
+//! stale running/pending one.
+//!
+//! Exactly one message per build: creates carry a nonce derived from the
+//! Drone server, the build, the channel and the generation ([`nonce`]) with
+//! `enforce_nonce`, so a create that reached Discord just before a
+//! crash returns the same message when repeated; the message id is stored
+//! before the events are marked done.
+//!
+//! Failure policy (see README): network errors, timeouts, 5xx and lingering
+//! 429s retry with capped exponential backoff and jitter, forever, the event
+//! staying queued (a store failure after the call backs off the same way).
+//! A key that is backing off never holds a delivery slot, so builds that
+//! keep failing cannot starve the others. A refusal is scoped to what
+//! Discord refused: 401 (the token) pauses all delivery and marks health
+//! unhealthy, with a rare retry; a 403 or 404 on a create pauses that
+//! destination (channel) the same way. A 403 on an edit concerns that
+//! message only: a fresh message is posted, and if that is refused too the
+//! build is set aside as a dead letter. 404 on an edit (the message was
+//! deleted) posts a fresh message.
+//! Any other 4xx moves the events aside as dead letters and the relay goes on.
+//!
+//! The parts: [`scheduler`] decides what to do when (a pure state machine
+//! fed `Instant`s), [`deliver`] delivers one claim, [`nonce`] names each
+//! create, [`sink`] is where
+//! messages go, and [`run`] here is the driver that moves claims, outcomes
+//! and time between the store, the sink and the scheduler.
+pub mod deliver;
+pub mod nonce;
+pub mod scheduler;
+pub mod sink;
+
+pub use nonce::nonce_for;
+pub use sink::{DryRun, Sink};
+
+use crate::health::{Component, Health, Status};
+use crate::jitter::Jitter;
+use crate::shutdown::Shutdown;
+use crate::store::{now_ms, Store};
+use deliver::{deliver, release, Outcome};
+use scheduler::{Action, Admission, Scheduler, SchedulerConfig, Verdict};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// Relay tuning.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub channel_id: String,
+    /// This instance's lease owner name (unique per process).
+    pub owner: String,
+    /// How long a claim is leased; a holder that dies frees its keys after this.
+    pub lease: Duration,
+    /// Keys delivered concurrently.
+    pub max_in_flight: usize,
+    /// Re-check the store this often even without a wake-up (other instances, retries).
+    pub poll_interval: Duration,
+    /// First retry delay after a transient failure; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long delivery pauses after Discord refused the token or channel.
+    pub auth_pause: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(channel_id: impl Into<String>) -> Self {
+        RelayConfig {
+            channel_id: channel_id.into(),
+            owner: instance_name(),
+            lease: Duration::from_secs(300),
+            max_in_flight: 8,
+            poll_interval: Duration::from_secs(2),
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            auth_pause: Duration::from_secs(600),
+        }
+    }
+
+    /// The scheduler's share of the tuning.
+    fn scheduler_config(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            max_in_flight: self.max_in_flight,
+            poll_interval: self.poll_interval,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+            refusal_pause: self.auth_pause,
+            stats_interval: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+            drain: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A process-unique lease owner name: host, pid and a random part.
+pub fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let tag = (Jitter::random().sample() * f64::from(u32::MAX)) as u32;
+    format!(
+        "{}-{}-{tag:08x}",
+        if host.is_empty() { "host" } else { &host },
+        std::process::id()
+    )
+}
+
+/// Run the relay until shutdown. Never returns early on errors: it reports
+/// them to health and keeps the events queued.
+pub async fn run<S: Store, K: Sink>(
+    cfg: RelayConfig,
+    store: Arc<S>,
+    sink: Arc<K>,
+    health: Arc<Health>,
+    wake: Arc<Notify>,
+    shutdown: Shutdown,
+) {
+    let cfg = Arc::new(cfg);
+    let mut sched = Scheduler::new(
+        cfg.scheduler_config(),
+        vec![cfg.channel_id.clone()],
+        Jitter::random(),
+        Instant::now(),
+    );
+    let mut tasks: JoinSet<Outcome> = JoinSet::new();
+    let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
+
+    loop {
+        if shutdown.is_triggered() {
+            sched.shutdown(Instant::now());
+        }
+        // Health is the one authority on whether the store writes (ingest,
+        // the prober and this loop all report into it).
+        sched.set_store_writable(health.get(Component::Store).ok);
+        match sched.next(Instant::now()) {
+            Action::Stop { drain_until } => {
+                drain(&mut tasks, drain_until).await;
+                return;
+            }
+            // Queue figures for /health and STATUS=.
+            Action::RefreshStats => match store.stats().await {
+                Ok(s) => health.set_queue(s),
+                Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
+            },
+            // No deliveries while the store cannot write: their results
+            // (message ids, completions) could not be recorded, so every
+            // create would lean on Discord's short nonce window alone.
+            // Probe it to resume on our own.
+            Action::ProbeStore => {
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(Duration::from_secs(10), store.probe()).await
+                {
+                    tracing::info!("store writes again; delivery resumes");
+                    health.set(Component::Store, Status::ok("writable"));
+                }
+            }
+            Action::Claim(n) => match store.claim(&cfg.owner, cfg.lease, n, now_ms()).await {
+                Ok(claims) => {
+                    for claim in claims {
+                        match sched.admit(&claim.key, &cfg.channel_id, Instant::now()) {
+                            Admission::Deliver => {
+                                let (cfg, store, sink) = (cfg.clone(), store.clone(), sink.clone());
+                                let key = claim.key.clone();
+                                let handle = tasks.spawn(async move {
+                                    deliver(&cfg, &*store, &*sink, claim).await
+                                });
+                                keys.insert(handle.id(), key);
+                            }
+                            Admission::Release => release(&cfg, &*store, &claim.key).await,
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim queued events");
+                    health.set(Component::Store, Status::failed(e.to_string()));
+                }
+            },
+            // Wait for something to do: a finished delivery, a new event, the
+            // scheduler's next deadline (poll, end of a pause or backoff), or
+            // shutdown.
+            Action::Wait(until) => {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => sched.shutdown(Instant::now()),
+                    Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                        let (id, outcome) = match joined {
+                            Ok(r) => r,
+                            Err(e) => {
+                                tracing::error!(error = %e, "delivery task failed");
+                                let reason = "delivery task failed".to_string();
+                                (e.id(), Outcome::Retry { after: Duration::ZERO, reason })
+                            }
+                        };
+                        if let Some(key) = keys.remove(&id) {
+                            let verdict = sched.finished(&key, &outcome, Instant::now());
+                            report(&cfg, &health, &sched, &key, outcome, verdict);
+                        }
+                    }
+                    _ = wake.notified() => sched.woke(),
+                    _ = tokio::time::sleep_until(until.into()) => sched.woke(),
+                }
+            }
+        }
+    }
+}
+
+/// Tell the logs and health what became of a delivery.
+fn report(
+    cfg: &RelayConfig,
+    health: &Health,
+    sched: &Scheduler,
+    key: &str,
+    outcome: Outcome,
+    verdict: Verdict,
+) {
+    match (outcome, verdict) {
+        (Outcome::Done | Outcome::DeadLettered, Verdict::Delivered { resumed }) => {
+            // A delivery answered before a refusal does not end it.
+            if sched.is_refused(Instant::now()) {
+                return;
+            }
+            if resumed || !health.get(Component::Discord).ok {
+                tracing::info!("Discord accepts calls again");
+            }
+            health.set(Component::Discord, Status::ok("delivering"));
+        }
+        (Outcome::Retry { reason, .. }, Verdict::Retry { attempt, delay }) => {
+            tracing::warn!(key = %key, attempt, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
+        }
+        (Outcome::Refused { reason, .. }, Verdict::Paused { scope, .. }) => {
+            tracing::error!(reason = %reason, scope = ?scope, pause_s = cfg.auth_pause.as_secs(), "Discord refuses our calls; delivery paused");
+            health.set(Component::Discord, Status::failed(reason));
+        }
+        (Outcome::StoreFailed(e), _) => health.set(Component::Store, Status::failed(e)),
+        (outcome, verdict) => tracing::debug!(key = %key, ?outcome, ?verdict, "delivery finished"),
+    }
+}
+
+/// Shutdown: give in-flight deliveries until `until`, then leave the rest
+/// queued (their leases expire; the next start picks them up).
+async fn drain(tasks: &mut JoinSet<Outcome>, until: Instant) {
+    let drained = tokio::time::timeout_at(until.into(), async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        tracing::info!(
+            in_flight = tasks.len(),
+            "stopping with deliveries in flight; they stay queued"
+        );
+        tasks.abort_all();
+    }
+}
