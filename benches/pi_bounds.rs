@@ -9,7 +9,9 @@
 //! 2. A burst of signed, distinct ~5 KiB `build:updated` webhooks at 64
 //!    keep-alive connections into the same service: RSS peak (`VmHWM`), RSS
 //!    after the queue drained, the state directory's size after the drain.
-//! 3. A second service whose Discord is unreachable (delivery stalled), fed
+//!    The same burst into a service that delivers to the fake Discord
+//!    (REST, no gateway): RSS peak and after its drain.
+//! 3. A further service whose Discord is unreachable (delivery stalled), fed
 //!    the same burst: RSS with every event pending.
 //!
 //! Run: `make bench` or `cargo bench --bench pi_bounds`. Env:
@@ -137,6 +139,52 @@ fn main() {
         format!("{:.1} MiB", dir_bytes(state.path()) as f64 / MIB),
     );
     svc.stop();
+
+    // 2b. The same burst delivered to the fake Discord (REST only, no gateway).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = rt.block_on(support::fake_discord::FakeDiscord::start());
+    fake.set_token(support::credentials::TOKEN);
+    let base = fake.base_url();
+    let env = [
+        ("DISCORD_TOKEN", support::credentials::TOKEN),
+        ("DISCORD_CHANNEL_ID", support::credentials::CHANNEL),
+        ("DISCORD_API_BASE_URL", base.as_str()),
+    ];
+    let state = tempfile::tempdir().expect("tempdir");
+    let svc = Svc::start(state.path(), &["--no-gateway"], &env);
+    svc.wait_health(|v| v["status"] == "ok");
+    let burst = Burst::run(&svc.addr, events, conns, 3, &svc);
+    row(
+        "burst (fake Discord)",
+        format!(
+            "{} x 200, {} x 503, {} other in {:.1} s",
+            burst.ok,
+            burst.busy,
+            burst.other,
+            burst.took.as_secs_f64()
+        ),
+    );
+    let drain_started = Instant::now();
+    svc.wait_health(|v| v["queue"]["pending"] == 0);
+    let drained_in = drain_started.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let m = svc.mem();
+    row(
+        "RSS peak / after the drain (fake Discord)",
+        format!(
+            "{:.1} MiB / {:.1} MiB (drained {:.1} s after the burst)",
+            m.hwm,
+            m.rss,
+            drained_in.as_secs_f64()
+        ),
+    );
+    svc.stop();
+    drop(fake);
+    drop(rt);
 
     // 3. Delivery stalled: Discord unreachable, every event stays pending.
     let state = tempfile::tempdir().expect("tempdir");
