@@ -47,11 +47,25 @@ pub fn init_logging(filter: &str) -> Result<(), String> {
     drone_discord::logging::init(filter)
 }
 
-/// The tokio runtime: two workers are plenty on a Pi. Failing to start it
-/// is the machine's problem (threads, file descriptors), not the user's.
+/// Most threads tokio's blocking pool may start (its default is 512, each
+/// with its own stack and, under glibc, possibly its own malloc arena). Its
+/// users at once, at most: the relay's deliveries (8, each reading the store
+/// or resolving discord.com when it opens a connection), the relay's claim
+/// and queue-figure reads (2), the store checks of health and the watchdog
+/// (2, `statvfs`), the gateway's connect and identify ledger (1). 16 gives
+/// each of them a thread even while DNS hangs for every delivery, so the
+/// store checks never queue behind a stuck lookup; beyond that, work waits
+/// for a free thread instead of starting one. Idle threads exit after 10 s.
+const MAX_BLOCKING_THREADS: usize = 16;
+
+/// The tokio runtime: two workers are plenty on a Pi (the webhook path is
+/// short, and the store's writer is a thread of its own), and the blocking
+/// pool is bounded by [`MAX_BLOCKING_THREADS`]. Failing to start it is the
+/// machine's problem (threads, file descriptors), not the user's.
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| CliError::failed("cannot start the async runtime", e))

@@ -161,7 +161,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     let limits = ServerLimits { max_body_bytes: cfg.max_body_bytes, ..ServerLimits::default() };
     let server = tokio::spawn(http::server::listen(listener, endpoints, limits, shutdown.clone()));
 
-    let prober = tokio::spawn(probe_store(store.clone(), health.clone(), shutdown.clone()));
+    let prober = tokio::spawn(watch_store(store.clone(), health.clone(), shutdown.clone()));
 
     let mut background = vec![prober];
     let relay = match discord {
@@ -179,7 +179,7 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     };
 
     // systemd: READY once alive, STATUS on changes, WATCHDOG only while the
-    // runtime answers, the store writes and the listener accepts.
+    // runtime answers, the store can write and the listener accepts.
     let notifier = Notifier::from_env().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "NOTIFY_SOCKET unusable; not talking to systemd");
         Notifier::disabled()
@@ -208,8 +208,10 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
 }
 
 /// The watchdog's question: can the store write, does the listener accept?
+/// Writes nothing while idle: [`Store::writable`] is a `statvfs` plus the
+/// store's last commit as proof (see `store/write_proof.rs`).
 async fn liveness<S: Store>(store: Arc<S>, listener: SocketAddr) -> Result<(), String> {
-    store.probe().await.map_err(|e| format!("store: {e}"))?;
+    store.writable().await.map_err(|e| format!("store: {e}"))?;
     let target = http::local_target(listener);
     match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await {
         Ok(Ok(_)) => Ok(()),
@@ -314,8 +316,11 @@ async fn session_start_limit(rest: &Rest, shutdown: &Shutdown) -> Option<gateway
     }
 }
 
-/// Every few seconds prove the store can still write; health follows.
-async fn probe_store<S: Store>(store: Arc<S>, health: Arc<Health>, shutdown: Shutdown) {
+/// Every few seconds ask the store whether it can still write; health
+/// follows. A full or read-only disk shows within one period; idle, this
+/// writes nothing ([`Store::writable`]: `statvfs` and the last commit as
+/// proof, a probe commit only after hours without one or after a failure).
+async fn watch_store<S: Store>(store: Arc<S>, health: Arc<Health>, shutdown: Shutdown) {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -323,13 +328,13 @@ async fn probe_store<S: Store>(store: Arc<S>, health: Arc<Health>, shutdown: Shu
             _ = shutdown.wait() => return,
             _ = every.tick() => {}
         }
-        match tokio::time::timeout(Duration::from_secs(10), store.probe()).await {
+        match tokio::time::timeout(Duration::from_secs(10), store.writable()).await {
             Ok(Ok(())) => health.set(Component::Store, Status::ok("writable")),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "store cannot write");
                 health.set(Component::Store, Status::failed(e.to_string()));
             }
-            Err(_) => health.set(Component::Store, Status::failed("store write probe timed out")),
+            Err(_) => health.set(Component::Store, Status::failed("store check timed out")),
         }
     }
 }

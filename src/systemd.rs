@@ -7,8 +7,9 @@
 //! therefore needs all three of:
 //! * the runtime answers (the supervisor loop itself got scheduled),
 //! * [`Health::is_alive`] (store writable, listener accepting),
-//! * the caller's async probe (e.g. a store write and a loopback connect to
-//!   the listener), finished within one ping interval.
+//! * the caller's async probe (the service's: the store's write check, which
+//!   writes nothing while idle, and a loopback connect to the listener),
+//!   finished within one ping interval.
 //!
 //! While any of them fails the pings stop, so systemd restarts us after
 //! `WatchdogSec`. A refused Discord token does not stop them: a restart cannot

@@ -381,10 +381,11 @@ pub async fn stats_and_limits<B: Backend>(b: &B) {
     assert!(ok(s.pending(0).await, "pending").is_empty());
 }
 
-/// `probe` succeeds on a healthy store and does not touch the queue.
+/// `probe` and `writable` succeed on a healthy store and do not touch the queue.
 pub async fn probe_writes<B: Backend>(b: &B) {
     let s = open(b, "probe_writes").await;
     ok(s.probe().await, "probe");
     ok(s.probe().await, "probe twice");
+    ok(s.writable().await, "writable");
     assert_eq!(ok(s.stats().await, "stats"), Stats::default());
 }

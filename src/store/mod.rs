@@ -22,6 +22,7 @@ pub mod embedded;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod mongo_uri;
+pub mod write_proof;
 
 /// Queue position, assigned by the store, strictly increasing.
 pub type Seq = u64;
@@ -188,8 +189,19 @@ pub trait Store: Send + Sync + 'static {
     /// Pending and dead-letter counts.
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
 
-    /// Prove that a durable write works right now (health, watchdog).
+    /// Prove that a durable write works right now (start-up, `check`, and
+    /// the relay while it waits for a failed store to recover).
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether writes can be expected to work, for health and the systemd
+    /// watchdog, without writing when the evidence suffices: the embedded
+    /// store checks free space with `statvfs` and counts its last real
+    /// commit as proof, probing only per [`write_proof`]'s rules. The
+    /// default is a [`Store::probe`], for a backend whose writes do not go
+    /// to the local disk.
+    fn writable(&self) -> impl Future<Output = Result<()>> + Send {
+        self.probe()
+    }
 }
 
 /// Wall-clock time in ms since the Unix epoch: the unit of every timestamp

@@ -139,6 +139,7 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
+        shared.proof.record(&results);
         // redb refuses every later write on a handle that saw an I/O error:
         // reopen before the next batch (a full disk may have been cleaned up).
         if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
@@ -302,5 +303,39 @@ mod tests {
         assert_eq!(seqs.len(), 64, "every append got its own seq");
         let used = batches(&s) - before;
         assert!((1..=2).contains(&used), "64 waiting appends used {used} commits");
+    }
+
+    /// `writable` commits nothing while the last commit is proof that the
+    /// store writes; it probes when there is none yet, and after a failed
+    /// commit until the disk takes writes again.
+    #[tokio::test]
+    async fn writable_trusts_the_last_commit_and_probes_only_without_proof() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
+        let batches = || s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
+        let start = batches();
+        s.writable().await.unwrap();
+        assert_eq!(batches(), start + 1, "no commit since open: one probe commit");
+        s.writable().await.unwrap();
+        s.writable().await.unwrap();
+        assert_eq!(batches(), start + 1, "the probe commit is proof: no more commits");
+        s.append(ev(Some("build:1"), 1, None, b"real")).await.unwrap();
+        let after_append = batches();
+        s.writable().await.unwrap();
+        assert_eq!(batches(), after_append, "a real commit is proof too");
+
+        faults.set_full(true);
+        assert!(s.append(ev(Some("build:1"), 2, None, b"lost")).await.is_err());
+        match s.writable().await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("after a failed commit writable must probe and fail, got {other:?}"),
+        }
+        faults.set_full(false);
+        let before_recovery = batches();
+        s.writable().await.expect("recovers by itself once the disk takes writes");
+        assert_eq!(batches(), before_recovery + 1, "recovery is noticed by one probe commit");
+        s.writable().await.unwrap();
+        assert_eq!(batches(), before_recovery + 1, "and then trusted again");
     }
 }

@@ -11,7 +11,8 @@
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
 //! * [`codec`]: the byte layout of stored records.
 //! * [`leases`]: the in-memory map of which worker delivers which key.
-//! * [`headroom`]: the probe for free space in the state directory.
+//! * [`headroom`]: the free-space and read-only check of the state
+//!   directory (`statvfs`, no write).
 //! * [`errors`]: redb errors mapped onto [`StoreError`].
 //!
 //! **Reads** (claim, message, pending, stats) run in read transactions on
@@ -116,7 +117,7 @@ impl EmbeddedStore {
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
-        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
+        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default(), proof: Default::default() });
         let leases = Arc::new(Mutex::new(Leases::new()));
         let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
         tracing::info!(path = %file_shown, "embedded store open");
@@ -135,6 +136,17 @@ impl EmbeddedStore {
 
     async fn write_done(&self, op: Op) -> Result<()> {
         self.write(op).await.map(|_| ())
+    }
+
+    /// [`headroom::check_headroom`] on the blocking pool: `statvfs` can
+    /// hang on a stalled disk like any other file-system call.
+    async fn headroom(&self) -> Result<()> {
+        let dir = self.shared.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let task = tokio::task::spawn_blocking(move || headroom::check_headroom(&dir));
+        match tokio::time::timeout(self.op_timeout, task).await {
+            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("space check failed: {e}")))?,
+            Err(_) => Err(StoreError::Unavailable(format!("space check took longer than {:?}", self.op_timeout))),
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -240,11 +252,20 @@ impl Store for EmbeddedStore {
     }
 
     async fn probe(&self) -> Result<()> {
-        self.write_done(Op::Probe).await?;
-        let dir = self.shared.path.parent().map(Path::to_path_buf).unwrap_or_default();
-        tokio::task::spawn_blocking(move || headroom::check_headroom(&dir))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("space probe failed: {e}")))?
+        self.headroom().await?;
+        self.write_done(Op::Probe).await
+    }
+
+    /// Free space and a writable file system (`statvfs`, no write), then
+    /// the last commit as proof; a probe commit only when that is missing,
+    /// older than [`PROBE_EVERY`](crate::store::write_proof::PROBE_EVERY)
+    /// or a failure. Idle, this writes nothing for hours.
+    async fn writable(&self) -> Result<()> {
+        self.headroom().await?;
+        if self.shared.proof.is_fresh(std::time::Instant::now()) {
+            return Ok(());
+        }
+        self.write_done(Op::Probe).await
     }
 }
 

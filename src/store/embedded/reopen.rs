@@ -7,6 +7,7 @@
 //! empty and readers report [`StoreError::Unavailable`], which ingest turns
 //! into a 503 and the relay into a pause.
 use super::errors::db_error;
+use crate::store::write_proof::WriteProof;
 use crate::store::{Result, StoreError};
 use crate::sync;
 use redb::Database;
@@ -28,6 +29,8 @@ pub(super) struct Shared {
     pub(super) opener: Box<Opener>,
     /// Write batches handled by the writer (one commit each when all goes well).
     pub(super) batches: std::sync::atomic::AtomicU64,
+    /// The last commit's outcome: what [`Store::writable`](crate::store::Store::writable) trusts.
+    pub(super) proof: WriteProof,
 }
 
 impl Shared {

@@ -1,0 +1,658 @@
+//! Pi bounds benchmark: the figures a Raspberry Pi cares about, measured on
+//! the real release binary from outside, as an operator would.
+//!
+//! 1. `serve --dry-run` with a systemd watchdog (`WatchdogSec=30`, as the
+//!    unit sets it): RSS idle, then bytes written (`/proc/PID/io` `wchar`,
+//!    `syscw`, `write_bytes`) and syncs (`strace -c` on fsync, fdatasync and
+//!    sync_file_range, when strace is installed) over an idle period, as
+//!    per-hour rates, plus whether the state directory changed at all.
+//! 2. A burst of signed, distinct ~5 KiB `build:updated` webhooks at 64
+//!    keep-alive connections into the same service: RSS peak (`VmHWM`), RSS
+//!    after the queue drained, the state directory's size after the drain.
+//!    The same burst into a service that delivers to the fake Discord
+//!    (REST, no gateway): RSS peak and after its drain.
+//! 3. A further service whose Discord is unreachable (delivery stalled), fed
+//!    the same burst: RSS with every event pending.
+//!
+//! Run: `make bench` or `cargo bench --bench pi_bounds`. Env:
+//! `PI_BENCH_EVENTS` (webhooks per burst, 100000), `PI_BENCH_IDLE_S` (idle
+//! period, 600), `PI_BENCH_CONNS` (64). Prints a Markdown table.
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use support::credentials::SECRET;
+use support::fixtures::fixture_json;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pi bounds benchmark: skipped (not run by `cargo test`; run `make bench` or `cargo bench --bench pi_bounds`)");
+        return;
+    }
+    let events = env_or("PI_BENCH_EVENTS", 100_000);
+    let idle = Duration::from_secs(env_or("PI_BENCH_IDLE_S", 600).max(1));
+    let conns = env_or("PI_BENCH_CONNS", 64).max(1) as usize;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |what: &str, value: String| {
+        eprintln!("  {what}: {value}");
+        rows.push((what.to_owned(), value));
+    };
+    println!(
+        "drone-discord Pi bounds: release binary, {events} signed ~5 KiB build webhooks at {conns} connections, {} s idle",
+        idle.as_secs()
+    );
+
+    // 1. Idle.
+    let state = tempfile::tempdir().expect("tempdir");
+    let dog = Watchdog::start();
+    let svc = Svc::start(state.path(), &["--dry-run"], &dog.env());
+    svc.wait_health(|v| v["status"] == "ok");
+    std::thread::sleep(Duration::from_secs(2));
+    let m = svc.mem();
+    row(
+        "RSS idle (after start)",
+        format!("{:.1} MiB (VmHWM {:.1} MiB)", m.rss, m.hwm),
+    );
+    let before = (svc.io(), dir_snapshot(state.path()), dog.pings());
+    let syncs = strace_syncs(svc.pid(), idle);
+    let after = (svc.io(), dir_snapshot(state.path()), dog.pings());
+    let per_hour = |d: u64| d as f64 * 3600.0 / idle.as_secs_f64();
+    let io = |k: &str| after.0.get(k).saturating_sub(before.0.get(k));
+    row(
+        "idle: bytes written by all write calls (wchar: files, sockets, logs, eventfd wake-ups)",
+        format!(
+            "{} B in {} s = {:.0} B/h",
+            io("wchar"),
+            idle.as_secs(),
+            per_hour(io("wchar"))
+        ),
+    );
+    row(
+        "idle: write syscalls (syscw)",
+        format!("{} = {:.0}/h", io("syscw"), per_hour(io("syscw"))),
+    );
+    row(
+        "idle: bytes sent to the block layer (write_bytes; 0 on tmpfs)",
+        format!("{:.0} B/h", per_hour(io("write_bytes"))),
+    );
+    row(
+        "idle: syncs (fsync, fdatasync, sync_file_range)",
+        match syncs {
+            Ok(n) => format!("{n} in {} s = {:.1}/h", idle.as_secs(), per_hour(n)),
+            Err(why) => format!("not measured: {why}"),
+        },
+    );
+    row(
+        "idle: state directory changed",
+        format!(
+            "{} ({} watchdog pings, each after a liveness check)",
+            if before.1 == after.1 { "no" } else { "yes" },
+            after.2 - before.2
+        ),
+    );
+
+    // 2. Burst and drain, dry-run.
+    let burst = Burst::run(&svc.addr, events, conns, 1, &svc);
+    row(
+        "burst (dry-run)",
+        format!(
+            "{} x 200, {} x 503, {} other in {:.1} s",
+            burst.ok,
+            burst.busy,
+            burst.other,
+            burst.took.as_secs_f64()
+        ),
+    );
+    row(
+        "RSS peak during the burst (dry-run)",
+        format!(
+            "{:.1} MiB (sampled {:.1} MiB)",
+            svc.mem().hwm,
+            burst.peak_rss
+        ),
+    );
+    svc.wait_health(|v| v["queue"]["pending"] == 0);
+    std::thread::sleep(Duration::from_secs(5));
+    let m = svc.mem();
+    row(
+        "RSS after the drain (dry-run)",
+        format!("{:.1} MiB (VmHWM {:.1} MiB)", m.rss, m.hwm),
+    );
+    row(
+        "state directory after the drain",
+        format!("{:.1} MiB", dir_bytes(state.path()) as f64 / MIB),
+    );
+    svc.stop();
+
+    // 2b. The same burst delivered to the fake Discord (REST only, no gateway).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = rt.block_on(support::fake_discord::FakeDiscord::start());
+    fake.set_token(support::credentials::TOKEN);
+    let base = fake.base_url();
+    let env = [
+        ("DISCORD_TOKEN", support::credentials::TOKEN),
+        ("DISCORD_CHANNEL_ID", support::credentials::CHANNEL),
+        ("DISCORD_API_BASE_URL", base.as_str()),
+    ];
+    let state = tempfile::tempdir().expect("tempdir");
+    let svc = Svc::start(state.path(), &["--no-gateway"], &env);
+    svc.wait_health(|v| v["status"] == "ok");
+    let burst = Burst::run(&svc.addr, events, conns, 3, &svc);
+    row(
+        "burst (fake Discord)",
+        format!(
+            "{} x 200, {} x 503, {} other in {:.1} s",
+            burst.ok,
+            burst.busy,
+            burst.other,
+            burst.took.as_secs_f64()
+        ),
+    );
+    let drain_started = Instant::now();
+    svc.wait_health(|v| v["queue"]["pending"] == 0);
+    let drained_in = drain_started.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let m = svc.mem();
+    row(
+        "RSS peak / after the drain (fake Discord)",
+        format!(
+            "{:.1} MiB / {:.1} MiB (drained {:.1} s after the burst)",
+            m.hwm,
+            m.rss,
+            drained_in.as_secs_f64()
+        ),
+    );
+    svc.stop();
+    drop(fake);
+    drop(rt);
+
+    // 3. Delivery stalled: Discord unreachable, every event stays pending.
+    let state = tempfile::tempdir().expect("tempdir");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let api = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed); // connections to it are now refused
+    let env = [
+        ("DISCORD_TOKEN", support::credentials::TOKEN),
+        ("DISCORD_CHANNEL_ID", support::credentials::CHANNEL),
+        ("DISCORD_API_BASE_URL", api.as_str()),
+    ];
+    let svc = Svc::start(state.path(), &["--no-gateway"], &env);
+    svc.wait_health(|v| v["store"]["ok"] == true);
+    let burst = Burst::run(&svc.addr, events, conns, 2, &svc);
+    let v = svc.wait_health(|v| {
+        v["queue"]["pending"]
+            .as_u64()
+            .is_some_and(|p| p >= burst.ok)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let m = svc.mem();
+    row(
+        "RSS with every event pending (delivery stalled)",
+        format!(
+            "{:.1} MiB (VmHWM {:.1} MiB; {} pending; {} x 503)",
+            m.rss, m.hwm, v["queue"]["pending"], burst.busy
+        ),
+    );
+    row(
+        "state directory with every event pending",
+        format!("{:.1} MiB", dir_bytes(state.path()) as f64 / MIB),
+    );
+    svc.stop();
+
+    println!("| figure | value |");
+    println!("|---|---|");
+    for (what, value) in rows {
+        println!("| {what} | {value} |");
+    }
+}
+
+/// A running `drone-discord serve` started from this benchmark.
+struct Svc {
+    child: Child,
+    addr: String,
+}
+
+struct Mem {
+    rss: f64,
+    hwm: f64,
+}
+
+#[derive(Default)]
+struct Io(Vec<(String, u64)>);
+
+impl Io {
+    fn get(&self, k: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+}
+
+impl Svc {
+    fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Svc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drone-discord"));
+        cmd.arg("serve")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DRONE_WEBHOOK_SECRET", SECRET)
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("STATE_DIR", state)
+            .env("RUST_LOG", "warn,drone_discord=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn drone-discord");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read (and drop) the log so the service never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut shown = 0;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening for Drone webhooks") {
+                    if let Some(a) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("addr="))
+                    {
+                        let _ = tx.send(a.to_string());
+                    }
+                }
+                if line.contains("ERROR") && shown < 5 {
+                    shown += 1;
+                    eprintln!("service: {line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("service did not start");
+        Svc { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.pid())).unwrap_or_default()
+    }
+
+    fn mem(&self) -> Mem {
+        let status = self.proc_file("status");
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Mem {
+            rss: kb("VmRSS:") / 1024.0,
+            hwm: kb("VmHWM:") / 1024.0,
+        }
+    }
+
+    fn io(&self) -> Io {
+        Io(self
+            .proc_file("io")
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                Some((k.trim().to_owned(), v.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    fn health(&self) -> Option<serde_json::Value> {
+        let raw = "GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+        let mut s = TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(raw.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    /// Poll `/health` until `pred` holds (at most 30 minutes).
+    fn wait_health(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            if let Some(v) = self.health() {
+                if pred(&v) {
+                    return v;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gave up waiting; last /health: {v}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Syncs the process makes during `period`, counted by `strace -c`.
+fn strace_syncs(pid: u32, period: Duration) -> Result<u64, String> {
+    let out = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let spawned = Command::new("strace")
+        .args([
+            "-f",
+            "-c",
+            "-e",
+            "trace=fsync,fdatasync,sync_file_range",
+            "-o",
+        ])
+        .arg(out.path())
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut strace = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            std::thread::sleep(period);
+            return Err(format!("strace: {e} (apt-get install strace)"));
+        }
+    };
+    std::thread::sleep(period);
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(strace.id().to_string())
+        .status();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(out.path()).map_err(|e| e.to_string())?;
+    if text.contains("Operation not permitted") {
+        return Err("strace may not attach here (ptrace not permitted)".into());
+    }
+    // `strace -c` rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+    Ok(text
+        .lines()
+        .filter(|l| {
+            ["fsync", "fdatasync", "sync_file_range"]
+                .iter()
+                .any(|s| l.trim_end().ends_with(s))
+        })
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum())
+}
+
+/// Names, sizes and mtimes of the directory's files, and its own mtime.
+fn dir_snapshot(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
+    let mut v = vec![(
+        ".".to_owned(),
+        0,
+        std::fs::metadata(dir).and_then(|m| m.modified()).ok(),
+    )];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let m = e.metadata().ok();
+            v.push((
+                e.file_name().to_string_lossy().into_owned(),
+                m.as_ref().map_or(0, |m| m.len()),
+                m.and_then(|m| m.modified().ok()),
+            ));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Bytes the directory's files take on disk (allocated blocks).
+fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A `$NOTIFY_SOCKET` that counts `WATCHDOG=1` pings.
+struct Watchdog {
+    _dir: tempfile::TempDir,
+    path: String,
+    pings: Arc<AtomicUsize>,
+}
+
+impl Watchdog {
+    fn start() -> Watchdog {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+        let pings = Arc::new(AtomicUsize::new(0));
+        let counted = pings.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = socket.recv(&mut buf) {
+                if buf[..n].split(|b| *b == b'\n').any(|l| l == b"WATCHDOG=1") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Watchdog {
+            _dir: dir,
+            path: path.to_string_lossy().into_owned(),
+            pings,
+        }
+    }
+
+    /// The unit's `WatchdogSec=30`: a liveness check and a ping every 15 s.
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("NOTIFY_SOCKET", self.path.as_str()),
+            ("WATCHDOG_USEC", "30000000"),
+        ]
+    }
+
+    fn pings(&self) -> usize {
+        self.pings.load(Ordering::SeqCst)
+    }
+}
+
+/// The result of one burst.
+struct Burst {
+    ok: u64,
+    busy: u64,
+    other: u64,
+    took: Duration,
+    /// Highest VmRSS seen while sampling every 50 ms.
+    peak_rss: f64,
+}
+
+impl Burst {
+    /// `events` signed, distinct build webhooks over `conns` keep-alive
+    /// connections; `salt` keeps build ids distinct between bursts.
+    fn run(addr: &str, events: u64, conns: usize, salt: u64, svc: &Svc) -> Burst {
+        let template = fixture_json("build_updated.json");
+        let next = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Instant::now();
+        let sampler = {
+            let (done, pid) = (done.clone(), svc.pid());
+            std::thread::spawn(move || {
+                let mut peak = 0f64;
+                while !done.load(Ordering::SeqCst) {
+                    let s =
+                        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                    if let Some(kb) = s
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                    {
+                        peak = peak.max(kb / 1024.0);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                peak
+            })
+        };
+        let clients: Vec<_> = (0..conns)
+            .map(|_| {
+                let (addr, template, next, counts) = (
+                    addr.to_owned(),
+                    template.clone(),
+                    next.clone(),
+                    counts.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut conn: Option<TcpStream> = None;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= events {
+                            return;
+                        }
+                        let raw = signed_update(&template, 10_000_000 * salt + i);
+                        let status = loop {
+                            let s = match conn.as_mut() {
+                                Some(s) => s,
+                                None => {
+                                    let s = TcpStream::connect(&addr).expect("connect");
+                                    s.set_nodelay(true).ok();
+                                    conn.insert(s)
+                                }
+                            };
+                            match s.write_all(&raw).and_then(|_| read_response(s, &mut buf)) {
+                                Ok((status, close)) => {
+                                    if close {
+                                        conn = None;
+                                    }
+                                    break status;
+                                }
+                                // The server closed a keep-alive connection: reconnect, resend.
+                                Err(_) => conn = None,
+                            }
+                        };
+                        let slot = match status {
+                            200 => 0,
+                            503 => 1,
+                            _ => 2,
+                        };
+                        counts[slot].fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            let _ = c.join();
+        }
+        let took = started.elapsed();
+        done.store(true, Ordering::SeqCst);
+        let peak_rss = sampler.join().unwrap_or(0.0);
+        Burst {
+            ok: counts[0].load(Ordering::SeqCst),
+            busy: counts[1].load(Ordering::SeqCst),
+            other: counts[2].load(Ordering::SeqCst),
+            took,
+            peak_rss,
+        }
+    }
+}
+
+/// A signed keep-alive `build:updated` webhook for build `id` (~5 KiB: the
+/// fixture, padded to 5 KiB should it ever shrink).
+fn signed_update(template: &serde_json::Value, id: u64) -> Vec<u8> {
+    let mut v = template.clone();
+    v["build"]["id"] = (id as i64 + 1).into();
+    v["build"]["number"] = (id as i64 + 1).into();
+    let body0 = serde_json::to_vec(&v).expect("json");
+    if body0.len() < 5 * 1024 {
+        let msg = v["build"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        v["build"]["message"] = format!("{msg}\n{}", "x".repeat(5 * 1024 - body0.len())).into();
+    }
+    let body = serde_json::to_vec(&v).expect("json");
+    let mut head = format!(
+        "POST / HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nX-Drone-Event: build\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, val) in
+        drone_discord::signature::sign(SECRET.as_bytes(), "hmac-key", &body, SystemTime::now())
+    {
+        head.push_str(&format!("{k}: {val}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(&body);
+    raw
+}
+
+/// Read one response (head + Content-Length body): its status and whether
+/// the server closes the connection after it.
+fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+    let mut filled = 0;
+    loop {
+        let n = s.read(&mut buf[filled..])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = resp.parse(&buf[..filled]) {
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| h.value.to_vec())
+            };
+            let len = header("content-length")
+                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
+            let status = resp.code.unwrap_or(0);
+            while filled < head + len {
+                let n = s.read(&mut buf[filled..])?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                filled += n;
+            }
+            return Ok((status, close));
+        }
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}
