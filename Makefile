@@ -29,7 +29,7 @@ REMAP   := $(foreach d,$(wildcard $(CARGO_HOME_DIR)/registry/src/*/),--remap-pat
 AARCH64_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(REMAP)"
 # The lean aarch64 binary, like armv7, is built with nightly's -Z build-std, and without
 # std's "backtrace" feature (-Z build-std-features= lists none): no symbolizer (gimli,
-# addr2line, miniz_oxide, rustc-demangle) and no stack walker, which panic = "abort" and
+# addr2line, miniz_oxide, rustc-demangle) and no backtrace printer, which panic = "abort" and
 # the discarded unwind tables (build.rs) had left with nothing to show; a panic still
 # prints its message and location. std is then also compiled at the profile's opt-level.
 # ~230 KB less. nightly needs only rust-src (as for armv7): the musl start files and
