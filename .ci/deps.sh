@@ -3,8 +3,9 @@
 # Raspberry Pi targets and to run those binaries under user-mode qemu:
 #   - Debian packages: clang (ring's C/asm for aarch64 musl), qemu-user-static,
 #     the armhf GNU cross gcc + glibc headers (armv7 linking / ring), curl, openssl;
-#   - rustup: the aarch64-unknown-linux-musl std, and nightly's rust-src for the
-#     armv7 musl build-std route (rustup ships no armv7 musl std here);
+#   - rustup: the aarch64-unknown-linux-musl std (the lean aarch64 build links its
+#     musl start files and libc.a), and nightly's rust-src for the build-std routes
+#     (aarch64 without std's backtrace; armv7, for which rustup ships no musl std);
 #   - the armv7 musl sysroot: Debian's armhf musl + musl-dev, fetched with a private
 #     apt state (never `dpkg --add-architecture armhf`) and unpacked into
 #     .cross-toolchains/armv7-musl inside the repo.

@@ -16,6 +16,9 @@ if ! cargo bloat --version >/dev/null 2>&1; then
     echo "cargo-bloat is not installed: cargo install cargo-bloat" >&2
     exit 2
 fi
+# It measures the stable-std build: cargo-bloat looks for std's rlibs in the toolchain,
+# which the shipped build (`make aarch64`, nightly -Z build-std, no backtrace code,
+# ~240 KB smaller, mostly in std) does not use; README says how its table was made.
 # cargo-bloat builds the release profile without stripping (it needs the symbols);
 # .text is what it can attribute, the file size it prints is the unstripped one.
 args=("$@")

@@ -5,240 +5,146 @@
 //! differ in which fields they send, so every field is optional in practice:
 //! a missing field or an explicit `null` becomes the type's default, and fields
 //! we do not know are ignored. Parsing never panics; malformed JSON is an `Err`.
+//! [`parse`] reads them with one table-driven visitor (drone/decode.rs), which
+//! is much smaller in the binary than a derived `Deserialize` per struct.
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 
-/// Deserialize `null` (or an absent field, with `#[serde(default)]`) as `T::default()`.
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+mod decode;
 
 /// One webhook delivery from Drone.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Webhook {
     /// `user`, `repo` or `build`.
-    #[serde(default, deserialize_with = "nullable")]
     pub event: String,
     /// `created`, `updated`, `deleted`, `enabled` or `disabled`.
-    #[serde(default, deserialize_with = "nullable")]
     pub action: String,
-    #[serde(default)]
     pub user: Option<User>,
-    #[serde(default)]
     pub repo: Option<Repo>,
-    #[serde(default)]
     pub build: Option<Build>,
-    #[serde(default)]
     pub system: Option<System>,
 }
 
 /// A Drone user (the actor for user/repo events, also sent with builds).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct User {
-    #[serde(default, deserialize_with = "nullable")]
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub login: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub email: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub avatar: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub admin: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub machine: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub active: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub created: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub updated: i64,
 }
 
 /// A repository as Drone knows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Repo {
-    #[serde(default, deserialize_with = "nullable")]
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub namespace: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// `namespace/name`.
-    #[serde(default, deserialize_with = "nullable")]
     pub slug: String,
     /// Web page of the repository at the SCM (GitHub, Gitea, ...).
-    #[serde(default, deserialize_with = "nullable")]
     pub link: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub default_branch: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub visibility: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub private: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub active: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub counter: i64,
 }
 
 /// A build: the unit that gets one Discord message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Build {
-    #[serde(default, deserialize_with = "nullable")]
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub repo_id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub number: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub parent: i64,
     /// See [`is_final`] and the status list there.
-    #[serde(default, deserialize_with = "nullable")]
     pub status: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub error: String,
     /// push, pull_request, tag, promote, rollback, cron, custom.
-    #[serde(default, deserialize_with = "nullable")]
     pub event: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub action: String,
     /// Link to the commit / compare / PR page at the SCM.
-    #[serde(default, deserialize_with = "nullable")]
     pub link: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub timestamp: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub title: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub message: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub before: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub after: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub r#ref: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub source_repo: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub source: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub target: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub author_login: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub author_name: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub author_email: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub author_avatar: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub sender: String,
     /// Cron job name for `cron` builds.
-    #[serde(default, deserialize_with = "nullable")]
     pub cron: String,
     /// `@hook`, `@cron`, or the login of whoever started the build.
-    #[serde(default, deserialize_with = "nullable")]
     pub trigger: String,
     /// Promote/rollback target environment.
-    #[serde(default, deserialize_with = "nullable")]
     pub deploy_to: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub deploy_id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub params: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "nullable")]
     pub started: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub finished: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub created: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub updated: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub version: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub stages: Vec<Stage>,
 }
 
 /// One pipeline of a build.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stage {
-    #[serde(default, deserialize_with = "nullable")]
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub number: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub kind: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub r#type: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub status: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub error: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub errignore: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub exit_code: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub machine: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub os: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub arch: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub started: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub stopped: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub created: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub updated: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub steps: Vec<Step>,
 }
 
 /// One step of a stage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Step {
-    #[serde(default, deserialize_with = "nullable")]
     pub id: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub number: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub status: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub error: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub errignore: bool,
-    #[serde(default, deserialize_with = "nullable")]
     pub exit_code: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub started: i64,
-    #[serde(default, deserialize_with = "nullable")]
     pub stopped: i64,
 }
 
 /// The Drone server that sent the hook.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct System {
-    #[serde(default, deserialize_with = "nullable")]
     pub proto: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub host: String,
     /// Base URL of the Drone UI, e.g. `https://drone.example.com`.
-    #[serde(default, deserialize_with = "nullable")]
     pub link: String,
-    #[serde(default, deserialize_with = "nullable")]
     pub version: String,
 }
 
@@ -281,7 +187,7 @@ pub fn parse(body: &[u8]) -> Result<Webhook, serde_json::Error> {
             "webhook body is not a JSON object",
         ));
     }
-    serde_json::from_slice(body)
+    decode::webhook(body)
 }
 
 /// Every build/stage/step status Drone uses (drone `core/status.go`).
