@@ -114,6 +114,7 @@ cases!(
     concurrent_writers,
     stats_and_limits,
     probe_writes,
+    claims_are_bounded,
 );
 
 /// `run_all` in one store directory: proves the cases do not depend on

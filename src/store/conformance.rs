@@ -10,7 +10,9 @@
 //! [`Backend::open`] with its own name, so cases are isolated from each other
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
-use super::{build_key, Appended, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store};
+use super::{
+    build_key, Appended, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub async fn run_all<B: Backend>(b: &B) {
     concurrent_writers(b).await;
     stats_and_limits(b).await;
     probe_writes(b).await;
+    claims_are_bounded(b).await;
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -387,4 +390,39 @@ pub async fn probe_writes<B: Backend>(b: &B) {
     ok(s.probe().await, "probe");
     ok(s.probe().await, "probe twice");
     assert_eq!(ok(s.stats().await, "stats"), Stats::default());
+}
+
+/// A claim carries at most [`MAX_CLAIM_EVENTS`] events and
+/// [`MAX_CLAIM_BYTES`] body bytes (but always one event); the rest of the
+/// key comes with the next claim, in order.
+pub async fn claims_are_bounded<B: Backend>(b: &B) {
+    let s = open(b, "claims_are_bounded").await;
+    let k = build_key(7);
+    let total = MAX_CLAIM_EVENTS as u64 + 6;
+    for n in 0..total {
+        append(&s, Some(&k), n).await;
+    }
+    let c = claim(&s, "w", 10, T0).await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].events.len(), MAX_CLAIM_EVENTS, "a claim stops at MAX_CLAIM_EVENTS");
+    ok(s.complete(&k, "w", c[0].upto(), None).await, "complete");
+    let rest = claim(&s, "w", 10, T0).await;
+    assert_eq!(rest[0].events.len(), 6, "the rest comes with the next claim");
+    assert!(rest[0].events[0].seq > c[0].upto(), "in seq order");
+    ok(s.complete(&k, "w", rest[0].upto(), None).await, "complete");
+
+    // Bodies larger than half the byte bound: one per claim; one larger
+    // than the whole bound still goes out, alone.
+    let big = build_key(8);
+    for size in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
+        let ev = NewEvent { body: vec![b'x'; size], ..new_event(Some(&big), "updated", 0, None) };
+        ok(s.append(ev).await, "append big");
+    }
+    for want in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
+        let c = claim(&s, "w", 10, T0).await;
+        let sizes: Vec<usize> = c[0].events.iter().map(|e| e.body.len()).collect();
+        assert_eq!(sizes, vec![want], "one big event per claim");
+        ok(s.complete(&big, "w", c[0].upto(), None).await, "complete big");
+    }
+    assert_eq!(ok(s.stats().await, "stats").pending, 0);
 }

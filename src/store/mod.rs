@@ -30,6 +30,15 @@ pub type Seq = u64;
 /// webhook a second event. Far longer than any sensible `Date` window.
 pub const REPLAY_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Most events one [`Claim`] carries. The rest of the key's events are
+/// claimed next turn; coalescing still works because every Drone update
+/// carries the whole build, and the stored message status keeps a final
+/// status from being overwritten by a stale update across claims.
+pub const MAX_CLAIM_EVENTS: usize = 64;
+/// Most body bytes one [`Claim`] carries (at least one event is always
+/// claimed, whatever its size), so a claim's memory is bounded.
+pub const MAX_CLAIM_BYTES: usize = 1024 * 1024;
+
 /// An event as ingest hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {
@@ -87,7 +96,8 @@ pub struct MessageRef {
     pub status: String,
 }
 
-/// A unit of relay work: every pending event of one key, oldest first.
+/// A unit of relay work: the oldest pending events of one key, in seq order,
+/// at most [`MAX_CLAIM_EVENTS`] / [`MAX_CLAIM_BYTES`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub key: String,
@@ -153,8 +163,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lease up to `max_keys` keys with pending events that nobody holds (no
     /// lease, or an expired one), oldest first-pending-event first, for
-    /// `lease` on behalf of `owner`. Each claim carries all pending events of
-    /// its key in seq order. Keys leased by anyone, `owner` included, are
+    /// `lease` on behalf of `owner`. Each claim carries the oldest pending
+    /// events of its key in seq order, bounded by [`MAX_CLAIM_EVENTS`] and
+    /// [`MAX_CLAIM_BYTES`] (never fewer than one). Keys leased by anyone, `owner` included, are
     /// skipped until released, completed or expired.
     fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64)
         -> impl Future<Output = Result<Vec<Claim>>> + Send;
@@ -190,6 +201,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Prove that a durable write works right now (health, watchdog).
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Whether a claim that already holds `count` events of `bytes` body bytes
+/// may take one more of `next` bytes (the first event is always taken).
+pub fn claim_has_room(count: usize, bytes: usize, next: usize) -> bool {
+    count == 0 || (count < MAX_CLAIM_EVENTS && bytes.saturating_add(next) <= MAX_CLAIM_BYTES)
 }
 
 /// Wall-clock time in ms since the Unix epoch: the unit of every timestamp

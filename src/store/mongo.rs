@@ -33,6 +33,7 @@
 //! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
 use super::{
+    claim_has_room, MAX_CLAIM_EVENTS,
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
     REPLAY_RETENTION_MS,
 };
@@ -333,19 +334,27 @@ impl MongoStore {
         Err(StoreError::Unavailable("MongoDB replay key kept changing; try again".into()))
     }
 
-    /// Remove `key`'s events with seq ≤ `upto`, returning them.
+    /// `key`'s events with seq ≤ `upto`, oldest first, as many as one claim
+    /// may carry ([`claim_has_room`]).
     async fn events_upto(&self, key: &str, upto: Seq) -> Result<Vec<Event>> {
         let upto = i64::try_from(upto).unwrap_or(i64::MAX);
         let mut cursor = self
             .events()
             .find(doc! { "key": key, "_id": { "$lte": upto } })
             .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(MAX_CLAIM_EVENTS).unwrap_or(i64::MAX))
             .await
             .map_err(|e| unavailable("read events", e))?;
-        let mut out = Vec::new();
+        let mut out: Vec<Event> = Vec::new();
+        let mut bytes = 0usize;
         while cursor.advance().await.map_err(|e| unavailable("read events", e))? {
             let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event of {key}: {e}")))?;
-            out.push(decode_event(&d)?);
+            let ev = decode_event(&d)?;
+            if !claim_has_room(out.len(), bytes, ev.body.len()) {
+                break;
+            }
+            bytes += ev.body.len();
+            out.push(ev);
         }
         Ok(out)
     }

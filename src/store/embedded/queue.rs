@@ -10,7 +10,7 @@
 use super::codec::{decode_event, encode_event, encode_message};
 use super::errors::Ctx;
 use super::tables::Tables;
-use crate::store::{Appended, Event, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
+use crate::store::{claim_has_room, Appended, Event, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
 use redb::ReadableTable;
 
 /// Most expired replay keys removed per commit, so pruning never makes one
@@ -117,18 +117,25 @@ pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// Every pending event of `key`, in seq order (read side).
+/// The oldest pending events of `key`, in seq order, as many as one claim
+/// may carry ([`claim_has_room`]) (read side).
 pub(super) fn read_key_events(
     key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
     events: &impl ReadableTable<u64, &'static [u8]>,
     key: &str,
 ) -> Result<Vec<Event>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Event> = Vec::new();
+    let mut bytes = 0usize;
     for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
         let (k, _) = item.ctx("scan key index")?;
         let seq = k.value().1;
         if let Some(blob) = events.get(seq).ctx("read event")? {
-            out.push(decode_event(seq, blob.value())?);
+            if !claim_has_room(out.len(), bytes, blob.value().len()) {
+                break;
+            }
+            let ev = decode_event(seq, blob.value())?;
+            bytes += ev.body.len();
+            out.push(ev);
         }
     }
     Ok(out)
