@@ -166,6 +166,10 @@ pub async fn run<S: Store, K: Sink>(
                 Ok(s) => health.set_queue(s),
                 Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
             }
+            match store.usage().await {
+                Ok(u) => health.set_queue_usage(u),
+                Err(e) => tracing::warn!(error = %e, "cannot read the queue's fill"),
+            }
         }
 
         let now = Instant::now();

@@ -11,7 +11,7 @@
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
 use super::{
-    build_key, Appended, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+    build_key, Appended, Bounds, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -25,6 +25,8 @@ pub trait Backend: Send + Sync {
     /// called `name`. Different names must not share any data; the same name
     /// must find what an earlier handle wrote.
     fn open(&self, name: &str) -> impl Future<Output = Result<Self::S>> + Send;
+    /// [`open`](Backend::open), with these queue bounds and retentions.
+    fn open_bounded(&self, name: &str, bounds: Bounds) -> impl Future<Output = Result<Self::S>> + Send;
 }
 
 /// Every case, in a fixed order, each in its own store.
@@ -43,6 +45,7 @@ pub async fn run_all<B: Backend>(b: &B) {
     stats_and_limits(b).await;
     probe_writes(b).await;
     claims_are_bounded(b).await;
+    a_full_queue_refuses_and_keeps_what_it_has(b).await;
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -425,4 +428,47 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
         ok(s.complete(&big, "w", c[0].upto(), None).await, "complete big");
     }
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
+}
+
+/// Past either bound (events, bytes) `append` answers `Full` and stores
+/// nothing; a replay is still a duplicate; everything accepted stays and is
+/// claimed; once drained, appends are taken again.
+pub async fn a_full_queue_refuses_and_keeps_what_it_has<B: Backend>(b: &B) {
+    use super::StoreError;
+    let bounds = Bounds { max_events: 3, ..Bounds::default() };
+    let s = ok(b.open_bounded("full_queue_events", bounds).await, "open bounded");
+    let is_full = |r: Result<Appended>, what: &str| match r {
+        Err(StoreError::Full(_)) => {}
+        other => panic!("{what}: expected Full, got {other:?}"),
+    };
+    let first = ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "append").seq();
+    append(&s, Some("build:1"), 1).await;
+    append(&s, None, 2).await;
+    let u = ok(s.usage().await, "usage");
+    assert_eq!((u.events, u.full), (3, true), "{u:?}");
+    is_full(s.append(new_event(Some("build:1"), "updated", 3, None)).await, "fourth event");
+    assert_eq!(
+        ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "replay"),
+        Appended::Duplicate(first),
+        "a replay is a duplicate even when full"
+    );
+    assert_eq!(ok(s.stats().await, "stats").pending, 3, "nothing accepted was dropped");
+    let c = claim(&s, "w", 10, T0).await;
+    assert_eq!(c.iter().map(|c| c.events.len()).sum::<usize>(), 3);
+    for c in &c {
+        ok(s.complete(&c.key, "w", c.upto(), None).await, "complete");
+    }
+    assert!(!ok(s.usage().await, "usage").full);
+    append(&s, None, 4).await;
+
+    let bounds = Bounds { max_bytes: 1000, ..Bounds::default() };
+    let s = ok(b.open_bounded("full_queue_bytes", bounds).await, "open bounded");
+    let big = |n: u64| NewEvent { body: vec![b'x'; 400], ..new_event(None, "updated", n, None) };
+    ok(s.append(big(0)).await, "400 bytes");
+    ok(s.append(big(1)).await, "800 bytes");
+    is_full(s.append(big(2)).await, "past the byte bound");
+    let u = ok(s.usage().await, "usage");
+    assert_eq!(u.events, 2);
+    assert!(u.bytes >= 800, "{u:?}");
+    assert_eq!(ok(s.stats().await, "stats").pending, 2);
 }

@@ -119,6 +119,68 @@ pub struct DeadLetter {
     pub failed_ms: u64,
 }
 
+/// What the store may hold: the queue's bounds, past which [`Store::append`]
+/// answers [`StoreError::Full`], and how long delivered builds' message ids
+/// and dead letters are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most pending events (`QUEUE_MAX_EVENTS`).
+    pub max_events: u64,
+    /// Most pending body bytes (`QUEUE_MAX_BYTES`).
+    pub max_bytes: u64,
+    /// A build's message id is forgotten this long after its last update
+    /// (`MESSAGE_RETENTION_DAYS`); a later update then posts a new message.
+    pub message_retention_ms: u64,
+    /// A dead letter is removed this long after it was set aside
+    /// (`DEAD_LETTER_RETENTION_DAYS`).
+    pub dead_letter_retention_ms: u64,
+}
+
+/// One day in ms, the unit of the retention settings.
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl Default for Bounds {
+    /// Defaults that suit an SD card: 100 000 events / 256 MiB (a day of a
+    /// busy Drone, at 2–5 KiB a webhook, with Discord unreachable), message
+    /// ids for 90 days, dead letters for 30.
+    fn default() -> Self {
+        Bounds {
+            max_events: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+            message_retention_ms: 90 * DAY_MS,
+            dead_letter_retention_ms: 30 * DAY_MS,
+        }
+    }
+}
+
+/// How full the queue is, against its [`Bounds`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Pending events.
+    pub events: u64,
+    /// Pending body bytes.
+    pub bytes: u64,
+    /// At or past either bound: appends are refused with [`StoreError::Full`].
+    pub full: bool,
+}
+
+impl Usage {
+    /// The figures, with `full` judged against `b`.
+    pub fn of(events: u64, bytes: u64, b: &Bounds) -> Usage {
+        Usage { events, bytes, full: events >= b.max_events || bytes >= b.max_bytes }
+    }
+}
+
+/// Whether one more event of `body_len` bytes fits below `b`.
+pub fn fits(events: u64, bytes: u64, body_len: usize, b: &Bounds) -> bool {
+    events < b.max_events && bytes.saturating_add(body_len as u64) <= b.max_bytes
+}
+
+/// The text of [`StoreError::Full`].
+pub fn full_message(b: &Bounds) -> String {
+    format!("queue is full (bounds: {} events, {} bytes)", b.max_events, b.max_bytes)
+}
+
 /// Queue figures for `/health`, `STATUS=` and `drone-discord queue`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -138,6 +200,9 @@ pub enum StoreError {
     Corrupt(String),
     /// Bad configuration (path, URI, credentials); fatal at start-up.
     Config(String),
+    /// The queue is at its [`Bounds`]: nothing was stored. Ingest answers
+    /// 503 with `Retry-After`; everything already accepted stays queued.
+    Full(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -146,6 +211,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             StoreError::Corrupt(m) => write!(f, "store data corrupt: {m}"),
             StoreError::Config(m) => write!(f, "store configuration: {m}"),
+            StoreError::Full(m) => write!(f, "store full: {m}"),
         }
     }
 }
@@ -158,7 +224,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// call concurrently; every write is durable when its future resolves `Ok`.
 pub trait Store: Send + Sync + 'static {
     /// Durably queue `ev` (or report it as a replay). Resolves only after the
-    /// write is committed to stable storage.
+    /// write is committed to stable storage. With the queue at its
+    /// [`Bounds`], stores nothing and answers [`StoreError::Full`] (a replay
+    /// is still answered [`Appended::Duplicate`]).
     fn append(&self, ev: NewEvent) -> impl Future<Output = Result<Appended>> + Send;
 
     /// Lease up to `max_keys` keys with pending events that nobody holds (no
@@ -198,6 +266,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pending and dead-letter counts.
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
+
+    /// How full the queue is against its [`Bounds`]; O(1) (health asks
+    /// every second).
+    fn usage(&self) -> impl Future<Output = Result<Usage>> + Send;
 
     /// Prove that a durable write works right now (health, watchdog).
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;

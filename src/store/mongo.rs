@@ -33,7 +33,7 @@
 //! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
 use super::{
-    claim_has_room, MAX_CLAIM_EVENTS,
+    claim_has_room, fits, full_message, Bounds, Usage, MAX_CLAIM_EVENTS,
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
     REPLAY_RETENTION_MS,
 };
@@ -62,6 +62,8 @@ const E_DUPLICATE_KEY: i32 = 11000;
 pub struct MongoStore {
     db: Database,
     name: String,
+    /// The queue's bounds and the retentions ([`MongoStore::with_bounds`]).
+    bounds: Bounds,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -160,6 +162,8 @@ fn event_doc(seq: Seq, key: &str, ev: &NewEvent) -> Result<Document> {
         "action": &ev.action,
         "received_ms": i64_of(ev.received_ms, "received_ms")?,
         "body": Binary { subtype: BinarySubtype::Generic, bytes: ev.body.clone() },
+        // The body's length, summed for the queue's byte bound.
+        "size": i64_of(ev.body.len() as u64, "size")?,
     })
 }
 
@@ -236,7 +240,13 @@ impl MongoStore {
         let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
         database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
-        Ok(MongoStore { db: database, name: db.to_owned() })
+        Ok(MongoStore { db: database, name: db.to_owned(), bounds: Bounds::default() })
+    }
+
+    /// This store with the queue's bounds and the retentions.
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// A raw collection of this database.
@@ -422,6 +432,20 @@ impl MongoStore {
 /// The operations, without the time limit that [`Store`] adds.
 impl MongoStore {
     async fn op_append(&self, ev: NewEvent) -> Result<Appended> {
+        let usage = self.op_usage().await?;
+        if !fits(usage.events, usage.bytes, ev.body.len(), &self.bounds) {
+            // A replay is still a duplicate, full or not.
+            if let Some(rk) = ev.replay_key.as_deref() {
+                let seen = self.replay().find_one(doc! { "_id": rk }).await.map_err(|e| unavailable("read replay key", e))?;
+                if let Some(seen) = seen {
+                    let seen_ms = u64_field(&seen, "received_ms", "replay key")?;
+                    if ev.received_ms.saturating_sub(seen_ms) < REPLAY_RETENTION_MS {
+                        return Ok(Appended::Duplicate(u64_field(&seen, "seq", "replay key")?));
+                    }
+                }
+            }
+            return Err(StoreError::Full(full_message(&self.bounds)));
+        }
         let seq = self.next_seq().await?;
         if let Some(rk) = ev.replay_key.as_deref() {
             if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {
@@ -564,6 +588,29 @@ impl MongoStore {
         Ok(Stats { pending, dead_letters })
     }
 
+    /// Pending events and their body bytes. The count is an index count; the
+    /// bytes are summed by the server (events written before `size` existed
+    /// count as 0).
+    async fn op_usage(&self) -> Result<Usage> {
+        let events = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
+        let mut cursor = self
+            .events()
+            .aggregate(vec![doc! { "$group": { "_id": Bson::Null, "bytes": { "$sum": "$size" } } }])
+            .await
+            .map_err(|e| unavailable("sum event sizes", e))?;
+        let mut bytes = 0u64;
+        if cursor.advance().await.map_err(|e| unavailable("sum event sizes", e))? {
+            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event sizes: {e}")))?;
+            bytes = match d.get("bytes") {
+                Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Double(n)) if *n >= 0.0 => *n as u64,
+                _ => 0,
+            };
+        }
+        Ok(Usage::of(events, bytes, &self.bounds))
+    }
+
     async fn op_probe(&self) -> Result<()> {
         self.write_probe().await.map_err(|e| unavailable("probe write", e))
     }
@@ -608,6 +655,10 @@ impl Store for MongoStore {
 
     async fn stats(&self) -> Result<Stats> {
         within("stats", self.op_stats()).await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        within("usage", self.op_usage()).await
     }
 
     async fn probe(&self) -> Result<()> {

@@ -14,10 +14,10 @@
 use super::codec::encode_dead;
 use super::errors::Ctx;
 use super::leases::{drop_lease, Leases};
-use super::queue::{append, prune_replay, put_message, take_events};
+use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
 use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
-use crate::store::{Appended, MessageRef, NewEvent, Result, Seq, StoreError};
+use crate::store::{Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError};
 use redb::{Database, Durability, ReadableTable};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +51,8 @@ impl Op {
 /// What a committed [`Op`] answers.
 pub(super) enum Reply {
     Appended(Appended),
+    /// The append was refused: the queue is at its bounds (the text says which).
+    Full(String),
     Done,
 }
 
@@ -135,7 +137,7 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         let results = match shared.current() {
             Ok(db) => {
                 shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                commit_batch(&db, &ops)
+                commit_batch(&db, &ops, &shared.bounds)
             }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
@@ -163,21 +165,21 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
 /// Commit `ops` together; when that fails, retry each alone so only the
 /// request that spoiled the shared transaction (or every one, when the disk
 /// failed) gets an error.
-fn commit_batch(db: &Database, ops: &[&Op]) -> Vec<Result<Reply>> {
-    match commit(db, ops) {
+fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds) -> Vec<Result<Reply>> {
+    match commit(db, ops, bounds) {
         Ok(replies) => replies.into_iter().map(Ok).collect(),
         Err(e) if ops.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
             ops.iter()
-                .map(|op| commit(db, std::slice::from_ref(op)).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
+                .map(|op| commit(db, std::slice::from_ref(op), bounds).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
                 .collect()
         }
     }
 }
 
 /// Apply `ops` in one durable write transaction.
-fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
+fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
     let mut txn = db.begin_write().ctx("begin write")?;
     txn.set_durability(Durability::Immediate).ctx("set durability")?;
     let mut replies = Vec::with_capacity(ops.len());
@@ -185,22 +187,28 @@ fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
         let mut t = Tables::open(&txn)?;
         let stored_next = t.meta.get(META_NEXT_SEQ).ctx("read next_seq")?.map(|g| g.value());
         let mut next_seq = stored_next.unwrap_or(1).max(1);
+        let stored_bytes = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value());
+        let mut bytes = stored_bytes.unwrap_or(0);
         let mut newest_ms = 0u64;
         for op in ops {
             let reply = match op {
                 Op::Append(ev) => {
                     newest_ms = newest_ms.max(ev.received_ms);
-                    Reply::Appended(append(&mut t, ev, &mut next_seq)?)
+                    match append(&mut t, ev, &mut next_seq, &mut bytes, bounds) {
+                        // Refused before anything changed: the rest of the batch stands.
+                        Err(StoreError::Full(m)) => Reply::Full(m),
+                        other => Reply::Appended(other?),
+                    }
                 }
                 Op::Complete { key, upto, message, .. } => {
-                    take_events(&mut t, key, *upto)?;
+                    take_events(&mut t, key, *upto, &mut bytes)?;
                     if let Some(m) = message {
                         put_message(&mut t, key, m)?;
                     }
                     Reply::Done
                 }
                 Op::DeadLetter { key, upto, reason, now_ms, .. } => {
-                    for (seq, blob) in take_events(&mut t, key, *upto)? {
+                    for (seq, blob) in take_events(&mut t, key, *upto, &mut bytes)? {
                         let dead = encode_dead(reason, *now_ms, &blob);
                         t.dead.insert(seq, dead.as_slice()).ctx("insert dead letter")?;
                     }
@@ -220,6 +228,9 @@ fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
         }
         if stored_next != Some(next_seq) {
             t.meta.insert(META_NEXT_SEQ, next_seq).ctx("write next_seq")?;
+        }
+        if stored_bytes != Some(bytes) {
+            t.meta.insert(META_QUEUE_BYTES, bytes).ctx("write queue_bytes")?;
         }
         if newest_ms > 0 {
             prune_replay(&mut t, newest_ms)?;

@@ -18,7 +18,7 @@
 //! tokio's blocking pool; redb gives them a consistent snapshot and they
 //! never wait for the writer.
 use crate::store::{
-    Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
+    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError, Usage,
 };
 use codec::{decode_dead, decode_event, decode_message};
 use errors::{config_from, open_error, Ctx};
@@ -30,7 +30,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tables::{Tables, DEAD, EVENTS, MESSAGES};
+use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
 mod codec;
 mod errors;
@@ -87,10 +87,20 @@ impl EmbeddedStore {
     /// permission, read-only, already opened by another process) is a
     /// [`StoreError::Config`].
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(dir, Box::new(open_file))
+        Self::open_bounded(dir, Bounds::default())
     }
 
+    /// [`open`](Self::open), with the queue's bounds and the retentions.
+    pub fn open_bounded(dir: &Path, bounds: Bounds) -> Result<Self> {
+        Self::open_with_bounds(dir, Box::new(open_file), bounds)
+    }
+
+    #[cfg(test)]
     fn open_with(dir: &Path, opener: Box<Opener>) -> Result<Self> {
+        Self::open_with_bounds(dir, opener, Bounds::default())
+    }
+
+    fn open_with_bounds(dir: &Path, opener: Box<Opener>, bounds: Bounds) -> Result<Self> {
         let shown = dir.display().to_string();
         match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => {
@@ -118,12 +128,14 @@ impl EmbeddedStore {
         {
             let txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
             {
-                let t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                queue::ensure_queue_bytes(&mut t).map_err(|e| config_from(&file_shown, e))?;
                 drop(t);
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
-        let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
+        let shared =
+            Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default(), bounds });
         let leases = Arc::new(Mutex::new(Leases::new()));
         let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
         tracing::info!(path = %file_shown, "embedded store open");
@@ -162,6 +174,7 @@ impl Store for EmbeddedStore {
     async fn append(&self, ev: NewEvent) -> Result<Appended> {
         match self.write(Op::Append(ev)).await? {
             Reply::Appended(a) => Ok(a),
+            Reply::Full(m) => Err(StoreError::Full(m)),
             Reply::Done => Err(StoreError::Unavailable("store writer answered an append oddly".into())),
         }
     }
@@ -242,6 +255,18 @@ impl Store for EmbeddedStore {
             let pending = txn.open_table(EVENTS).ctx("open events")?.len().ctx("count events")?;
             let dead_letters = txn.open_table(DEAD).ctx("open dead_letters")?.len().ctx("count dead letters")?;
             Ok(Stats { pending, dead_letters })
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        let bounds = self.shared.bounds;
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let events = txn.open_table(EVENTS).ctx("open events")?.len().ctx("count events")?;
+            let meta = txn.open_table(META).ctx("open meta")?;
+            let bytes = meta.get(queue::META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value()).unwrap_or(0);
+            Ok(Usage::of(events, bytes, &bounds))
         })
         .await
     }

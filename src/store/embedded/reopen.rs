@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub(super) opener: Box<Opener>,
     /// Write batches handled by the writer (one commit each when all goes well).
     pub(super) batches: std::sync::atomic::AtomicU64,
+    /// The queue's bounds and the retentions.
+    pub(super) bounds: crate::store::Bounds,
 }
 
 impl Shared {
