@@ -64,7 +64,12 @@ pub struct MongoStore {
     name: String,
     /// The queue's bounds and the retentions ([`MongoStore::with_bounds`]).
     bounds: Bounds,
+    /// When retention last pruned (ms), so it runs at most every [`PRUNE_INTERVAL_MS`].
+    last_prune_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often (at most) appends prune old messages and dead letters.
+const PRUNE_INTERVAL_MS: u64 = 10 * 60 * 1000;
 
 impl std::fmt::Debug for MongoStore {
     // The client's options hold the credentials: show only the database.
@@ -240,7 +245,7 @@ impl MongoStore {
         let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
         database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
-        Ok(MongoStore { db: database, name: db.to_owned(), bounds: Bounds::default() })
+        Ok(MongoStore { db: database, name: db.to_owned(), bounds: Bounds::default(), last_prune_ms: Default::default() })
     }
 
     /// This store with the queue's bounds and the retentions.
@@ -463,6 +468,7 @@ impl MongoStore {
             }
             return Err(unavailable("insert event", e));
         }
+        self.prune_retained(ev.received_ms).await;
         Ok(Appended::Queued(seq))
     }
 
@@ -556,9 +562,35 @@ impl MongoStore {
         found.map(|d| decode_message(key, &d)).transpose()
     }
 
+    /// Piggy-backed on an append, at most every [`PRUNE_INTERVAL_MS`]: remove
+    /// messages not updated within their retention (documents without
+    /// `updated_ms` are kept) and dead letters past theirs. A failure only
+    /// logs: the append itself is done.
+    async fn prune_retained(&self, now_ms: u64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < PRUNE_INTERVAL_MS
+            || self.last_prune_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let at = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+        let messages = at(now_ms.saturating_sub(self.bounds.message_retention_ms));
+        if let Err(e) = self.messages().delete_many(doc! { "updated_ms": { "$lt": messages } }).await {
+            tracing::warn!(error = %e, "could not prune old messages");
+        }
+        let dead = at(now_ms.saturating_sub(self.bounds.dead_letter_retention_ms));
+        if let Err(e) = self.dead().delete_many(doc! { "failed_ms": { "$lt": dead } }).await {
+            tracing::warn!(error = %e, "could not prune old dead letters");
+        }
+    }
+
     async fn op_put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+        let mut d = message_doc(key, &message)?;
+        // Its time, for retention.
+        d.insert("updated_ms", i64_of(crate::store::now_ms(), "updated_ms")?);
         self.messages()
-            .replace_one(doc! { "_id": key }, message_doc(key, &message)?)
+            .replace_one(doc! { "_id": key }, d)
             .upsert(true)
             .await
             .map_err(|e| unavailable("store message", e))?;

@@ -16,6 +16,7 @@ use super::errors::Ctx;
 use super::leases::{drop_lease, Leases};
 use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
+use super::retention::RetentionTables;
 use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
 use crate::store::{Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError};
 use redb::{Database, Durability, ReadableTable};
@@ -185,6 +186,8 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
     let mut replies = Vec::with_capacity(ops.len());
     {
         let mut t = Tables::open(&txn)?;
+        let mut kept = RetentionTables::open(&txn)?;
+        let now = crate::store::now_ms();
         let stored_next = t.meta.get(META_NEXT_SEQ).ctx("read next_seq")?.map(|g| g.value());
         let mut next_seq = stored_next.unwrap_or(1).max(1);
         let stored_bytes = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value());
@@ -204,10 +207,12 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
                     take_events(&mut t, key, *upto, &mut bytes)?;
                     if let Some(m) = message {
                         put_message(&mut t, key, m)?;
+                        kept.touch(key, now)?;
                     }
                     Reply::Done
                 }
                 Op::DeadLetter { key, upto, reason, now_ms, .. } => {
+                    newest_ms = newest_ms.max(*now_ms);
                     for (seq, blob) in take_events(&mut t, key, *upto, &mut bytes)? {
                         let dead = encode_dead(reason, *now_ms, &blob);
                         t.dead.insert(seq, dead.as_slice()).ctx("insert dead letter")?;
@@ -216,6 +221,7 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
                 }
                 Op::PutMessage { key, message } => {
                     put_message(&mut t, key, message)?;
+                    kept.touch(key, now)?;
                     Reply::Done
                 }
                 Op::Probe => {
@@ -234,6 +240,10 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
         }
         if newest_ms > 0 {
             prune_replay(&mut t, newest_ms)?;
+            // Retention rides on the same commits (real work, never a probe
+            // alone) and judges by the same clock: the newest time the
+            // callers handed in (receive time, failure time).
+            kept.prune(&mut t, newest_ms, bounds)?;
         }
     }
     txn.commit().ctx("commit")?;

@@ -9,6 +9,7 @@
 //! * [`reopen`]: the shared database handle, reopened after an I/O error.
 //! * [`tables`]: the redb tables and what each holds.
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
+//! * [`retention`]: pruning old message ids and dead letters.
 //! * [`codec`]: the byte layout of stored records.
 //! * [`leases`]: the in-memory map of which worker delivers which key.
 //! * [`headroom`]: the probe for free space in the state directory.
@@ -41,6 +42,7 @@ mod headroom;
 mod leases;
 mod queue;
 mod reopen;
+mod retention;
 mod tables;
 
 /// The database file inside the state directory.
@@ -130,6 +132,9 @@ impl EmbeddedStore {
             {
                 let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
                 queue::ensure_queue_bytes(&mut t).map_err(|e| config_from(&file_shown, e))?;
+                let mut kept = retention::RetentionTables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                kept.backfill(&mut t, crate::store::now_ms()).map_err(|e| config_from(&file_shown, e))?;
+                drop(kept);
                 drop(t);
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
