@@ -12,6 +12,7 @@
 //! After a failure that left the handle unusable, the writer reopens the
 //! file before the next batch ([`super::reopen`]).
 use super::codec::encode_dead;
+use super::compact::{compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY};
 use super::errors::Ctx;
 use super::leases::{drop_lease, Leases};
 use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
@@ -21,7 +22,7 @@ use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
 use crate::store::{Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError};
 use redb::{Database, Durability, ReadableTable};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most write requests folded into one commit.
@@ -116,7 +117,33 @@ fn writer_gone() -> StoreError {
 /// commit them together, answer each caller, repeat until the channel closes.
 fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
     let mut broken = false;
-    while let Ok(first) = rx.recv() {
+    // Set after a batch that drained the queue: compact when idle until then.
+    let mut compact_due: Option<Instant> = None;
+    let mut last_compaction: Option<Instant> = None;
+    loop {
+        let first = match compact_due {
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    compact_due = None;
+                    if broken {
+                        continue;
+                    }
+                    match compact_if_worth_it(shared) {
+                        Compaction::Done { .. } => last_compaction = Some(Instant::now()),
+                        Compaction::Busy => compact_due = Some(Instant::now() + RETRY_BUSY),
+                        Compaction::NotNeeded => {}
+                        Compaction::Failed => broken = true,
+                    }
+                    continue;
+                }
+            },
+        };
         let mut bytes = first.op.size();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -146,6 +173,21 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         // reopen before the next batch (a full disk may have been cleaned up).
         if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
             broken = true;
+        }
+        // A batch that completed work and left the queue empty schedules a
+        // compaction for when the writer has been idle a moment; any later
+        // batch that leaves work pending cancels it.
+        let finished = batch.iter().zip(&results).any(|(r, res)| {
+            res.is_ok() && matches!(r.op, Op::Complete { .. } | Op::DeadLetter { .. })
+        });
+        if finished || compact_due.is_some() {
+            compact_due = match shared.current() {
+                Ok(db) if !broken && queue_is_empty(&db) => {
+                    let idle = Instant::now() + IDLE_BEFORE_COMPACT;
+                    Some(last_compaction.map_or(idle, |t| idle.max(t + MIN_INTERVAL)))
+                }
+                _ => None,
+            };
         }
         for (req, result) in batch.into_iter().zip(results) {
             if result.is_ok() {

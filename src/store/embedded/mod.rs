@@ -7,6 +7,7 @@
 //! * [`group_commit`]: the one writer thread; every waiting write shares one
 //!   fsync'ed commit.
 //! * [`reopen`]: the shared database handle, reopened after an I/O error.
+//! * [`compact`]: shrinking the file after a drain, while the writer is idle.
 //! * [`tables`]: the redb tables and what each holds.
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
 //! * [`retention`]: pruning old message ids and dead letters.
@@ -34,6 +35,7 @@ use std::time::Duration;
 use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
 mod codec;
+mod compact;
 mod errors;
 #[cfg(test)]
 mod fixtures;
@@ -166,8 +168,10 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T> + Send + 'static,
     {
-        let db = self.shared.current()?;
-        let task = tokio::task::spawn_blocking(move || f(&db));
+        // The handle is taken on the blocking pool: during a compaction
+        // ([`compact`]) it waits there for the writer, not on a runtime thread.
+        let shared = Arc::clone(&self.shared);
+        let task = tokio::task::spawn_blocking(move || f(&*shared.current()?));
         match tokio::time::timeout(self.op_timeout, task).await {
             Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?,
             Err(_) => Err(StoreError::Unavailable(format!("store read took longer than {:?}", self.op_timeout))),
