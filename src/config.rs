@@ -122,6 +122,9 @@ pub struct Config {
     pub extra_ca_file: Option<PathBuf>,
     /// Log filter, e.g. `info` or `drone_discord=debug,info`.
     pub log_filter: String,
+    /// Queue bounds and retentions (`QUEUE_MAX_EVENTS`, `QUEUE_MAX_BYTES`,
+    /// `MESSAGE_RETENTION_DAYS`, `DEAD_LETTER_RETENTION_DAYS`).
+    pub store_bounds: crate::store::Bounds,
 }
 
 /// The merged key/value settings: env file, then the process environment,
@@ -285,6 +288,7 @@ impl Config {
             }
         }
         let log_filter = s.get("RUST_LOG").or_else(|| s.get("LOG_LEVEL")).unwrap_or("info").to_string();
+        let store_bounds = store_bounds(s)?;
 
         Ok(Config {
             webhook_secret,
@@ -301,8 +305,37 @@ impl Config {
             unhealthy_presence,
             extra_ca_file,
             log_filter,
+            store_bounds,
         })
     }
+}
+
+/// The queue's bounds and the retentions, each within a range that keeps
+/// the service working (a queue that cannot hold one webhook, or a retention
+/// of less than a day, would be a typo).
+pub fn store_bounds(s: &Settings) -> Result<crate::store::Bounds, ConfigError> {
+    use crate::store::{Bounds, DAY_MS};
+    let d = Bounds::default();
+    let ranged = |name: &str, what: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+        let v = s.parse::<u64>(name, what)?.unwrap_or(default);
+        if !(min..=max).contains(&v) {
+            return Err(ConfigError::new(name, format!("must be between {min} and {max}")));
+        }
+        Ok(v)
+    };
+    Ok(Bounds {
+        max_events: ranged("QUEUE_MAX_EVENTS", "a number of events", d.max_events, 1, 100_000_000)?,
+        max_bytes: ranged("QUEUE_MAX_BYTES", "a number of bytes", d.max_bytes, 64 * 1024, 1 << 40)?,
+        message_retention_ms: ranged("MESSAGE_RETENTION_DAYS", "a number of days", d.message_retention_ms / DAY_MS, 1, 36_500)?
+            * DAY_MS,
+        dead_letter_retention_ms: ranged(
+            "DEAD_LETTER_RETENTION_DAYS",
+            "a number of days",
+            d.dead_letter_retention_ms / DAY_MS,
+            1,
+            36_500,
+        )? * DAY_MS,
+    })
 }
 
 /// Token, channel and API base, all required outside dry-run.
@@ -529,6 +562,18 @@ mod tests {
         let d = c.discord.unwrap();
         assert_eq!(d.api_base, "https://discord.com/api/v10");
         assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("./data")));
+        assert_eq!(c.store_bounds, crate::store::Bounds::default());
+    }
+
+    #[test]
+    fn store_bounds_are_read() {
+        let mut s = base();
+        for (k, v) in [("QUEUE_MAX_EVENTS", "3"), ("QUEUE_MAX_BYTES", "65536"), ("MESSAGE_RETENTION_DAYS", "2"), ("DEAD_LETTER_RETENTION_DAYS", "1")] {
+            s.set(k, v);
+        }
+        let b = Config::from_settings(&s, &Overrides::default()).unwrap().store_bounds;
+        let day = crate::store::DAY_MS;
+        assert_eq!((b.max_events, b.max_bytes, b.message_retention_ms, b.dead_letter_retention_ms), (3, 65536, 2 * day, day));
     }
 
     #[test]
@@ -562,6 +607,11 @@ mod tests {
             ("MAX_BODY_BYTES", "10"),
             ("STORE", "postgres"),
             ("DRY_RUN", "maybe"),
+            ("QUEUE_MAX_EVENTS", "0"),
+            ("QUEUE_MAX_EVENTS", "lots"),
+            ("QUEUE_MAX_BYTES", "100"),
+            ("MESSAGE_RETENTION_DAYS", "0"),
+            ("DEAD_LETTER_RETENTION_DAYS", "-3"),
         ] {
             let mut s = base();
             s.set(k, v);

@@ -134,6 +134,18 @@ impl<S: Store> Endpoints<S> {
                 Response::json(200, &json!({"message": "duplicate", "id": seq}))
                     .with_log_note(format!("event_id={seq} duplicate"))
             }
+            Err(StoreError::Full(m)) => {
+                // Nothing already accepted is dropped: the newest is refused,
+                // and Drone (or whoever resends) may try again later.
+                tracing::warn!(reason = %m, "queue full: webhook refused");
+                match self.store.usage().await {
+                    Ok(u) => self.health.set_queue_usage(crate::store::Usage { full: true, ..u }),
+                    Err(_) => self.health.set_queue_full(),
+                }
+                Response::error(503, "the queue is full; the event was not accepted")
+                    .with_header("Retry-After", "60")
+                    .with_log_note("refused=queue-full")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not queue webhook");
                 if matches!(e, StoreError::Unavailable(_)) {

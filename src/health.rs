@@ -8,7 +8,7 @@
 //!   cannot fix a bad Discord token, so that must not cause a restart loop.
 //! * [`Health::is_healthy`]: alive *and* Discord delivery is not refused
 //!   (e.g. 401/403). This drives `/health`'s 200/503 and the bot's presence.
-use crate::store::Stats;
+use crate::store::{Stats, Usage};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -61,6 +61,8 @@ pub struct Report {
     /// The store's queue figures as last reported (the store's own type:
     /// health only relays them, so it keeps no copy of their definition).
     pub queue: Stats,
+    /// The queue against its bounds; `full` means webhooks get 503.
+    pub queue_usage: Usage,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ struct State {
     discord: Status,
     gateway: Status,
     queue: Stats,
+    queue_usage: Usage,
 }
 
 /// Shared health state. Cheap to read; every change bumps a generation
@@ -99,6 +102,7 @@ impl Health {
                 discord: Status::ok("idle"),
                 gateway: Status::ok("off"),
                 queue: Stats::default(),
+                queue_usage: Usage::default(),
             }),
             generation,
         }
@@ -136,6 +140,21 @@ impl Health {
         if changed {
             self.generation.send_modify(|g| *g += 1);
         }
+    }
+
+    /// Record how full the queue is; wakes subscribers only when it turns
+    /// full or stops being full (the figures change with every webhook).
+    pub fn set_queue_usage(&self, usage: Usage) {
+        let changed = self.with(|s| std::mem::replace(&mut s.queue_usage, usage).full != usage.full);
+        if changed {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Mark the queue full (an append was just refused), keeping the figures.
+    pub fn set_queue_full(&self) {
+        let usage = self.with(|s| Usage { full: true, ..s.queue_usage });
+        self.set_queue_usage(usage);
     }
 
     pub fn get(&self, component: Component) -> Status {
@@ -185,6 +204,7 @@ impl Health {
                 discord: s.discord.clone(),
                 gateway: s.gateway.clone(),
                 queue: s.queue,
+                queue_usage: s.queue_usage,
             }
         })
     }
@@ -196,6 +216,9 @@ impl Health {
             "{}; queue {} pending, {} dead; gateway {}",
             r.status, r.queue.pending, r.queue.dead_letters, r.gateway.detail
         );
+        if r.queue_usage.full {
+            line.push_str("; queue FULL, webhooks refused");
+        }
         if let Some(reason) = r.reason {
             line.push_str("; ");
             line.push_str(&reason);
@@ -251,5 +274,21 @@ mod tests {
         rx.borrow_and_update();
         h.set_queue(Stats { pending: 3, dead_letters: 0 });
         assert!(!rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn a_full_queue_shows_in_the_report_and_the_status_line() {
+        let h = Health::new();
+        let mut rx = h.subscribe();
+        rx.borrow_and_update();
+        h.set_queue_full();
+        assert!(rx.has_changed().unwrap());
+        assert!(h.report().queue_usage.full);
+        assert!(h.status_line().contains("queue FULL"), "{}", h.status_line());
+        rx.borrow_and_update();
+        h.set_queue_usage(Usage { events: 1, bytes: 10, full: true });
+        assert!(!rx.has_changed().unwrap(), "figures alone do not wake watchers");
+        h.set_queue_usage(Usage { events: 0, bytes: 0, full: false });
+        assert!(!h.status_line().contains("FULL"));
     }
 }

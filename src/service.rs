@@ -72,14 +72,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     crate::rlimit::raise_open_files();
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
-            let store = EmbeddedStore::open(&dir).map_err(|e| store_start_err("STATE_DIR", e))?;
+            let store = EmbeddedStore::open_bounded(&dir, cfg.store_bounds).map_err(|e| store_start_err("STATE_DIR", e))?;
             run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(feature = "mongodb")]
         StoreConfig::Mongo { uri, database } => {
             let store = crate::store::mongo::MongoStore::connect(uri.expose(), &database)
                 .await
-                .map_err(|e| start_err(Some("MONGODB_URI"), e.to_string()))?;
+                .map_err(|e| start_err(Some("MONGODB_URI"), e.to_string()))?
+                .with_bounds(cfg.store_bounds);
             run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(not(feature = "mongodb"))]

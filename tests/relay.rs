@@ -225,6 +225,31 @@ async fn one_message_per_build_edited_in_order_and_final_never_regresses() {
     assert_eq!(rig.store.message("build:8").await.unwrap().unwrap().status, "failure");
 }
 
+/// A backlog longer than one claim ([`MAX_CLAIM_EVENTS`]) is delivered over
+/// several claims, and a final status in an earlier claim is not undone by
+/// stale updates that only come with a later claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_status_survives_stale_updates_in_a_later_claim() {
+    use drone_discord::store::MAX_CLAIM_EVENTS;
+    let mut rig = Rig::new();
+    rig.push(build_event(9, "created", "pending")).await;
+    for _ in 1..MAX_CLAIM_EVENTS - 1 {
+        rig.push(build_event(9, "updated", "running")).await;
+    }
+    rig.push(build_event(9, "updated", "success")).await;
+    // The next claim holds only stale updates.
+    for _ in 0..5 {
+        rig.push(build_event(9, "updated", "running")).await;
+    }
+    rig.start(config());
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let calls = rig.sink.calls();
+    assert_eq!(calls.len(), 1, "one create for the first claim, nothing for the stale rest: {calls:?}");
+    assert!(text(&calls[0].body).contains("success"), "{}", calls[0].body);
+    assert_eq!(rig.store.message("build:9").await.unwrap().unwrap().status, "success");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_before_created_creates_and_other_events_each_get_a_message() {
     let mut rig = Rig::new();

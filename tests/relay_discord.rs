@@ -609,6 +609,9 @@ impl Store for FlakyStore {
     async fn stats(&self) -> store::Result<store::Stats> {
         self.inner.stats().await
     }
+    async fn usage(&self) -> store::Result<store::Usage> {
+        self.inner.usage().await
+    }
     async fn probe(&self) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::StoreError::Unavailable("injected: disk full".into()));

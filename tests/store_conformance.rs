@@ -3,7 +3,7 @@
 //! directory per case; MongoDB (feature `mongodb`) when `MONGODB_URI` is set.
 use drone_discord::store::conformance::{self, Backend};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::Result;
+use drone_discord::store::{Bounds, Result};
 
 /// One temporary directory per case; `open(name)` opens `<tmp>/<name>`.
 struct Embedded {
@@ -14,6 +14,9 @@ impl Backend for Embedded {
     type S = EmbeddedStore;
     async fn open(&self, name: &str) -> Result<EmbeddedStore> {
         EmbeddedStore::open(&self.dir.path().join(name))
+    }
+    async fn open_bounded(&self, name: &str, bounds: Bounds) -> Result<EmbeddedStore> {
+        EmbeddedStore::open_bounded(&self.dir.path().join(name), bounds)
     }
 }
 
@@ -54,7 +57,7 @@ macro_rules! cases {
 mod mongo_backend {
     use drone_discord::store::conformance::Backend;
     use drone_discord::store::mongo::MongoStore;
-    use drone_discord::store::Result;
+    use drone_discord::store::{Bounds, Result};
 
     pub struct Mongo {
         uri: String,
@@ -97,6 +100,9 @@ mod mongo_backend {
         async fn open(&self, name: &str) -> Result<MongoStore> {
             MongoStore::connect(&self.uri, &self.db(name)).await
         }
+        async fn open_bounded(&self, name: &str, bounds: Bounds) -> Result<MongoStore> {
+            Ok(MongoStore::connect(&self.uri, &self.db(name)).await?.with_bounds(bounds))
+        }
     }
 }
 
@@ -114,6 +120,8 @@ cases!(
     concurrent_writers,
     stats_and_limits,
     probe_writes,
+    claims_are_bounded,
+    a_full_queue_refuses_and_keeps_what_it_has,
 );
 
 /// `run_all` in one store directory: proves the cases do not depend on

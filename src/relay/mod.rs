@@ -145,10 +145,16 @@ pub async fn run<S: Store, K: Sink>(
                 return;
             }
             // Queue figures for /health and STATUS=.
-            Action::RefreshStats => match store.stats().await {
-                Ok(s) => health.set_queue(s),
-                Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
-            },
+            Action::RefreshStats => {
+                match store.stats().await {
+                    Ok(s) => health.set_queue(s),
+                    Err(e) => tracing::warn!(error = %e, "cannot read queue figures"),
+                }
+                match store.usage().await {
+                    Ok(u) => health.set_queue_usage(u),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the queue's fill"),
+                }
+            }
             // No deliveries while the store cannot write: their results
             // (message ids, completions) could not be recorded, so every
             // create would lean on Discord's short nonce window alone.

@@ -10,7 +10,9 @@
 //! [`Backend::open`] with its own name, so cases are isolated from each other
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
-use super::{build_key, Appended, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store};
+use super::{
+    build_key, Appended, Bounds, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub trait Backend: Send + Sync {
     /// called `name`. Different names must not share any data; the same name
     /// must find what an earlier handle wrote.
     fn open(&self, name: &str) -> impl Future<Output = Result<Self::S>> + Send;
+    /// [`open`](Backend::open), with these queue bounds and retentions.
+    fn open_bounded(&self, name: &str, bounds: Bounds) -> impl Future<Output = Result<Self::S>> + Send;
 }
 
 /// Every case, in a fixed order, each in its own store.
@@ -40,6 +44,8 @@ pub async fn run_all<B: Backend>(b: &B) {
     concurrent_writers(b).await;
     stats_and_limits(b).await;
     probe_writes(b).await;
+    claims_are_bounded(b).await;
+    a_full_queue_refuses_and_keeps_what_it_has(b).await;
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -388,4 +394,82 @@ pub async fn probe_writes<B: Backend>(b: &B) {
     ok(s.probe().await, "probe twice");
     ok(s.writable().await, "writable");
     assert_eq!(ok(s.stats().await, "stats"), Stats::default());
+}
+
+/// A claim carries at most [`MAX_CLAIM_EVENTS`] events and
+/// [`MAX_CLAIM_BYTES`] body bytes (but always one event); the rest of the
+/// key comes with the next claim, in order.
+pub async fn claims_are_bounded<B: Backend>(b: &B) {
+    let s = open(b, "claims_are_bounded").await;
+    let k = build_key(7);
+    let total = MAX_CLAIM_EVENTS as u64 + 6;
+    for n in 0..total {
+        append(&s, Some(&k), n).await;
+    }
+    let c = claim(&s, "w", 10, T0).await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].events.len(), MAX_CLAIM_EVENTS, "a claim stops at MAX_CLAIM_EVENTS");
+    ok(s.complete(&k, "w", c[0].upto(), None).await, "complete");
+    let rest = claim(&s, "w", 10, T0).await;
+    assert_eq!(rest[0].events.len(), 6, "the rest comes with the next claim");
+    assert!(rest[0].events[0].seq > c[0].upto(), "in seq order");
+    ok(s.complete(&k, "w", rest[0].upto(), None).await, "complete");
+
+    // Bodies larger than half the byte bound: one per claim; one larger
+    // than the whole bound still goes out, alone.
+    let big = build_key(8);
+    for size in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
+        let ev = NewEvent { body: vec![b'x'; size], ..new_event(Some(&big), "updated", 0, None) };
+        ok(s.append(ev).await, "append big");
+    }
+    for want in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
+        let c = claim(&s, "w", 10, T0).await;
+        let sizes: Vec<usize> = c[0].events.iter().map(|e| e.body.len()).collect();
+        assert_eq!(sizes, vec![want], "one big event per claim");
+        ok(s.complete(&big, "w", c[0].upto(), None).await, "complete big");
+    }
+    assert_eq!(ok(s.stats().await, "stats").pending, 0);
+}
+
+/// Past either bound (events, bytes) `append` answers `Full` and stores
+/// nothing; a replay is still a duplicate; everything accepted stays and is
+/// claimed; once drained, appends are taken again.
+pub async fn a_full_queue_refuses_and_keeps_what_it_has<B: Backend>(b: &B) {
+    use super::StoreError;
+    let bounds = Bounds { max_events: 3, ..Bounds::default() };
+    let s = ok(b.open_bounded("full_queue_events", bounds).await, "open bounded");
+    let is_full = |r: Result<Appended>, what: &str| match r {
+        Err(StoreError::Full(_)) => {}
+        other => panic!("{what}: expected Full, got {other:?}"),
+    };
+    let first = ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "append").seq();
+    append(&s, Some("build:1"), 1).await;
+    append(&s, None, 2).await;
+    let u = ok(s.usage().await, "usage");
+    assert_eq!((u.events, u.full), (3, true), "{u:?}");
+    is_full(s.append(new_event(Some("build:1"), "updated", 3, None)).await, "fourth event");
+    assert_eq!(
+        ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "replay"),
+        Appended::Duplicate(first),
+        "a replay is a duplicate even when full"
+    );
+    assert_eq!(ok(s.stats().await, "stats").pending, 3, "nothing accepted was dropped");
+    let c = claim(&s, "w", 10, T0).await;
+    assert_eq!(c.iter().map(|c| c.events.len()).sum::<usize>(), 3);
+    for c in &c {
+        ok(s.complete(&c.key, "w", c.upto(), None).await, "complete");
+    }
+    assert!(!ok(s.usage().await, "usage").full);
+    append(&s, None, 4).await;
+
+    let bounds = Bounds { max_bytes: 1000, ..Bounds::default() };
+    let s = ok(b.open_bounded("full_queue_bytes", bounds).await, "open bounded");
+    let big = |n: u64| NewEvent { body: vec![b'x'; 400], ..new_event(None, "updated", n, None) };
+    ok(s.append(big(0)).await, "400 bytes");
+    ok(s.append(big(1)).await, "800 bytes");
+    is_full(s.append(big(2)).await, "past the byte bound");
+    let u = ok(s.usage().await, "usage");
+    assert_eq!(u.events, 2);
+    assert!(u.bytes >= 800, "{u:?}");
+    assert_eq!(ok(s.stats().await, "stats").pending, 2);
 }

@@ -31,6 +31,15 @@ pub type Seq = u64;
 /// webhook a second event. Far longer than any sensible `Date` window.
 pub const REPLAY_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Most events one [`Claim`] carries. The rest of the key's events are
+/// claimed next turn; coalescing still works because every Drone update
+/// carries the whole build, and the stored message status keeps a final
+/// status from being overwritten by a stale update across claims.
+pub const MAX_CLAIM_EVENTS: usize = 64;
+/// Most body bytes one [`Claim`] carries (at least one event is always
+/// claimed, whatever its size), so a claim's memory is bounded.
+pub const MAX_CLAIM_BYTES: usize = 1024 * 1024;
+
 /// An event as ingest hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {
@@ -88,7 +97,8 @@ pub struct MessageRef {
     pub status: String,
 }
 
-/// A unit of relay work: every pending event of one key, oldest first.
+/// A unit of relay work: the oldest pending events of one key, in seq order,
+/// at most [`MAX_CLAIM_EVENTS`] / [`MAX_CLAIM_BYTES`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub key: String,
@@ -110,6 +120,68 @@ pub struct DeadLetter {
     pub failed_ms: u64,
 }
 
+/// What the store may hold: the queue's bounds, past which [`Store::append`]
+/// answers [`StoreError::Full`], and how long delivered builds' message ids
+/// and dead letters are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most pending events (`QUEUE_MAX_EVENTS`).
+    pub max_events: u64,
+    /// Most pending body bytes (`QUEUE_MAX_BYTES`).
+    pub max_bytes: u64,
+    /// A build's message id is forgotten this long after its last update
+    /// (`MESSAGE_RETENTION_DAYS`); a later update then posts a new message.
+    pub message_retention_ms: u64,
+    /// A dead letter is removed this long after it was set aside
+    /// (`DEAD_LETTER_RETENTION_DAYS`).
+    pub dead_letter_retention_ms: u64,
+}
+
+/// One day in ms, the unit of the retention settings.
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl Default for Bounds {
+    /// Defaults that suit an SD card: 100 000 events / 256 MiB (a day of a
+    /// busy Drone, at 2–5 KiB a webhook, with Discord unreachable), message
+    /// ids for 90 days, dead letters for 30.
+    fn default() -> Self {
+        Bounds {
+            max_events: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+            message_retention_ms: 90 * DAY_MS,
+            dead_letter_retention_ms: 30 * DAY_MS,
+        }
+    }
+}
+
+/// How full the queue is, against its [`Bounds`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Pending events.
+    pub events: u64,
+    /// Pending body bytes.
+    pub bytes: u64,
+    /// At or past either bound: appends are refused with [`StoreError::Full`].
+    pub full: bool,
+}
+
+impl Usage {
+    /// The figures, with `full` judged against `b`.
+    pub fn of(events: u64, bytes: u64, b: &Bounds) -> Usage {
+        Usage { events, bytes, full: events >= b.max_events || bytes >= b.max_bytes }
+    }
+}
+
+/// Whether one more event of `body_len` bytes fits below `b`.
+pub fn fits(events: u64, bytes: u64, body_len: usize, b: &Bounds) -> bool {
+    events < b.max_events && bytes.saturating_add(body_len as u64) <= b.max_bytes
+}
+
+/// The text of [`StoreError::Full`].
+pub fn full_message(b: &Bounds) -> String {
+    format!("queue is full (bounds: {} events, {} bytes)", b.max_events, b.max_bytes)
+}
+
 /// Queue figures for `/health`, `STATUS=` and `drone-discord queue`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -129,6 +201,9 @@ pub enum StoreError {
     Corrupt(String),
     /// Bad configuration (path, URI, credentials); fatal at start-up.
     Config(String),
+    /// The queue is at its [`Bounds`]: nothing was stored. Ingest answers
+    /// 503 with `Retry-After`; everything already accepted stays queued.
+    Full(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -137,6 +212,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             StoreError::Corrupt(m) => write!(f, "store data corrupt: {m}"),
             StoreError::Config(m) => write!(f, "store configuration: {m}"),
+            StoreError::Full(m) => write!(f, "store full: {m}"),
         }
     }
 }
@@ -149,13 +225,16 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// call concurrently; every write is durable when its future resolves `Ok`.
 pub trait Store: Send + Sync + 'static {
     /// Durably queue `ev` (or report it as a replay). Resolves only after the
-    /// write is committed to stable storage.
+    /// write is committed to stable storage. With the queue at its
+    /// [`Bounds`], stores nothing and answers [`StoreError::Full`] (a replay
+    /// is still answered [`Appended::Duplicate`]).
     fn append(&self, ev: NewEvent) -> impl Future<Output = Result<Appended>> + Send;
 
     /// Lease up to `max_keys` keys with pending events that nobody holds (no
     /// lease, or an expired one), oldest first-pending-event first, for
-    /// `lease` on behalf of `owner`. Each claim carries all pending events of
-    /// its key in seq order. Keys leased by anyone, `owner` included, are
+    /// `lease` on behalf of `owner`. Each claim carries the oldest pending
+    /// events of its key in seq order, bounded by [`MAX_CLAIM_EVENTS`] and
+    /// [`MAX_CLAIM_BYTES`] (never fewer than one). Keys leased by anyone, `owner` included, are
     /// skipped until released, completed or expired.
     fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64)
         -> impl Future<Output = Result<Vec<Claim>>> + Send;
@@ -189,6 +268,10 @@ pub trait Store: Send + Sync + 'static {
     /// Pending and dead-letter counts.
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;
 
+    /// How full the queue is against its [`Bounds`]; O(1) (health asks
+    /// every second).
+    fn usage(&self) -> impl Future<Output = Result<Usage>> + Send;
+
     /// Prove that a durable write works right now (start-up, `check`, and
     /// the relay while it waits for a failed store to recover).
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
@@ -202,6 +285,12 @@ pub trait Store: Send + Sync + 'static {
     fn writable(&self) -> impl Future<Output = Result<()>> + Send {
         self.probe()
     }
+}
+
+/// Whether a claim that already holds `count` events of `bytes` body bytes
+/// may take one more of `next` bytes (the first event is always taken).
+pub fn claim_has_room(count: usize, bytes: usize, next: usize) -> bool {
+    count == 0 || (count < MAX_CLAIM_EVENTS && bytes.saturating_add(next) <= MAX_CLAIM_BYTES)
 }
 
 /// Wall-clock time in ms since the Unix epoch: the unit of every timestamp

@@ -33,6 +33,7 @@
 //! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
 use super::{
+    claim_has_room, fits, full_message, Bounds, Usage, MAX_CLAIM_EVENTS,
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
     REPLAY_RETENTION_MS,
 };
@@ -61,7 +62,14 @@ const E_DUPLICATE_KEY: i32 = 11000;
 pub struct MongoStore {
     db: Database,
     name: String,
+    /// The queue's bounds and the retentions ([`MongoStore::with_bounds`]).
+    bounds: Bounds,
+    /// When retention last pruned (ms), so it runs at most every [`PRUNE_INTERVAL_MS`].
+    last_prune_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often (at most) appends prune old messages and dead letters.
+const PRUNE_INTERVAL_MS: u64 = 10 * 60 * 1000;
 
 impl std::fmt::Debug for MongoStore {
     // The client's options hold the credentials: show only the database.
@@ -159,6 +167,8 @@ fn event_doc(seq: Seq, key: &str, ev: &NewEvent) -> Result<Document> {
         "action": &ev.action,
         "received_ms": i64_of(ev.received_ms, "received_ms")?,
         "body": Binary { subtype: BinarySubtype::Generic, bytes: ev.body.clone() },
+        // The body's length, summed for the queue's byte bound.
+        "size": i64_of(ev.body.len() as u64, "size")?,
     })
 }
 
@@ -235,7 +245,13 @@ impl MongoStore {
         let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
         database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
-        Ok(MongoStore { db: database, name: db.to_owned() })
+        Ok(MongoStore { db: database, name: db.to_owned(), bounds: Bounds::default(), last_prune_ms: Default::default() })
+    }
+
+    /// This store with the queue's bounds and the retentions.
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
     }
 
     /// A raw collection of this database.
@@ -333,19 +349,27 @@ impl MongoStore {
         Err(StoreError::Unavailable("MongoDB replay key kept changing; try again".into()))
     }
 
-    /// Remove `key`'s events with seq ≤ `upto`, returning them.
+    /// `key`'s events with seq ≤ `upto`, oldest first, as many as one claim
+    /// may carry ([`claim_has_room`]).
     async fn events_upto(&self, key: &str, upto: Seq) -> Result<Vec<Event>> {
         let upto = i64::try_from(upto).unwrap_or(i64::MAX);
         let mut cursor = self
             .events()
             .find(doc! { "key": key, "_id": { "$lte": upto } })
             .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(MAX_CLAIM_EVENTS).unwrap_or(i64::MAX))
             .await
             .map_err(|e| unavailable("read events", e))?;
-        let mut out = Vec::new();
+        let mut out: Vec<Event> = Vec::new();
+        let mut bytes = 0usize;
         while cursor.advance().await.map_err(|e| unavailable("read events", e))? {
             let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event of {key}: {e}")))?;
-            out.push(decode_event(&d)?);
+            let ev = decode_event(&d)?;
+            if !claim_has_room(out.len(), bytes, ev.body.len()) {
+                break;
+            }
+            bytes += ev.body.len();
+            out.push(ev);
         }
         Ok(out)
     }
@@ -413,6 +437,20 @@ impl MongoStore {
 /// The operations, without the time limit that [`Store`] adds.
 impl MongoStore {
     async fn op_append(&self, ev: NewEvent) -> Result<Appended> {
+        let usage = self.op_usage().await?;
+        if !fits(usage.events, usage.bytes, ev.body.len(), &self.bounds) {
+            // A replay is still a duplicate, full or not.
+            if let Some(rk) = ev.replay_key.as_deref() {
+                let seen = self.replay().find_one(doc! { "_id": rk }).await.map_err(|e| unavailable("read replay key", e))?;
+                if let Some(seen) = seen {
+                    let seen_ms = u64_field(&seen, "received_ms", "replay key")?;
+                    if ev.received_ms.saturating_sub(seen_ms) < REPLAY_RETENTION_MS {
+                        return Ok(Appended::Duplicate(u64_field(&seen, "seq", "replay key")?));
+                    }
+                }
+            }
+            return Err(StoreError::Full(full_message(&self.bounds)));
+        }
         let seq = self.next_seq().await?;
         if let Some(rk) = ev.replay_key.as_deref() {
             if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {
@@ -430,6 +468,7 @@ impl MongoStore {
             }
             return Err(unavailable("insert event", e));
         }
+        self.prune_retained(ev.received_ms).await;
         Ok(Appended::Queued(seq))
     }
 
@@ -523,9 +562,35 @@ impl MongoStore {
         found.map(|d| decode_message(key, &d)).transpose()
     }
 
+    /// Piggy-backed on an append, at most every [`PRUNE_INTERVAL_MS`]: remove
+    /// messages not updated within their retention (documents without
+    /// `updated_ms` are kept) and dead letters past theirs. A failure only
+    /// logs: the append itself is done.
+    async fn prune_retained(&self, now_ms: u64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_prune_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < PRUNE_INTERVAL_MS
+            || self.last_prune_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let at = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+        let messages = at(now_ms.saturating_sub(self.bounds.message_retention_ms));
+        if let Err(e) = self.messages().delete_many(doc! { "updated_ms": { "$lt": messages } }).await {
+            tracing::warn!(error = %e, "could not prune old messages");
+        }
+        let dead = at(now_ms.saturating_sub(self.bounds.dead_letter_retention_ms));
+        if let Err(e) = self.dead().delete_many(doc! { "failed_ms": { "$lt": dead } }).await {
+            tracing::warn!(error = %e, "could not prune old dead letters");
+        }
+    }
+
     async fn op_put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+        let mut d = message_doc(key, &message)?;
+        // Its time, for retention.
+        d.insert("updated_ms", i64_of(crate::store::now_ms(), "updated_ms")?);
         self.messages()
-            .replace_one(doc! { "_id": key }, message_doc(key, &message)?)
+            .replace_one(doc! { "_id": key }, d)
             .upsert(true)
             .await
             .map_err(|e| unavailable("store message", e))?;
@@ -553,6 +618,29 @@ impl MongoStore {
         let pending = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
         let dead_letters = self.dead().count_documents(doc! {}).await.map_err(|e| unavailable("count dead letters", e))?;
         Ok(Stats { pending, dead_letters })
+    }
+
+    /// Pending events and their body bytes. The count is an index count; the
+    /// bytes are summed by the server (events written before `size` existed
+    /// count as 0).
+    async fn op_usage(&self) -> Result<Usage> {
+        let events = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
+        let mut cursor = self
+            .events()
+            .aggregate(vec![doc! { "$group": { "_id": Bson::Null, "bytes": { "$sum": "$size" } } }])
+            .await
+            .map_err(|e| unavailable("sum event sizes", e))?;
+        let mut bytes = 0u64;
+        if cursor.advance().await.map_err(|e| unavailable("sum event sizes", e))? {
+            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event sizes: {e}")))?;
+            bytes = match d.get("bytes") {
+                Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Double(n)) if *n >= 0.0 => *n as u64,
+                _ => 0,
+            };
+        }
+        Ok(Usage::of(events, bytes, &self.bounds))
     }
 
     async fn op_probe(&self) -> Result<()> {
@@ -599,6 +687,10 @@ impl Store for MongoStore {
 
     async fn stats(&self) -> Result<Stats> {
         within("stats", self.op_stats()).await
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        within("usage", self.op_usage()).await
     }
 
     async fn probe(&self) -> Result<()> {

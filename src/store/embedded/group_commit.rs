@@ -12,15 +12,17 @@
 //! After a failure that left the handle unusable, the writer reopens the
 //! file before the next batch ([`super::reopen`]).
 use super::codec::encode_dead;
+use super::compact::{compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY};
 use super::errors::Ctx;
 use super::leases::{drop_lease, Leases};
-use super::queue::{append, prune_replay, put_message, take_events};
+use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
+use super::retention::RetentionTables;
 use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
-use crate::store::{Appended, MessageRef, NewEvent, Result, Seq, StoreError};
+use crate::store::{Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError};
 use redb::{Database, Durability, ReadableTable};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most write requests folded into one commit.
@@ -51,6 +53,8 @@ impl Op {
 /// What a committed [`Op`] answers.
 pub(super) enum Reply {
     Appended(Appended),
+    /// The append was refused: the queue is at its bounds (the text says which).
+    Full(String),
     Done,
 }
 
@@ -113,7 +117,33 @@ fn writer_gone() -> StoreError {
 /// commit them together, answer each caller, repeat until the channel closes.
 fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Leases>) {
     let mut broken = false;
-    while let Ok(first) = rx.recv() {
+    // Set after a batch that drained the queue: compact when idle until then.
+    let mut compact_due: Option<Instant> = None;
+    let mut last_compaction: Option<Instant> = None;
+    loop {
+        let first = match compact_due {
+            None => match rx.recv() {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    compact_due = None;
+                    if broken {
+                        continue;
+                    }
+                    match compact_if_worth_it(shared) {
+                        Compaction::Done { .. } => last_compaction = Some(Instant::now()),
+                        Compaction::Busy => compact_due = Some(Instant::now() + RETRY_BUSY),
+                        Compaction::NotNeeded => {}
+                        Compaction::Failed => broken = true,
+                    }
+                    continue;
+                }
+            },
+        };
         let mut bytes = first.op.size();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -135,7 +165,7 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         let results = match shared.current() {
             Ok(db) => {
                 shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                commit_batch(&db, &ops)
+                commit_batch(&db, &ops, &shared.bounds)
             }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
@@ -144,6 +174,21 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         // reopen before the next batch (a full disk may have been cleaned up).
         if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
             broken = true;
+        }
+        // A batch that completed work and left the queue empty schedules a
+        // compaction for when the writer has been idle a moment; any later
+        // batch that leaves work pending cancels it.
+        let finished = batch.iter().zip(&results).any(|(r, res)| {
+            res.is_ok() && matches!(r.op, Op::Complete { .. } | Op::DeadLetter { .. })
+        });
+        if finished || compact_due.is_some() {
+            compact_due = match shared.current() {
+                Ok(db) if !broken && queue_is_empty(&db) => {
+                    let idle = Instant::now() + IDLE_BEFORE_COMPACT;
+                    Some(last_compaction.map_or(idle, |t| idle.max(t + MIN_INTERVAL)))
+                }
+                _ => None,
+            };
         }
         for (req, result) in batch.into_iter().zip(results) {
             if result.is_ok() {
@@ -164,44 +209,54 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
 /// Commit `ops` together; when that fails, retry each alone so only the
 /// request that spoiled the shared transaction (or every one, when the disk
 /// failed) gets an error.
-fn commit_batch(db: &Database, ops: &[&Op]) -> Vec<Result<Reply>> {
-    match commit(db, ops) {
+fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds) -> Vec<Result<Reply>> {
+    match commit(db, ops, bounds) {
         Ok(replies) => replies.into_iter().map(Ok).collect(),
         Err(e) if ops.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
             ops.iter()
-                .map(|op| commit(db, std::slice::from_ref(op)).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
+                .map(|op| commit(db, std::slice::from_ref(op), bounds).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
                 .collect()
         }
     }
 }
 
 /// Apply `ops` in one durable write transaction.
-fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
+fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
     let mut txn = db.begin_write().ctx("begin write")?;
     txn.set_durability(Durability::Immediate).ctx("set durability")?;
     let mut replies = Vec::with_capacity(ops.len());
     {
         let mut t = Tables::open(&txn)?;
+        let mut kept = RetentionTables::open(&txn)?;
+        let now = crate::store::now_ms();
         let stored_next = t.meta.get(META_NEXT_SEQ).ctx("read next_seq")?.map(|g| g.value());
         let mut next_seq = stored_next.unwrap_or(1).max(1);
+        let stored_bytes = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value());
+        let mut bytes = stored_bytes.unwrap_or(0);
         let mut newest_ms = 0u64;
         for op in ops {
             let reply = match op {
                 Op::Append(ev) => {
                     newest_ms = newest_ms.max(ev.received_ms);
-                    Reply::Appended(append(&mut t, ev, &mut next_seq)?)
+                    match append(&mut t, ev, &mut next_seq, &mut bytes, bounds) {
+                        // Refused before anything changed: the rest of the batch stands.
+                        Err(StoreError::Full(m)) => Reply::Full(m),
+                        other => Reply::Appended(other?),
+                    }
                 }
                 Op::Complete { key, upto, message, .. } => {
-                    take_events(&mut t, key, *upto)?;
+                    take_events(&mut t, key, *upto, &mut bytes)?;
                     if let Some(m) = message {
                         put_message(&mut t, key, m)?;
+                        kept.touch(key, now)?;
                     }
                     Reply::Done
                 }
                 Op::DeadLetter { key, upto, reason, now_ms, .. } => {
-                    for (seq, blob) in take_events(&mut t, key, *upto)? {
+                    newest_ms = newest_ms.max(*now_ms);
+                    for (seq, blob) in take_events(&mut t, key, *upto, &mut bytes)? {
                         let dead = encode_dead(reason, *now_ms, &blob);
                         t.dead.insert(seq, dead.as_slice()).ctx("insert dead letter")?;
                     }
@@ -209,6 +264,7 @@ fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
                 }
                 Op::PutMessage { key, message } => {
                     put_message(&mut t, key, message)?;
+                    kept.touch(key, now)?;
                     Reply::Done
                 }
                 Op::Probe => {
@@ -222,8 +278,15 @@ fn commit(db: &Database, ops: &[&Op]) -> Result<Vec<Reply>> {
         if stored_next != Some(next_seq) {
             t.meta.insert(META_NEXT_SEQ, next_seq).ctx("write next_seq")?;
         }
+        if stored_bytes != Some(bytes) {
+            t.meta.insert(META_QUEUE_BYTES, bytes).ctx("write queue_bytes")?;
+        }
         if newest_ms > 0 {
             prune_replay(&mut t, newest_ms)?;
+            // Retention rides on the same commits (real work, never a probe
+            // alone) and judges by the same clock: the newest time the
+            // callers handed in (receive time, failure time).
+            kept.prune(&mut t, newest_ms, bounds)?;
         }
     }
     txn.commit().ctx("commit")?;

@@ -10,33 +10,71 @@
 use super::codec::{decode_event, encode_event, encode_message};
 use super::errors::Ctx;
 use super::tables::Tables;
-use crate::store::{Appended, Event, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
-use redb::ReadableTable;
+use crate::store::{
+    claim_has_room, fits, full_message, Appended, Bounds, Event, MessageRef, NewEvent, Result, Seq, StoreError,
+    REPLAY_RETENTION_MS,
+};
+use redb::{ReadableTable, ReadableTableMetadata};
 
 /// Most expired replay keys removed per commit, so pruning never makes one
 /// commit slow; a backlog drains over the following commits.
 pub(super) const PRUNE_PER_COMMIT: usize = 64;
 
-/// Queue `ev` under the next seq, or report it as a replay.
-pub(super) fn append(t: &mut Tables<'_>, ev: &NewEvent, next_seq: &mut Seq) -> Result<Appended> {
+/// `meta` entry: the stored size (encoded bytes) of every pending event, so
+/// the queue's byte bound and [`Usage`](crate::store::Usage) are O(1).
+pub(super) const META_QUEUE_BYTES: &str = "queue_bytes";
+
+/// The pending events' stored size, from `meta`; a store written before the
+/// counter existed gets it computed once (one scan) and recorded.
+pub(super) fn ensure_queue_bytes(t: &mut Tables<'_>) -> Result<u64> {
+    if let Some(n) = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value()) {
+        return Ok(n);
+    }
+    let mut n = 0u64;
+    for item in t.events.iter().ctx("scan events")? {
+        let (_, blob) = item.ctx("scan events")?;
+        n = n.saturating_add(blob.value().len() as u64);
+    }
+    t.meta.insert(META_QUEUE_BYTES, n).ctx("write queue_bytes")?;
+    Ok(n)
+}
+
+/// Queue `ev` under the next seq, or report it as a replay. With the queue at
+/// `bounds`, changes nothing and answers [`StoreError::Full`]; `bytes` is
+/// the pending events' stored size, kept up to date.
+pub(super) fn append(
+    t: &mut Tables<'_>,
+    ev: &NewEvent,
+    next_seq: &mut Seq,
+    bytes: &mut u64,
+    bounds: &Bounds,
+) -> Result<Appended> {
+    let mut expired = None;
     if let Some(rk) = ev.replay_key.as_deref() {
         let seen = t.replay.get(rk).ctx("read replay key")?.map(|g| g.value());
         if let Some((seq, seen_ms)) = seen {
             if ev.received_ms.saturating_sub(seen_ms) < REPLAY_RETENTION_MS {
                 return Ok(Appended::Duplicate(seq));
             }
-            // Expired but not pruned yet: forget it and accept the event.
-            t.replay_by_time.remove((seen_ms, rk)).ctx("remove replay key")?;
+            expired = Some(seen_ms);
         }
+    }
+    let key = match &ev.key {
+        Some(k) => k.clone(),
+        None => format!("event:{}", *next_seq),
+    };
+    let blob = encode_event(&key, &ev.event, &ev.action, ev.received_ms, &ev.body);
+    if !fits(t.events.len().ctx("count events")?, *bytes, blob.len(), bounds) {
+        return Err(StoreError::Full(full_message(bounds)));
+    }
+    if let (Some(seen_ms), Some(rk)) = (expired, ev.replay_key.as_deref()) {
+        // Expired but not pruned yet: forget it and accept the event.
+        t.replay_by_time.remove((seen_ms, rk)).ctx("remove replay key")?;
     }
     let seq = *next_seq;
     *next_seq = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
-    let key = match &ev.key {
-        Some(k) => k.clone(),
-        None => format!("event:{seq}"),
-    };
-    let blob = encode_event(&key, &ev.event, &ev.action, ev.received_ms, &ev.body);
     t.events.insert(seq, blob.as_slice()).ctx("insert event")?;
+    *bytes = bytes.saturating_add(blob.len() as u64);
     let had_pending = first_seq(&t.key_seqs, &key)?.is_some();
     t.key_seqs.insert((key.as_str(), seq), ()).ctx("insert key index")?;
     if !had_pending {
@@ -68,8 +106,9 @@ fn first_seq(key_seqs: &impl ReadableTable<(&'static str, u64), ()>, key: &str) 
     }
 }
 
-/// Remove `key`'s events with seq ≤ `upto`; returns them (seq, encoded).
-pub(super) fn take_events(t: &mut Tables<'_>, key: &str, upto: Seq) -> Result<Vec<(Seq, Vec<u8>)>> {
+/// Remove `key`'s events with seq ≤ `upto`; returns them (seq, encoded) and
+/// takes their size off `bytes`.
+pub(super) fn take_events(t: &mut Tables<'_>, key: &str, upto: Seq, bytes: &mut u64) -> Result<Vec<(Seq, Vec<u8>)>> {
     let mut seqs = Vec::new();
     for item in t.key_seqs.range((key, 0u64)..=(key, upto)).ctx("scan key index")? {
         let (k, _) = item.ctx("scan key index")?;
@@ -81,7 +120,10 @@ pub(super) fn take_events(t: &mut Tables<'_>, key: &str, upto: Seq) -> Result<Ve
         t.key_seqs.remove((key, seq)).ctx("remove key index")?;
         let blob = t.events.remove(seq).ctx("remove event")?.map(|g| g.value().to_vec());
         match blob {
-            Some(b) => taken.push((seq, b)),
+            Some(b) => {
+                *bytes = bytes.saturating_sub(b.len() as u64);
+                taken.push((seq, b))
+            }
             None => tracing::warn!(seq, key, "key index pointed at a missing event; dropped the index entry"),
         }
     }
@@ -117,18 +159,25 @@ pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// Every pending event of `key`, in seq order (read side).
+/// The oldest pending events of `key`, in seq order, as many as one claim
+/// may carry ([`claim_has_room`]) (read side).
 pub(super) fn read_key_events(
     key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
     events: &impl ReadableTable<u64, &'static [u8]>,
     key: &str,
 ) -> Result<Vec<Event>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Event> = Vec::new();
+    let mut bytes = 0usize;
     for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
         let (k, _) = item.ctx("scan key index")?;
         let seq = k.value().1;
         if let Some(blob) = events.get(seq).ctx("read event")? {
-            out.push(decode_event(seq, blob.value())?);
+            if !claim_has_room(out.len(), bytes, blob.value().len()) {
+                break;
+            }
+            let ev = decode_event(seq, blob.value())?;
+            bytes += ev.body.len();
+            out.push(ev);
         }
     }
     Ok(out)

@@ -31,6 +31,8 @@ pub(super) struct Shared {
     pub(super) batches: std::sync::atomic::AtomicU64,
     /// The last commit's outcome: what [`Store::writable`](crate::store::Store::writable) trusts.
     pub(super) proof: WriteProof,
+    /// The queue's bounds and the retentions.
+    pub(super) bounds: crate::store::Bounds,
 }
 
 impl Shared {
