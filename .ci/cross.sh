@@ -50,5 +50,5 @@ if [ "${CROSS_SKIP_MONGODB:-0}" != 1 ]; then
     step "smoke $AARCH64 +mongodb (qemu)" scripts/qemu-smoke.sh "$AARCH64" "dist/$AARCH64-mongodb/drone-discord"
     size_args+=("$AARCH64 +mongodb=dist/$AARCH64-mongodb/drone-discord")
 fi
-step "size budget" scripts/size-table.sh --budget "${SIZE_BUDGET:-3145728}" "${size_args[@]}"
+step "size budget" scripts/size-table.sh --budget "${SIZE_BUDGET:-2097152}" "${size_args[@]}"
 printf '\n==> cross: ok\n'
