@@ -749,7 +749,8 @@ mod tests {
             .cloned()
             .collect();
         // (headers, body, taken for a ban?)
-        let cases: [(&[(String, String)], &[u8], bool); 4] = [
+        type Case<'a> = (&'a [(String, String)], &'a [u8], bool);
+        let cases: [Case; 4] = [
             (&with_headers, json, false),
             (&without_via, json, true),
             (&with_headers, b"<html>error code: 1015</html>", true),
