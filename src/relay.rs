@@ -355,11 +355,27 @@ fn choose<'a>(hooks: &'a [(Event, Webhook)], shown: Option<&MessageRef>) -> Opti
 }
 
 /// Nonce for a create: ≤ 25 chars, stable for the key, different per fresh attempt.
+///
+/// A legacy key `build:<id>` gives `build<id>`; a key that names its Drone
+/// server (`build:<host>:<repo>:<id>`) gives `build<id>h<hash of host and
+/// repo>`, so two servers' builds with one id never share a nonce; when that
+/// would not fit, the whole key is hashed.
 fn nonce_for(key: &str, generation: u32) -> String {
-    let base: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let mut n = if generation == 0 { base } else { format!("{base}r{generation}") };
-    n.truncate(25);
-    n
+    let suffix = if generation == 0 { String::new() } else { format!("r{generation}") };
+    let base = match crate::store::legacy_key_of(key) {
+        Some(legacy) => {
+            let id = legacy.trim_start_matches("build:");
+            let server = key.trim_start_matches("build:").trim_end_matches(id);
+            format!("build{id}h{:08x}", fnv1a(server.as_bytes()))
+        }
+        None => key.chars().filter(|c| c.is_ascii_alphanumeric()).collect(),
+    };
+    if base.len() + suffix.len() <= 25 {
+        return base + &suffix;
+    }
+    let h = fnv1a(key.as_bytes());
+    let h2 = fnv1a(format!("{key}#").as_bytes());
+    format!("k{h:08x}{h2:08x}{suffix}")
 }
 
 async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, claim: Claim) -> Outcome {
@@ -493,6 +509,11 @@ mod tests {
         assert_ne!(nonce_for(k, 0), nonce_for(k, 3));
         assert!(nonce_for(k, 999).len() <= 25);
         assert_eq!(nonce_for("event:12", 0), "event12");
+        let a = nonce_for("build:drone.a:1:2088", 0);
+        let b = nonce_for("build:drone.b:1:2088", 0);
+        assert!(a.starts_with("build2088h") && a.len() <= 25, "{a}");
+        assert_ne!(a, b, "two Drone servers never share a nonce");
+        assert!(nonce_for("build:h:1:9223372036854775807", 9999).len() <= 25);
     }
 
     #[test]

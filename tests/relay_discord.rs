@@ -16,7 +16,7 @@ use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
 use drone_discord::health::{Component, Health, Status};
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::{self, build_key, NewEvent, Store};
+use drone_discord::store::{self, legacy_build_key as build_key, NewEvent, Store};
 use drone_discord::{drone, render, shutdown};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -89,12 +89,18 @@ fn nonce(id: i64) -> String {
     format!("build{id}")
 }
 
+/// The build id in a create's nonce: `build<id>`, or `build<id>h<hash>` for
+/// a key that names its Drone server.
+fn build_of_nonce(n: &str) -> Option<i64> {
+    n.strip_prefix("build")?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
 /// Build id → ids of the messages created for it (found by nonce).
 fn messages_by_build(fake: &FakeDiscord) -> HashMap<i64, Vec<String>> {
     let mut out: HashMap<i64, Vec<String>> = HashMap::new();
     for (id, m) in fake.messages() {
         let n = m["nonce"].as_str().unwrap_or_default();
-        if let Some(b) = n.strip_prefix("build").and_then(|r| r.parse::<i64>().ok()) {
+        if let Some(b) = build_of_nonce(n) {
             out.entry(b).or_default().push(id);
         }
     }
@@ -145,7 +151,7 @@ fn calls_per_build(fake: &FakeDiscord) -> BTreeMap<i64, (usize, usize)> {
                 .body
                 .as_ref()
                 .and_then(|b| b["nonce"].as_str())
-                .and_then(|n| n.strip_prefix("build")?.parse().ok())
+                .and_then(build_of_nonce)
             {
                 out.entry(b).or_default().0 += 1;
             }

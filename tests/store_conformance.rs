@@ -155,3 +155,64 @@ async fn mongo_migrate_imports_the_old_build_collection() {
     assert_eq!((again.read, again.imported, again.already_present, again.skipped), (3, 0, 2, 1), "{again}");
     let _ = old.drop_database().await;
 }
+
+/// A MongoDB database as 0.1.0 left it (no `meta` schema document, keys
+/// `build:<id>`, leases with wall-clock `expires_ms`) is migrated on connect:
+/// pending events take their server's key, their message follows them, a
+/// running build's message waits for its next webhook, leases are dropped.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Store;
+    use mongodb::bson::{doc, spec::BinarySubtype, Binary};
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("skipping MongoDB schema migration test: MONGODB_URI not set");
+        return;
+    };
+    let db = format!("ddt{}_schema_0_1_0", std::process::id());
+    let old = MongoStore::connect_read_only(&uri, &db).await.expect("connect");
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/drone/build_updated.json")).expect("fixture");
+    old.collection("events")
+        .insert_one(doc! { "_id": 2i64, "key": "build:2088", "event": "build", "action": "updated", "received_ms": 1i64,
+            "body": Binary { subtype: BinarySubtype::Generic, bytes: body } })
+        .await
+        .expect("seed events");
+    old.collection("counters").insert_one(doc! { "_id": "seq", "n": 2i64 }).await.expect("seed counter");
+    for (id, mid, status) in [("build:2088", "m2088", "pending"), ("build:2087", "m2087", "running"), ("build:2000", "m2000", "success")] {
+        old.collection("messages")
+            .insert_one(doc! { "_id": id, "channel_id": "111", "message_id": mid, "status": status, "updated_ms": 1i64 })
+            .await
+            .expect("seed messages");
+    }
+    old.collection("leases").insert_one(doc! { "_id": "build:2088", "owner": "old", "expires_ms": i64::MAX }).await.expect("seed lease");
+    let s = MongoStore::connect(&uri, &db).await.expect("connect and migrate");
+    let k = "build:drone.kiwi-labs.net:35:2088";
+    let pending = s.pending(10).await.expect("pending");
+    assert_eq!(pending.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), vec![k]);
+    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    assert_eq!(s.message("build:2088").await.expect("read"), None);
+    assert_eq!(s.message("build:2087").await.expect("read").map(|m| m.status), Some("running".into()));
+    let meta = s.collection("meta").find_one(doc! { "_id": "schema" }).await.expect("read meta").expect("schema recorded");
+    assert_eq!(meta.get_i64("version").ok(), Some(drone_discord::store::schema::CURRENT as i64));
+    assert_eq!(s.collection("leases").count_documents(doc! {}).await.expect("count"), 0, "old leases dropped");
+    drop(s);
+    // Connecting again changes nothing.
+    let s = MongoStore::connect(&uri, &db).await.expect("reconnect");
+    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    // The running build's next webhook adopts its message; the finished one's never.
+    let mut next = drone_discord::store::NewEvent {
+        key: Some("build:drone.kiwi-labs.net:35:2087".into()),
+        event: "build".into(),
+        action: "updated".into(),
+        received_ms: 2,
+        replay_key: None,
+        body: b"{}".to_vec(),
+    };
+    s.append(next.clone()).await.expect("append");
+    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2087").await.expect("read").map(|m| m.message_id), Some("m2087".into()));
+    next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
+    s.append(next).await.expect("append");
+    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2000").await.expect("read"), None);
+    let _ = s.drop_database().await;
+}

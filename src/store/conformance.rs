@@ -93,7 +93,7 @@ async fn claim<S: Store>(s: &S, owner: &str, max: usize, now: u64) -> Vec<Claim>
 /// Events, messages, dead letters and the seq counter survive a reopen.
 pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
     let name = "reopen_keeps_everything";
-    let k1 = build_key(1);
+    let k1 = build_key("drone.test", 7, 1);
     let (before, seq_a, seq_b) = {
         let s = open(b, name).await;
         let seq_a = append(&s, Some(&k1), 1).await;
@@ -212,7 +212,7 @@ pub async fn leases_expire_by_now_ms<B: Backend>(b: &B) {
 /// claim wait for the next claim; `complete(upto)` removes only `≤ upto`.
 pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     let s = open(b, "coalescing_and_partial_complete").await;
-    let k = build_key(42);
+    let k = build_key("drone.test", 7, 42);
     let mut first = Vec::new();
     for n in 0..3 {
         first.push(append(&s, Some(&k), n).await);
@@ -336,7 +336,7 @@ pub async fn concurrent_writers<B: Backend>(b: &B) {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for i in 0..EACH {
-                    let key = if t % 2 == 0 { Some(build_key((t % 4) as i64)) } else { None };
+                    let key = if t % 2 == 0 { Some(build_key("drone.test", 7, (t % 4) as i64)) } else { None };
                     let r = s.append(new_event(key.as_deref(), "updated", t * 100 + i, None)).await?;
                     seqs.push(r.seq());
                 }

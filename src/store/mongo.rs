@@ -18,7 +18,9 @@
 //! * `messages` `{_id: key, channel_id, message_id, status}` (documents
 //!   written by releases up to 0.1.0 also carry an `updated_ms`, which is
 //!   ignored),
-//!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `meta` (probe).
+//!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `counters`
+//!   (seq, probe), `meta` `{_id: "schema", version}` (the schema version,
+//!   see [`super::schema`]; migrated on connect by [`MongoStore::migrate`]).
 //!
 //! Multi-step writes are ordered so that a crash between the steps repeats
 //! work instead of losing it: `complete` stores the message, then deletes the
@@ -32,8 +34,9 @@
 //! that sends updates of one build concurrently; the result is then at
 //! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
+use super::schema::{self, Step, UNVERSIONED};
 use super::{
-    Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
+    build_key_of_body, legacy_build_id, legacy_key_of, Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
     REPLAY_RETENTION_MS,
 };
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
@@ -217,6 +220,7 @@ impl MongoStore {
         let store = Self::connect_read_only(uri, db).await?;
         store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
         store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
+        store.migrate().await?;
         tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
         Ok(store)
     }
@@ -270,6 +274,102 @@ impl MongoStore {
     }
     fn counters(&self) -> Collection<Document> {
         self.db.collection("counters")
+    }
+    fn meta(&self) -> Collection<Document> {
+        self.db.collection("meta")
+    }
+
+    /// Run every schema step above the recorded version, recording each
+    /// version right after its step finished (every step is idempotent, so a
+    /// crash half-way repeats the step on the next connect).
+    pub async fn migrate(&self) -> Result<()> {
+        let found = self.meta().find_one(doc! { "_id": "schema" }).await.map_err(|e| unavailable("read schema version", e))?;
+        let from = found.map(|d| u64_field(&d, "version", "meta schema")).transpose()?.unwrap_or(UNVERSIONED);
+        for step in schema::steps_from(from)? {
+            self.migrate_step(*step).await?;
+            let version = i64_of(step.to(), "schema version")?;
+            self.meta()
+                .replace_one(doc! { "_id": "schema" }, doc! { "_id": "schema", "version": version })
+                .upsert(true)
+                .await
+                .map_err(|e| unavailable("write schema version", e))?;
+            tracing::info!(to = step.to(), what = step.what(), "store migrated");
+        }
+        Ok(())
+    }
+
+    async fn migrate_step(&self, step: Step) -> Result<()> {
+        match step {
+            Step::NamespacedKeys => self.namespace_keys().await,
+        }
+    }
+
+    /// 1 → 2 (see [`Step::NamespacedKeys`]). Messages move first, events
+    /// second, so a repeat after a crash still finds each legacy message's
+    /// events under the legacy key. Leases of the old release (wall-clock
+    /// `expires_ms`, no fencing token) are dropped: the old release must be
+    /// stopped before the upgrade, and a dropped lease is an expired one.
+    async fn namespace_keys(&self) -> Result<()> {
+        let legacy = self
+            .find_all(self.events(), doc! { "key": { "$regex": "^build:[0-9]+$" } }, usize::MAX, "read legacy events", decode_event)
+            .await?;
+        let mut moved: std::collections::BTreeMap<String, String> = Default::default();
+        let mut rekey = Vec::new();
+        for ev in legacy {
+            if legacy_build_id(&ev.key).is_none() {
+                continue;
+            }
+            let Some(new) = build_key_of_body(&ev.body) else { continue };
+            moved.entry(ev.key.clone()).or_insert_with(|| new.clone());
+            rekey.push((ev.seq, new));
+        }
+        for (old, new) in &moved {
+            if let Some(d) = self.messages().find_one(doc! { "_id": old }).await.map_err(|e| unavailable("read message", e))? {
+                let m = decode_message(old, &d)?;
+                self.insert_message_if_absent(new, &m).await?;
+                self.messages().delete_one(doc! { "_id": old }).await.map_err(|e| unavailable("move message", e))?;
+            }
+        }
+        for (seq, new) in rekey {
+            self.events()
+                .update_one(doc! { "_id": i64_of(seq, "seq")? }, doc! { "$set": { "key": new } })
+                .await
+                .map_err(|e| unavailable("rewrite event key", e))?;
+        }
+        self.leases().delete_many(doc! {}).await.map_err(|e| unavailable("drop old leases", e))?;
+        Ok(())
+    }
+
+    async fn insert_message_if_absent(&self, key: &str, m: &MessageRef) -> Result<()> {
+        let mut fields = message_doc(key, m)?;
+        fields.remove("_id");
+        self.messages()
+            .update_one(doc! { "_id": key }, doc! { "$setOnInsert": fields })
+            .upsert(true)
+            .await
+            .map_err(|e| unavailable("store message", e))?;
+        Ok(())
+    }
+
+    /// See `embedded::migrations::adopt_legacy_message`: a namespaced build
+    /// key without a message takes over its build id's legacy message while
+    /// that one is not final.
+    async fn adopt_legacy_message(&self, key: &str) -> Result<()> {
+        let Some(legacy) = legacy_key_of(key) else { return Ok(()) };
+        if self.op_message(key).await?.is_some() {
+            return Ok(());
+        }
+        let Some(m) = self.op_message(&legacy).await? else { return Ok(()) };
+        if crate::drone::is_final(&m.status) {
+            return Ok(());
+        }
+        self.insert_message_if_absent(key, &m).await?;
+        self.messages()
+            .delete_one(doc! { "_id": &legacy, "message_id": &m.message_id })
+            .await
+            .map_err(|e| unavailable("adopt message", e))?;
+        tracing::info!(key, from = %legacy, "build message from before the upgrade adopted");
+        Ok(())
     }
 
     async fn write_probe(&self) -> std::result::Result<(), MongoError> {
@@ -413,6 +513,10 @@ impl MongoStore {
 /// The operations, without the time limit that [`Store`] adds.
 impl MongoStore {
     async fn op_append(&self, ev: NewEvent) -> Result<Appended> {
+        // Before the replay key is taken, so a failure here leaves nothing behind.
+        if let Some(key) = ev.key.as_deref() {
+            self.adopt_legacy_message(key).await?;
+        }
         let seq = self.next_seq().await?;
         if let Some(rk) = ev.replay_key.as_deref() {
             if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {

@@ -10,6 +10,7 @@
 //! * [`tables`]: the redb tables and what each holds.
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
 //! * [`codec`]: the byte layout of stored records.
+//! * [`migrations`]: the schema chain's steps, run on open.
 //! * [`leases`]: the in-memory map of which worker delivers which key.
 //! * [`headroom`]: the probe for free space in the state directory.
 //! * [`errors`]: redb errors mapped onto [`StoreError`].
@@ -39,6 +40,7 @@ mod fixtures;
 mod group_commit;
 mod headroom;
 mod leases;
+mod migrations;
 mod queue;
 mod reopen;
 mod tables;
@@ -106,13 +108,18 @@ impl EmbeddedStore {
         if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
             tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
         }
-        // Create every table once so read transactions always find them, and
-        // prove that the file is writable right now.
+        // Create every table once so read transactions always find them,
+        // migrate an older layout in the same transaction, and prove that the
+        // file is writable right now.
         {
-            let txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
+            let mut txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
+            txn.set_durability(redb::Durability::Immediate).map_err(|e| open_error(&file_shown, e))?;
             {
-                let t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
-                drop(t);
+                let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                migrations::migrate(&mut t).map_err(|e| match e {
+                    StoreError::Config(m) => StoreError::Config(format!("{file_shown}: {m}")),
+                    other => config_from(&file_shown, other),
+                })?;
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }

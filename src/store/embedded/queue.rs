@@ -35,6 +35,7 @@ pub(super) fn append(t: &mut Tables<'_>, ev: &NewEvent, next_seq: &mut Seq) -> R
         Some(k) => k.clone(),
         None => format!("event:{seq}"),
     };
+    super::migrations::adopt_legacy_message(t, &key)?;
     let blob = encode_event(&key, &ev.event, &ev.action, ev.received_ms, &ev.body);
     t.events.insert(seq, blob.as_slice()).ctx("insert event")?;
     let had_pending = first_seq(&t.key_seqs, &key)?.is_some();
