@@ -190,11 +190,11 @@ pub async fn run<S: Store, K: Sink>(
             // too and handed straight back: otherwise a few builds that keep
             // failing would hold every slot and starve all the others.
             let backing_off = lock(&backoffs).values().filter(|b| b.not_before > now).count();
-            match store.claim(&cfg.owner, cfg.lease, free + backing_off, now_ms()).await {
+            match store.claim(&cfg.owner, cfg.lease, free + backing_off).await {
                 Ok(claims) => {
                     for claim in claims {
                         if claimed >= free || backoff_remaining(&backoffs, &claim.key).is_some() {
-                            release(&cfg, &*store, &claim.key).await;
+                            release(&cfg, &*store, &claim.key, claim.token).await;
                             continue;
                         }
                         claimed += 1;
@@ -380,6 +380,7 @@ fn nonce_for(key: &str, generation: u32) -> String {
 
 async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, claim: Claim) -> Outcome {
     let key = claim.key.clone();
+    let token = claim.token;
     let upto = claim.upto();
     let decoded = decode(&claim);
 
@@ -387,22 +388,22 @@ async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, clai
     // before it of this key, as dead letters work up to a seq) and go on.
     if let Some((seq, err)) = decoded.undecodable.first() {
         let reason = format!("stored event {seq} is not a Drone webhook: {err}");
-        return finish_dead(cfg, store, &key, upto, &reason).await;
+        return finish_dead(cfg, store, &key, token, upto, &reason).await;
     }
 
     let shown = match store.message(&key).await {
         Ok(m) => m,
-        Err(e) => return release_after_store_error(cfg, store, &key, e).await,
+        Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
     };
     let Some(hook) = choose(&decoded.hooks, shown.as_ref()) else {
         tracing::debug!(key = %key, "only stale updates after a final status; nothing to send");
-        return complete(cfg, store, &key, upto, None).await;
+        return complete(cfg, store, &key, token, upto, None).await;
     };
     let Some(mut body) = render::render(hook) else {
         // Ingest only queues kinds it knows; an unknown one here came from an
         // older/newer version's queue. Nothing to show.
         tracing::warn!(key = %key, event = %hook.event, action = %hook.action, "no rendering for queued event; dropped");
-        return complete(cfg, store, &key, upto, None).await;
+        return complete(cfg, store, &key, token, upto, None).await;
     };
     let status = hook.build.as_ref().map(|b| b.status.clone()).unwrap_or_default();
 
@@ -430,27 +431,27 @@ async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, clai
                 // Remember the message before anything else can fail, so a
                 // later retry edits it instead of posting a second one.
                 if let Err(e) = store.put_message(&key, m.clone()).await {
-                    return release_after_store_error(cfg, store, &key, e).await;
+                    return release_after_store_error(cfg, store, &key, token, e).await;
                 }
             }
-            complete(cfg, store, &key, upto, Some(m)).await
+            complete(cfg, store, &key, token, upto, Some(m)).await
         }
         Err(RestError::Transient { reason, retry_after }) => {
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             Outcome::Retry { after: retry_after.unwrap_or_default(), reason }
         }
         Err(RestError::Unauthorized { status, message }) => {
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             Outcome::Refused { reason: format!("Discord answered {status}: {message}") }
         }
         Err(RestError::Suspended { reason }) => {
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             Outcome::Refused { reason }
         }
         Err(RestError::NotFound { code, message }) => {
             // On a create this is the channel itself (10003): a setup problem,
             // not a bad message, so pause instead of dead-lettering everything.
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             Outcome::Refused {
                 reason: format!("channel {} not found ({}): {message}", cfg.channel_id, code.unwrap_or(0)),
             }
@@ -458,7 +459,7 @@ async fn deliver<S: Store, K: Sink>(cfg: &RelayConfig, store: &S, sink: &K, clai
         Err(RestError::Rejected { status, code, message }) => {
             let reason = format!("Discord rejected the message: {status} code {} {message}", code.unwrap_or(0));
             tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
-            finish_dead(cfg, store, &key, upto, &reason).await
+            finish_dead(cfg, store, &key, token, upto, &reason).await
         }
     }
 }
@@ -471,29 +472,35 @@ async fn create<K: Sink>(sink: &K, cfg: &RelayConfig, key: &str, body: &mut Valu
     sink.create(&cfg.channel_id, body).await.map(|id| (id, true))
 }
 
-async fn complete<S: Store>(cfg: &RelayConfig, store: &S, key: &str, upto: u64, m: Option<MessageRef>) -> Outcome {
-    match store.complete(key, &cfg.owner, upto, m).await {
+async fn complete<S: Store>(cfg: &RelayConfig, store: &S, key: &str, token: u64, upto: u64, m: Option<MessageRef>) -> Outcome {
+    match store.complete(key, &cfg.owner, token, upto, m).await {
         Ok(()) => Outcome::Done,
-        Err(e) => release_after_store_error(cfg, store, key, e).await,
+        Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }
 }
 
-async fn finish_dead<S: Store>(cfg: &RelayConfig, store: &S, key: &str, upto: u64, reason: &str) -> Outcome {
-    match store.dead_letter(key, &cfg.owner, upto, reason, now_ms()).await {
+async fn finish_dead<S: Store>(cfg: &RelayConfig, store: &S, key: &str, token: u64, upto: u64, reason: &str) -> Outcome {
+    match store.dead_letter(key, &cfg.owner, token, upto, reason, now_ms()).await {
         Ok(()) => Outcome::DeadLettered,
-        Err(e) => release_after_store_error(cfg, store, key, e).await,
+        Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }
 }
 
-async fn release<S: Store>(cfg: &RelayConfig, store: &S, key: &str) {
-    if let Err(e) = store.release(key, &cfg.owner).await {
+async fn release<S: Store>(cfg: &RelayConfig, store: &S, key: &str, token: u64) {
+    if let Err(e) = store.release(key, &cfg.owner, token).await {
         tracing::warn!(key = %key, error = %e, "cannot release lease; it will expire");
     }
 }
 
-async fn release_after_store_error<S: Store>(cfg: &RelayConfig, store: &S, key: &str, e: StoreError) -> Outcome {
+async fn release_after_store_error<S: Store>(cfg: &RelayConfig, store: &S, key: &str, token: u64, e: StoreError) -> Outcome {
+    if let StoreError::Fenced(m) = &e {
+        // Our lease expired and another delivery owns the key: the store
+        // refused our write and changed nothing. Not a store failure.
+        tracing::warn!(key = %key, reason = %m, "lease lost during delivery; the new holder delivers");
+        return Outcome::Retry { after: Duration::ZERO, reason: e.to_string() };
+    }
     tracing::error!(key = %key, error = %e, "store failed during delivery; will retry");
-    release(cfg, store, key).await;
+    release(cfg, store, key, token).await;
     Outcome::StoreFailed(e.to_string())
 }
 

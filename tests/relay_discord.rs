@@ -556,35 +556,39 @@ impl Store for FlakyStore {
         owner: &str,
         lease: Duration,
         max_keys: usize,
-        now_ms: u64,
     ) -> store::Result<Vec<store::Claim>> {
-        self.inner.claim(owner, lease, max_keys, now_ms).await
+        self.inner.claim(owner, lease, max_keys).await
     }
     async fn complete(
         &self,
         key: &str,
         owner: &str,
+        token: u64,
         upto: store::Seq,
         message: Option<store::MessageRef>,
     ) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::StoreError::Unavailable("disk full (test)".into()));
         }
-        self.inner.complete(key, owner, upto, message).await
+        self.inner.complete(key, owner, token, upto, message).await
     }
-    async fn release(&self, key: &str, owner: &str) -> store::Result<()> {
-        self.inner.release(key, owner).await
+    async fn release(&self, key: &str, owner: &str, token: u64) -> store::Result<()> {
+        self.inner.release(key, owner, token).await
+    }
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> store::Result<()> {
+        self.inner.renew(key, owner, token, lease).await
     }
     async fn dead_letter(
         &self,
         key: &str,
         owner: &str,
+        token: u64,
         upto: store::Seq,
         reason: &str,
         now_ms: u64,
     ) -> store::Result<()> {
         self.inner
-            .dead_letter(key, owner, upto, reason, now_ms)
+            .dead_letter(key, owner, token, upto, reason, now_ms)
             .await
     }
     async fn message(&self, key: &str) -> store::Result<Option<store::MessageRef>> {

@@ -107,6 +107,7 @@ cases!(
     claim_follows_oldest_pending_event,
     claim_is_exclusive_until_released,
     leases_expire_by_now_ms,
+    stale_holders_are_fenced,
     coalescing_and_partial_complete,
     message_map,
     dead_letters,

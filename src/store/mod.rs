@@ -95,6 +95,11 @@ pub struct MessageRef {
 pub struct Claim {
     pub key: String,
     pub events: Vec<Event>,
+    /// Fencing token of this claim's lease: strictly increasing per key (over
+    /// every claim the store ever handed out). `complete`, `release`,
+    /// `dead_letter` and `renew` name it; a holder whose lease was claimed
+    /// again since is refused with [`StoreError::Fenced`].
+    pub token: u64,
 }
 
 impl Claim {
@@ -131,6 +136,10 @@ pub enum StoreError {
     Corrupt(String),
     /// Bad configuration (path, URI, credentials); fatal at start-up.
     Config(String),
+    /// The caller's lease on the key is no longer its own (it expired and
+    /// another claim took the key, or it was never held): nothing changed.
+    /// Not a store failure: another delivery owns the key now.
+    Fenced(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -139,6 +148,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             StoreError::Corrupt(m) => write!(f, "store data corrupt: {m}"),
             StoreError::Config(m) => write!(f, "store configuration: {m}"),
+            StoreError::Fenced(m) => write!(f, "lease lost: {m}"),
         }
     }
 }
@@ -157,22 +167,31 @@ pub trait Store: Send + Sync + 'static {
     /// Lease up to `max_keys` keys with pending events that nobody holds (no
     /// lease, or an expired one), oldest first-pending-event first, for
     /// `lease` on behalf of `owner`. Each claim carries all pending events of
-    /// its key in seq order. Keys leased by anyone, `owner` included, are
-    /// skipped until released, completed or expired.
-    fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64)
-        -> impl Future<Output = Result<Vec<Claim>>> + Send;
+    /// its key in seq order, and a fresh fencing token. Keys leased by anyone,
+    /// `owner` included, are skipped until released, completed or expired.
+    /// Expiry is measured by the store's clock, never the caller's wall clock
+    /// (embedded: monotonic; MongoDB: the server's `$$NOW`).
+    fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> impl Future<Output = Result<Vec<Claim>>> + Send;
 
     /// Atomically: remove `key`'s events with seq ≤ `upto`, store `message`
-    /// (when `Some`) as the key's message, and drop `owner`'s lease.
-    fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>)
+    /// (when `Some`) as the key's message, and drop the lease. Refused with
+    /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
+    /// the lease `token` on `key`.
+    fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>)
         -> impl Future<Output = Result<()>> + Send;
 
-    /// Drop `owner`'s lease on `key` without completing (retry later).
-    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Drop the lease `token` on `key` without completing (retry later). A
+    /// lease that is no longer the caller's is left alone (`Ok`).
+    fn release(&self, key: &str, owner: &str, token: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Extend the lease `token` on `key` to `lease` from now (the store's
+    /// clock), for a delivery that takes longer than expected. `Fenced` when
+    /// the lease is no longer the caller's.
+    fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> impl Future<Output = Result<()>> + Send;
 
     /// Atomically move `key`'s events with seq ≤ `upto` to the dead letters
-    /// with `reason`, and drop `owner`'s lease.
-    fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64)
+    /// with `reason`, and drop the lease; fenced like [`Store::complete`].
+    fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64)
         -> impl Future<Output = Result<()>> + Send;
 
     /// The message that represents `key`, if one was posted.
@@ -195,8 +214,8 @@ pub trait Store: Send + Sync + 'static {
     fn probe(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Wall-clock time in ms since the Unix epoch: the unit of every timestamp
-/// the store keeps (received, failed, lease expiry).
+/// Wall-clock time in ms since the Unix epoch: the unit of the timestamps
+/// the store keeps (received, failed); never used for leases.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,9 +12,17 @@
 //!   replay key unique (two concurrent appends → one insert wins, the other
 //!   gets E11000 and answers `Duplicate`); a TTL index on `at` removes keys
 //!   after [`REPLAY_RETENTION_MS`].
-//! * `leases` `{_id: key, owner, expires_ms}`: a claim takes a key with one
-//!   upsert whose filter only matches an expired lease, so at most one owner
-//!   can win it (the loser's upsert hits the unique `_id`).
+//! * `leases` `{_id: key, owner, token, expires_at}`: a claim takes a key with
+//!   one upsert whose filter only matches an expired lease, so at most one
+//!   owner can win it (the loser's upsert hits the unique `_id`). Expiry is
+//!   the *server's* time: `expires_at` is set by an update pipeline to
+//!   `$$NOW + lease` and compared with `$$NOW`, so instances with skewed or
+//!   stepped clocks agree. `token` comes from `counters` `{_id:
+//!   "lease_token"}` (`$inc`, strictly increasing); complete, dead-letter,
+//!   release and renew match `{_id, owner, token}`, and a message written by
+//!   `complete` carries `fence: token` and is only replaced by an equal or
+//!   newer token, so a stale holder's late write is refused even when the new
+//!   holder already finished.
 //! * `messages` `{_id: key, channel_id, message_id, status}` (documents
 //!   written by releases up to 0.1.0 also carry an `updated_ms`, which is
 //!   ignored),
@@ -459,27 +467,41 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn drop_lease(&self, key: &str, owner: &str) -> Result<()> {
+    async fn drop_lease(&self, key: &str, owner: &str, token: u64) -> Result<()> {
         self.leases()
-            .delete_one(doc! { "_id": key, "owner": owner })
+            .delete_one(doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? })
             .await
             .map_err(|e| unavailable("drop lease", e))?;
         Ok(())
     }
 
-    /// Take the lease on `key` if nobody holds a live one.
-    async fn try_lease(&self, key: &str, owner: &str, now_ms: i64, expires_ms: i64) -> Result<bool> {
+    /// Take the lease on `key` if nobody holds a live one (by the server's
+    /// clock); its fencing token when taken.
+    async fn try_lease(&self, key: &str, owner: &str, lease_ms: i64) -> Result<Option<u64>> {
+        let d = self
+            .counters()
+            .find_one_and_update(doc! { "_id": "lease_token" }, doc! { "$inc": { "n": 1i64 } })
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| unavailable("allocate lease token", e))?
+            .ok_or_else(|| StoreError::Unavailable("MongoDB allocate lease token: no counter returned".into()))?;
+        let token = u64_field(&d, "n", "counter lease_token")?;
         let r = self
             .leases()
             .update_one(
-                doc! { "_id": key, "expires_ms": { "$lte": now_ms } },
-                doc! { "$set": { "owner": owner, "expires_ms": expires_ms } },
+                doc! { "_id": key, "$expr": { "$lte": [{ "$ifNull": ["$expires_at", DateTime::from_millis(0)] }, "$$NOW"] } },
+                vec![doc! { "$set": {
+                    "owner": owner,
+                    "token": i64_of(token, "token")?,
+                    "expires_at": { "$add": ["$$NOW", lease_ms] },
+                } }],
             )
             .upsert(true)
             .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Ok(_) => Ok(Some(token)),
+            Err(e) if is_duplicate_key(&e) => Ok(None),
             Err(e) => Err(unavailable("take lease", e)),
         }
     }
@@ -537,16 +559,14 @@ impl MongoStore {
         Ok(Appended::Queued(seq))
     }
 
-    async fn op_claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+    async fn op_claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         if max_keys == 0 {
             return Ok(Vec::new());
         }
-        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let expires = now.saturating_add(lease_ms);
-        // Keys currently held, so we do not even try them.
+        // Keys currently held (by the server's clock), so we do not even try them.
         let held: std::collections::HashSet<String> = self
-            .find_all(self.leases(), doc! { "expires_ms": { "$gt": now } }, usize::MAX, "read leases", |d| {
+            .find_all(self.leases(), doc! { "$expr": { "$gt": [{ "$ifNull": ["$expires_at", DateTime::from_millis(0)] }, "$$NOW"] } }, usize::MAX, "read leases", |d| {
                 str_field(d, "_id", "lease")
             })
             .await?
@@ -564,32 +584,75 @@ impl MongoStore {
         while claims.len() < max_keys && cursor.advance().await.map_err(|e| unavailable("list pending keys", e))? {
             let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("pending key: {e}")))?;
             let key = str_field(&d, "_id", "pending key")?;
-            if held.contains(&key) || !self.try_lease(&key, owner, now, expires).await? {
+            if held.contains(&key) {
                 continue;
             }
+            let Some(token) = self.try_lease(&key, owner, lease_ms).await? else { continue };
             let events = self.events_upto(&key, Seq::MAX).await?;
             if events.is_empty() {
-                self.drop_lease(&key, owner).await?;
+                self.drop_lease(&key, owner, token).await?;
                 continue;
             }
-            claims.push(Claim { key, events });
+            claims.push(Claim { key, events, token });
         }
         Ok(claims)
     }
 
-    async fn op_complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+    /// `Fenced` unless `owner` holds the lease `token` on `key`.
+    async fn check_lease(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        let filter = doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? };
+        match self.leases().find_one(filter).await.map_err(|e| unavailable("read lease", e))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held"))),
+        }
+    }
+
+    async fn op_complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        self.check_lease(key, owner, token).await?;
         if let Some(m) = message {
-            self.op_put_message(key, m).await?;
+            self.put_fenced_message(key, token, &m).await?;
         }
         self.delete_events(key, upto).await?;
-        self.drop_lease(key, owner).await
+        self.drop_lease(key, owner, token).await
     }
 
-    async fn op_release(&self, key: &str, owner: &str) -> Result<()> {
-        self.drop_lease(key, owner).await
+    /// Store `m` for `key` unless a newer lease's holder already wrote one.
+    async fn put_fenced_message(&self, key: &str, token: u64, m: &MessageRef) -> Result<()> {
+        let t = i64_of(token, "token")?;
+        let mut d = message_doc(key, m)?;
+        d.insert("fence", t);
+        let filter = doc! { "_id": key, "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
+        match self.messages().replace_one(filter, d).upsert(true).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(StoreError::Fenced(format!("{key}: a newer lease than {token} already stored the message")))
+            }
+            Err(e) => Err(unavailable("store message", e)),
+        }
     }
 
-    async fn op_dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn op_release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        self.drop_lease(key, owner, token).await
+    }
+
+    async fn op_renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let r = self
+            .leases()
+            .update_one(
+                doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? },
+                vec![doc! { "$set": { "expires_at": { "$add": ["$$NOW", lease_ms] } } }],
+            )
+            .await
+            .map_err(|e| unavailable("renew lease", e))?;
+        if r.matched_count == 0 {
+            return Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held")));
+        }
+        Ok(())
+    }
+
+    async fn op_dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        self.check_lease(key, owner, token).await?;
         // Delete exactly the events that were copied aside: an append whose
         // lower seq only became visible after the read stays pending instead
         // of vanishing without a dead letter.
@@ -619,7 +682,7 @@ impl MongoStore {
                 .await
                 .map_err(|e| unavailable("delete dead-lettered events", e))?;
         }
-        self.drop_lease(key, owner).await
+        self.drop_lease(key, owner, token).await
     }
 
     async fn op_message(&self, key: &str) -> Result<Option<MessageRef>> {
@@ -669,20 +732,24 @@ impl Store for MongoStore {
         within("append", self.op_append(ev)).await
     }
 
-    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
-        within("claim", self.op_claim(owner, lease, max_keys, now_ms)).await
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
+        within("claim", self.op_claim(owner, lease, max_keys)).await
     }
 
-    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        within("complete", self.op_complete(key, owner, upto, message)).await
+    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        within("complete", self.op_complete(key, owner, token, upto, message)).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
-        within("release", self.op_release(key, owner)).await
+    async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        within("release", self.op_release(key, owner, token)).await
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
-        within("dead_letter", self.op_dead_letter(key, owner, upto, reason, now_ms)).await
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        within("renew", self.op_renew(key, owner, token, lease)).await
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        within("dead_letter", self.op_dead_letter(key, owner, token, upto, reason, now_ms)).await
     }
 
     async fn message(&self, key: &str) -> Result<Option<MessageRef>> {

@@ -153,7 +153,7 @@ mod tests {
             other => panic!("expected Corrupt naming {needle}, got {other:?}"),
         };
         is_corrupt(s.pending(10).await.map(drop), "event 1");
-        is_corrupt(s.claim("w", Duration::from_secs(9), 5, 0).await.map(drop), "event 1");
+        is_corrupt(s.claim("w", Duration::from_secs(9), 5).await.map(drop), "event 1");
         is_corrupt(s.message("build:1").await.map(drop), "message for build:1");
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
     }

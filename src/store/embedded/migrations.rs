@@ -262,7 +262,7 @@ mod tests {
             crate::store::Appended::Duplicate(2)
         );
         // The claim order follows the migrated heads.
-        let c = s.claim("w", Duration::from_secs(60), 10, 0).await.unwrap();
+        let c = s.claim("w", Duration::from_secs(60), 10).await.unwrap();
         let claimed: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(claimed, vec![K2088, "event:3", "build:x:35:2088"]);
         drop(s);

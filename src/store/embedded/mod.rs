@@ -25,6 +25,7 @@ use codec::{decode_dead, decode_event, decode_message};
 use errors::{config_from, open_error, Ctx};
 use group_commit::{Op, Reply, Writer};
 use leases::{drop_lease, Leases};
+use tables::META_LEASE_EPOCH;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use reopen::{Opener, Shared};
 use std::os::unix::fs::DirBuilderExt;
@@ -108,6 +109,7 @@ impl EmbeddedStore {
         if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
             tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
         }
+        let lease_epoch;
         // Create every table once so read transactions always find them,
         // migrate an older layout in the same transaction, and prove that the
         // file is writable right now.
@@ -120,11 +122,15 @@ impl EmbeddedStore {
                     StoreError::Config(m) => StoreError::Config(format!("{file_shown}: {m}")),
                     other => config_from(&file_shown, other),
                 })?;
+                // Fencing tokens stay increasing across restarts (see leases).
+                let epoch = t.meta.get(META_LEASE_EPOCH).ctx("read lease_epoch").map_err(|e| config_from(&file_shown, e))?;
+                lease_epoch = epoch.map(|g| g.value()).unwrap_or(0).saturating_add(1);
+                t.meta.insert(META_LEASE_EPOCH, lease_epoch).ctx("write lease_epoch").map_err(|e| config_from(&file_shown, e))?;
             }
             txn.commit().map_err(|e| open_error(&file_shown, e))?;
         }
         let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
-        let leases = Arc::new(Mutex::new(Leases::new()));
+        let leases = Arc::new(Mutex::new(Leases::new(lease_epoch)));
         let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
         tracing::info!(path = %file_shown, "embedded store open");
         Ok(EmbeddedStore { shared, leases, writer, op_timeout: OP_TIMEOUT })
@@ -166,26 +172,30 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         let leases = Arc::clone(&self.leases);
         let owner = owner.to_owned();
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-        self.read(move |db| leases::claim(db, &leases, &owner, lease_ms, max_keys, now_ms)).await
+        self.read(move |db| leases::claim(db, &leases, &owner, lease, max_keys)).await
     }
 
-    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), upto, message }).await
+    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), token, upto, message }).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
-        drop_lease(&self.leases, key, owner);
+    async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        drop_lease(&self.leases, key, owner, token);
         Ok(())
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        crate::sync::lock(&self.leases).renew(key, owner, token, lease)
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
         self.write_done(Op::DeadLetter {
             key: key.to_owned(),
             owner: owner.to_owned(),
+            token,
             upto,
             reason: reason.to_owned(),
             now_ms,
@@ -304,7 +314,8 @@ mod tests {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             s.append(ev(Some("k"), 1, None, b"a")).await.unwrap();
             s.append(ev(Some("k"), 2, None, b"b")).await.unwrap();
-            s.complete("k", "w", 2, None).await.unwrap();
+            let c = s.claim("w", Duration::from_secs(60), 1).await.unwrap();
+            s.complete("k", "w", c[0].token, 2, None).await.unwrap();
             assert_eq!(s.stats().await.unwrap().pending, 0);
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();

@@ -14,7 +14,7 @@
 //! | `replay_by_time` | (received_ms, replay key) | () — pruning order |
 //! | `messages` | key | JSON [`MessageRef`](crate::store::MessageRef) |
 //! | `dead_letters` | seq | encoded reason, failed_ms and event |
-//! | `meta` | name | u64 (`schema_version`, `next_seq`, `probe`) |
+//! | `meta` | name | u64 (`schema_version`, `lease_epoch`, `next_seq`, `probe`) |
 //!
 //! The encodings are in [`super::codec`].
 use super::errors::Ctx;
@@ -32,6 +32,9 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// `meta` entry: the schema version the file was migrated to.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` entry: how often the file was opened; the high bits of every
+/// fencing token (see `leases`).
+pub(super) const META_LEASE_EPOCH: &str = "lease_epoch";
 /// `meta` entry: the next seq to hand out (never reused, even after a drain).
 pub(super) const META_NEXT_SEQ: &str = "next_seq";
 /// `meta` entry: a counter the probe commit bumps.
