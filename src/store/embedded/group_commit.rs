@@ -11,7 +11,7 @@
 //! one that spoiled it (or every one, when the disk failed) gets the error.
 //! After a failure that left the handle unusable, the writer reopens the
 //! file before the next batch ([`super::reopen`]).
-use super::codec::encode_dead;
+use super::codec::{encode_dead, encode_event};
 use super::errors::Ctx;
 use super::leases::Leases;
 use super::queue::{append, prune_replay, put_message, take_events};
@@ -35,6 +35,10 @@ pub(super) enum Op {
     Complete { key: String, owner: String, token: u64, upto: Seq, message: Option<MessageRef> },
     DeadLetter { key: String, owner: String, token: u64, upto: Seq, reason: String, now_ms: u64 },
     PutMessage { key: String, message: MessageRef },
+    /// Move a key's events up to an undecodable one to the dead letters
+    /// (the undecodable one with its raw bytes as the body), unless the key
+    /// is leased (someone delivers it: their claim decoded it after all).
+    SetAside { key: String, seq: Seq, reason: String, now_ms: u64 },
     Probe,
 }
 
@@ -215,6 +219,16 @@ fn commit(db: &Database, ops: &[&Op], leases: &Leases) -> Result<Vec<Reply>> {
                 }
                 Op::PutMessage { key, message } => {
                     put_message(&mut t, key, message)?;
+                    Reply::Done
+                }
+                Op::SetAside { key, seq, reason, now_ms } => {
+                    if !leases.is_leased(key) {
+                        for (s, blob) in take_events(&mut t, key, *seq)? {
+                            let blob = if s == *seq { encode_event(key, "corrupt", "", 0, &blob) } else { blob };
+                            let dead = encode_dead(reason, *now_ms, &blob);
+                            t.dead.insert(s, dead.as_slice()).ctx("insert dead letter")?;
+                        }
+                    }
                     Reply::Done
                 }
                 Op::Probe => {

@@ -23,9 +23,9 @@
 //! the same key; the writer drops a lease only after the commit that
 //! completed (or dead-lettered) its key.
 use super::errors::Ctx;
-use super::queue::read_key_events;
+use super::codec::decode_event;
 use super::tables::{EVENTS, HEADS, KEY_SEQS};
-use crate::store::{Claim, Result, StoreError};
+use crate::store::{Claim, Event, Result, Seq, StoreError};
 use crate::sync::lock;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::HashMap;
@@ -70,6 +70,11 @@ impl Leases {
         }
     }
 
+    /// Whether anyone holds a lease on `key` that has not expired.
+    pub(super) fn is_leased(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|l| l.expires > Instant::now())
+    }
+
     /// Drop `owner`'s lease `token` on `key` (someone else's is left alone).
     pub(super) fn drop_lease(&mut self, key: &str, owner: &str, token: u64) {
         if self.check(key, owner, token).is_ok() {
@@ -98,17 +103,61 @@ pub(super) fn drop_lease(leases: &Mutex<Leases>, key: &str, owner: &str, token: 
     lock(leases).drop_lease(key, owner, token);
 }
 
+/// A stored event that cannot be decoded: its key, seq and why.
+#[derive(Debug)]
+pub(super) struct CorruptEvent {
+    pub(super) key: String,
+    pub(super) seq: Seq,
+    pub(super) reason: String,
+}
+
+/// What a claim found: the leased keys, and the keys skipped (not leased)
+/// because one of their events cannot be decoded, for the store to move
+/// aside so that they never block a claim again.
+#[derive(Debug, Default)]
+pub(super) struct Claimed {
+    pub(super) claims: Vec<Claim>,
+    pub(super) corrupt: Vec<CorruptEvent>,
+}
+
+/// Every pending event of `key`, in seq order, or the first one that cannot
+/// be decoded.
+fn key_events(
+    key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    key: &str,
+) -> Result<std::result::Result<Vec<Event>, CorruptEvent>> {
+    let mut out = Vec::new();
+    for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
+        let (k, _) = item.ctx("scan key index")?;
+        let seq = k.value().1;
+        if let Some(blob) = events.get(seq).ctx("read event")? {
+            match decode_event(seq, blob.value()) {
+                Ok(ev) => out.push(ev),
+                Err(StoreError::Corrupt(reason)) => {
+                    return Ok(Err(CorruptEvent { key: key.to_owned(), seq, reason }))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
 /// Lease up to `max_keys` unleased keys with pending events, oldest
 /// first-pending-event first (see [`Store::claim`](crate::store::Store::claim)).
+/// A key with an undecodable event is skipped and reported in
+/// [`Claimed::corrupt`] instead of failing the whole claim.
 pub(super) fn claim(
     db: &Database,
     leases: &Mutex<Leases>,
     owner: &str,
     lease: Duration,
     max_keys: usize,
-) -> Result<Vec<Claim>> {
+) -> Result<Claimed> {
+    let mut found = Claimed::default();
     if max_keys == 0 {
-        return Ok(Vec::new());
+        return Ok(found);
     }
     // Hold the lease map while reading, so two claims cannot hand out the same
     // key, and so a completion (commit, then lease drop) is either fully
@@ -129,27 +178,18 @@ pub(super) fn claim(
         if guard.map.get(key).is_some_and(|l| l.expires > now) {
             continue;
         }
-        let evs = read_key_events(&key_seqs, &events, key)?;
-        if !evs.is_empty() {
-            claims.push(Claim {
-                key: key.to_owned(),
-                events: evs,
-                token: 0,
-            });
+        match key_events(&key_seqs, &events, key)? {
+            Ok(evs) if !evs.is_empty() => claims.push(Claim { key: key.to_owned(), events: evs, token: 0 }),
+            Ok(_) => {}
+            Err(bad) => found.corrupt.push(bad),
         }
     }
     let expires = now + lease;
     for c in &mut claims {
         c.token = guard.next_token;
         guard.next_token = guard.next_token.saturating_add(1);
-        guard.map.insert(
-            c.key.clone(),
-            Lease {
-                owner: owner.to_owned(),
-                token: c.token,
-                expires,
-            },
-        );
+        guard.map.insert(c.key.clone(), Lease { owner: owner.to_owned(), token: c.token, expires });
     }
-    Ok(claims)
+    found.claims = claims;
+    Ok(found)
 }

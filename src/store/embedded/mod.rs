@@ -175,7 +175,16 @@ impl Store for EmbeddedStore {
     async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         let leases = Arc::clone(&self.leases);
         let owner = owner.to_owned();
-        self.read(move |db| leases::claim(db, &leases, &owner, lease, max_keys)).await
+        let found = self.read(move |db| leases::claim(db, &leases, &owner, lease, max_keys)).await?;
+        // An undecodable event would fail every claim forever (and flap the
+        // store's health): move it aside as a dead letter, with the reason,
+        // and deliver every other key. Its key is claimable again after.
+        for bad in found.corrupt {
+            tracing::error!(key = %bad.key, seq = bad.seq, reason = %bad.reason, "stored event cannot be decoded; moved to the dead letters");
+            let reason = format!("stored event could not be decoded: {}", bad.reason);
+            self.write_done(Op::SetAside { key: bad.key, seq: bad.seq, reason, now_ms: crate::store::now_ms() }).await?;
+        }
+        Ok(found.claims)
     }
 
     async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {

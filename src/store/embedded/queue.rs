@@ -7,10 +7,10 @@
 //! the order their oldest event arrived. Replay keys (webhook signatures)
 //! are kept for [`REPLAY_RETENTION_MS`] and pruned a bounded number per
 //! commit.
-use super::codec::{decode_event, encode_event, encode_message};
+use super::codec::{encode_event, encode_message};
 use super::errors::Ctx;
 use super::tables::Tables;
-use crate::store::{Appended, Event, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
+use crate::store::{Appended, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
 use redb::ReadableTable;
 
 /// Most expired replay keys removed per commit, so pruning never makes one
@@ -116,23 +116,6 @@ pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every pending event of `key`, in seq order (read side).
-pub(super) fn read_key_events(
-    key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
-    events: &impl ReadableTable<u64, &'static [u8]>,
-    key: &str,
-) -> Result<Vec<Event>> {
-    let mut out = Vec::new();
-    for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
-        let (k, _) = item.ctx("scan key index")?;
-        let seq = k.value().1;
-        if let Some(blob) = events.get(seq).ctx("read event")? {
-            out.push(decode_event(seq, blob.value())?);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
