@@ -1193,3 +1193,46 @@ async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() 
     assert!(health.get(Component::Store).ok);
     assert_eq!(fake.messages().len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Keys name their Drone server.
+
+/// Two Drone servers on one bot send the same build id: each build gets its
+/// own message and ends in its own final state (with `build:<id>` keys the
+/// second server's build edited the first one's message).
+#[test]
+fn two_drone_hosts_with_the_same_build_id_get_two_messages() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeDiscord::start());
+    let state = tempfile::tempdir().expect("tempdir");
+    let env = discord_env(&fake);
+    let svc = start_bin(state.path(), &env);
+    let on_host = |host: &str, body: Vec<u8>| {
+        let mut v: Value = serde_json::from_slice(&body).expect("fixture json");
+        v["system"]["host"] = Value::String(host.into());
+        serde_json::to_vec(&v).expect("json")
+    };
+    let finals = [("drone-a.example.com", "success"), ("drone-b.example.com", "failure")];
+    for n in 0..3 {
+        for (host, last) in finals {
+            let status = statuses(3, last)[n];
+            let (s, b) = svc.post_signed(&on_host(host, build_body(77, n, status)), support::credentials::SECRET);
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    wait_for("an empty queue", LONG, || health_json(&svc).1["queue"]["pending"] == 0);
+    let messages = fake.messages();
+    assert_eq!(messages.len(), 2, "one message per server's build 77: {:?}", fake.calls());
+    let mut shown: Vec<bool> = finals
+        .iter()
+        .map(|(host, last)| {
+            let want = on_host(host, build_body(77, 2, last));
+            messages.iter().any(|(_, m)| matches_render(m, &want).is_ok())
+        })
+        .collect();
+    shown.dedup();
+    assert_eq!(shown, vec![true], "each server's build shows its own final state");
+    let (_, h) = health_json(&svc);
+    assert_eq!(h["queue"]["dead_letters"], 0, "{h}");
+    assert_eq!(svc.sigterm(), Some(0));
+}

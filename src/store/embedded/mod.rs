@@ -127,7 +127,14 @@ impl EmbeddedStore {
                 lease_epoch = epoch.map(|g| g.value()).unwrap_or(0).saturating_add(1);
                 t.meta.insert(META_LEASE_EPOCH, lease_epoch).ctx("write lease_epoch").map_err(|e| config_from(&file_shown, e))?;
             }
-            txn.commit().map_err(|e| open_error(&file_shown, e))?;
+            txn.commit().map_err(|e| match e.into() {
+                // The migration and lease epoch make this commit write: on a
+                // full disk that is transient (retry later), not configuration.
+                redb::Error::Io(io) if io.raw_os_error() == Some(28) => {
+                    StoreError::Unavailable(format!("cannot write {file_shown}: {io}"))
+                }
+                other => open_error(&file_shown, other),
+            })?;
         }
         let shared = Arc::new(Shared { db: RwLock::new(Some(Arc::new(db))), path, opener, batches: Default::default() });
         let leases = Arc::new(Mutex::new(Leases::new(lease_epoch)));
