@@ -217,3 +217,38 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
     assert_eq!(s.message("build:drone.kiwi-labs.net:35:2000").await.expect("read"), None);
     let _ = s.drop_database().await;
 }
+
+/// MongoDB: one event document that does not decode is moved to the dead
+/// letters by a claim, and every other key is claimed.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_a_corrupt_event_is_moved_aside_and_every_other_key_is_claimed() {
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Store;
+    use mongodb::bson::doc;
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("skipping MongoDB corrupt-record test: MONGODB_URI not set");
+        return;
+    };
+    let db = format!("ddt{}_corrupt", std::process::id());
+    let s = MongoStore::connect(&uri, &db).await.expect("connect");
+    for key in ["A", "B"] {
+        let ev = drone_discord::store::NewEvent {
+            key: Some(key.into()),
+            event: "build".into(),
+            action: "updated".into(),
+            received_ms: 1,
+            replay_key: None,
+            body: b"{}".to_vec(),
+        };
+        s.append(ev).await.expect("append");
+    }
+    s.collection("events").insert_one(doc! { "_id": 99i64, "key": "C", "body": "not binary" }).await.expect("seed");
+    let c = s.claim("w", std::time::Duration::from_secs(60), 10).await.expect("claim");
+    assert_eq!(c.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), vec!["A", "B"]);
+    let dead = s.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.key, "C");
+    assert!(dead[0].reason.contains("could not be decoded"), "{}", dead[0].reason);
+    let _ = s.drop_database().await;
+}

@@ -588,7 +588,17 @@ impl MongoStore {
                 continue;
             }
             let Some(token) = self.try_lease(&key, owner, lease_ms).await? else { continue };
-            let events = self.events_upto(&key, Seq::MAX).await?;
+            let events = match self.events_upto(&key, Seq::MAX).await {
+                Err(StoreError::Corrupt(why)) => {
+                    // One undecodable document must not stop every claim:
+                    // move it aside and deliver the other keys.
+                    tracing::error!(key = %key, reason = %why, "stored event cannot be decoded; moved to the dead letters");
+                    self.set_aside_undecodable(&key).await?;
+                    self.drop_lease(&key, owner, token).await?;
+                    continue;
+                }
+                other => other?,
+            };
             if events.is_empty() {
                 self.drop_lease(&key, owner, token).await?;
                 continue;
@@ -596,6 +606,36 @@ impl MongoStore {
             claims.push(Claim { key, events, token });
         }
         Ok(claims)
+    }
+
+    /// Move every event document of `key` that does not decode to the dead
+    /// letters, its raw BSON as the body and the decoder's reason.
+    async fn set_aside_undecodable(&self, key: &str) -> Result<()> {
+        let docs = self
+            .find_all(self.events(), doc! { "key": key }, usize::MAX, "read events", |d| Ok(d.clone()))
+            .await?;
+        for d in docs {
+            let Err(StoreError::Corrupt(why)) = decode_event(&d) else { continue };
+            let Some(id) = d.get("_id").cloned() else { continue };
+            let raw = mongodb::bson::to_vec(&d).unwrap_or_default();
+            let dead = doc! {
+                "_id": id.clone(),
+                "key": key,
+                "event": "corrupt",
+                "action": "",
+                "received_ms": 0i64,
+                "body": Binary { subtype: BinarySubtype::Generic, bytes: raw },
+                "reason": format!("stored event could not be decoded: {why}"),
+                "failed_ms": i64_of(super::now_ms(), "failed_ms")?,
+            };
+            self.dead()
+                .replace_one(doc! { "_id": id.clone() }, dead)
+                .upsert(true)
+                .await
+                .map_err(|e| unavailable("insert dead letter", e))?;
+            self.events().delete_one(doc! { "_id": id }).await.map_err(|e| unavailable("delete corrupt event", e))?;
+        }
+        Ok(())
     }
 
     /// `Fenced` unless `owner` holds the lease `token` on `key`.
