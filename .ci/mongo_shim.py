@@ -11,7 +11,8 @@ A pass here proves the store's logic and command shapes, not MongoDB itself.
 
 Only what drone-discord's MongoStore sends is implemented: hello/isMaster,
 ping, buildInfo, endSessions, insert, update, delete, find, findAndModify,
-aggregate, createIndexes, dropDatabase. Every result fits one batch (cursor
+aggregate, createIndexes, dropDatabase; `$$NOW` and update pipelines of
+`$set` stages (what the leases use). Every result fits one batch (cursor
 id 0), so getMore is never needed. Listens on 127.0.0.1 only.
 
 Usage: mongo_shim.py [PORT_FILE]   (writes the bound port to PORT_FILE)
@@ -82,6 +83,8 @@ def update(req, doc):
     n, modified, upserted, errors = 0, 0, [], []
     for i, spec in enumerate(doc.get("updates", [])):
         q, u, upsert = spec.get("q", {}), spec.get("u", {}), bool(spec.get("upsert", False))
+        if isinstance(u, list):
+            u = literal_pipeline(u)
         try:
             if is_operator_update(u):
                 fn = c.update_many if spec.get("multi") else c.update_one
@@ -200,6 +203,34 @@ HANDLERS = {
 }
 
 
+def server_time(doc, now):
+    """What the server evaluates itself: `$$NOW` becomes the shim's clock, and
+    `{$add: [<date>, <ms>]}` of literals is folded (mongomock has neither)."""
+    if isinstance(doc, str) and doc == "$$NOW":
+        return now
+    if isinstance(doc, list):
+        return [server_time(v, now) for v in doc]
+    if isinstance(doc, dict):
+        out = {k: server_time(v, now) for k, v in doc.items()}
+        add = out.get("$add")
+        if len(out) == 1 and isinstance(add, list) and len(add) == 2 and isinstance(add[0], datetime.datetime) \
+                and isinstance(add[1], int):
+            return add[0] + datetime.timedelta(milliseconds=add[1])
+        return out
+    return doc
+
+
+def literal_pipeline(u):
+    """An update pipeline of `$set` stages whose values are literals (after
+    server_time) is the same as one `$set` update; anything else is refused."""
+    merged = {}
+    for stage in u:
+        if set(stage) != {"$set"}:
+            raise CommandError(2, "mongo_shim: only $set pipeline stages are implemented")
+        merged.update(stage["$set"])
+    return {"$set": merged}
+
+
 def handle(req):
     name = (req.command_name or "").lower()
     fn = HANDLERS.get(name)
@@ -207,7 +238,9 @@ def handle(req):
         return req.command_err(59, "no such command: %s (mongo_shim implements only what drone-discord uses)" % name)
     try:
         with LOCK:
-            reply = fn(req, req.doc)
+            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+            doc = server_time(dict(req.doc), now)
+            reply = fn(req, doc)
     except CommandError as e:
         return req.command_err(e.code, str(e))
     except Exception as e:  # report, never kill the connection thread

@@ -18,7 +18,7 @@ use drone_discord::discord::rest::Rest;
 use drone_discord::health::Health;
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::{build_key, now_ms, NewEvent, Store};
+use drone_discord::store::{legacy_build_key, now_ms, NewEvent, Store};
 use drone_discord::{drone, render, shutdown};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -88,7 +88,7 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
                 _ => ("running", "updated", &template_updated),
             };
             let ev = NewEvent {
-                key: Some(build_key(id)),
+                key: Some(legacy_build_key(id)),
                 event: "build".into(),
                 action: action.into(),
                 received_ms: now_ms(),
@@ -106,7 +106,7 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
         .map(|id| {
             let hook = drone::parse(&last_body(id)).expect("parse");
             let host = hook.system.as_ref().map(|s| s.host.clone()).unwrap_or_default();
-            let nonce = relay::nonce_for(&host, &build_key(id), CHANNEL, 0);
+            let nonce = relay::nonce_for(&host, &legacy_build_key(id), CHANNEL, 0);
             (nonce, render::render(&hook).expect("render"))
         })
         .collect();

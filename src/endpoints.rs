@@ -106,7 +106,12 @@ impl<S: Store> Endpoints<S> {
         };
 
         let key = match (&hook.build, kind) {
-            (Some(b), drone::Kind::BuildCreated | drone::Kind::BuildUpdated) if b.id > 0 => Some(build_key(b.id)),
+            // Keyed by Drone server and repository too: build ids are only
+            // unique within one Drone database (see `store::build_key`).
+            (Some(b), drone::Kind::BuildCreated | drone::Kind::BuildUpdated) if b.id > 0 => {
+                let host = hook.system.as_ref().map(|s| s.host.as_str()).unwrap_or("");
+                Some(build_key(host, b.repo_id, b.id))
+            }
             (_, drone::Kind::BuildCreated | drone::Kind::BuildUpdated) => {
                 return Response::error(400, "build event without a build id").with_log_note("refused=no-build-id");
             }

@@ -4,12 +4,14 @@
 //!
 //! The old service kept one document per build in the `build` collection:
 //! `{id: <drone build id>, status, messageId, data: <drone build>}`. Each
-//! becomes a [`MessageRef`] under [`build_key`]`(id)` in any [`Store`]. The
+//! becomes a [`MessageRef`] under [`legacy_build_key`]`(id)` (the old service kept no Drone host; the
+//! message is adopted by the build's next webhook while it is running, see
+//! `store::schema`) in any [`Store`]. The
 //! import is idempotent: keys that already have a message are left alone and
 //! counted as "already present", so running it twice changes nothing.
 use crate::discord::snowflake::is_snowflake;
 use crate::store::mongo::MongoStore;
-use crate::store::{build_key, MessageRef, Result, Store, StoreError};
+use crate::store::{legacy_build_key, MessageRef, Result, Store, StoreError};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Collection;
 
@@ -79,7 +81,7 @@ pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Re
             .to_owned(),
     };
     let m = MessageRef { channel_id: channel_id.to_owned(), message_id, status };
-    Ok((build_key(id), m))
+    Ok((legacy_build_key(id), m))
 }
 
 fn label(d: &Document) -> String {

@@ -72,7 +72,7 @@ fn build_event(id: i64, action: &str, status: &str) -> NewEvent {
         v["build"]["finished"] = (v["build"]["started"].as_i64().unwrap_or(0) + 69).into();
     }
     NewEvent {
-        key: Some(drone_discord::store::build_key(id)),
+        key: Some(drone_discord::store::legacy_build_key(id)),
         event: "build".into(),
         action: action.into(),
         received_ms: drone_discord::store::now_ms(),

@@ -16,7 +16,7 @@ use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
 use drone_discord::health::{Component, Health, Status};
 use drone_discord::relay::{self, RelayConfig};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::{self, build_key, NewEvent, Store};
+use drone_discord::store::{self, legacy_build_key as build_key, NewEvent, Store};
 use drone_discord::{drone, render, shutdown};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -93,11 +93,20 @@ fn nonce(id: i64) -> String {
 }
 
 /// The build whose first create carries nonce `n` (nonces are hashes, so
-/// this looks them up among the build ids these tests use).
+/// this looks them up among the build ids these tests use, under either key).
 fn build_of_nonce(n: &str) -> Option<i64> {
     static BY_NONCE: std::sync::OnceLock<HashMap<String, i64>> = std::sync::OnceLock::new();
     BY_NONCE
-        .get_or_init(|| (0..=1000).map(|id| (nonce(id), id)).collect())
+        .get_or_init(|| {
+            // Events queued here carry the legacy key; the binary's ingest
+            // keys a build by its server (the fixtures' repo is 35).
+            (0..=1000)
+                .flat_map(|id| {
+                    let served = relay::nonce_for(HOST, &store::build_key(HOST, 35, id), CHANNEL, 0);
+                    [(nonce(id), id), (served, id)]
+                })
+                .collect()
+        })
         .get(n)
         .copied()
 }
@@ -563,35 +572,39 @@ impl Store for FlakyStore {
         owner: &str,
         lease: Duration,
         max_keys: usize,
-        now_ms: u64,
     ) -> store::Result<Vec<store::Claim>> {
-        self.inner.claim(owner, lease, max_keys, now_ms).await
+        self.inner.claim(owner, lease, max_keys).await
     }
     async fn complete(
         &self,
         key: &str,
         owner: &str,
+        token: u64,
         upto: store::Seq,
         message: Option<store::MessageRef>,
     ) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::StoreError::Unavailable("disk full (test)".into()));
         }
-        self.inner.complete(key, owner, upto, message).await
+        self.inner.complete(key, owner, token, upto, message).await
     }
-    async fn release(&self, key: &str, owner: &str) -> store::Result<()> {
-        self.inner.release(key, owner).await
+    async fn release(&self, key: &str, owner: &str, token: u64) -> store::Result<()> {
+        self.inner.release(key, owner, token).await
+    }
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> store::Result<()> {
+        self.inner.renew(key, owner, token, lease).await
     }
     async fn dead_letter(
         &self,
         key: &str,
         owner: &str,
+        token: u64,
         upto: store::Seq,
         reason: &str,
         now_ms: u64,
     ) -> store::Result<()> {
         self.inner
-            .dead_letter(key, owner, upto, reason, now_ms)
+            .dead_letter(key, owner, token, upto, reason, now_ms)
             .await
     }
     async fn message(&self, key: &str) -> store::Result<Option<store::MessageRef>> {
@@ -1304,4 +1317,47 @@ async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() 
     tokio::time::timeout(LONG, relay).await.expect("relay stops").expect("relay task");
     assert!(health.get(Component::Store).ok);
     assert_eq!(fake.messages().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Keys name their Drone server.
+
+/// Two Drone servers on one bot send the same build id: each build gets its
+/// own message and ends in its own final state (with `build:<id>` keys the
+/// second server's build edited the first one's message).
+#[test]
+fn two_drone_hosts_with_the_same_build_id_get_two_messages() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeDiscord::start());
+    let state = tempfile::tempdir().expect("tempdir");
+    let env = discord_env(&fake);
+    let svc = start_bin(state.path(), &env);
+    let on_host = |host: &str, body: Vec<u8>| {
+        let mut v: Value = serde_json::from_slice(&body).expect("fixture json");
+        v["system"]["host"] = Value::String(host.into());
+        serde_json::to_vec(&v).expect("json")
+    };
+    let finals = [("drone-a.example.com", "success"), ("drone-b.example.com", "failure")];
+    for n in 0..3 {
+        for (host, last) in finals {
+            let status = statuses(3, last)[n];
+            let (s, b) = svc.post_signed(&on_host(host, build_body(77, n, status)), support::credentials::SECRET);
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    wait_for("an empty queue", LONG, || health_json(&svc).1["queue"]["pending"] == 0);
+    let messages = fake.messages();
+    assert_eq!(messages.len(), 2, "one message per server's build 77: {:?}", fake.calls());
+    let mut shown: Vec<bool> = finals
+        .iter()
+        .map(|(host, last)| {
+            let want = on_host(host, build_body(77, 2, last));
+            messages.iter().any(|(_, m)| matches_render(m, &want).is_ok())
+        })
+        .collect();
+    shown.dedup();
+    assert_eq!(shown, vec![true], "each server's build shows its own final state");
+    let (_, h) = health_json(&svc);
+    assert_eq!(h["queue"]["dead_letters"], 0, "{h}");
+    assert_eq!(svc.sigterm(), Some(0));
 }

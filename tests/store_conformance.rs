@@ -113,6 +113,7 @@ cases!(
     claim_follows_oldest_pending_event,
     claim_is_exclusive_until_released,
     leases_expire_by_now_ms,
+    stale_holders_are_fenced,
     coalescing_and_partial_complete,
     message_map,
     dead_letters,
@@ -162,4 +163,100 @@ async fn mongo_migrate_imports_the_old_build_collection() {
     let again = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import again");
     assert_eq!((again.read, again.imported, again.already_present, again.skipped), (3, 0, 2, 1), "{again}");
     let _ = old.drop_database().await;
+}
+
+/// A MongoDB database as 0.1.0 left it (no `meta` schema document, keys
+/// `build:<id>`, leases with wall-clock `expires_ms`) is migrated on connect:
+/// pending events take their server's key, their message follows them, a
+/// running build's message waits for its next webhook, leases are dropped.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Store;
+    use mongodb::bson::{doc, spec::BinarySubtype, Binary};
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("skipping MongoDB schema migration test: MONGODB_URI not set");
+        return;
+    };
+    let db = format!("ddt{}_schema_0_1_0", std::process::id());
+    let old = MongoStore::connect_read_only(&uri, &db).await.expect("connect");
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/drone/build_updated.json")).expect("fixture");
+    old.collection("events")
+        .insert_one(doc! { "_id": 2i64, "key": "build:2088", "event": "build", "action": "updated", "received_ms": 1i64,
+            "body": Binary { subtype: BinarySubtype::Generic, bytes: body } })
+        .await
+        .expect("seed events");
+    old.collection("counters").insert_one(doc! { "_id": "seq", "n": 2i64 }).await.expect("seed counter");
+    for (id, mid, status) in [("build:2088", "m2088", "pending"), ("build:2087", "m2087", "running"), ("build:2000", "m2000", "success")] {
+        old.collection("messages")
+            .insert_one(doc! { "_id": id, "channel_id": "111", "message_id": mid, "status": status, "updated_ms": 1i64 })
+            .await
+            .expect("seed messages");
+    }
+    old.collection("leases").insert_one(doc! { "_id": "build:2088", "owner": "old", "expires_ms": i64::MAX }).await.expect("seed lease");
+    let s = MongoStore::connect(&uri, &db).await.expect("connect and migrate");
+    let k = "build:drone.kiwi-labs.net:35:2088";
+    let pending = s.pending(10).await.expect("pending");
+    assert_eq!(pending.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), vec![k]);
+    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    assert_eq!(s.message("build:2088").await.expect("read"), None);
+    assert_eq!(s.message("build:2087").await.expect("read").map(|m| m.status), Some("running".into()));
+    let meta = s.collection("meta").find_one(doc! { "_id": "schema" }).await.expect("read meta").expect("schema recorded");
+    assert_eq!(meta.get_i64("version").ok(), Some(drone_discord::store::schema::CURRENT as i64));
+    assert_eq!(s.collection("leases").count_documents(doc! {}).await.expect("count"), 0, "old leases dropped");
+    drop(s);
+    // Connecting again changes nothing.
+    let s = MongoStore::connect(&uri, &db).await.expect("reconnect");
+    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    // The running build's next webhook adopts its message; the finished one's never.
+    let mut next = drone_discord::store::NewEvent {
+        key: Some("build:drone.kiwi-labs.net:35:2087".into()),
+        event: "build".into(),
+        action: "updated".into(),
+        received_ms: 2,
+        replay_key: None,
+        body: b"{}".to_vec(),
+    };
+    s.append(next.clone()).await.expect("append");
+    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2087").await.expect("read").map(|m| m.message_id), Some("m2087".into()));
+    next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
+    s.append(next).await.expect("append");
+    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2000").await.expect("read"), None);
+    let _ = s.drop_database().await;
+}
+
+/// MongoDB: one event document that does not decode is moved to the dead
+/// letters by a claim, and every other key is claimed.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_a_corrupt_event_is_moved_aside_and_every_other_key_is_claimed() {
+    use drone_discord::store::mongo::MongoStore;
+    use drone_discord::store::Store;
+    use mongodb::bson::doc;
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("skipping MongoDB corrupt-record test: MONGODB_URI not set");
+        return;
+    };
+    let db = format!("ddt{}_corrupt", std::process::id());
+    let s = MongoStore::connect(&uri, &db).await.expect("connect");
+    for key in ["A", "B"] {
+        let ev = drone_discord::store::NewEvent {
+            key: Some(key.into()),
+            event: "build".into(),
+            action: "updated".into(),
+            received_ms: 1,
+            replay_key: None,
+            body: b"{}".to_vec(),
+        };
+        s.append(ev).await.expect("append");
+    }
+    s.collection("events").insert_one(doc! { "_id": 99i64, "key": "C", "body": "not binary" }).await.expect("seed");
+    let c = s.claim("w", std::time::Duration::from_secs(60), 10).await.expect("claim");
+    assert_eq!(c.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), vec!["A", "B"]);
+    let dead = s.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event.key, "C");
+    assert!(dead[0].reason.contains("could not be decoded"), "{}", dead[0].reason);
+    let _ = s.drop_database().await;
 }

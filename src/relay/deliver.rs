@@ -83,6 +83,7 @@ pub async fn deliver<S: Store, K: Sink>(
     claim: Claim,
 ) -> Outcome {
     let key = claim.key.clone();
+    let token = claim.token;
     let upto = claim.upto();
     let decoded = decode(&claim);
 
@@ -90,22 +91,22 @@ pub async fn deliver<S: Store, K: Sink>(
     // before it of this key, as dead letters work up to a seq) and go on.
     if let Some((seq, err)) = decoded.undecodable.first() {
         let reason = format!("stored event {seq} is not a Drone webhook: {err}");
-        return finish_dead(cfg, store, &key, upto, &reason).await;
+        return finish_dead(cfg, store, &key, token, upto, &reason).await;
     }
 
     let shown = match store.message(&key).await {
         Ok(m) => m,
-        Err(e) => return release_after_store_error(cfg, store, &key, e).await,
+        Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
     };
     let Some(hook) = choose(&decoded.hooks, shown.as_ref()) else {
         tracing::debug!(key = %key, "only stale updates after a final status; nothing to send");
-        return complete(cfg, store, &key, upto, None).await;
+        return complete(cfg, store, &key, token, upto, None).await;
     };
     let Some(mut body) = render::render(hook) else {
         // Ingest only queues kinds it knows; an unknown one here came from an
         // older/newer version's queue. Nothing to show.
         tracing::warn!(key = %key, event = %hook.event, action = %hook.action, "no rendering for queued event; dropped");
-        return complete(cfg, store, &key, upto, None).await;
+        return complete(cfg, store, &key, token, upto, None).await;
     };
     let status = hook
         .build
@@ -158,7 +159,7 @@ pub async fn deliver<S: Store, K: Sink>(
                             m.message_id, cfg.channel_id
                         );
                         tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
-                        return match finish_dead(cfg, store, &key, upto, &reason).await {
+                        return match finish_dead(cfg, store, &key, token, upto, &reason).await {
                             // The create was refused: the channel pauses like after any refused create.
                             Outcome::DeadLettered => refused_create(cfg, &e),
                             other => other,
@@ -187,16 +188,16 @@ pub async fn deliver<S: Store, K: Sink>(
                 // Remember the message before anything else can fail, so a
                 // later retry edits it instead of posting a second one.
                 if let Err(e) = store.put_message(&key, m.clone()).await {
-                    return release_after_store_error(cfg, store, &key, e).await;
+                    return release_after_store_error(cfg, store, &key, token, e).await;
                 }
             }
-            complete(cfg, store, &key, upto, Some(m)).await
+            complete(cfg, store, &key, token, upto, Some(m)).await
         }
         Err(RestError::Transient {
             reason,
             retry_after,
         }) => {
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             Outcome::Retry {
                 after: retry_after.unwrap_or_default(),
                 reason,
@@ -207,7 +208,7 @@ pub async fn deliver<S: Store, K: Sink>(
             | RestError::Suspended { .. }
             | RestError::NotFound { .. }),
         ) => {
-            release(cfg, store, &key).await;
+            release(cfg, store, &key, token).await;
             refused_create(cfg, &e)
         }
         Err(RestError::Rejected {
@@ -220,7 +221,7 @@ pub async fn deliver<S: Store, K: Sink>(
                 code.unwrap_or(0)
             );
             tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
-            finish_dead(cfg, store, &key, upto, &reason).await
+            finish_dead(cfg, store, &key, token, upto, &reason).await
         }
     }
 }
@@ -289,12 +290,13 @@ async fn complete<S: Store>(
     cfg: &RelayConfig,
     store: &S,
     key: &str,
+    token: u64,
     upto: u64,
     m: Option<MessageRef>,
 ) -> Outcome {
-    match store.complete(key, &cfg.owner, upto, m).await {
+    match store.complete(key, &cfg.owner, token, upto, m).await {
         Ok(()) => Outcome::Done,
-        Err(e) => release_after_store_error(cfg, store, key, e).await,
+        Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }
 }
 
@@ -302,21 +304,22 @@ async fn finish_dead<S: Store>(
     cfg: &RelayConfig,
     store: &S,
     key: &str,
+    token: u64,
     upto: u64,
     reason: &str,
 ) -> Outcome {
     match store
-        .dead_letter(key, &cfg.owner, upto, reason, now_ms())
+        .dead_letter(key, &cfg.owner, token, upto, reason, now_ms())
         .await
     {
         Ok(()) => Outcome::DeadLettered,
-        Err(e) => release_after_store_error(cfg, store, key, e).await,
+        Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }
 }
 
 /// Hand `key`'s lease back (the driver does too, for keys it does not deliver).
-pub async fn release<S: Store>(cfg: &RelayConfig, store: &S, key: &str) {
-    if let Err(e) = store.release(key, &cfg.owner).await {
+pub async fn release<S: Store>(cfg: &RelayConfig, store: &S, key: &str, token: u64) {
+    if let Err(e) = store.release(key, &cfg.owner, token).await {
         tracing::warn!(key = %key, error = %e, "cannot release lease; it will expire");
     }
 }
@@ -325,9 +328,16 @@ async fn release_after_store_error<S: Store>(
     cfg: &RelayConfig,
     store: &S,
     key: &str,
+    token: u64,
     e: StoreError,
 ) -> Outcome {
+    if let StoreError::Fenced(m) = &e {
+        // Our lease expired and another delivery owns the key: the store
+        // refused our write and changed nothing. Not a store failure.
+        tracing::warn!(key = %key, reason = %m, "lease lost during delivery; the new holder delivers");
+        return Outcome::Retry { after: Duration::ZERO, reason: e.to_string() };
+    }
     tracing::error!(key = %key, error = %e, "store failed during delivery; will retry");
-    release(cfg, store, key).await;
+    release(cfg, store, key, token).await;
     Outcome::StoreFailed(e.to_string())
 }

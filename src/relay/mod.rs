@@ -42,7 +42,7 @@ pub use sink::{DryRun, Sink};
 use crate::health::{Component, Health, Status};
 use crate::jitter::Jitter;
 use crate::shutdown::Shutdown;
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 use deliver::{deliver, release, Outcome};
 use scheduler::{Action, Admission, Scheduler, SchedulerConfig, Verdict};
 use std::collections::HashMap;
@@ -167,7 +167,7 @@ pub async fn run<S: Store, K: Sink>(
                     health.set(Component::Store, Status::ok("writable"));
                 }
             }
-            Action::Claim(n) => match store.claim(&cfg.owner, cfg.lease, n, now_ms()).await {
+            Action::Claim(n) => match store.claim(&cfg.owner, cfg.lease, n).await {
                 Ok(claims) => {
                     for claim in claims {
                         match sched.admit(&claim.key, &cfg.channel_id, Instant::now()) {
@@ -179,7 +179,7 @@ pub async fn run<S: Store, K: Sink>(
                                 });
                                 keys.insert(handle.id(), key);
                             }
-                            Admission::Release => release(&cfg, &*store, &claim.key).await,
+                            Admission::Release => release(&cfg, &*store, &claim.key, claim.token).await,
                         }
                     }
                 }

@@ -37,6 +37,7 @@ pub async fn run_all<B: Backend>(b: &B) {
     claim_follows_oldest_pending_event(b).await;
     claim_is_exclusive_until_released(b).await;
     leases_expire_by_now_ms(b).await;
+    stale_holders_are_fenced(b).await;
     coalescing_and_partial_complete(b).await;
     message_map(b).await;
     dead_letters(b).await;
@@ -49,6 +50,8 @@ pub async fn run_all<B: Backend>(b: &B) {
 }
 
 const LEASE: Duration = Duration::from_secs(60);
+/// A lease the cases outwait (a sleep longer than it, never a timing assertion).
+const SHORT_LEASE: Duration = Duration::from_millis(300);
 const T0: u64 = 1_700_000_000_000;
 
 fn ok<T>(r: Result<T>, what: &str) -> T {
@@ -92,23 +95,31 @@ fn seqs(c: &Claim) -> Vec<Seq> {
     c.events.iter().map(|e| e.seq).collect()
 }
 
-async fn claim<S: Store>(s: &S, owner: &str, max: usize, now: u64) -> Vec<Claim> {
-    ok(s.claim(owner, LEASE, max, now).await, "claim")
+async fn claim<S: Store>(s: &S, owner: &str, max: usize) -> Vec<Claim> {
+    ok(s.claim(owner, LEASE, max).await, "claim")
+}
+
+/// The token of `key`'s claim in `claims`.
+fn token(claims: &[Claim], key: &str) -> u64 {
+    match claims.iter().find(|c| c.key == key) {
+        Some(c) => c.token,
+        None => panic!("no claim for {key} in {:?}", keys(claims)),
+    }
 }
 
 /// Events, messages, dead letters and the seq counter survive a reopen.
 pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
     let name = "reopen_keeps_everything";
-    let k1 = build_key(1);
+    let k1 = build_key("drone.test", 7, 1);
     let (before, seq_a, seq_b) = {
         let s = open(b, name).await;
         let seq_a = append(&s, Some(&k1), 1).await;
         let seq_b = append(&s, None, 2).await;
         append(&s, Some("build:2"), 3).await;
         ok(s.put_message(&k1, message("m1", "running")).await, "put_message");
-        let c = claim(&s, "w", 10, T0).await;
+        let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
         assert_eq!(keys(&c).len(), 3);
-        ok(s.dead_letter("build:2", "w", Seq::MAX, "HTTP 400", T0 + 9).await, "dead_letter");
+        ok(s.dead_letter("build:2", "w", token(&c, "build:2"), Seq::MAX, "HTTP 400", T0 + 9).await, "dead_letter");
         let pending = ok(s.pending(10).await, "pending");
         (pending, seq_a, seq_b)
     };
@@ -128,7 +139,8 @@ pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
     assert!(next > dead[0].event.seq && next > seq_b, "seq continues after reopen ({next})");
     // Leases do not outlive the process/handle that took them... or, for a
     // shared backend, expire: either way a claim after the lease is usable.
-    let c = claim(&s, "w2", 10, T0 + LEASE.as_millis() as u64 + 1).await;
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
+    let c = claim(&s, "w2", 10).await;
     assert_eq!(keys(&c), vec![k1.as_str(), &format!("event:{seq_b}"), &format!("event:{next}")]);
 }
 
@@ -137,7 +149,7 @@ pub async fn unkeyed_events_get_their_own_key<B: Backend>(b: &B) {
     let s = open(b, "unkeyed_events_get_their_own_key").await;
     let a = append(&s, None, 1).await;
     let c = append(&s, None, 2).await;
-    let claims = claim(&s, "w", 10, T0).await;
+    let claims = claim(&s, "w", 10).await;
     assert_eq!(keys(&claims), vec![format!("event:{a}"), format!("event:{c}")]);
     assert!(claims.iter().all(|c| c.events.len() == 1));
     assert_eq!(claims[0].events[0].key, format!("event:{a}"));
@@ -151,7 +163,7 @@ pub async fn queue_order_per_key<B: Backend>(b: &B) {
         let seq = append(&s, Some(want[k].0), i as u64).await;
         want[k].1.push(seq);
     }
-    let claims = claim(&s, "w", 10, T0).await;
+    let claims = claim(&s, "w", 10).await;
     let got: Vec<(&str, Vec<Seq>)> = claims.iter().map(|c| (c.key.as_str(), seqs(c))).collect();
     assert_eq!(got, want, "claims ordered by oldest pending event, events in seq order");
     for c in &claims {
@@ -173,12 +185,12 @@ pub async fn claim_follows_oldest_pending_event<B: Backend>(b: &B) {
     append(&s, Some("B"), 2).await;
     append(&s, Some("A"), 3).await;
     append(&s, Some("C"), 4).await;
-    let first = claim(&s, "w", 1, T0).await;
+    let first = claim(&s, "w", 1).await;
     assert_eq!(keys(&first), vec!["A"], "max_keys = 1 gives the oldest key only");
-    ok(s.complete("A", "w", a1, None).await, "complete");
-    let next = claim(&s, "w", 2, T0).await;
+    ok(s.complete("A", "w", token(&first, "A"), a1, None).await, "complete");
+    let next = claim(&s, "w", 2).await;
     assert_eq!(keys(&next), vec!["B", "A"], "A now waits behind B's older event");
-    assert!(claim(&s, "w", 0, T0).await.is_empty(), "max_keys = 0 claims nothing");
+    assert!(claim(&s, "w", 0).await.is_empty(), "max_keys = 0 claims nothing");
 }
 
 /// A claimed key is not handed out again until released or completed, to
@@ -187,59 +199,106 @@ pub async fn claim_is_exclusive_until_released<B: Backend>(b: &B) {
     let s = open(b, "claim_is_exclusive_until_released").await;
     append(&s, Some("A"), 1).await;
     let b1 = append(&s, Some("B"), 2).await;
-    assert_eq!(keys(&claim(&s, "w1", 1, T0).await), vec!["A"]);
-    assert_eq!(keys(&claim(&s, "w2", 10, T0).await), vec!["B"], "A is leased to w1");
-    assert!(claim(&s, "w1", 10, T0).await.is_empty(), "leased keys are skipped for their owner too");
-    ok(s.release("A", "w2").await, "release by a stranger");
-    assert!(claim(&s, "w3", 10, T0).await.is_empty(), "a release by another owner does not free the key");
-    ok(s.release("A", "w1").await, "release");
-    assert_eq!(keys(&claim(&s, "w3", 10, T0).await), vec!["A"], "released key is claimable");
-    ok(s.complete("B", "w2", b1, None).await, "complete");
+    let a = claim(&s, "w1", 1).await;
+    assert_eq!(keys(&a), vec!["A"]);
+    let bc = claim(&s, "w2", 10).await;
+    assert_eq!(keys(&bc), vec!["B"], "A is leased to w1");
+    assert!(claim(&s, "w1", 10).await.is_empty(), "leased keys are skipped for their owner too");
+    ok(s.release("A", "w2", token(&a, "A")).await, "release by a stranger");
+    assert!(claim(&s, "w3", 10).await.is_empty(), "a release by another owner does not free the key");
+    ok(s.release("A", "w1", token(&a, "A") + 1).await, "release with a wrong token");
+    assert!(claim(&s, "w3", 10).await.is_empty(), "a release with another token does not free the key");
+    ok(s.release("A", "w1", token(&a, "A")).await, "release");
+    assert_eq!(keys(&claim(&s, "w3", 10).await), vec!["A"], "released key is claimable");
+    ok(s.complete("B", "w2", token(&bc, "B"), b1, None).await, "complete");
     append(&s, Some("B"), 3).await;
-    assert_eq!(keys(&claim(&s, "w1", 10, T0).await), vec!["B"], "complete drops the lease");
+    assert_eq!(keys(&claim(&s, "w1", 10).await), vec!["B"], "complete drops the lease");
 }
 
-/// A lease taken at `now` for `LEASE` holds while `now_ms < now + LEASE`.
+/// A lease holds for its duration by the store's clock, is taken over after
+/// it expired (with a newer token), and the old holder can no longer free,
+/// renew, complete or dead-letter the key.
 pub async fn leases_expire_by_now_ms<B: Backend>(b: &B) {
     let s = open(b, "leases_expire_by_now_ms").await;
     append(&s, Some("A"), 1).await;
-    let lease_ms = LEASE.as_millis() as u64;
-    assert_eq!(keys(&claim(&s, "w1", 10, T0).await), vec!["A"]);
-    assert!(claim(&s, "w2", 10, T0 + lease_ms - 1).await.is_empty(), "lease still held");
-    let again = claim(&s, "w2", 10, T0 + lease_ms).await;
+    let short = SHORT_LEASE;
+    let first = ok(s.claim("w1", short, 10).await, "claim");
+    assert_eq!(keys(&first), vec!["A"]);
+    assert!(claim(&s, "w2", 10).await.is_empty(), "lease still held");
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    let again = claim(&s, "w2", 10).await;
     assert_eq!(keys(&again), vec!["A"], "expired lease is taken over");
-    assert!(claim(&s, "w1", 10, T0 + lease_ms + 1).await.is_empty(), "the new lease holds");
+    assert!(again[0].token > first[0].token, "a later claim of a key carries a larger token");
+    assert!(claim(&s, "w1", 10).await.is_empty(), "the new lease holds");
     // The old owner's late release must not free the new owner's lease.
-    ok(s.release("A", "w1").await, "stale release");
-    assert!(claim(&s, "w3", 10, T0 + lease_ms + 2).await.is_empty(), "stale release ignored");
+    ok(s.release("A", "w1", first[0].token).await, "stale release");
+    assert!(claim(&s, "w3", 10).await.is_empty(), "stale release ignored");
+    assert!(matches!(s.renew("A", "w1", first[0].token, LEASE).await, Err(super::StoreError::Fenced(_))), "stale renew refused");
+    ok(s.renew("A", "w2", again[0].token, LEASE).await, "renew by the holder");
+}
+
+/// Fencing: a holder whose lease expired and was claimed again is refused on
+/// complete and dead-letter, and changes nothing; in particular its stale
+/// message status never replaces the final one the new holder stored, in
+/// whichever order the two finish. Nothing here reads the wall clock, so a
+/// wall-clock step (±1 h) cannot change the outcome.
+pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
+    let s = open(b, "stale_holders_are_fenced").await;
+    let k = build_key("drone.test", 7, 5);
+    let seq = append(&s, Some(&k), 1).await;
+    let short = SHORT_LEASE;
+    let stale = ok(s.claim("w1", short, 10).await, "claim");
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    let fresh = claim(&s, "w2", 10).await;
+    assert_eq!(keys(&fresh), vec![k.as_str()]);
+    let fenced = |r: Result<()>, what: &str| match r {
+        Err(super::StoreError::Fenced(_)) => {}
+        other => panic!("{what}: expected Fenced, got {other:?}"),
+    };
+    // The stale holder tries first: refused, nothing changes.
+    fenced(s.complete(&k, "w1", stale[0].token, seq, Some(message("m1", "running"))).await, "stale complete");
+    fenced(s.dead_letter(&k, "w1", stale[0].token, seq, "stale", T0).await, "stale dead_letter");
+    assert_eq!(ok(s.message(&k).await, "message"), None, "a refused complete stores no message");
+    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 1, dead_letters: 0 });
+    // The new holder finishes; the stale one's late complete is refused.
+    ok(s.complete(&k, "w2", fresh[0].token, seq, Some(message("m1", "success"))).await, "complete");
+    fenced(s.complete(&k, "w1", stale[0].token, seq, Some(message("m1", "running"))).await, "late stale complete");
+    assert_eq!(ok(s.message(&k).await, "message"), Some(message("m1", "success")), "the final status stays");
+    // A complete without any lease is refused too.
+    fenced(s.complete("build:404", "w", 1, Seq::MAX, None).await, "complete without a lease");
 }
 
 /// Several events of one key come back together; events appended after a
 /// claim wait for the next claim; `complete(upto)` removes only `≤ upto`.
 pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     let s = open(b, "coalescing_and_partial_complete").await;
-    let k = build_key(42);
+    let k = build_key("drone.test", 7, 42);
     let mut first = Vec::new();
     for n in 0..3 {
         first.push(append(&s, Some(&k), n).await);
     }
-    let c = claim(&s, "w", 10, T0).await;
+    let c = claim(&s, "w", 10).await;
     assert_eq!(c.len(), 1);
     assert_eq!(seqs(&c[0]), first, "all pending events of the key, in order");
     let bodies: Vec<&[u8]> = c[0].events.iter().map(|e| e.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"{\"n\":0}"[..], b"{\"n\":1}", b"{\"n\":2}"]);
     let late = append(&s, Some(&k), 3).await;
-    assert!(claim(&s, "w2", 10, T0).await.is_empty(), "key still leased");
-    ok(s.complete(&k, "w", c[0].upto(), None).await, "complete");
+    assert!(claim(&s, "w2", 10).await.is_empty(), "key still leased");
+    ok(s.complete(&k, "w", c[0].token, c[0].upto(), None).await, "complete");
     assert_eq!(ok(s.stats().await, "stats").pending, 1, "only events ≤ upto removed");
-    let c2 = claim(&s, "w", 10, T0).await;
+    let c2 = claim(&s, "w", 10).await;
     assert_eq!(c2.len(), 1);
     assert_eq!(seqs(&c2[0]), vec![late], "the late event is picked up by the next claim");
-    // complete with an upto below everything pending removes nothing.
-    ok(s.complete(&k, "w", first[0], None).await, "complete below");
+    // complete with an upto below everything pending removes nothing (and
+    // drops the lease).
+    ok(s.complete(&k, "w", c2[0].token, first[0], None).await, "complete below");
     assert_eq!(ok(s.stats().await, "stats").pending, 1);
-    // complete for a key with nothing pending is harmless.
-    ok(s.complete("build:404", "w", Seq::MAX, None).await, "complete unknown key");
+    // complete beyond everything pending removes what there is; a key
+    // without a lease cannot be completed at all (see stale_holders_are_fenced).
+    let c3 = claim(&s, "w", 10).await;
+    assert_eq!(seqs(&c3[0]), vec![late]);
+    ok(s.complete(&k, "w", c3[0].token, Seq::MAX, None).await, "complete all");
+    assert_eq!(ok(s.stats().await, "stats").pending, 0);
 }
 
 /// put/get/overwrite of the key → message map; `complete` with a message
@@ -254,8 +313,8 @@ pub async fn message_map<B: Backend>(b: &B) {
         ok(s.put_message("build:1", message("m1", "running")).await, "overwrite");
         assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "running")));
         let seq = append(&s, Some("build:2"), 1).await;
-        claim(&s, "w", 10, T0).await;
-        ok(s.complete("build:2", "w", seq, Some(message("m2", "success"))).await, "complete with message");
+        let c = claim(&s, "w", 10).await;
+        ok(s.complete("build:2", "w", token(&c, "build:2"), seq, Some(message("m2", "success"))).await, "complete with message");
         assert_eq!(ok(s.stats().await, "stats").pending, 0);
     }
     let s = open(b, name).await;
@@ -274,9 +333,9 @@ pub async fn dead_letters<B: Backend>(b: &B) {
         let b1 = append(&s, Some("B"), 2).await;
         let a2 = append(&s, Some("A"), 3).await;
         let a3 = append(&s, Some("A"), 4).await;
-        let c = claim(&s, "w", 10, T0).await;
+        let c = claim(&s, "w", 10).await;
         assert_eq!(keys(&c), vec!["A", "B"]);
-        ok(s.dead_letter("A", "w", a2, "HTTP 400: embed too long", T0 + 77).await, "dead_letter");
+        ok(s.dead_letter("A", "w", token(&c, "A"), a2, "HTTP 400: embed too long", T0 + 77).await, "dead_letter");
         assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 2 });
         let pending: Vec<Seq> = ok(s.pending(10).await, "pending").iter().map(|e| e.seq).collect();
         assert_eq!(pending, vec![b1, a3], "dead letters are no longer pending");
@@ -285,7 +344,7 @@ pub async fn dead_letters<B: Backend>(b: &B) {
             dead.iter().map(|d| (d.event.seq, d.event.key.as_str(), d.reason.as_str(), d.failed_ms)).collect();
         assert_eq!(got, vec![(a1, "A", "HTTP 400: embed too long", T0 + 77), (a2, "A", "HTTP 400: embed too long", T0 + 77)]);
         assert_eq!(dead[0].event.body, b"{\"n\":1}".to_vec());
-        let again = claim(&s, "w2", 10, T0).await;
+        let again = claim(&s, "w2", 10).await;
         assert_eq!(keys(&again), vec!["A"], "dead_letter drops the lease; the rest of A is claimable");
         assert_eq!(seqs(&again[0]), vec![a3]);
         assert_eq!(ok(s.dead_letters(1).await, "dead_letters").len(), 1, "limit respected");
@@ -342,7 +401,7 @@ pub async fn concurrent_writers<B: Backend>(b: &B) {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for i in 0..EACH {
-                    let key = if t % 2 == 0 { Some(build_key((t % 4) as i64)) } else { None };
+                    let key = if t % 2 == 0 { Some(build_key("drone.test", 7, (t % 4) as i64)) } else { None };
                     let r = s.append(new_event(key.as_deref(), "updated", t * 100 + i, None)).await?;
                     seqs.push(r.seq());
                 }
@@ -359,7 +418,7 @@ pub async fn concurrent_writers<B: Backend>(b: &B) {
     let distinct: HashSet<Seq> = all.iter().copied().collect();
     assert_eq!(distinct.len() as u64, TASKS * EACH, "all seqs distinct");
     assert_eq!(ok(s.stats().await, "stats").pending, TASKS * EACH, "none lost");
-    let claims = claim(&*s, "w", 1000, T0).await;
+    let claims = claim(&*s, "w", 1000).await;
     let total: usize = claims.iter().map(|c| c.events.len()).sum();
     assert_eq!(total as u64, TASKS * EACH);
     for c in &claims {
@@ -375,7 +434,7 @@ pub async fn stats_and_limits<B: Backend>(b: &B) {
     assert_eq!(ok(s.stats().await, "stats"), Stats::default());
     assert!(ok(s.pending(10).await, "pending").is_empty());
     assert!(ok(s.dead_letters(10).await, "dead").is_empty());
-    assert!(claim(&s, "w", 10, T0).await.is_empty());
+    assert!(claim(&s, "w", 10).await.is_empty());
     for n in 0..5 {
         append(&s, None, n).await;
     }
@@ -401,32 +460,32 @@ pub async fn probe_writes<B: Backend>(b: &B) {
 /// key comes with the next claim, in order.
 pub async fn claims_are_bounded<B: Backend>(b: &B) {
     let s = open(b, "claims_are_bounded").await;
-    let k = build_key(7);
+    let k = build_key("drone.test", 7, 7);
     let total = MAX_CLAIM_EVENTS as u64 + 6;
     for n in 0..total {
         append(&s, Some(&k), n).await;
     }
-    let c = claim(&s, "w", 10, T0).await;
+    let c = claim(&s, "w", 10).await;
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].events.len(), MAX_CLAIM_EVENTS, "a claim stops at MAX_CLAIM_EVENTS");
-    ok(s.complete(&k, "w", c[0].upto(), None).await, "complete");
-    let rest = claim(&s, "w", 10, T0).await;
+    ok(s.complete(&k, "w", c[0].token, c[0].upto(), None).await, "complete");
+    let rest = claim(&s, "w", 10).await;
     assert_eq!(rest[0].events.len(), 6, "the rest comes with the next claim");
     assert!(rest[0].events[0].seq > c[0].upto(), "in seq order");
-    ok(s.complete(&k, "w", rest[0].upto(), None).await, "complete");
+    ok(s.complete(&k, "w", rest[0].token, rest[0].upto(), None).await, "complete");
 
     // Bodies larger than half the byte bound: one per claim; one larger
     // than the whole bound still goes out, alone.
-    let big = build_key(8);
+    let big = build_key("drone.test", 7, 8);
     for size in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
         let ev = NewEvent { body: vec![b'x'; size], ..new_event(Some(&big), "updated", 0, None) };
         ok(s.append(ev).await, "append big");
     }
     for want in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
-        let c = claim(&s, "w", 10, T0).await;
+        let c = claim(&s, "w", 10).await;
         let sizes: Vec<usize> = c[0].events.iter().map(|e| e.body.len()).collect();
         assert_eq!(sizes, vec![want], "one big event per claim");
-        ok(s.complete(&big, "w", c[0].upto(), None).await, "complete big");
+        ok(s.complete(&big, "w", c[0].token, c[0].upto(), None).await, "complete big");
     }
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
 }
@@ -454,10 +513,10 @@ pub async fn a_full_queue_refuses_and_keeps_what_it_has<B: Backend>(b: &B) {
         "a replay is a duplicate even when full"
     );
     assert_eq!(ok(s.stats().await, "stats").pending, 3, "nothing accepted was dropped");
-    let c = claim(&s, "w", 10, T0).await;
+    let c = claim(&s, "w", 10).await;
     assert_eq!(c.iter().map(|c| c.events.len()).sum::<usize>(), 3);
     for c in &c {
-        ok(s.complete(&c.key, "w", c.upto(), None).await, "complete");
+        ok(s.complete(&c.key, "w", c.token, c.upto(), None).await, "complete");
     }
     assert!(!ok(s.usage().await, "usage").full);
     append(&s, None, 4).await;

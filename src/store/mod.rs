@@ -9,9 +9,11 @@
 //! (test support: compiled for tests and with the `test-support` feature
 //! only, never into a release build).
 //!
-//! Keys: `build:<drone build id>` for build events, so every event of one
-//! build is applied in order and coalesced; `event:<seq>` (assigned by the
-//! store when [`NewEvent::key`] is `None`) for user and repo events.
+//! Keys: [`build_key`] (`build:<drone host>:<repo id>:<build id>`) for build
+//! events, so every event of one build is applied in order and coalesced;
+//! `event:<seq>` (assigned by the store when [`NewEvent::key`] is `None`) for
+//! user and repo events. The store's layout is versioned and migrated on open
+//! (see [`schema`]).
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
@@ -22,6 +24,7 @@ pub mod embedded;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod mongo_uri;
+pub mod schema;
 pub mod write_proof;
 
 /// Queue position, assigned by the store, strictly increasing.
@@ -103,6 +106,11 @@ pub struct MessageRef {
 pub struct Claim {
     pub key: String,
     pub events: Vec<Event>,
+    /// Fencing token of this claim's lease: strictly increasing per key (over
+    /// every claim the store ever handed out). `complete`, `release`,
+    /// `dead_letter` and `renew` name it; a holder whose lease was claimed
+    /// again since is refused with [`StoreError::Fenced`].
+    pub token: u64,
 }
 
 impl Claim {
@@ -204,6 +212,10 @@ pub enum StoreError {
     /// The queue is at its [`Bounds`]: nothing was stored. Ingest answers
     /// 503 with `Retry-After`; everything already accepted stays queued.
     Full(String),
+    /// The caller's lease on the key is no longer its own (it expired and
+    /// another claim took the key, or it was never held): nothing changed.
+    /// Not a store failure: another delivery owns the key now.
+    Fenced(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -213,6 +225,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Corrupt(m) => write!(f, "store data corrupt: {m}"),
             StoreError::Config(m) => write!(f, "store configuration: {m}"),
             StoreError::Full(m) => write!(f, "store full: {m}"),
+            StoreError::Fenced(m) => write!(f, "lease lost: {m}"),
         }
     }
 }
@@ -234,22 +247,32 @@ pub trait Store: Send + Sync + 'static {
     /// lease, or an expired one), oldest first-pending-event first, for
     /// `lease` on behalf of `owner`. Each claim carries the oldest pending
     /// events of its key in seq order, bounded by [`MAX_CLAIM_EVENTS`] and
-    /// [`MAX_CLAIM_BYTES`] (never fewer than one). Keys leased by anyone, `owner` included, are
-    /// skipped until released, completed or expired.
-    fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64)
-        -> impl Future<Output = Result<Vec<Claim>>> + Send;
+    /// [`MAX_CLAIM_BYTES`] (never fewer than one), and a fresh fencing token.
+    /// Keys leased by anyone, `owner` included, are skipped until released,
+    /// completed or expired. Expiry is measured by the store's clock, never
+    /// the caller's wall clock (embedded: monotonic; MongoDB: the server's
+    /// `$$NOW`).
+    fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> impl Future<Output = Result<Vec<Claim>>> + Send;
 
     /// Atomically: remove `key`'s events with seq ≤ `upto`, store `message`
-    /// (when `Some`) as the key's message, and drop `owner`'s lease.
-    fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>)
+    /// (when `Some`) as the key's message, and drop the lease. Refused with
+    /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
+    /// the lease `token` on `key`.
+    fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>)
         -> impl Future<Output = Result<()>> + Send;
 
-    /// Drop `owner`'s lease on `key` without completing (retry later).
-    fn release(&self, key: &str, owner: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Drop the lease `token` on `key` without completing (retry later). A
+    /// lease that is no longer the caller's is left alone (`Ok`).
+    fn release(&self, key: &str, owner: &str, token: u64) -> impl Future<Output = Result<()>> + Send;
+
+    /// Extend the lease `token` on `key` to `lease` from now (the store's
+    /// clock), for a delivery that takes longer than expected. `Fenced` when
+    /// the lease is no longer the caller's.
+    fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> impl Future<Output = Result<()>> + Send;
 
     /// Atomically move `key`'s events with seq ≤ `upto` to the dead letters
-    /// with `reason`, and drop `owner`'s lease.
-    fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64)
+    /// with `reason`, and drop the lease; fenced like [`Store::complete`].
+    fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64)
         -> impl Future<Output = Result<()>> + Send;
 
     /// The message that represents `key`, if one was posted.
@@ -293,8 +316,8 @@ pub fn claim_has_room(count: usize, bytes: usize, next: usize) -> bool {
     count == 0 || (count < MAX_CLAIM_EVENTS && bytes.saturating_add(next) <= MAX_CLAIM_BYTES)
 }
 
-/// Wall-clock time in ms since the Unix epoch: the unit of every timestamp
-/// the store keeps (received, failed, lease expiry).
+/// Wall-clock time in ms since the Unix epoch: the unit of the timestamps
+/// the store keeps (received, failed); never used for leases.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -302,7 +325,69 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Ordering key for a build event.
-pub fn build_key(build_id: i64) -> String {
+/// Ordering key for a build event: `build:<host>:<repo id>:<build id>`.
+///
+/// A Drone build id is unique only within one Drone server's database, so the
+/// key names the server (`system.host` of the webhook, lower-cased, as Drone
+/// sends it, port included) and the repository (which also tells two builds
+/// apart after a Drone database reset that re-created the repository under a
+/// new id). An empty host (a webhook without `system`) is kept empty.
+pub fn build_key(host: &str, repo_id: i64, build_id: i64) -> String {
+    format!("build:{}:{repo_id}:{build_id}", host.trim().to_ascii_lowercase())
+}
+
+/// The key releases up to 0.1.0 used for a build: `build:<build id>`, which
+/// does not say which Drone server the build belongs to. Still written by
+/// `migrate` (the old Python service kept no host either).
+pub fn legacy_build_key(build_id: i64) -> String {
     format!("build:{build_id}")
+}
+
+/// The Drone build id of a legacy key (`build:<digits>`), else `None`.
+pub fn legacy_build_id(key: &str) -> Option<i64> {
+    let id = key.strip_prefix("build:")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// The legacy key of the same build id as a namespaced build key, else `None`.
+pub fn legacy_key_of(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("build:")?;
+    let (_, id) = rest.rsplit_once(':')?;
+    legacy_build_id(&format!("build:{id}"))?;
+    Some(format!("build:{id}"))
+}
+
+/// The namespaced key of a legacy-keyed build event, from the webhook body it
+/// carries (`None`: not a build webhook, so it keeps its key).
+pub fn build_key_of_body(body: &[u8]) -> Option<String> {
+    let hook = crate::drone::parse(body).ok()?;
+    let build = hook.build.as_ref().filter(|b| b.id > 0)?;
+    let host = hook.system.as_ref().map(|s| s.host.as_str()).unwrap_or("");
+    Some(build_key(host, build.repo_id, build.id))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn build_keys_name_the_server_and_the_repository() {
+        assert_eq!(build_key("Drone.Example.com:8080", 35, 2088), "build:drone.example.com:8080:35:2088");
+        assert_eq!(build_key("", 1, 2), "build::1:2");
+        assert_ne!(build_key("a", 1, 7), build_key("b", 1, 7));
+        assert_eq!(legacy_build_key(2088), "build:2088");
+        assert_eq!(legacy_build_id("build:2088"), Some(2088));
+        for not_legacy in ["build:", "build:x1", "build:a:1:2", "event:3", "build:-1"] {
+            assert_eq!(legacy_build_id(not_legacy), None, "{not_legacy}");
+        }
+        assert_eq!(legacy_key_of("build:drone.example.com:8080:35:2088").as_deref(), Some("build:2088"));
+        assert_eq!(legacy_key_of("event:3"), None);
+        assert_eq!(legacy_key_of("build:2088"), None, "a legacy key has no legacy key");
+        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/drone/build_updated.json")).unwrap();
+        assert_eq!(build_key_of_body(&body).as_deref(), Some("build:drone.kiwi-labs.net:35:2088"));
+        assert_eq!(build_key_of_body(b"{not json"), None);
+    }
 }

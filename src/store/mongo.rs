@@ -12,13 +12,23 @@
 //!   replay key unique (two concurrent appends → one insert wins, the other
 //!   gets E11000 and answers `Duplicate`); a TTL index on `at` removes keys
 //!   after [`REPLAY_RETENTION_MS`].
-//! * `leases` `{_id: key, owner, expires_ms}`: a claim takes a key with one
-//!   upsert whose filter only matches an expired lease, so at most one owner
-//!   can win it (the loser's upsert hits the unique `_id`).
+//! * `leases` `{_id: key, owner, token, expires_at}`: a claim takes a key with
+//!   one upsert whose filter only matches an expired lease, so at most one
+//!   owner can win it (the loser's upsert hits the unique `_id`). Expiry is
+//!   the *server's* time: `expires_at` is set by an update pipeline to
+//!   `$$NOW + lease` and compared with `$$NOW`, so instances with skewed or
+//!   stepped clocks agree. `token` comes from `counters` `{_id:
+//!   "lease_token"}` (`$inc`, strictly increasing); complete, dead-letter,
+//!   release and renew match `{_id, owner, token}`, and a message written by
+//!   `complete` carries `fence: token` and is only replaced by an equal or
+//!   newer token, so a stale holder's late write is refused even when the new
+//!   holder already finished.
 //! * `messages` `{_id: key, channel_id, message_id, status}` (documents
 //!   written by releases up to 0.1.0 also carry an `updated_ms`, which is
 //!   ignored),
-//!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `meta` (probe).
+//!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `counters`
+//!   (seq, probe), `meta` `{_id: "schema", version}` (the schema version,
+//!   see [`super::schema`]; migrated on connect by [`MongoStore::migrate`]).
 //!
 //! Multi-step writes are ordered so that a crash between the steps repeats
 //! work instead of losing it: `complete` stores the message, then deletes the
@@ -32,8 +42,9 @@
 //! that sends updates of one build concurrently; the result is then at
 //! worst an older state coalesced away, never a lost newer one.
 use super::mongo_uri::redact_uri;
+use super::schema::{self, Step, UNVERSIONED};
 use super::{
-    claim_has_room, fits, full_message, Bounds, Usage, MAX_CLAIM_EVENTS,
+    build_key_of_body, claim_has_room, fits, full_message, legacy_build_id, legacy_key_of, Bounds, Usage, MAX_CLAIM_EVENTS,
     Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
     REPLAY_RETENTION_MS,
 };
@@ -227,6 +238,7 @@ impl MongoStore {
         let store = Self::connect_read_only(uri, db).await?;
         store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
         store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
+        store.migrate().await?;
         tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
         Ok(store)
     }
@@ -286,6 +298,102 @@ impl MongoStore {
     }
     fn counters(&self) -> Collection<Document> {
         self.db.collection("counters")
+    }
+    fn meta(&self) -> Collection<Document> {
+        self.db.collection("meta")
+    }
+
+    /// Run every schema step above the recorded version, recording each
+    /// version right after its step finished (every step is idempotent, so a
+    /// crash half-way repeats the step on the next connect).
+    pub async fn migrate(&self) -> Result<()> {
+        let found = self.meta().find_one(doc! { "_id": "schema" }).await.map_err(|e| unavailable("read schema version", e))?;
+        let from = found.map(|d| u64_field(&d, "version", "meta schema")).transpose()?.unwrap_or(UNVERSIONED);
+        for step in schema::steps_from(from)? {
+            self.migrate_step(*step).await?;
+            let version = i64_of(step.to(), "schema version")?;
+            self.meta()
+                .replace_one(doc! { "_id": "schema" }, doc! { "_id": "schema", "version": version })
+                .upsert(true)
+                .await
+                .map_err(|e| unavailable("write schema version", e))?;
+            tracing::info!(to = step.to(), what = step.what(), "store migrated");
+        }
+        Ok(())
+    }
+
+    async fn migrate_step(&self, step: Step) -> Result<()> {
+        match step {
+            Step::NamespacedKeys => self.namespace_keys().await,
+        }
+    }
+
+    /// 1 → 2 (see [`Step::NamespacedKeys`]). Messages move first, events
+    /// second, so a repeat after a crash still finds each legacy message's
+    /// events under the legacy key. Leases of the old release (wall-clock
+    /// `expires_ms`, no fencing token) are dropped: the old release must be
+    /// stopped before the upgrade, and a dropped lease is an expired one.
+    async fn namespace_keys(&self) -> Result<()> {
+        let legacy = self
+            .find_all(self.events(), doc! { "key": { "$regex": "^build:[0-9]+$" } }, usize::MAX, "read legacy events", decode_event)
+            .await?;
+        let mut moved: std::collections::BTreeMap<String, String> = Default::default();
+        let mut rekey = Vec::new();
+        for ev in legacy {
+            if legacy_build_id(&ev.key).is_none() {
+                continue;
+            }
+            let Some(new) = build_key_of_body(&ev.body) else { continue };
+            moved.entry(ev.key.clone()).or_insert_with(|| new.clone());
+            rekey.push((ev.seq, new));
+        }
+        for (old, new) in &moved {
+            if let Some(d) = self.messages().find_one(doc! { "_id": old }).await.map_err(|e| unavailable("read message", e))? {
+                let m = decode_message(old, &d)?;
+                self.insert_message_if_absent(new, &m).await?;
+                self.messages().delete_one(doc! { "_id": old }).await.map_err(|e| unavailable("move message", e))?;
+            }
+        }
+        for (seq, new) in rekey {
+            self.events()
+                .update_one(doc! { "_id": i64_of(seq, "seq")? }, doc! { "$set": { "key": new } })
+                .await
+                .map_err(|e| unavailable("rewrite event key", e))?;
+        }
+        self.leases().delete_many(doc! {}).await.map_err(|e| unavailable("drop old leases", e))?;
+        Ok(())
+    }
+
+    async fn insert_message_if_absent(&self, key: &str, m: &MessageRef) -> Result<()> {
+        let mut fields = message_doc(key, m)?;
+        fields.remove("_id");
+        self.messages()
+            .update_one(doc! { "_id": key }, doc! { "$setOnInsert": fields })
+            .upsert(true)
+            .await
+            .map_err(|e| unavailable("store message", e))?;
+        Ok(())
+    }
+
+    /// See `embedded::migrations::adopt_legacy_message`: a namespaced build
+    /// key without a message takes over its build id's legacy message while
+    /// that one is not final.
+    async fn adopt_legacy_message(&self, key: &str) -> Result<()> {
+        let Some(legacy) = legacy_key_of(key) else { return Ok(()) };
+        if self.op_message(key).await?.is_some() {
+            return Ok(());
+        }
+        let Some(m) = self.op_message(&legacy).await? else { return Ok(()) };
+        if crate::drone::is_final(&m.status) {
+            return Ok(());
+        }
+        self.insert_message_if_absent(key, &m).await?;
+        self.messages()
+            .delete_one(doc! { "_id": &legacy, "message_id": &m.message_id })
+            .await
+            .map_err(|e| unavailable("adopt message", e))?;
+        tracing::info!(key, from = %legacy, "build message from before the upgrade adopted");
+        Ok(())
     }
 
     async fn write_probe(&self) -> std::result::Result<(), MongoError> {
@@ -383,27 +491,41 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn drop_lease(&self, key: &str, owner: &str) -> Result<()> {
+    async fn drop_lease(&self, key: &str, owner: &str, token: u64) -> Result<()> {
         self.leases()
-            .delete_one(doc! { "_id": key, "owner": owner })
+            .delete_one(doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? })
             .await
             .map_err(|e| unavailable("drop lease", e))?;
         Ok(())
     }
 
-    /// Take the lease on `key` if nobody holds a live one.
-    async fn try_lease(&self, key: &str, owner: &str, now_ms: i64, expires_ms: i64) -> Result<bool> {
+    /// Take the lease on `key` if nobody holds a live one (by the server's
+    /// clock); its fencing token when taken.
+    async fn try_lease(&self, key: &str, owner: &str, lease_ms: i64) -> Result<Option<u64>> {
+        let d = self
+            .counters()
+            .find_one_and_update(doc! { "_id": "lease_token" }, doc! { "$inc": { "n": 1i64 } })
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| unavailable("allocate lease token", e))?
+            .ok_or_else(|| StoreError::Unavailable("MongoDB allocate lease token: no counter returned".into()))?;
+        let token = u64_field(&d, "n", "counter lease_token")?;
         let r = self
             .leases()
             .update_one(
-                doc! { "_id": key, "expires_ms": { "$lte": now_ms } },
-                doc! { "$set": { "owner": owner, "expires_ms": expires_ms } },
+                doc! { "_id": key, "$expr": { "$lte": [{ "$ifNull": ["$expires_at", DateTime::from_millis(0)] }, "$$NOW"] } },
+                vec![doc! { "$set": {
+                    "owner": owner,
+                    "token": i64_of(token, "token")?,
+                    "expires_at": { "$add": ["$$NOW", lease_ms] },
+                } }],
             )
             .upsert(true)
             .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Ok(_) => Ok(Some(token)),
+            Err(e) if is_duplicate_key(&e) => Ok(None),
             Err(e) => Err(unavailable("take lease", e)),
         }
     }
@@ -451,6 +573,10 @@ impl MongoStore {
             }
             return Err(StoreError::Full(full_message(&self.bounds)));
         }
+        // Before the replay key is taken, so a failure here leaves nothing behind.
+        if let Some(key) = ev.key.as_deref() {
+            self.adopt_legacy_message(key).await?;
+        }
         let seq = self.next_seq().await?;
         if let Some(rk) = ev.replay_key.as_deref() {
             if let Some(first) = self.record_replay(rk, seq, ev.received_ms).await? {
@@ -472,16 +598,14 @@ impl MongoStore {
         Ok(Appended::Queued(seq))
     }
 
-    async fn op_claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+    async fn op_claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         if max_keys == 0 {
             return Ok(Vec::new());
         }
-        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let expires = now.saturating_add(lease_ms);
-        // Keys currently held, so we do not even try them.
+        // Keys currently held (by the server's clock), so we do not even try them.
         let held: std::collections::HashSet<String> = self
-            .find_all(self.leases(), doc! { "expires_ms": { "$gt": now } }, usize::MAX, "read leases", |d| {
+            .find_all(self.leases(), doc! { "$expr": { "$gt": [{ "$ifNull": ["$expires_at", DateTime::from_millis(0)] }, "$$NOW"] } }, usize::MAX, "read leases", |d| {
                 str_field(d, "_id", "lease")
             })
             .await?
@@ -499,32 +623,115 @@ impl MongoStore {
         while claims.len() < max_keys && cursor.advance().await.map_err(|e| unavailable("list pending keys", e))? {
             let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("pending key: {e}")))?;
             let key = str_field(&d, "_id", "pending key")?;
-            if held.contains(&key) || !self.try_lease(&key, owner, now, expires).await? {
+            if held.contains(&key) {
                 continue;
             }
-            let events = self.events_upto(&key, Seq::MAX).await?;
+            let Some(token) = self.try_lease(&key, owner, lease_ms).await? else { continue };
+            let events = match self.events_upto(&key, Seq::MAX).await {
+                Err(StoreError::Corrupt(why)) => {
+                    // One undecodable document must not stop every claim:
+                    // move it aside and deliver the other keys.
+                    tracing::error!(key = %key, reason = %why, "stored event cannot be decoded; moved to the dead letters");
+                    self.set_aside_undecodable(&key).await?;
+                    self.drop_lease(&key, owner, token).await?;
+                    continue;
+                }
+                other => other?,
+            };
             if events.is_empty() {
-                self.drop_lease(&key, owner).await?;
+                self.drop_lease(&key, owner, token).await?;
                 continue;
             }
-            claims.push(Claim { key, events });
+            claims.push(Claim { key, events, token });
         }
         Ok(claims)
     }
 
-    async fn op_complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+    /// Move every event document of `key` that does not decode to the dead
+    /// letters, its raw BSON as the body and the decoder's reason.
+    async fn set_aside_undecodable(&self, key: &str) -> Result<()> {
+        let docs = self
+            .find_all(self.events(), doc! { "key": key }, usize::MAX, "read events", |d| Ok(d.clone()))
+            .await?;
+        for d in docs {
+            let Err(StoreError::Corrupt(why)) = decode_event(&d) else { continue };
+            let Some(id) = d.get("_id").cloned() else { continue };
+            let raw = mongodb::bson::to_vec(&d).unwrap_or_default();
+            let dead = doc! {
+                "_id": id.clone(),
+                "key": key,
+                "event": "corrupt",
+                "action": "",
+                "received_ms": 0i64,
+                "body": Binary { subtype: BinarySubtype::Generic, bytes: raw },
+                "reason": format!("stored event could not be decoded: {why}"),
+                "failed_ms": i64_of(super::now_ms(), "failed_ms")?,
+            };
+            self.dead()
+                .replace_one(doc! { "_id": id.clone() }, dead)
+                .upsert(true)
+                .await
+                .map_err(|e| unavailable("insert dead letter", e))?;
+            self.events().delete_one(doc! { "_id": id }).await.map_err(|e| unavailable("delete corrupt event", e))?;
+        }
+        Ok(())
+    }
+
+    /// `Fenced` unless `owner` holds the lease `token` on `key`.
+    async fn check_lease(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        let filter = doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? };
+        match self.leases().find_one(filter).await.map_err(|e| unavailable("read lease", e))? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held"))),
+        }
+    }
+
+    async fn op_complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        self.check_lease(key, owner, token).await?;
         if let Some(m) = message {
-            self.op_put_message(key, m).await?;
+            self.put_fenced_message(key, token, &m).await?;
         }
         self.delete_events(key, upto).await?;
-        self.drop_lease(key, owner).await
+        self.drop_lease(key, owner, token).await
     }
 
-    async fn op_release(&self, key: &str, owner: &str) -> Result<()> {
-        self.drop_lease(key, owner).await
+    /// Store `m` for `key` unless a newer lease's holder already wrote one.
+    async fn put_fenced_message(&self, key: &str, token: u64, m: &MessageRef) -> Result<()> {
+        let t = i64_of(token, "token")?;
+        let mut d = message_doc(key, m)?;
+        d.insert("fence", t);
+        let filter = doc! { "_id": key, "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
+        match self.messages().replace_one(filter, d).upsert(true).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(StoreError::Fenced(format!("{key}: a newer lease than {token} already stored the message")))
+            }
+            Err(e) => Err(unavailable("store message", e)),
+        }
     }
 
-    async fn op_dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn op_release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        self.drop_lease(key, owner, token).await
+    }
+
+    async fn op_renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let r = self
+            .leases()
+            .update_one(
+                doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? },
+                vec![doc! { "$set": { "expires_at": { "$add": ["$$NOW", lease_ms] } } }],
+            )
+            .await
+            .map_err(|e| unavailable("renew lease", e))?;
+        if r.matched_count == 0 {
+            return Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held")));
+        }
+        Ok(())
+    }
+
+    async fn op_dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        self.check_lease(key, owner, token).await?;
         // Delete exactly the events that were copied aside: an append whose
         // lower seq only became visible after the read stays pending instead
         // of vanishing without a dead letter.
@@ -554,7 +761,7 @@ impl MongoStore {
                 .await
                 .map_err(|e| unavailable("delete dead-lettered events", e))?;
         }
-        self.drop_lease(key, owner).await
+        self.drop_lease(key, owner, token).await
     }
 
     async fn op_message(&self, key: &str) -> Result<Option<MessageRef>> {
@@ -653,20 +860,24 @@ impl Store for MongoStore {
         within("append", self.op_append(ev)).await
     }
 
-    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
-        within("claim", self.op_claim(owner, lease, max_keys, now_ms)).await
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
+        within("claim", self.op_claim(owner, lease, max_keys)).await
     }
 
-    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        within("complete", self.op_complete(key, owner, upto, message)).await
+    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        within("complete", self.op_complete(key, owner, token, upto, message)).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
-        within("release", self.op_release(key, owner)).await
+    async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        within("release", self.op_release(key, owner, token)).await
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
-        within("dead_letter", self.op_dead_letter(key, owner, upto, reason, now_ms)).await
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        within("renew", self.op_renew(key, owner, token, lease)).await
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+        within("dead_letter", self.op_dead_letter(key, owner, token, upto, reason, now_ms)).await
     }
 
     async fn message(&self, key: &str) -> Result<Option<MessageRef>> {

@@ -153,9 +153,39 @@ mod tests {
             other => panic!("expected Corrupt naming {needle}, got {other:?}"),
         };
         is_corrupt(s.pending(10).await.map(drop), "event 1");
-        is_corrupt(s.claim("w", Duration::from_secs(9), 5, 0).await.map(drop), "event 1");
         is_corrupt(s.message("build:1").await.map(drop), "message for build:1");
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
+        // A claim moves an undecodable event aside instead of failing: it
+        // becomes a dead letter with the reason and its raw bytes.
+        assert!(s.claim("w", Duration::from_secs(9), 5).await.unwrap().is_empty());
+        assert_eq!(s.stats().await.unwrap(), crate::store::Stats { pending: 0, dead_letters: 2 });
+    }
+
+    /// One corrupt event among others: every other key is claimed, the bad
+    /// one is a dead letter naming why, and the next claim is clean.
+    #[tokio::test]
+    async fn a_corrupt_event_is_moved_aside_and_every_other_key_is_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        s.append(ev(Some("build:1"), 1, None, b"ok-1")).await.unwrap();
+        s.append(ev(Some("build:2"), 2, None, b"bad")).await.unwrap();
+        s.append(ev(Some("build:3"), 3, None, b"ok-3")).await.unwrap();
+        s.append(ev(Some("build:2"), 4, None, b"after")).await.unwrap();
+        {
+            let txn = s.shared.current().unwrap().begin_write().unwrap();
+            txn.open_table(EVENTS).unwrap().insert(2, &[7u8, 7, 7][..]).unwrap();
+            txn.commit().unwrap();
+        }
+        let c = s.claim("w", Duration::from_secs(60), 10).await.unwrap();
+        let keys: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, vec!["build:1", "build:3"]);
+        let dead = s.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].event.seq, dead[0].event.key.as_str(), dead[0].event.body.as_slice()), (2, "build:2", &[7u8, 7, 7][..]));
+        assert!(dead[0].reason.contains("could not be decoded") && dead[0].reason.contains("event 2"), "{}", dead[0].reason);
+        // The rest of build:2 is delivered on the next claim.
+        let c = s.claim("w2", Duration::from_secs(60), 10).await.unwrap();
+        assert_eq!(c.iter().map(|c| (c.key.as_str(), c.upto())).collect::<Vec<_>>(), vec![("build:2", 4)]);
     }
 
 

@@ -131,12 +131,12 @@ mod tests {
         }
         let full = std::fs::metadata(&path).unwrap().len();
         loop {
-            let claims = s.claim("w", Duration::from_secs(60), 64, 1).await.unwrap();
+            let claims = s.claim("w", Duration::from_secs(60), 64).await.unwrap();
             if claims.is_empty() {
                 break;
             }
             for c in claims {
-                s.complete(&c.key, "w", c.upto(), None).await.unwrap();
+                s.complete(&c.key, "w", c.token, c.upto(), None).await.unwrap();
             }
         }
         assert_eq!(s.stats().await.unwrap().pending, 0);

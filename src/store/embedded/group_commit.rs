@@ -11,10 +11,10 @@
 //! one that spoiled it (or every one, when the disk failed) gets the error.
 //! After a failure that left the handle unusable, the writer reopens the
 //! file before the next batch ([`super::reopen`]).
-use super::codec::encode_dead;
+use super::codec::{encode_dead, encode_event};
 use super::compact::{compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY};
 use super::errors::Ctx;
-use super::leases::{drop_lease, Leases};
+use super::leases::Leases;
 use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
 use super::retention::RetentionTables;
@@ -34,9 +34,13 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// One write the store asks for.
 pub(super) enum Op {
     Append(NewEvent),
-    Complete { key: String, owner: String, upto: Seq, message: Option<MessageRef> },
-    DeadLetter { key: String, owner: String, upto: Seq, reason: String, now_ms: u64 },
+    Complete { key: String, owner: String, token: u64, upto: Seq, message: Option<MessageRef> },
+    DeadLetter { key: String, owner: String, token: u64, upto: Seq, reason: String, now_ms: u64 },
     PutMessage { key: String, message: MessageRef },
+    /// Move a key's events up to an undecodable one to the dead letters
+    /// (the undecodable one with its raw bytes as the body), unless the key
+    /// is leased (someone delivers it: their claim decoded it after all).
+    SetAside { key: String, seq: Seq, reason: String, now_ms: u64 },
     Probe,
 }
 
@@ -162,10 +166,13 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
                 Err(e) => tracing::warn!(error = %e, "store reopen failed"),
             }
         }
+        // The lease map is held from the fence check to the lease drop, so
+        // no claim can take a key between its holder's check and its commit.
+        let mut held = crate::sync::lock(leases);
         let results = match shared.current() {
             Ok(db) => {
                 shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                commit_batch(&db, &ops, &shared.bounds)
+                commit_batch(&db, &ops, &shared.bounds, &held)
             }
             Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
         };
@@ -193,8 +200,8 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         for (req, result) in batch.into_iter().zip(results) {
             if result.is_ok() {
                 match &req.op {
-                    Op::Complete { key, owner, .. } | Op::DeadLetter { key, owner, .. } => {
-                        drop_lease(leases, key, owner)
+                    Op::Complete { key, owner, token, .. } | Op::DeadLetter { key, owner, token, .. } => {
+                        held.drop_lease(key, owner, *token)
                     }
                     _ => {}
                 }
@@ -203,27 +210,29 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             // stands regardless, exactly as if it had waited.
             let _ = req.reply.send(result);
         }
+        drop(held);
     }
 }
 
 /// Commit `ops` together; when that fails, retry each alone so only the
 /// request that spoiled the shared transaction (or every one, when the disk
 /// failed) gets an error.
-fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds) -> Vec<Result<Reply>> {
-    match commit(db, ops, bounds) {
+fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Vec<Result<Reply>> {
+    match commit(db, ops, bounds, leases) {
         Ok(replies) => replies.into_iter().map(Ok).collect(),
         Err(e) if ops.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
             ops.iter()
-                .map(|op| commit(db, std::slice::from_ref(op), bounds).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
+                .map(|op| commit(db, std::slice::from_ref(op), bounds, leases).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
                 .collect()
         }
     }
 }
 
-/// Apply `ops` in one durable write transaction.
-fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
+/// Apply `ops` in one durable write transaction; a fenced op whose lease is
+/// no longer its caller's fails the transaction (and alone, on the retry).
+fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Result<Vec<Reply>> {
     let mut txn = db.begin_write().ctx("begin write")?;
     txn.set_durability(Durability::Immediate).ctx("set durability")?;
     let mut replies = Vec::with_capacity(ops.len());
@@ -246,7 +255,8 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
                         other => Reply::Appended(other?),
                     }
                 }
-                Op::Complete { key, upto, message, .. } => {
+                Op::Complete { key, owner, token, upto, message } => {
+                    leases.check(key, owner, *token)?;
                     take_events(&mut t, key, *upto, &mut bytes)?;
                     if let Some(m) = message {
                         put_message(&mut t, key, m)?;
@@ -254,7 +264,8 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
                     }
                     Reply::Done
                 }
-                Op::DeadLetter { key, upto, reason, now_ms, .. } => {
+                Op::DeadLetter { key, owner, token, upto, reason, now_ms } => {
+                    leases.check(key, owner, *token)?;
                     newest_ms = newest_ms.max(*now_ms);
                     for (seq, blob) in take_events(&mut t, key, *upto, &mut bytes)? {
                         let dead = encode_dead(reason, *now_ms, &blob);
@@ -265,6 +276,16 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds) -> Result<Vec<Reply>> {
                 Op::PutMessage { key, message } => {
                     put_message(&mut t, key, message)?;
                     kept.touch(key, now)?;
+                    Reply::Done
+                }
+                Op::SetAside { key, seq, reason, now_ms } => {
+                    if !leases.is_leased(key) {
+                        for (s, blob) in take_events(&mut t, key, *seq, &mut bytes)? {
+                            let blob = if s == *seq { encode_event(key, "corrupt", "", 0, &blob) } else { blob };
+                            let dead = encode_dead(reason, *now_ms, &blob);
+                            t.dead.insert(s, dead.as_slice()).ctx("insert dead letter")?;
+                        }
+                    }
                     Reply::Done
                 }
                 Op::Probe => {

@@ -12,6 +12,7 @@
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
 //! * [`retention`]: pruning old message ids and dead letters.
 //! * [`codec`]: the byte layout of stored records.
+//! * [`migrations`]: the schema chain's steps, run on open.
 //! * [`leases`]: the in-memory map of which worker delivers which key.
 //! * [`headroom`]: the free-space and read-only check of the state
 //!   directory (`statvfs`, no write).
@@ -27,6 +28,7 @@ use codec::{decode_dead, decode_event, decode_message};
 use errors::{config_from, open_error, Ctx};
 use group_commit::{Op, Reply, Writer};
 use leases::{drop_lease, Leases};
+use tables::META_LEASE_EPOCH;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use reopen::{Opener, Shared};
 use std::os::unix::fs::DirBuilderExt;
@@ -43,6 +45,7 @@ mod fixtures;
 mod group_commit;
 mod headroom;
 mod leases;
+mod migrations;
 mod queue;
 mod reopen;
 mod retention;
@@ -128,19 +131,42 @@ impl EmbeddedStore {
         if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
             tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
         }
-        // Create every table once so read transactions always find them, and
-        // prove that the file is writable right now.
+        let lease_epoch;
+        // Create every table once so read transactions always find them,
+        // migrate an older layout in the same transaction, and prove that the
+        // file is writable right now.
         {
-            let txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
+            let mut txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
+            txn.set_durability(redb::Durability::Immediate).map_err(|e| open_error(&file_shown, e))?;
             {
                 let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
+                let from = migrations::migrate(&mut t).map_err(|e| match e {
+                    StoreError::Config(m) => StoreError::Config(format!("{file_shown}: {m}")),
+                    other => config_from(&file_shown, other),
+                })?;
+                if from != crate::store::schema::CURRENT {
+                    // A migration step may rewrite event records (their keys
+                    // grow): count the queue's bytes afresh below.
+                    t.meta.remove(queue::META_QUEUE_BYTES).ctx("reset queue_bytes").map_err(|e| config_from(&file_shown, e))?;
+                }
+                // Fencing tokens stay increasing across restarts (see leases).
+                let epoch = t.meta.get(META_LEASE_EPOCH).ctx("read lease_epoch").map_err(|e| config_from(&file_shown, e))?;
+                lease_epoch = epoch.map(|g| g.value()).unwrap_or(0).saturating_add(1);
+                t.meta.insert(META_LEASE_EPOCH, lease_epoch).ctx("write lease_epoch").map_err(|e| config_from(&file_shown, e))?;
                 queue::ensure_queue_bytes(&mut t).map_err(|e| config_from(&file_shown, e))?;
                 let mut kept = retention::RetentionTables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
                 kept.backfill(&mut t, crate::store::now_ms()).map_err(|e| config_from(&file_shown, e))?;
                 drop(kept);
                 drop(t);
             }
-            txn.commit().map_err(|e| open_error(&file_shown, e))?;
+            txn.commit().map_err(|e| match e.into() {
+                // The migration and lease epoch make this commit write: on a
+                // full disk that is transient (retry later), not configuration.
+                redb::Error::Io(io) if io.raw_os_error() == Some(28) => {
+                    StoreError::Unavailable(format!("cannot write {file_shown}: {io}"))
+                }
+                other => open_error(&file_shown, other),
+            })?;
         }
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(Arc::new(db))),
@@ -150,7 +176,7 @@ impl EmbeddedStore {
             proof: Default::default(),
             bounds,
         });
-        let leases = Arc::new(Mutex::new(Leases::new()));
+        let leases = Arc::new(Mutex::new(Leases::new(lease_epoch)));
         let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
         tracing::info!(path = %file_shown, "embedded store open");
         Ok(EmbeddedStore { shared, leases, writer, op_timeout: OP_TIMEOUT })
@@ -206,26 +232,39 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize, now_ms: u64) -> Result<Vec<Claim>> {
+    async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         let leases = Arc::clone(&self.leases);
         let owner = owner.to_owned();
-        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-        self.read(move |db| leases::claim(db, &leases, &owner, lease_ms, max_keys, now_ms)).await
+        let found = self.read(move |db| leases::claim(db, &leases, &owner, lease, max_keys)).await?;
+        // An undecodable event would fail every claim forever (and flap the
+        // store's health): move it aside as a dead letter, with the reason,
+        // and deliver every other key. Its key is claimable again after.
+        for bad in found.corrupt {
+            tracing::error!(key = %bad.key, seq = bad.seq, reason = %bad.reason, "stored event cannot be decoded; moved to the dead letters");
+            let reason = format!("stored event could not be decoded: {}", bad.reason);
+            self.write_done(Op::SetAside { key: bad.key, seq: bad.seq, reason, now_ms: crate::store::now_ms() }).await?;
+        }
+        Ok(found.claims)
     }
 
-    async fn complete(&self, key: &str, owner: &str, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), upto, message }).await
+    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), token, upto, message }).await
     }
 
-    async fn release(&self, key: &str, owner: &str) -> Result<()> {
-        drop_lease(&self.leases, key, owner);
+    async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
+        drop_lease(&self.leases, key, owner, token);
         Ok(())
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
+        crate::sync::lock(&self.leases).renew(key, owner, token, lease)
+    }
+
+    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
         self.write_done(Op::DeadLetter {
             key: key.to_owned(),
             owner: owner.to_owned(),
+            token,
             upto,
             reason: reason.to_owned(),
             now_ms,
@@ -365,7 +404,8 @@ mod tests {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             s.append(ev(Some("k"), 1, None, b"a")).await.unwrap();
             s.append(ev(Some("k"), 2, None, b"b")).await.unwrap();
-            s.complete("k", "w", 2, None).await.unwrap();
+            let c = s.claim("w", Duration::from_secs(60), 1).await.unwrap();
+            s.complete("k", "w", c[0].token, 2, None).await.unwrap();
             assert_eq!(s.stats().await.unwrap().pending, 0);
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();

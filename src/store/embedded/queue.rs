@@ -7,13 +7,10 @@
 //! the order their oldest event arrived. Replay keys (webhook signatures)
 //! are kept for [`REPLAY_RETENTION_MS`] and pruned a bounded number per
 //! commit.
-use super::codec::{decode_event, encode_event, encode_message};
+use super::codec::{encode_event, encode_message};
 use super::errors::Ctx;
 use super::tables::Tables;
-use crate::store::{
-    claim_has_room, fits, full_message, Appended, Bounds, Event, MessageRef, NewEvent, Result, Seq, StoreError,
-    REPLAY_RETENTION_MS,
-};
+use crate::store::{fits, full_message, Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
 use redb::{ReadableTable, ReadableTableMetadata};
 
 /// Most expired replay keys removed per commit, so pruning never makes one
@@ -71,6 +68,7 @@ pub(super) fn append(
         // Expired but not pruned yet: forget it and accept the event.
         t.replay_by_time.remove((seen_ms, rk)).ctx("remove replay key")?;
     }
+    super::migrations::adopt_legacy_message(t, &key)?;
     let seq = *next_seq;
     *next_seq = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
     t.events.insert(seq, blob.as_slice()).ctx("insert event")?;
@@ -157,30 +155,6 @@ pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The oldest pending events of `key`, in seq order, as many as one claim
-/// may carry ([`claim_has_room`]) (read side).
-pub(super) fn read_key_events(
-    key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
-    events: &impl ReadableTable<u64, &'static [u8]>,
-    key: &str,
-) -> Result<Vec<Event>> {
-    let mut out: Vec<Event> = Vec::new();
-    let mut bytes = 0usize;
-    for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
-        let (k, _) = item.ctx("scan key index")?;
-        let seq = k.value().1;
-        if let Some(blob) = events.get(seq).ctx("read event")? {
-            if !claim_has_room(out.len(), bytes, blob.value().len()) {
-                break;
-            }
-            let ev = decode_event(seq, blob.value())?;
-            bytes += ev.body.len();
-            out.push(ev);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -187,13 +187,17 @@ mod tests {
                 .unwrap();
         }
         let old_failure = now_ms() - b.dead_letter_retention_ms - DAY_MS;
-        s.dead_letter("build:dead", "w", u64::MAX, "HTTP 400", old_failure)
+        let claims = s.claim("w", std::time::Duration::from_secs(60), 10).await.unwrap();
+        let token = claims.iter().find(|c| c.key == "build:dead").unwrap().token;
+        s.dead_letter("build:dead", "w", token, u64::MAX, "HTTP 400", old_failure)
             .await
             .unwrap();
         s.append(ev(Some("build:young"), 0, None, b"y"))
             .await
             .unwrap();
-        s.dead_letter("build:young", "w", u64::MAX, "HTTP 400", now_ms())
+        let claims = s.claim("w", std::time::Duration::from_secs(60), 10).await.unwrap();
+        let token = claims.iter().find(|c| c.key == "build:young").unwrap().token;
+        s.dead_letter("build:young", "w", token, u64::MAX, "HTTP 400", now_ms())
             .await
             .unwrap();
         let dead = |s: &EmbeddedStore| {

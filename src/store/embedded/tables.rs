@@ -1,8 +1,9 @@
 //! The redb tables of the embedded store: their names, key and value types,
 //! and the write-side handle that opens all of them in one transaction.
 //!
-//! Kept apart so the file layout is readable in one place (a schema version
-//! and its migrations belong next to it).
+//! Kept apart so the file layout is readable in one place. The layout is
+//! versioned (`schema_version` in `meta`, see [`crate::store::schema`]); each
+//! migration step is in [`super::migrations`].
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -13,7 +14,7 @@
 //! | `replay_by_time` | (received_ms, replay key) | () — pruning order |
 //! | `messages` | key | JSON [`MessageRef`](crate::store::MessageRef) |
 //! | `dead_letters` | seq | encoded reason, failed_ms and event |
-//! | `meta` | name | u64 (`next_seq`, `probe`) |
+//! | `meta` | name | u64 (`schema_version`, `lease_epoch`, `next_seq`, `probe`) |
 //!
 //! The encodings are in [`super::codec`].
 use super::errors::Ctx;
@@ -29,6 +30,11 @@ pub(super) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(super) const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// `meta` entry: the schema version the file was migrated to.
+pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` entry: how often the file was opened; the high bits of every
+/// fencing token (see `leases`).
+pub(super) const META_LEASE_EPOCH: &str = "lease_epoch";
 /// `meta` entry: the next seq to hand out (never reused, even after a drain).
 pub(super) const META_NEXT_SEQ: &str = "next_seq";
 /// `meta` entry: a counter the probe commit bumps.
