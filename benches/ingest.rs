@@ -7,9 +7,9 @@
 //! requests, each with a distinct body so none is answered as a replay.
 //! Run: `make bench` or `cargo bench --bench ingest`. Env: `BENCH_REQUESTS`
 //! (per level, default 2000), `BENCH_LEVELS` (default `1,16,64`).
+use drone_discord::endpoints::Endpoints;
 use drone_discord::health::Health;
 use drone_discord::http::{server, ServerLimits};
-use drone_discord::endpoints::Endpoints;
 use drone_discord::shutdown;
 use drone_discord::signature::{self, Verifier};
 use drone_discord::store::embedded::EmbeddedStore;
@@ -26,13 +26,20 @@ fn main() {
         println!("ingest benchmark: skipped (not run by `cargo test`; run `make bench` or `cargo bench --bench ingest`)");
         return;
     }
-    let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let requests: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let levels: Vec<usize> = std::env::var("BENCH_LEVELS")
         .unwrap_or_else(|_| "1,16,64".into())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
@@ -137,7 +144,13 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, bool) {
                 .headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
                 .unwrap_or(0);
             let status = resp.code.unwrap_or(0);
             let close = resp.headers.iter().any(|h| {

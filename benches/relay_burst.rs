@@ -76,7 +76,13 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let template_updated = fixture_json("build_updated.json");
     let finals = ["success", "failure", "killed"];
     let last_body = |id: i64| {
-        body(&template_updated, id, updates - 1, updates, finals[(id % 3) as usize])
+        body(
+            &template_updated,
+            id,
+            updates - 1,
+            updates,
+            finals[(id % 3) as usize],
+        )
     };
 
     let started = Instant::now();
@@ -105,7 +111,11 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
     let wanted: HashMap<String, Value> = (1..=builds)
         .map(|id| {
             let hook = drone::parse(&last_body(id)).expect("parse");
-            let host = hook.system.as_ref().map(|s| s.host.clone()).unwrap_or_default();
+            let host = hook
+                .system
+                .as_ref()
+                .map(|s| s.host.clone())
+                .unwrap_or_default();
             let nonce = relay::nonce_for(&host, &legacy_build_key(id), CHANNEL, 0);
             (nonce, render::render(&hook).expect("render"))
         })

@@ -52,7 +52,10 @@ impl CliError {
     pub fn store(e: &StoreError, message: String) -> Self {
         match e {
             StoreError::Config(_) => CliError::Usage(message),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Full(_) | StoreError::Fenced(_) => CliError::Failed(message),
+            StoreError::Unavailable(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Full(_)
+            | StoreError::Fenced(_) => CliError::Failed(message),
         }
     }
 

@@ -26,15 +26,18 @@ macro_rules! with_store {
             },
             #[cfg(feature = "mongodb")]
             StoreConfig::Mongo { uri, database } => {
-                match $rt.block_on(drone_discord::store::mongo::MongoStore::connect(uri.expose(), &database)) {
+                match $rt.block_on(drone_discord::store::mongo::MongoStore::connect(
+                    uri.expose(),
+                    &database,
+                )) {
                     Ok($store) => Ok($rt.block_on($body)),
                     Err(e) => Err(e),
                 }
             }
             #[cfg(not(feature = "mongodb"))]
-            StoreConfig::Mongo { .. } => {
-                Err(drone_discord::store::StoreError::Config("this build has no MongoDB support".into()))
-            }
+            StoreConfig::Mongo { .. } => Err(drone_discord::store::StoreError::Config(
+                "this build has no MongoDB support".into(),
+            )),
         }
     };
 }
@@ -76,7 +79,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
     use std::io::Read;
     let what = path.display();
-    let file = std::fs::File::open(path).map_err(|e| CliError::usage(&what, format!("cannot open: {e}")))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| CliError::usage(&what, format!("cannot open: {e}")))?;
     let mut buf = Vec::new();
     file.take(MAX_FIXTURE_BYTES + 1)
         .read_to_end(&mut buf)
@@ -84,7 +88,8 @@ fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
     if buf.len() as u64 > MAX_FIXTURE_BYTES {
         return Err(CliError::usage(&what, "larger than 8 MiB"));
     }
-    let json = serde_json::from_slice(&buf).map_err(|e| CliError::usage(&what, format!("not JSON: {e}")))?;
+    let json = serde_json::from_slice(&buf)
+        .map_err(|e| CliError::usage(&what, format!("not JSON: {e}")))?;
     Ok((buf, json))
 }
 
@@ -92,11 +97,15 @@ fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
 pub fn render(path: &Path) -> Result<(), CliError> {
     let (body, _) = read_payload(path)?;
     let what = path.display();
-    let hook = drone::parse(&body).map_err(|e| CliError::usage(&what, format!("not a Drone webhook: {e}")))?;
+    let hook = drone::parse(&body)
+        .map_err(|e| CliError::usage(&what, format!("not a Drone webhook: {e}")))?;
     let Some(msg) = render::render(&hook) else {
         return Err(CliError::failed(
             &what,
-            format!("event {:?} action {:?} is not shown in Discord", hook.event, hook.action),
+            format!(
+                "event {:?} action {:?} is not shown in Discord",
+                hook.event, hook.action
+            ),
         ));
     };
     let text = serde_json::to_string_pretty(&msg).map_err(|e| CliError::failed(&what, e))?;
@@ -109,23 +118,50 @@ pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<(), CliEr
     let settings = Settings::load(env_file)?;
     let secret = settings
         .secret("DRONE_WEBHOOK_SECRET", config::CRED_WEBHOOK_SECRET)?
-        .ok_or_else(|| ConfigError::new("DRONE_WEBHOOK_SECRET", "not set; the payload must be signed with the server's secret"))?;
+        .ok_or_else(|| {
+            ConfigError::new(
+                "DRONE_WEBHOOK_SECRET",
+                "not set; the payload must be signed with the server's secret",
+            )
+        })?;
     let (body, json) = read_payload(path)?;
-    let event = json.get("event").and_then(|e| e.as_str()).unwrap_or_default().to_string();
+    let event = json
+        .get("event")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default()
+        .to_string();
     let target = Url::parse(url).map_err(|e| CliError::usage("--url", e))?;
-    let signed = signature::sign(secret.expose().as_bytes(), "hmac-key", &body, SystemTime::now());
+    let signed = signature::sign(
+        secret.expose().as_bytes(),
+        "hmac-key",
+        &body,
+        SystemTime::now(),
+    );
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let client = Client::new(ClientOptions { request_timeout: Duration::from_secs(70), ..ClientOptions::default() })?;
-        let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let client = Client::new(ClientOptions {
+            request_timeout: Duration::from_secs(70),
+            ..ClientOptions::default()
+        })?;
+        let mut headers: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         headers.push(("Content-Type", "application/json"));
         headers.push(("X-Drone-Event", event.as_str()));
         client.request("POST", &target, &headers, Some(&body)).await
     });
     let resp = result.map_err(|e| CliError::failed(format!("send to {url}"), e))?;
-    println!("{} {}", resp.status, String::from_utf8_lossy(&resp.body).trim());
+    println!(
+        "{} {}",
+        resp.status,
+        String::from_utf8_lossy(&resp.body).trim()
+    );
     if !(200..300).contains(&resp.status) {
-        return Err(CliError::failed(format!("send to {url}"), format!("answered {}", resp.status)));
+        return Err(CliError::failed(
+            format!("send to {url}"),
+            format!("answered {}", resp.status),
+        ));
     }
     Ok(())
 }
@@ -145,7 +181,10 @@ pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
     match config::discord_config(&s) {
         Err(e) => line(false, "discord", e.to_string()),
         Ok(d) => {
-            let rest = Rest::new(d.rest_config(s.get("SSL_CERT_FILE").map(Into::into), Duration::from_secs(20)));
+            let rest = Rest::new(d.rest_config(
+                s.get("SSL_CERT_FILE").map(Into::into),
+                Duration::from_secs(20),
+            ));
             match rest {
                 Err(e) => line(false, "discord", e.to_string()),
                 Ok(rest) => {
@@ -153,7 +192,11 @@ pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
                         Ok(me) => line(
                             true,
                             "token",
-                            format!("bot {} ({})", me["username"].as_str().unwrap_or("?"), me["id"].as_str().unwrap_or("?")),
+                            format!(
+                                "bot {} ({})",
+                                me["username"].as_str().unwrap_or("?"),
+                                me["id"].as_str().unwrap_or("?")
+                            ),
                         ),
                         Err(e) => line(false, "token", e.to_string()),
                     }
@@ -176,7 +219,14 @@ pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
             store.probe().await?;
             store.stats().await
         }) {
-            Ok(Ok(st)) => line(true, "store", format!("writable; {} pending, {} dead letters", st.pending, st.dead_letters)),
+            Ok(Ok(st)) => line(
+                true,
+                "store",
+                format!(
+                    "writable; {} pending, {} dead letters",
+                    st.pending, st.dead_letters
+                ),
+            ),
             Ok(Err(e)) => line(false, "store", e.to_string()),
             Err(e) => {
                 // A running service holds the embedded store: ask it instead.
@@ -198,7 +248,10 @@ pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
         },
     }
     if !failed.is_empty() {
-        return Err(CliError::failed("check", format!("{} failed", failed.join(", "))));
+        return Err(CliError::failed(
+            "check",
+            format!("{} failed", failed.join(", ")),
+        ));
     }
     Ok(())
 }
@@ -230,17 +283,28 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<(), CliError> {
                 }
                 Err(e) => Err(CliError::store(
                     &open_err,
-                    format!("{label}: {open_err}; and no running service answered on {listen}: {e}"),
+                    format!(
+                        "{label}: {open_err}; and no running service answered on {listen}: {e}"
+                    ),
                 )),
             };
         }
     };
-    println!("{} pending, {} dead letters", stats.pending, stats.dead_letters);
+    println!(
+        "{} pending, {} dead letters",
+        stats.pending, stats.dead_letters
+    );
     for e in pending {
-        println!("pending  #{:<6} {:<24} {} {}", e.seq, e.key, e.event, e.action);
+        println!(
+            "pending  #{:<6} {:<24} {} {}",
+            e.seq, e.key, e.event, e.action
+        );
     }
     for d in dead {
-        println!("dead     #{:<6} {:<24} {} {}: {}", d.event.seq, d.event.key, d.event.event, d.event.action, d.reason);
+        println!(
+            "dead     #{:<6} {:<24} {} {}: {}",
+            d.event.seq, d.event.key, d.event.event, d.event.action, d.reason
+        );
     }
     Ok(())
 }
@@ -248,14 +312,29 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<(), CliError> {
 /// `migrate --from URI`: import the old Python service's build → message map
 /// into the configured store, so running builds keep editing their message.
 #[cfg(feature = "mongodb")]
-pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>) -> Result<(), CliError> {
+pub fn migrate(
+    env_file: Option<&Path>,
+    from: &str,
+    from_database: Option<&str>,
+) -> Result<(), CliError> {
     let s = Settings::load(env_file)?;
-    let from_database = from_database.or_else(|| s.get("MONGO_DATABASE")).ok_or_else(|| {
-        ConfigError::new("--from-database", "not given and MONGO_DATABASE is not set; name the old service's database")
-    })?;
-    let channel = s.get("DISCORD_CHANNEL_ID").map(str::to_string).ok_or_else(|| {
-        ConfigError::new("DISCORD_CHANNEL_ID", "not set; the old messages live in that channel")
-    })?;
+    let from_database = from_database
+        .or_else(|| s.get("MONGO_DATABASE"))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "--from-database",
+                "not given and MONGO_DATABASE is not set; name the old service's database",
+            )
+        })?;
+    let channel = s
+        .get("DISCORD_CHANNEL_ID")
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "DISCORD_CHANNEL_ID",
+                "not set; the old messages live in that channel",
+            )
+        })?;
     let cfg = config::store_config(&s)?;
     let label = store_label(&cfg);
     let rt = runtime()?;
@@ -279,8 +358,16 @@ pub fn migrate(env_file: Option<&Path>, from: &str, from_database: Option<&str>)
 }
 
 #[cfg(not(feature = "mongodb"))]
-pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&str>) -> Result<(), CliError> {
-    Err(ConfigError::new("migrate", "this build has no MongoDB support; use a build with --features mongodb").into())
+pub fn migrate(
+    _env_file: Option<&Path>,
+    _from: &str,
+    _from_database: Option<&str>,
+) -> Result<(), CliError> {
+    Err(ConfigError::new(
+        "migrate",
+        "this build has no MongoDB support; use a build with --features mongodb",
+    )
+    .into())
 }
 
 /// GET `path` from the service running on `listen` (loopback) and parse its
@@ -288,7 +375,10 @@ pub fn migrate(_env_file: Option<&Path>, _from: &str, _from_database: Option<&st
 async fn from_service(listen: &str, path: &str) -> Result<serde_json::Value, String> {
     let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
     let url = Url::parse(&format!("http://{listen}{path}")).map_err(|e| e.to_string())?;
-    let resp = client.request("GET", &url, &[], None).await.map_err(|e| e.to_string())?;
+    let resp = client
+        .request("GET", &url, &[], None)
+        .await
+        .map_err(|e| e.to_string())?;
     serde_json::from_slice(&resp.body).map_err(|_| format!("answered {} without JSON", resp.status))
 }
 
@@ -312,11 +402,28 @@ fn service_addr(s: &Settings) -> String {
 fn print_queue_json(v: &serde_json::Value, limit: usize) {
     let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0);
     let t = |x: &serde_json::Value| x.as_str().unwrap_or("?").to_string();
-    println!("{} pending, {} dead letters (from the running service)", n(&v["pending"]), n(&v["dead_letters"]));
+    println!(
+        "{} pending, {} dead letters (from the running service)",
+        n(&v["pending"]),
+        n(&v["dead_letters"])
+    );
     for e in v["events"].as_array().into_iter().flatten().take(limit) {
-        println!("pending  #{:<6} {:<24} {} {}", n(&e["id"]), t(&e["key"]), t(&e["event"]), t(&e["action"]));
+        println!(
+            "pending  #{:<6} {:<24} {} {}",
+            n(&e["id"]),
+            t(&e["key"]),
+            t(&e["event"]),
+            t(&e["action"])
+        );
     }
     for d in v["dead"].as_array().into_iter().flatten().take(limit) {
-        println!("dead     #{:<6} {:<24} {} {}: {}", n(&d["id"]), t(&d["key"]), t(&d["event"]), t(&d["action"]), t(&d["reason"]));
+        println!(
+            "dead     #{:<6} {:<24} {} {}: {}",
+            n(&d["id"]),
+            t(&d["key"]),
+            t(&d["event"]),
+            t(&d["action"]),
+            t(&d["reason"])
+        );
     }
 }

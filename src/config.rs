@@ -48,7 +48,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError { setting: setting.into(), problem: problem.into() }
+        ConfigError {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -77,7 +80,11 @@ pub struct DiscordConfig {
 
 impl DiscordConfig {
     /// The REST client's settings for this bot; `request_timeout` bounds each call.
-    pub fn rest_config(&self, extra_ca_file: Option<PathBuf>, request_timeout: Duration) -> crate::discord::rest::RestConfig {
+    pub fn rest_config(
+        &self,
+        extra_ca_file: Option<PathBuf>,
+        request_timeout: Duration,
+    ) -> crate::discord::rest::RestConfig {
         crate::discord::rest::RestConfig {
             base_url: self.api_base.clone(),
             token: self.token.expose().to_string(),
@@ -150,7 +157,11 @@ impl Settings {
                 s.values.insert(k.to_string(), v.to_string());
             }
         }
-        s.credentials_dir = s.values.get("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from);
+        s.credentials_dir = s
+            .values
+            .get("CREDENTIALS_DIRECTORY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         Ok(s)
     }
 
@@ -161,9 +172,18 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        let values: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        let credentials_dir = values.get("CREDENTIALS_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from);
-        Settings { values, credentials_dir }
+        let values: HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let credentials_dir = values
+            .get("CREDENTIALS_DIRECTORY")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Settings {
+            values,
+            credentials_dir,
+        }
     }
 
     /// Override a setting (flags do this with the setting's env name).
@@ -173,17 +193,28 @@ impl Settings {
 
     /// A non-empty plain setting.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     /// A secret: `NAME`, else the file named by `NAME_FILE`, else the systemd
     /// credential `cred`. Setting both `NAME` and `NAME_FILE` is an error.
     pub fn secret(&self, name: &str, cred: &str) -> Result<Option<Secret>, ConfigError> {
         let file_var = format!("{name}_FILE");
-        match (self.values.get(name).filter(|v| !v.is_empty()), self.get(&file_var)) {
-            (Some(_), Some(_)) => Err(ConfigError::new(name, format!("both {name} and {file_var} are set; keep one"))),
+        match (
+            self.values.get(name).filter(|v| !v.is_empty()),
+            self.get(&file_var),
+        ) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                name,
+                format!("both {name} and {file_var} are set; keep one"),
+            )),
             (Some(v), None) => Ok(Some(Secret(v.clone()))),
-            (None, Some(path)) => read_secret_file(Path::new(path)).map(Some).map_err(|e| ConfigError::new(&file_var, e)),
+            (None, Some(path)) => read_secret_file(Path::new(path))
+                .map(Some)
+                .map_err(|e| ConfigError::new(&file_var, e)),
             (None, None) => match &self.credentials_dir {
                 Some(dir) => {
                     let path = dir.join(cred);
@@ -200,7 +231,11 @@ impl Settings {
         }
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) => v
@@ -226,15 +261,20 @@ pub const CRED_MONGODB_URI: &str = "mongodb-uri";
 impl Config {
     /// Validate `settings` into a config for `serve`.
     pub fn from_settings(s: &Settings, o: &Overrides) -> Result<Config, ConfigError> {
-        let webhook_secret = s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)?.ok_or_else(|| {
-            ConfigError::new(
+        let webhook_secret = s
+            .secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)?
+            .ok_or_else(|| {
+                ConfigError::new(
                 "DRONE_WEBHOOK_SECRET",
                 "not set; set it to the same value as DRONE_WEBHOOK_SECRET on the Drone server \
                  (or DRONE_WEBHOOK_SECRET_FILE, or the systemd credential drone-webhook-secret)",
             )
-        })?;
+            })?;
         if webhook_secret.expose().len() < 8 {
-            return Err(ConfigError::new("DRONE_WEBHOOK_SECRET", "shorter than 8 characters; use a long random value"));
+            return Err(ConfigError::new(
+                "DRONE_WEBHOOK_SECRET",
+                "shorter than 8 characters; use a long random value",
+            ));
         }
 
         let dry_run = o.dry_run || parse_bool(s, "DRY_RUN")?.unwrap_or(false);
@@ -251,43 +291,68 @@ impl Config {
         let store = store_config(s)?;
         let state_dir = state_dir(s);
 
-        let date_window = match s.parse::<u64>("SIGNATURE_DATE_WINDOW", "a number of seconds (0 disables)")? {
-            None => Some(Duration::from_secs(300)),
-            Some(0) => None,
-            Some(n) => Some(Duration::from_secs(n)),
-        };
-        let max_body_bytes = s.parse::<usize>("MAX_BODY_BYTES", "a number of bytes")?.unwrap_or(1024 * 1024);
+        let date_window =
+            match s.parse::<u64>("SIGNATURE_DATE_WINDOW", "a number of seconds (0 disables)")? {
+                None => Some(Duration::from_secs(300)),
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n)),
+            };
+        let max_body_bytes = s
+            .parse::<usize>("MAX_BODY_BYTES", "a number of bytes")?
+            .unwrap_or(1024 * 1024);
         if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
-            return Err(ConfigError::new("MAX_BODY_BYTES", "must be between 1024 and 67108864"));
+            return Err(ConfigError::new(
+                "MAX_BODY_BYTES",
+                "must be between 1024 and 67108864",
+            ));
         }
 
         let healthcheck_url = s.get("HEALTHCHECK_URL").map(str::to_string);
         if let Some(url) = &healthcheck_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new("HEALTHCHECK_URL", format!("{url:?} is not an http:// or https:// URL")));
+                return Err(ConfigError::new(
+                    "HEALTHCHECK_URL",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
             }
         }
-        let interval = s.parse::<u64>("HEALTHCHECK_INTERVAL", "a number of seconds")?.unwrap_or(10);
+        let interval = s
+            .parse::<u64>("HEALTHCHECK_INTERVAL", "a number of seconds")?
+            .unwrap_or(10);
         if !(1..=3600).contains(&interval) {
-            return Err(ConfigError::new("HEALTHCHECK_INTERVAL", "must be between 1 and 3600 seconds"));
+            return Err(ConfigError::new(
+                "HEALTHCHECK_INTERVAL",
+                "must be between 1 and 3600 seconds",
+            ));
         }
 
-        let gateway_enabled = !o.no_gateway && !parse_bool(s, "NO_GATEWAY")?.unwrap_or(false) && discord.is_some();
+        let gateway_enabled =
+            !o.no_gateway && !parse_bool(s, "NO_GATEWAY")?.unwrap_or(false) && discord.is_some();
         let unhealthy_presence = match s.get("UNHEALTHY_PRESENCE").unwrap_or("invisible") {
             "invisible" | "offline" => UnhealthyPresence::Invisible,
             "dnd" => UnhealthyPresence::Dnd,
             other => {
-                return Err(ConfigError::new("UNHEALTHY_PRESENCE", format!("{other:?} is not one of: invisible, dnd")))
+                return Err(ConfigError::new(
+                    "UNHEALTHY_PRESENCE",
+                    format!("{other:?} is not one of: invisible, dnd"),
+                ))
             }
         };
 
         let extra_ca_file = s.get("SSL_CERT_FILE").map(PathBuf::from);
         if let Some(p) = &extra_ca_file {
             if !p.is_file() {
-                return Err(ConfigError::new("SSL_CERT_FILE", format!("{} is not a readable file", p.display())));
+                return Err(ConfigError::new(
+                    "SSL_CERT_FILE",
+                    format!("{} is not a readable file", p.display()),
+                ));
             }
         }
-        let log_filter = s.get("RUST_LOG").or_else(|| s.get("LOG_LEVEL")).unwrap_or("info").to_string();
+        let log_filter = s
+            .get("RUST_LOG")
+            .or_else(|| s.get("LOG_LEVEL"))
+            .unwrap_or("info")
+            .to_string();
         let store_bounds = store_bounds(s)?;
 
         Ok(Config {
@@ -316,18 +381,39 @@ impl Config {
 pub fn store_bounds(s: &Settings) -> Result<crate::store::Bounds, ConfigError> {
     use crate::store::{Bounds, DAY_MS};
     let d = Bounds::default();
-    let ranged = |name: &str, what: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-        let v = s.parse::<u64>(name, what)?.unwrap_or(default);
-        if !(min..=max).contains(&v) {
-            return Err(ConfigError::new(name, format!("must be between {min} and {max}")));
-        }
-        Ok(v)
-    };
+    let ranged =
+        |name: &str, what: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            let v = s.parse::<u64>(name, what)?.unwrap_or(default);
+            if !(min..=max).contains(&v) {
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+            Ok(v)
+        };
     Ok(Bounds {
-        max_events: ranged("QUEUE_MAX_EVENTS", "a number of events", d.max_events, 1, 100_000_000)?,
-        max_bytes: ranged("QUEUE_MAX_BYTES", "a number of bytes", d.max_bytes, 64 * 1024, 1 << 40)?,
-        message_retention_ms: ranged("MESSAGE_RETENTION_DAYS", "a number of days", d.message_retention_ms / DAY_MS, 1, 36_500)?
-            * DAY_MS,
+        max_events: ranged(
+            "QUEUE_MAX_EVENTS",
+            "a number of events",
+            d.max_events,
+            1,
+            100_000_000,
+        )?,
+        max_bytes: ranged(
+            "QUEUE_MAX_BYTES",
+            "a number of bytes",
+            d.max_bytes,
+            64 * 1024,
+            1 << 40,
+        )?,
+        message_retention_ms: ranged(
+            "MESSAGE_RETENTION_DAYS",
+            "a number of days",
+            d.message_retention_ms / DAY_MS,
+            1,
+            36_500,
+        )? * DAY_MS,
         dead_letter_retention_ms: ranged(
             "DEAD_LETTER_RETENTION_DAYS",
             "a number of days",
@@ -379,17 +465,32 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
             format!("{channel_id:?} is not a Discord id (digits only, e.g. 123456789012345678)"),
         ));
     }
-    let api_base = s.get("DISCORD_API_BASE_URL").unwrap_or("https://discord.com/api/v10").trim_end_matches('/').to_string();
+    let api_base = s
+        .get("DISCORD_API_BASE_URL")
+        .unwrap_or("https://discord.com/api/v10")
+        .trim_end_matches('/')
+        .to_string();
     if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-        return Err(ConfigError::new("DISCORD_API_BASE_URL", format!("{api_base:?} is not an http(s):// URL")));
+        return Err(ConfigError::new(
+            "DISCORD_API_BASE_URL",
+            format!("{api_base:?} is not an http(s):// URL"),
+        ));
     }
     let gateway_url = s.get("DISCORD_GATEWAY_URL").map(str::to_string);
     if let Some(g) = &gateway_url {
         if !(g.starts_with("wss://") || g.starts_with("ws://")) {
-            return Err(ConfigError::new("DISCORD_GATEWAY_URL", format!("{g:?} is not a ws:// or wss:// URL")));
+            return Err(ConfigError::new(
+                "DISCORD_GATEWAY_URL",
+                format!("{g:?} is not a ws:// or wss:// URL"),
+            ));
         }
     }
-    Ok(DiscordConfig { token, channel_id, api_base, gateway_url })
+    Ok(DiscordConfig {
+        token,
+        channel_id,
+        api_base,
+        gateway_url,
+    })
 }
 
 /// The embedded store unless MongoDB is asked for (`STORE`, `MONGODB_URI`, `MONGO_HOST`).
@@ -398,37 +499,69 @@ pub fn store_config(s: &Settings) -> Result<StoreConfig, ConfigError> {
     let wants_mongo = match s.get("STORE") {
         Some("embedded") => false,
         Some("mongodb") => true,
-        Some(other) => return Err(ConfigError::new("STORE", format!("{other:?} is not one of: embedded, mongodb"))),
+        Some(other) => {
+            return Err(ConfigError::new(
+                "STORE",
+                format!("{other:?} is not one of: embedded, mongodb"),
+            ))
+        }
         None => mongo_uri.is_some() || s.get("MONGO_HOST").is_some(),
     };
     if !wants_mongo {
         return Ok(StoreConfig::Embedded { dir: state_dir(s) });
     }
     if !cfg!(feature = "mongodb") {
-        let which = if mongo_uri.is_some() { "MONGODB_URI" } else if s.get("MONGO_HOST").is_some() { "MONGO_HOST" } else { "STORE" };
+        let which = if mongo_uri.is_some() {
+            "MONGODB_URI"
+        } else if s.get("MONGO_HOST").is_some() {
+            "MONGO_HOST"
+        } else {
+            "STORE"
+        };
         return Err(ConfigError::new(
             which,
             "asks for MongoDB but this build has no MongoDB support; use a build with --features mongodb, \
              or set STORE=embedded to use the embedded store",
         ));
     }
-    let database = s.get("MONGO_DATABASE").unwrap_or("drone_discord").to_string();
-    if database.is_empty() || database.len() > 63 || database.chars().any(|c| "/\\. \"$".contains(c)) {
-        return Err(ConfigError::new("MONGO_DATABASE", format!("{database:?} is not a valid MongoDB database name")));
+    let database = s
+        .get("MONGO_DATABASE")
+        .unwrap_or("drone_discord")
+        .to_string();
+    if database.is_empty()
+        || database.len() > 63
+        || database.chars().any(|c| "/\\. \"$".contains(c))
+    {
+        return Err(ConfigError::new(
+            "MONGO_DATABASE",
+            format!("{database:?} is not a valid MongoDB database name"),
+        ));
     }
     let uri = match mongo_uri {
         Some(u) => {
             if !(u.expose().starts_with("mongodb://") || u.expose().starts_with("mongodb+srv://")) {
-                return Err(ConfigError::new("MONGODB_URI", "must start with mongodb:// or mongodb+srv://"));
+                return Err(ConfigError::new(
+                    "MONGODB_URI",
+                    "must start with mongodb:// or mongodb+srv://",
+                ));
             }
             u
         }
         None => {
-            let host = s.get("MONGO_HOST").ok_or_else(|| ConfigError::new("MONGO_HOST", "not set"))?;
-            let port = s.parse::<u16>("MONGO_PORT", "a port number")?.unwrap_or(27017);
+            let host = s
+                .get("MONGO_HOST")
+                .ok_or_else(|| ConfigError::new("MONGO_HOST", "not set"))?;
+            let port = s
+                .parse::<u16>("MONGO_PORT", "a port number")?
+                .unwrap_or(27017);
             let user = s.get("MONGO_INITDB_ROOT_USERNAME");
             let pass = s.secret("MONGO_INITDB_ROOT_PASSWORD", "mongo-password")?;
-            Secret(crate::store::mongo_uri::uri_from_parts(host, Some(port), user, pass.as_ref().map(Secret::expose)))
+            Secret(crate::store::mongo_uri::uri_from_parts(
+                host,
+                Some(port),
+                user,
+                pass.as_ref().map(Secret::expose),
+            ))
         }
     };
     Ok(StoreConfig::Mongo { uri, database })
@@ -448,19 +581,26 @@ fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
         None => Ok(None),
         Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
         Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-        Some(other) => Err(ConfigError::new(name, format!("{other:?} is not true or false"))),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("{other:?} is not true or false"),
+        )),
     }
 }
 
 fn read_small_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display()));
+        return Err(format!(
+            "{} is larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        ));
     }
     Ok(text)
 }
@@ -485,8 +625,13 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {}: expected KEY=value", i + 1))?;
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected KEY=value", i + 1))?;
         let key = key.trim();
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("line {}: {key:?} is not a variable name", i + 1));
@@ -568,17 +713,35 @@ mod tests {
     #[test]
     fn store_bounds_are_read() {
         let mut s = base();
-        for (k, v) in [("QUEUE_MAX_EVENTS", "3"), ("QUEUE_MAX_BYTES", "65536"), ("MESSAGE_RETENTION_DAYS", "2"), ("DEAD_LETTER_RETENTION_DAYS", "1")] {
+        for (k, v) in [
+            ("QUEUE_MAX_EVENTS", "3"),
+            ("QUEUE_MAX_BYTES", "65536"),
+            ("MESSAGE_RETENTION_DAYS", "2"),
+            ("DEAD_LETTER_RETENTION_DAYS", "1"),
+        ] {
             s.set(k, v);
         }
-        let b = Config::from_settings(&s, &Overrides::default()).unwrap().store_bounds;
+        let b = Config::from_settings(&s, &Overrides::default())
+            .unwrap()
+            .store_bounds;
         let day = crate::store::DAY_MS;
-        assert_eq!((b.max_events, b.max_bytes, b.message_retention_ms, b.dead_letter_retention_ms), (3, 65536, 2 * day, day));
+        assert_eq!(
+            (
+                b.max_events,
+                b.max_bytes,
+                b.message_retention_ms,
+                b.dead_letter_retention_ms
+            ),
+            (3, 65536, 2 * day, day)
+        );
     }
 
     #[test]
     fn missing_secret_names_the_setting() {
-        let e = err(&Settings::from_pairs([("DISCORD_TOKEN", TOKEN)]), &Overrides::default());
+        let e = err(
+            &Settings::from_pairs([("DISCORD_TOKEN", TOKEN)]),
+            &Overrides::default(),
+        );
         assert_eq!(e.setting, "DRONE_WEBHOOK_SECRET");
         assert!(!e.to_string().contains('\n'));
     }
@@ -589,7 +752,14 @@ mod tests {
         let e = err(&s, &Overrides::default());
         assert_eq!(e.setting, "DISCORD_TOKEN");
         assert!(e.problem.contains("--dry-run"));
-        let c = Config::from_settings(&s, &Overrides { dry_run: true, ..Default::default() }).unwrap();
+        let c = Config::from_settings(
+            &s,
+            &Overrides {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(c.discord.is_none() && c.dry_run && !c.gateway_enabled);
     }
 
@@ -623,7 +793,10 @@ mod tests {
     fn token_is_never_printed() {
         let c = Config::from_settings(&base(), &Overrides::default()).unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains(TOKEN) && !dbg.contains("webhook-secret"), "{dbg}");
+        assert!(
+            !dbg.contains(TOKEN) && !dbg.contains("webhook-secret"),
+            "{dbg}"
+        );
         let mut s = base();
         s.set("DISCORD_TOKEN", format!("{TOKEN} {TOKEN}"));
         let e = err(&s, &Overrides::default());
@@ -644,12 +817,24 @@ mod tests {
         assert_eq!(token_of(TOKEN).unwrap(), TOKEN);
         let mut s = base();
         s.set("DISCORD_TOKEN", format!("Bot {TOKEN}"));
-        let d = Config::from_settings(&s, &Overrides::default()).unwrap().discord.unwrap();
+        let d = Config::from_settings(&s, &Overrides::default())
+            .unwrap()
+            .discord
+            .unwrap();
         assert_eq!(d.rest_config(None, Duration::from_secs(1)).token, TOKEN);
         // Once only, and only that exact spelling.
-        assert_eq!(token_of(&format!("Bot Bot {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
-        assert_eq!(token_of(&format!("bot {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
-        assert_eq!(token_of(&format!("Bot  {TOKEN}")).unwrap_err().setting, "DISCORD_TOKEN");
+        assert_eq!(
+            token_of(&format!("Bot Bot {TOKEN}")).unwrap_err().setting,
+            "DISCORD_TOKEN"
+        );
+        assert_eq!(
+            token_of(&format!("bot {TOKEN}")).unwrap_err().setting,
+            "DISCORD_TOKEN"
+        );
+        assert_eq!(
+            token_of(&format!("Bot  {TOKEN}")).unwrap_err().setting,
+            "DISCORD_TOKEN"
+        );
     }
 
     #[test]
@@ -673,7 +858,12 @@ mod tests {
 
     #[test]
     fn channel_id_follows_the_snowflake_rule() {
-        for bad in ["0123456789012345678", "18446744073709551616", "+123456789012345678", "１２３"] {
+        for bad in [
+            "0123456789012345678",
+            "18446744073709551616",
+            "+123456789012345678",
+            "１２３",
+        ] {
             let mut s = base();
             s.set("DISCORD_CHANNEL_ID", bad);
             let e = err(&s, &Overrides::default());
@@ -691,16 +881,38 @@ mod tests {
         let f = dir.path().join("secret");
         std::fs::write(&f, "from-a-file-secret\n").unwrap();
         let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET_FILE", f.to_str().unwrap())]);
-        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap().unwrap().expose(), "from-a-file-secret");
+        assert_eq!(
+            s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "from-a-file-secret"
+        );
 
         std::fs::write(dir.path().join(CRED_WEBHOOK_SECRET), "credential-secret").unwrap();
         let s = Settings::from_pairs([("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
-        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap().unwrap().expose(), "credential-secret");
+        assert_eq!(
+            s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "credential-secret"
+        );
 
-        let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET", "x"), ("DRONE_WEBHOOK_SECRET_FILE", "/nonexistent")]);
-        assert!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).is_err());
+        let s = Settings::from_pairs([
+            ("DRONE_WEBHOOK_SECRET", "x"),
+            ("DRONE_WEBHOOK_SECRET_FILE", "/nonexistent"),
+        ]);
+        assert!(s
+            .secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)
+            .is_err());
         let s = Settings::from_pairs([("DRONE_WEBHOOK_SECRET_FILE", "/nonexistent/secret")]);
-        assert_eq!(s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET).unwrap_err().setting, "DRONE_WEBHOOK_SECRET_FILE");
+        assert_eq!(
+            s.secret("DRONE_WEBHOOK_SECRET", CRED_WEBHOOK_SECRET)
+                .unwrap_err()
+                .setting,
+            "DRONE_WEBHOOK_SECRET_FILE"
+        );
     }
 
     #[test]
@@ -708,10 +920,14 @@ mod tests {
         let mut s = base();
         s.set("STATE_DIRECTORY", "/var/lib/drone-discord:/var/lib/other");
         let c = Config::from_settings(&s, &Overrides::default()).unwrap();
-        assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/var/lib/drone-discord")));
+        assert!(
+            matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/var/lib/drone-discord"))
+        );
         s.set("STATE_DIR", "/srv/dd");
         let c = Config::from_settings(&s, &Overrides::default()).unwrap();
-        assert!(matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/srv/dd")));
+        assert!(
+            matches!(c.store, StoreConfig::Embedded { ref dir } if dir == Path::new("/srv/dd"))
+        );
     }
 
     #[test]

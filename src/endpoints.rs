@@ -9,7 +9,7 @@
 use crate::drone;
 use crate::health::{Component, Health, Status};
 use crate::http::request::Head;
-use crate::http::{HeadCheck, Handler, Request, Response};
+use crate::http::{Handler, HeadCheck, Request, Response};
 use crate::signature::Verifier;
 use crate::store::{build_key, now_ms, Appended, NewEvent, Store, StoreError};
 use serde_json::json;
@@ -28,8 +28,18 @@ pub struct Endpoints<S> {
 }
 
 impl<S: Store> Endpoints<S> {
-    pub fn new(store: Arc<S>, verifier: Verifier, health: Arc<Health>, relay_wake: Arc<Notify>) -> Self {
-        Endpoints { store, verifier, health, relay_wake }
+    pub fn new(
+        store: Arc<S>,
+        verifier: Verifier,
+        health: Arc<Health>,
+        relay_wake: Arc<Notify>,
+    ) -> Self {
+        Endpoints {
+            store,
+            verifier,
+            health,
+            relay_wake,
+        }
     }
 
     fn health_response(&self, head: bool) -> Response {
@@ -77,7 +87,13 @@ impl<S: Store> Endpoints<S> {
         // The head was checked before the body was read (check_head); this
         // is the whole check again, digest included, so that `handle` is
         // complete on its own.
-        let verified = match self.verifier.verify(&req.method, &req.target, &req.headers, &req.body, SystemTime::now()) {
+        let verified = match self.verifier.verify(
+            &req.method,
+            &req.target,
+            &req.headers,
+            &req.body,
+            SystemTime::now(),
+        ) {
             Ok(v) => v,
             Err(e) => return refused_signature(&e),
         };
@@ -85,8 +101,11 @@ impl<S: Store> Endpoints<S> {
         let hook = match drone::parse(&req.body) {
             Ok(h) => h,
             Err(e) => {
-                return Response::error(400, &format!("body is not a Drone webhook: {}", short(&e.to_string())))
-                    .with_log_note("refused=json");
+                return Response::error(
+                    400,
+                    &format!("body is not a Drone webhook: {}", short(&e.to_string())),
+                )
+                .with_log_note("refused=json");
             }
         };
         if hook.event.is_empty() {
@@ -101,8 +120,11 @@ impl<S: Store> Endpoints<S> {
 
         let Some(kind) = hook.kind() else {
             tracing::info!(event = %short(&hook.event), action = %short(&hook.action), "ignored: event/action not handled by this version");
-            return Response::json(200, &json!({"message": "ignored"}))
-                .with_log_note(format!("ignored={}:{}", short(&hook.event), short(&hook.action)));
+            return Response::json(200, &json!({"message": "ignored"})).with_log_note(format!(
+                "ignored={}:{}",
+                short(&hook.event),
+                short(&hook.action)
+            ));
         };
 
         let key = match (&hook.build, kind) {
@@ -113,7 +135,8 @@ impl<S: Store> Endpoints<S> {
                 Some(build_key(host, b.repo_id, b.id))
             }
             (_, drone::Kind::BuildCreated | drone::Kind::BuildUpdated) => {
-                return Response::error(400, "build event without a build id").with_log_note("refused=no-build-id");
+                return Response::error(400, "build event without a build id")
+                    .with_log_note("refused=no-build-id");
             }
             _ => None,
         };
@@ -132,10 +155,14 @@ impl<S: Store> Endpoints<S> {
                 // can still append inside its file while the store probe (the
                 // one authority for "writable") fails; flapping would follow.
                 self.relay_wake.notify_one();
-                Response::json(200, &json!({"message": "queued", "id": seq})).with_log_note(format!("event_id={seq}"))
+                Response::json(200, &json!({"message": "queued", "id": seq}))
+                    .with_log_note(format!("event_id={seq}"))
             }
             Ok(Appended::Duplicate(seq)) => {
-                tracing::info!(event_id = seq, "replayed webhook: already queued, not queued again");
+                tracing::info!(
+                    event_id = seq,
+                    "replayed webhook: already queued, not queued again"
+                );
                 Response::json(200, &json!({"message": "duplicate", "id": seq}))
                     .with_log_note(format!("event_id={seq} duplicate"))
             }
@@ -144,7 +171,9 @@ impl<S: Store> Endpoints<S> {
                 // and Drone (or whoever resends) may try again later.
                 tracing::warn!(reason = %m, "queue full: webhook refused");
                 match self.store.usage().await {
-                    Ok(u) => self.health.set_queue_usage(crate::store::Usage { full: true, ..u }),
+                    Ok(u) => self
+                        .health
+                        .set_queue_usage(crate::store::Usage { full: true, ..u }),
                     Err(_) => self.health.set_queue_full(),
                 }
                 Response::error(503, "the queue is full; the event was not accepted")
@@ -154,7 +183,8 @@ impl<S: Store> Endpoints<S> {
             Err(e) => {
                 tracing::error!(error = %e, "could not queue webhook");
                 if matches!(e, StoreError::Unavailable(_)) {
-                    self.health.set(Component::Store, Status::failed(short(&e.to_string())));
+                    self.health
+                        .set(Component::Store, Status::failed(short(&e.to_string())));
                 }
                 Response::error(503, "cannot store the event right now; it was not accepted")
                     .with_header("Retry-After", "30")
@@ -178,7 +208,12 @@ impl<S: Store> Handler for Endpoints<S> {
         if (head.path(), head.method.as_str()) != ("/", "POST") {
             return HeadCheck::Accept;
         }
-        match self.verifier.verify_head(&head.method, &head.target, &head.headers, SystemTime::now()) {
+        match self.verifier.verify_head(
+            &head.method,
+            &head.target,
+            &head.headers,
+            SystemTime::now(),
+        ) {
             Ok(_) => HeadCheck::Trusted,
             Err(e) => HeadCheck::Refuse(refused_signature(&e)),
         }
@@ -187,7 +222,9 @@ impl<S: Store> Handler for Endpoints<S> {
     /// The service's own health checks (the presence task's `GET /health`
     /// over loopback) are logged at debug: journald on an SD card is a writer.
     fn is_routine(&self, head: &Head, peer: SocketAddr) -> bool {
-        head.path() == "/health" && matches!(head.method.as_str(), "GET" | "HEAD") && peer.ip().is_loopback()
+        head.path() == "/health"
+            && matches!(head.method.as_str(), "GET" | "HEAD")
+            && peer.ip().is_loopback()
     }
 
     async fn handle(&self, req: Request, peer: SocketAddr) -> Response {
@@ -198,7 +235,9 @@ impl<S: Store> Handler for Endpoints<S> {
             // The queue is for the operator on the same machine only.
             ("/queue", "GET") if peer.ip().is_loopback() => self.queue_response().await,
             ("/", "POST") => self.webhook(&req).await,
-            ("/", _) => Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST"),
+            ("/", _) => {
+                Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST")
+            }
             _ => Response::error(404, "not found"),
         }
     }

@@ -36,10 +36,16 @@ pub struct Status {
 
 impl Status {
     pub fn ok(detail: impl Into<String>) -> Self {
-        Status { ok: true, detail: detail.into() }
+        Status {
+            ok: true,
+            detail: detail.into(),
+        }
     }
     pub fn failed(detail: impl Into<String>) -> Self {
-        Status { ok: false, detail: detail.into() }
+        Status {
+            ok: false,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -145,7 +151,8 @@ impl Health {
     /// Record how full the queue is; wakes subscribers only when it turns
     /// full or stops being full (the figures change with every webhook).
     pub fn set_queue_usage(&self, usage: Usage) {
-        let changed = self.with(|s| std::mem::replace(&mut s.queue_usage, usage).full != usage.full);
+        let changed =
+            self.with(|s| std::mem::replace(&mut s.queue_usage, usage).full != usage.full);
         if changed {
             self.generation.send_modify(|g| *g += 1);
         }
@@ -153,7 +160,10 @@ impl Health {
 
     /// Mark the queue full (an append was just refused), keeping the figures.
     pub fn set_queue_full(&self) {
-        let usage = self.with(|s| Usage { full: true, ..s.queue_usage });
+        let usage = self.with(|s| Usage {
+            full: true,
+            ..s.queue_usage
+        });
         self.set_queue_usage(usage);
     }
 
@@ -188,10 +198,14 @@ impl Health {
     pub fn report(&self) -> Report {
         let uptime_s = self.uptime_s();
         self.with(|s| {
-            let reason = [("store", &s.store), ("listener", &s.listener), ("discord", &s.discord)]
-                .into_iter()
-                .find(|(_, st)| !st.ok)
-                .map(|(name, st)| format!("{name}: {}", st.detail));
+            let reason = [
+                ("store", &s.store),
+                ("listener", &s.listener),
+                ("discord", &s.discord),
+            ]
+            .into_iter()
+            .find(|(_, st)| !st.ok)
+            .map(|(name, st)| format!("{name}: {}", st.detail));
             let healthy = reason.is_none();
             Report {
                 status: if healthy { "ok" } else { "unhealthy" },
@@ -246,11 +260,17 @@ mod tests {
     fn discord_refusal_is_unhealthy_but_alive() {
         let h = Health::new();
         h.set(Component::Listener, Status::ok("bound"));
-        h.set(Component::Discord, Status::failed("401 Unauthorized: bad token"));
+        h.set(
+            Component::Discord,
+            Status::failed("401 Unauthorized: bad token"),
+        );
         assert!(h.is_alive());
         assert!(!h.is_healthy());
         let r = h.report();
-        assert_eq!(r.reason.as_deref(), Some("discord: 401 Unauthorized: bad token"));
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("discord: 401 Unauthorized: bad token")
+        );
         assert!(h.status_line().contains("401"));
     }
 
@@ -258,7 +278,10 @@ mod tests {
     fn gateway_never_makes_it_unhealthy() {
         let h = Health::new();
         h.set(Component::Listener, Status::ok("bound"));
-        h.set(Component::Gateway, Status::failed("4004 authentication failed"));
+        h.set(
+            Component::Gateway,
+            Status::failed("4004 authentication failed"),
+        );
         assert!(h.is_healthy());
     }
 
@@ -269,10 +292,16 @@ mod tests {
         rx.borrow_and_update();
         h.set(Component::Store, Status::ok("starting")); // unchanged
         assert!(!rx.has_changed().unwrap());
-        h.set_queue(Stats { pending: 3, dead_letters: 0 });
+        h.set_queue(Stats {
+            pending: 3,
+            dead_letters: 0,
+        });
         assert!(rx.has_changed().unwrap());
         rx.borrow_and_update();
-        h.set_queue(Stats { pending: 3, dead_letters: 0 });
+        h.set_queue(Stats {
+            pending: 3,
+            dead_letters: 0,
+        });
         assert!(!rx.has_changed().unwrap());
     }
 
@@ -284,11 +313,26 @@ mod tests {
         h.set_queue_full();
         assert!(rx.has_changed().unwrap());
         assert!(h.report().queue_usage.full);
-        assert!(h.status_line().contains("queue FULL"), "{}", h.status_line());
+        assert!(
+            h.status_line().contains("queue FULL"),
+            "{}",
+            h.status_line()
+        );
         rx.borrow_and_update();
-        h.set_queue_usage(Usage { events: 1, bytes: 10, full: true });
-        assert!(!rx.has_changed().unwrap(), "figures alone do not wake watchers");
-        h.set_queue_usage(Usage { events: 0, bytes: 0, full: false });
+        h.set_queue_usage(Usage {
+            events: 1,
+            bytes: 10,
+            full: true,
+        });
+        assert!(
+            !rx.has_changed().unwrap(),
+            "figures alone do not wake watchers"
+        );
+        h.set_queue_usage(Usage {
+            events: 0,
+            bytes: 0,
+            full: false,
+        });
         assert!(!h.status_line().contains("FULL"));
     }
 }

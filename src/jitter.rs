@@ -28,7 +28,11 @@ impl Jitter {
 
     /// Always returns `value` (clamped into `[0, 1)`): for deterministic tests.
     pub fn fixed(value: f64) -> Self {
-        let v = if value.is_finite() { value.clamp(0.0, 0.999_999) } else { 0.0 };
+        let v = if value.is_finite() {
+            value.clamp(0.0, 0.999_999)
+        } else {
+            0.0
+        };
         Jitter(Source::Fixed(v))
     }
 

@@ -6,8 +6,8 @@ pub mod discord;
 pub mod drone;
 pub mod endpoints;
 pub mod health;
-pub mod httpdate;
 pub mod http;
+pub mod httpdate;
 pub mod jitter;
 pub mod logging;
 #[cfg(feature = "mongodb")]

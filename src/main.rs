@@ -155,7 +155,8 @@ fn main() -> ExitCode {
     }
     let Some(command) = cli.command else {
         return CliError::Usage(
-            "no command given; try `drone-discord serve --dry-run` or `drone-discord --help`".into(),
+            "no command given; try `drone-discord serve --dry-run` or `drone-discord --help`"
+                .into(),
         )
         .report();
     };
@@ -165,7 +166,9 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check(a.env_file.as_deref()),
         Command::Render(a) => commands::render(&a.fixture),
         Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
-        Command::Migrate(a) => commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref()),
+        Command::Migrate(a) => {
+            commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,7 +184,11 @@ fn parse_args() -> Result<Cli, ExitCode> {
         match a.into_string() {
             Ok(a) => args.push(a),
             Err(a) => {
-                return Err(CliError::usage("arguments", format!("{:?} is not UTF-8", a.to_string_lossy())).report())
+                return Err(CliError::usage(
+                    "arguments",
+                    format!("{:?} is not UTF-8", a.to_string_lossy()),
+                )
+                .report())
             }
         }
     }
@@ -219,7 +226,13 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
             s.set(name, v);
         }
     }
-    let cfg = Config::from_settings(&s, &Overrides { dry_run: a.dry_run, no_gateway: a.no_gateway })?;
+    let cfg = Config::from_settings(
+        &s,
+        &Overrides {
+            dry_run: a.dry_run,
+            no_gateway: a.no_gateway,
+        },
+    )?;
     commands::init_logging(&cfg.log_filter).map_err(|e| ConfigError::new("RUST_LOG", e))?;
     // Read and unset LISTEN_FDS/LISTEN_PID while the process has one thread.
     let _ = drone_discord::socket_activation::claim();

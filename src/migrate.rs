@@ -52,13 +52,24 @@ impl std::fmt::Display for Report {
 /// Map one old document to its key and message. `Err` is the reason to skip it.
 /// A `messageId` string must be a Discord id by the one rule of
 /// [`crate::discord::snowflake`] (after trimming the old service's padding).
-pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Result<(String, MessageRef), String> {
+pub fn message_from_build_doc(
+    d: &Document,
+    channel_id: &str,
+) -> std::result::Result<(String, MessageRef), String> {
     let id = match d.get("id") {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
         Some(Bson::Double(v)) if v.fract() == 0.0 && v.abs() < 9.0e15 => *v as i64,
-        Some(Bson::String(s)) => s.trim().parse::<i64>().map_err(|_| format!("id {s:?} is not a number"))?,
-        Some(other) => return Err(format!("id has type {:?}, expected an integer", other.element_type())),
+        Some(Bson::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("id {s:?} is not a number"))?,
+        Some(other) => {
+            return Err(format!(
+                "id has type {:?}, expected an integer",
+                other.element_type()
+            ))
+        }
         None => return Err("no id".into()),
     };
     let message_id = match d.get("messageId") {
@@ -67,7 +78,9 @@ pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Re
         Some(Bson::Int64(v)) if *v > 0 => v.to_string(),
         Some(Bson::Int32(v)) if *v > 0 => v.to_string(),
         // A snowflake is ~1e18; as a double it has lost its last digits.
-        Some(Bson::Double(_)) => return Err("messageId stored as a floating-point number (precision lost)".into()),
+        Some(Bson::Double(_)) => {
+            return Err("messageId stored as a floating-point number (precision lost)".into())
+        }
         Some(Bson::Null) | None => return Err("no messageId (the message was never posted)".into()),
         Some(other) => return Err(format!("messageId has type {:?}", other.element_type())),
     };
@@ -80,7 +93,11 @@ pub fn message_from_build_doc(d: &Document, channel_id: &str) -> std::result::Re
             .unwrap_or("unknown")
             .to_owned(),
     };
-    let m = MessageRef { channel_id: channel_id.to_owned(), message_id, status };
+    let m = MessageRef {
+        channel_id: channel_id.to_owned(),
+        message_id,
+        status,
+    };
     Ok((legacy_build_key(id), m))
 }
 
@@ -92,7 +109,12 @@ fn label(d: &Document) -> String {
 }
 
 /// Import one document into `store`, counting it in `report`.
-pub async fn import_document<S: Store>(store: &S, channel_id: &str, d: &Document, report: &mut Report) -> Result<()> {
+pub async fn import_document<S: Store>(
+    store: &S,
+    channel_id: &str,
+    d: &Document,
+    report: &mut Report,
+) -> Result<()> {
     report.read += 1;
     match message_from_build_doc(d, channel_id) {
         Ok((key, message)) => {
@@ -114,7 +136,11 @@ pub async fn import_document<S: Store>(store: &S, channel_id: &str, d: &Document
 }
 
 /// Import every document of `builds` into `store`.
-pub async fn import_builds<S: Store>(builds: &Collection<Document>, store: &S, channel_id: &str) -> Result<Report> {
+pub async fn import_builds<S: Store>(
+    builds: &Collection<Document>,
+    store: &S,
+    channel_id: &str,
+) -> Result<Report> {
     let mut report = Report::default();
     let mut cursor = builds
         .find(doc! {})
@@ -131,7 +157,9 @@ pub async fn import_builds<S: Store>(builds: &Collection<Document>, store: &S, c
                 report.read += 1;
                 report.skipped += 1;
                 if report.skips.len() < MAX_SKIPS_LISTED {
-                    report.skips.push(("an undecodable document".into(), e.to_string()));
+                    report
+                        .skips
+                        .push(("an undecodable document".into(), e.to_string()));
                 }
             }
         }
@@ -147,7 +175,12 @@ pub async fn import_builds<S: Store>(builds: &Collection<Document>, store: &S, c
 }
 
 /// Connect to the old service's database and import its `build` collection.
-pub async fn import_from<S: Store>(uri: &str, database: &str, store: &S, channel_id: &str) -> Result<Report> {
+pub async fn import_from<S: Store>(
+    uri: &str,
+    database: &str,
+    store: &S,
+    channel_id: &str,
+) -> Result<Report> {
     let source = MongoStore::connect_read_only(uri, database).await?;
     import_builds(&source.collection(BUILD_COLLECTION), store, channel_id).await
 }
@@ -168,23 +201,45 @@ mod tests {
 
     #[test]
     fn a_typical_document_maps_to_a_message_ref() {
-        let (key, m) = message_from_build_doc(&build(Bson::Int64(2088), Bson::String("1099511627776123456".into())), "42")
-            .unwrap();
+        let (key, m) = message_from_build_doc(
+            &build(
+                Bson::Int64(2088),
+                Bson::String("1099511627776123456".into()),
+            ),
+            "42",
+        )
+        .unwrap();
         assert_eq!(key, "build:2088");
-        assert_eq!(m, MessageRef {
-            channel_id: "42".into(),
-            message_id: "1099511627776123456".into(),
-            status: "running".into(),
-        });
+        assert_eq!(
+            m,
+            MessageRef {
+                channel_id: "42".into(),
+                message_id: "1099511627776123456".into(),
+                status: "running".into(),
+            }
+        );
     }
 
     #[test]
     fn tolerated_field_types() {
-        let (key, m) = message_from_build_doc(&build(Bson::Int32(7), Bson::Int64(1_234_567_890_123_456_789)), "c").unwrap();
-        assert_eq!((key.as_str(), m.message_id.as_str()), ("build:7", "1234567890123456789"));
-        let (key, _) = message_from_build_doc(&build(Bson::String(" 9 ".into()), Bson::String("5".into())), "c").unwrap();
+        let (key, m) = message_from_build_doc(
+            &build(Bson::Int32(7), Bson::Int64(1_234_567_890_123_456_789)),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            (key.as_str(), m.message_id.as_str()),
+            ("build:7", "1234567890123456789")
+        );
+        let (key, _) = message_from_build_doc(
+            &build(Bson::String(" 9 ".into()), Bson::String("5".into())),
+            "c",
+        )
+        .unwrap();
         assert_eq!(key, "build:9");
-        let (key, _) = message_from_build_doc(&build(Bson::Double(10.0), Bson::String("5".into())), "c").unwrap();
+        let (key, _) =
+            message_from_build_doc(&build(Bson::Double(10.0), Bson::String("5".into())), "c")
+                .unwrap();
         assert_eq!(key, "build:10");
         // Status falls back to the build's, then to "unknown".
         let d = doc! { "id": 1, "messageId": "5", "data": { "status": "success" } };
@@ -206,7 +261,10 @@ mod tests {
             (doc! { "id": 1, "messageId": "12ab" }, "not a Discord id"),
             // The one snowflake rule: no leading zero, fits in a u64.
             (doc! { "id": 1, "messageId": "0123" }, "not a Discord id"),
-            (doc! { "id": 1, "messageId": "18446744073709551616" }, "not a Discord id"),
+            (
+                doc! { "id": 1, "messageId": "18446744073709551616" },
+                "not a Discord id",
+            ),
             (doc! { "id": 1, "messageId": [1, 2] }, "type"),
         ];
         for (d, why) in cases {
@@ -219,7 +277,11 @@ mod tests {
     async fn import_is_idempotent_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let newer = MessageRef { channel_id: "c".into(), message_id: "999".into(), status: "success".into() };
+        let newer = MessageRef {
+            channel_id: "c".into(),
+            message_id: "999".into(),
+            status: "success".into(),
+        };
         store.put_message("build:3", newer.clone()).await.unwrap();
         let docs = [
             build(Bson::Int64(1), Bson::String("11".into())),
@@ -231,15 +293,50 @@ mod tests {
         for d in &docs {
             import_document(&store, "c", d, &mut first).await.unwrap();
         }
-        assert_eq!((first.read, first.imported, first.already_present, first.skipped), (4, 2, 1, 1));
-        assert_eq!(first.skips, vec![("build 4".to_owned(), "no messageId (the message was never posted)".to_owned())]);
+        assert_eq!(
+            (
+                first.read,
+                first.imported,
+                first.already_present,
+                first.skipped
+            ),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(
+            first.skips,
+            vec![(
+                "build 4".to_owned(),
+                "no messageId (the message was never posted)".to_owned()
+            )]
+        );
         let mut second = Report::default();
         for d in &docs {
             import_document(&store, "c", d, &mut second).await.unwrap();
         }
-        assert_eq!((second.read, second.imported, second.already_present, second.skipped), (4, 0, 3, 1));
-        assert_eq!(store.message("build:1").await.unwrap().map(|m| m.message_id), Some("11".into()));
-        assert_eq!(store.message("build:3").await.unwrap(), Some(newer), "existing entries are kept");
-        assert!(first.to_string().starts_with("read 4, imported 2, already present 1, skipped 1\n  skipped build 4"));
+        assert_eq!(
+            (
+                second.read,
+                second.imported,
+                second.already_present,
+                second.skipped
+            ),
+            (4, 0, 3, 1)
+        );
+        assert_eq!(
+            store
+                .message("build:1")
+                .await
+                .unwrap()
+                .map(|m| m.message_id),
+            Some("11".into())
+        );
+        assert_eq!(
+            store.message("build:3").await.unwrap(),
+            Some(newer),
+            "existing entries are kept"
+        );
+        assert!(first
+            .to_string()
+            .starts_with("read 4, imported 2, already present 1, skipped 1\n  skipped build 4"));
     }
 }

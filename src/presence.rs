@@ -69,21 +69,36 @@ impl Presence {
     pub fn healthy() -> Self {
         Presence {
             status: OnlineStatus::Online,
-            activity: Some(Activity { kind: 3, name: "Drone".into(), state: None }),
+            activity: Some(Activity {
+                kind: 3,
+                name: "Drone".into(),
+                state: None,
+            }),
         }
     }
 
     /// Invisible, or dnd with `reason` (truncated to 128 chars) as custom status.
     pub fn unhealthy(mode: UnhealthyMode, reason: &str) -> Self {
         match mode {
-            UnhealthyMode::Invisible => Presence { status: OnlineStatus::Invisible, activity: None },
+            UnhealthyMode::Invisible => Presence {
+                status: OnlineStatus::Invisible,
+                activity: None,
+            },
             UnhealthyMode::Dnd => {
                 let trimmed = reason.trim();
-                let reason = if trimmed.is_empty() { "unhealthy" } else { trimmed };
+                let reason = if trimmed.is_empty() {
+                    "unhealthy"
+                } else {
+                    trimmed
+                };
                 let state = crate::text::cut_chars(reason, MAX_STATE_CHARS);
                 Presence {
                     status: OnlineStatus::Dnd,
-                    activity: Some(Activity { kind: 4, name: "Custom Status".into(), state: Some(state) }),
+                    activity: Some(Activity {
+                        kind: 4,
+                        name: "Custom Status".into(),
+                        state: Some(state),
+                    }),
                 }
             }
         }
@@ -238,12 +253,19 @@ mod tests {
         assert_eq!(p.to_json()["activities"], json!([]));
         let long = "é".repeat(300);
         let p = Presence::unhealthy(UnhealthyMode::Dnd, &long);
-        let state = p.activity.as_ref().and_then(|a| a.state.clone()).unwrap_or_default();
+        let state = p
+            .activity
+            .as_ref()
+            .and_then(|a| a.state.clone())
+            .unwrap_or_default();
         assert_eq!(state.chars().count(), MAX_STATE_CHARS);
         assert_eq!(p.to_json()["activities"][0]["type"], 4);
         assert_eq!(p.to_json()["status"], "dnd");
         let p = Presence::unhealthy(UnhealthyMode::Dnd, "   ");
-        assert_eq!(p.activity.and_then(|a| a.state).as_deref(), Some("unhealthy"));
+        assert_eq!(
+            p.activity.and_then(|a| a.state).as_deref(),
+            Some("unhealthy")
+        );
     }
 
     /// Answers from a script: each GET pops the next answer (the last repeats).
@@ -253,7 +275,10 @@ mod tests {
         fn get<'a>(&'a self, _url: &'a str) -> ProbeFuture<'a> {
             let answer = match self.0.lock() {
                 Ok(mut script) if script.len() > 1 => script.remove(0),
-                Ok(script) => script.first().cloned().unwrap_or(Err("empty script".into())),
+                Ok(script) => script
+                    .first()
+                    .cloned()
+                    .unwrap_or(Err("empty script".into())),
                 Err(_) => Err("poisoned".into()),
             };
             Box::pin(async move { answer })
@@ -263,10 +288,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn run_publishes_only_changes_with_reason() {
         let ok = || Ok((200, b"{\"status\":\"ok\"}".to_vec()));
-        let bad = || Ok((503, b"{\"status\":\"unhealthy\",\"reason\":\"discord: 401\"}".to_vec()));
-        let script = vec![ok(), ok(), bad(), bad(), Err("connection refused".to_string()), ok()];
+        let bad = || {
+            Ok((
+                503,
+                b"{\"status\":\"unhealthy\",\"reason\":\"discord: 401\"}".to_vec(),
+            ))
+        };
+        let script = vec![
+            ok(),
+            ok(),
+            bad(),
+            bad(),
+            Err("connection refused".to_string()),
+            ok(),
+        ];
         let probe = Scripted(Mutex::new(script));
-        let (tx, mut rx) = watch::channel(Presence::unhealthy(UnhealthyMode::Invisible, "starting"));
+        let (tx, mut rx) =
+            watch::channel(Presence::unhealthy(UnhealthyMode::Invisible, "starting"));
         let (trigger, shutdown) = crate::shutdown::channel();
         let task = tokio::spawn(run(
             "http://127.0.0.1:1/health".into(),
@@ -297,6 +335,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn non_json_error_body_uses_status_code() {
         let probe = Scripted(Mutex::new(vec![Ok((500, b"<html>".to_vec()))]));
-        assert_eq!(check(&probe, "x").await, Err("health check returned 500".to_string()));
+        assert_eq!(
+            check(&probe, "x").await,
+            Err("health check returned 500".to_string())
+        );
     }
 }

@@ -47,7 +47,10 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: as above.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
         assert_eq!(limit.rlim_cur, limit.rlim_max);
     }
 }

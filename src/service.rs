@@ -57,14 +57,22 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 fn start_err(setting: Option<&'static str>, message: impl Into<String>) -> StartError {
-    StartError { setting, message: message.into(), transient: false }
+    StartError {
+        setting,
+        message: message.into(),
+        transient: false,
+    }
 }
 
 /// A store failure at start-up: bad configuration (exit 2) or a passing
 /// condition such as a full disk (exit 1, worth a restart later).
 fn store_start_err(setting: &'static str, e: StoreError) -> StartError {
     let transient = matches!(e, StoreError::Unavailable(_));
-    StartError { setting: Some(setting), message: e.to_string(), transient }
+    StartError {
+        setting: Some(setting),
+        message: e.to_string(),
+        transient,
+    }
 }
 
 /// Open the configured store and run until SIGTERM/SIGINT.
@@ -72,7 +80,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     crate::rlimit::raise_open_files();
     match cfg.store.clone() {
         StoreConfig::Embedded { dir } => {
-            let store = EmbeddedStore::open_bounded(&dir, cfg.store_bounds).map_err(|e| store_start_err("STATE_DIR", e))?;
+            let store = EmbeddedStore::open_bounded(&dir, cfg.store_bounds)
+                .map_err(|e| store_start_err("STATE_DIR", e))?;
             run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(feature = "mongodb")]
@@ -84,7 +93,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             run_until_signal(cfg, Arc::new(store)).await
         }
         #[cfg(not(feature = "mongodb"))]
-        StoreConfig::Mongo { .. } => Err(start_err(Some("MONGODB_URI"), "this build has no MongoDB support")),
+        StoreConfig::Mongo { .. } => Err(start_err(
+            Some("MONGODB_URI"),
+            "this build has no MongoDB support",
+        )),
     }
 }
 
@@ -103,7 +115,10 @@ async fn run_until_signal<S: Store>(cfg: Config, store: Arc<S>) -> Result<(), St
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -118,7 +133,11 @@ async fn wait_for_signal() {
 }
 
 /// Run with an open store until `shutdown` fires (tests call this directly).
-pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown) -> Result<(), StartError> {
+pub async fn run_until<S: Store>(
+    cfg: Config,
+    store: Arc<S>,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
     let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
 
@@ -133,34 +152,67 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     };
 
     // Prove the store can write before telling anyone we are ready.
-    store.probe().await.map_err(|e| store_start_err("STATE_DIR", e))?;
+    store
+        .probe()
+        .await
+        .map_err(|e| store_start_err("STATE_DIR", e))?;
     health.set(Component::Store, Status::ok("writable"));
 
     // Under socket activation systemd owns the socket (drone-discord.socket)
     // and LISTEN_ADDR is not used; connections wait in its backlog across restarts.
-    let (listener, activated) = match crate::socket_activation::listener().map_err(|e| start_err(Some("LISTEN_FDS"), e))? {
-        Some(inherited) => {
-            let listener = inherited
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(inherited))
-                .map_err(|e| start_err(Some("LISTEN_FDS"), format!("cannot use the socket passed by systemd: {e}")))?;
-            (listener, true)
-        }
-        None => {
-            let listener = TcpListener::bind(cfg.listen_addr)
-                .await
-                .map_err(|e| start_err(Some("LISTEN_ADDR"), format!("cannot listen on {}: {e}", cfg.listen_addr)))?;
-            (listener, false)
-        }
-    };
-    let local = listener.local_addr().map_err(|e| start_err(Some("LISTEN_ADDR"), e.to_string()))?;
-    health.set(Component::Listener, Status::ok(format!("listening on {local}")));
+    let (listener, activated) =
+        match crate::socket_activation::listener().map_err(|e| start_err(Some("LISTEN_FDS"), e))? {
+            Some(inherited) => {
+                let listener = inherited
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(inherited))
+                    .map_err(|e| {
+                        start_err(
+                            Some("LISTEN_FDS"),
+                            format!("cannot use the socket passed by systemd: {e}"),
+                        )
+                    })?;
+                (listener, true)
+            }
+            None => {
+                let listener = TcpListener::bind(cfg.listen_addr).await.map_err(|e| {
+                    start_err(
+                        Some("LISTEN_ADDR"),
+                        format!("cannot listen on {}: {e}", cfg.listen_addr),
+                    )
+                })?;
+                (listener, false)
+            }
+        };
+    let local = listener
+        .local_addr()
+        .map_err(|e| start_err(Some("LISTEN_ADDR"), e.to_string()))?;
+    health.set(
+        Component::Listener,
+        Status::ok(format!("listening on {local}")),
+    );
     tracing::info!(addr = %local, socket_activated = activated, dry_run = cfg.dry_run, version = env!("CARGO_PKG_VERSION"), "listening for Drone webhooks");
 
-    let verifier = Verifier::new(cfg.webhook_secret.expose().as_bytes().to_vec(), cfg.date_window);
-    let endpoints = Arc::new(Endpoints::new(store.clone(), verifier, health.clone(), wake.clone()));
-    let limits = ServerLimits { max_body_bytes: cfg.max_body_bytes, ..ServerLimits::default() };
-    let server = tokio::spawn(http::server::listen(listener, endpoints, limits, shutdown.clone()));
+    let verifier = Verifier::new(
+        cfg.webhook_secret.expose().as_bytes().to_vec(),
+        cfg.date_window,
+    );
+    let endpoints = Arc::new(Endpoints::new(
+        store.clone(),
+        verifier,
+        health.clone(),
+        wake.clone(),
+    ));
+    let limits = ServerLimits {
+        max_body_bytes: cfg.max_body_bytes,
+        ..ServerLimits::default()
+    };
+    let server = tokio::spawn(http::server::listen(
+        listener,
+        endpoints,
+        limits,
+        shutdown.clone(),
+    ));
 
     let prober = tokio::spawn(watch_store(store.clone(), health.clone(), shutdown.clone()));
 
@@ -168,14 +220,35 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     let relay = match discord {
         Some((d, rest)) => {
             if cfg.gateway_enabled {
-                background.extend(start_presence(&cfg, d, &rest, local, health.clone(), shutdown.clone()));
+                background.extend(start_presence(
+                    &cfg,
+                    d,
+                    &rest,
+                    local,
+                    health.clone(),
+                    shutdown.clone(),
+                ));
             }
             let rc = RelayConfig::new(d.channel_id.clone());
-            tokio::spawn(relay::run(rc, store.clone(), Arc::new(rest), health.clone(), wake.clone(), shutdown.clone()))
+            tokio::spawn(relay::run(
+                rc,
+                store.clone(),
+                Arc::new(rest),
+                health.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ))
         }
         None => {
             let rc = RelayConfig::new("dry-run");
-            tokio::spawn(relay::run(rc, store.clone(), Arc::new(DryRun::default()), health.clone(), wake.clone(), shutdown.clone()))
+            tokio::spawn(relay::run(
+                rc,
+                store.clone(),
+                Arc::new(DryRun::default()),
+                health.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ))
         }
     };
 
@@ -188,7 +261,10 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
     background.push(tokio::spawn({
         let (store, health, shutdown) = (store.clone(), health.clone(), shutdown.clone());
         async move {
-            systemd::supervise(notifier, health, shutdown, move || liveness(store.clone(), local)).await;
+            systemd::supervise(notifier, health, shutdown, move || {
+                liveness(store.clone(), local)
+            })
+            .await;
         }
     }));
 
@@ -214,7 +290,12 @@ pub async fn run_until<S: Store>(cfg: Config, store: Arc<S>, shutdown: Shutdown)
 async fn liveness<S: Store>(store: Arc<S>, listener: SocketAddr) -> Result<(), String> {
     store.writable().await.map_err(|e| format!("store: {e}"))?;
     let target = http::local_target(listener);
-    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(target)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("listener does not accept: {e}")),
         Err(_) => Err("listener does not accept: connect timed out".into()),
@@ -233,7 +314,10 @@ fn start_presence(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mode = cfg.unhealthy_presence;
     let (tx, rx) = watch::channel(Presence::unhealthy(mode, "starting"));
-    let check_url = cfg.healthcheck_url.clone().unwrap_or_else(|| presence::default_check_url(local));
+    let check_url = cfg
+        .healthcheck_url
+        .clone()
+        .unwrap_or_else(|| presence::default_check_url(local));
     let checker = tokio::spawn(presence::run(
         check_url,
         cfg.healthcheck_interval,
@@ -243,7 +327,11 @@ fn start_presence(
         shutdown.clone(),
     ));
     let gateway = tokio::spawn({
-        let (rest, token, url) = (rest.clone(), d.token.expose().to_string(), d.gateway_url.clone());
+        let (rest, token, url) = (
+            rest.clone(),
+            d.token.expose().to_string(),
+            d.gateway_url.clone(),
+        );
         let ledger = cfg.state_dir.join(gateway::identify_ledger::FILE_NAME);
         async move {
             health.set(Component::Gateway, Status::ok("connecting"));
@@ -256,7 +344,8 @@ fn start_presence(
                     None => return,
                 },
             };
-            let mut gw = GatewayConfig::new(url, Token::new(&token), Arc::new(rest.client().clone()));
+            let mut gw =
+                GatewayConfig::new(url, Token::new(&token), Arc::new(rest.client().clone()));
             gw.session_start_limit = limit;
             gw.identify_ledger = Some(ledger);
             gateway::run(gw, rx, health, shutdown).await;
@@ -277,7 +366,8 @@ async fn gateway_url(
         match rest.gateway_bot().await {
             Ok(bot) => return Some((bot.url.clone(), Some((&bot.session_start_limit).into()))),
             Err(RestError::Unauthorized { status, .. }) => {
-                let why = format!("stopped: GET /gateway/bot answered {status}; check DISCORD_TOKEN");
+                let why =
+                    format!("stopped: GET /gateway/bot answered {status}; check DISCORD_TOKEN");
                 tracing::error!(reason = %why, "gateway off");
                 health.set(Component::Gateway, Status::failed(why));
                 return None;
@@ -285,7 +375,10 @@ async fn gateway_url(
             Err(e) => {
                 let why = e.to_string();
                 tracing::warn!(error = %why, retry_in_s = delay.as_secs(), "cannot get the gateway URL");
-                health.set(Component::Gateway, Status::failed(format!("no gateway URL yet: {why}")));
+                health.set(
+                    Component::Gateway,
+                    Status::failed(format!("no gateway URL yet: {why}")),
+                );
             }
         }
         tokio::select! {
@@ -299,7 +392,10 @@ async fn gateway_url(
 /// With `DISCORD_GATEWAY_URL` set: `GET /gateway/bot` once, for its
 /// `session_start_limit` only. Without an answer the gateway starts anyway;
 /// the identify ledger's spacing and daily cap still apply.
-async fn session_start_limit(rest: &Rest, shutdown: &Shutdown) -> Option<gateway::SessionStartLimit> {
+async fn session_start_limit(
+    rest: &Rest,
+    shutdown: &Shutdown,
+) -> Option<gateway::SessionStartLimit> {
     let asked = tokio::select! {
         _ = shutdown.wait() => return None,
         r = tokio::time::timeout(Duration::from_secs(30), rest.gateway_bot()) => r,

@@ -29,7 +29,9 @@ impl Trigger {
 
     /// A listener for a task started after the trigger was created.
     pub fn subscribe(&self) -> Shutdown {
-        Shutdown { rx: self.tx.subscribe() }
+        Shutdown {
+            rx: self.tx.subscribe(),
+        }
     }
 }
 

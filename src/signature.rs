@@ -283,7 +283,11 @@ impl Verifier {
     }
 
     /// The signed `Date`, inside the window around `now` (unless disabled).
-    fn check_date(&self, headers: &[(String, Vec<u8>)], now: SystemTime) -> Result<SystemTime, VerifyError> {
+    fn check_date(
+        &self,
+        headers: &[(String, Vec<u8>)],
+        now: SystemTime,
+    ) -> Result<SystemTime, VerifyError> {
         let date = joined_header(headers, "date")?.ok_or_else(|| missing("date"))?;
         let date = std::str::from_utf8(&date)
             .ok()
@@ -305,7 +309,10 @@ impl Verifier {
 
 fn mac_for(secret: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length (longer ones are hashed first).
-    HmacSha256(ring::hmac::Context::with_key(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret)))
+    HmacSha256(ring::hmac::Context::with_key(&ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        secret,
+    )))
 }
 
 fn missing(name: &str) -> VerifyError {
@@ -1053,7 +1060,12 @@ mod tests {
         // The legacy vector's head is authentic; only its body can fail it.
         let off = Verifier::new(SECRET.to_vec(), None);
         let legacy = off
-            .verify_head("POST", "/", &vector_headers(&vector_sig_header()), vector_time())
+            .verify_head(
+                "POST",
+                "/",
+                &vector_headers(&vector_sig_header()),
+                vector_time(),
+            )
             .unwrap();
         assert_eq!(legacy.check_body(b"{}"), Err(VerifyError::DigestMismatch));
     }

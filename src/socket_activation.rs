@@ -58,7 +58,10 @@ fn claim_from_env() -> Result<Option<RawFd>, String> {
     }
     check_listening_tcp(LISTEN_FDS_START)?;
     if count > 1 {
-        tracing::warn!(count, "systemd passed more than one socket; using the first (fd 3)");
+        tracing::warn!(
+            count,
+            "systemd passed more than one socket; using the first (fd 3)"
+        );
     }
     Ok(Some(LISTEN_FDS_START))
 }
@@ -84,11 +87,17 @@ fn set_cloexec(fd: RawFd) -> Result<(), String> {
     // SAFETY: fcntl on a descriptor number only reads and sets its flags.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 {
-        return Err(format!("fd {fd} passed by systemd is not open: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "fd {fd} passed by systemd is not open: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(format!("cannot set FD_CLOEXEC on fd {fd}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot set FD_CLOEXEC on fd {fd}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -98,10 +107,19 @@ fn socket_option(fd: RawFd, name: libc::c_int) -> Result<libc::c_int, String> {
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `value`.
     let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, name, (&mut value as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
-        return Err(format!("fd {fd} passed by systemd is not a socket: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "fd {fd} passed by systemd is not a socket: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(value)
 }
@@ -112,7 +130,9 @@ fn check_listening_tcp(fd: RawFd) -> Result<(), String> {
     let kind = socket_option(fd, libc::SO_TYPE)?;
     let listening = socket_option(fd, libc::SO_ACCEPTCONN)?;
     if !matches!(domain, libc::AF_INET | libc::AF_INET6) || kind != libc::SOCK_STREAM {
-        return Err(format!("fd {fd} passed by systemd is not a TCP socket (use ListenStream= with a port)"));
+        return Err(format!(
+            "fd {fd} passed by systemd is not a TCP socket (use ListenStream= with a port)"
+        ));
     }
     if listening != 1 {
         return Err(format!("fd {fd} passed by systemd is not listening"));

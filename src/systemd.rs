@@ -547,7 +547,11 @@ mod tests {
         let got = drain(&rx);
         assert_eq!(got.iter().filter(|m| *m == "READY=1").count(), 1, "{got:?}");
         assert!(got.iter().any(|m| m.starts_with("STATUS=ok")), "{got:?}");
-        assert_eq!(got.last().map(String::as_str), Some("STOPPING=1"), "{got:?}");
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("STOPPING=1"),
+            "{got:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,8 +37,14 @@ async fn check_reports_token_channel_and_store() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("ok   token:"), "{out}");
-    assert!(lines[1].starts_with("ok   channel:") && lines[1].contains(CHANNEL), "{out}");
-    assert!(lines[2].starts_with("ok   store:") && lines[2].contains("writable"), "{out}");
+    assert!(
+        lines[1].starts_with("ok   channel:") && lines[1].contains(CHANNEL),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("ok   store:") && lines[2].contains("writable"),
+        "{out}"
+    );
     assert_eq!(fake.count("GET /users/@me"), 1);
     assert_eq!(fake.count("GET /channels/{id}"), 1);
 
@@ -46,9 +52,16 @@ async fn check_reports_token_channel_and_store() {
     fake.always(Canned::unauthorized());
     let (code, out, err) = check(&fake, state.path()).await;
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.lines().any(|l| l.starts_with("FAIL token:") && l.contains("401")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL token:") && l.contains("401")),
+        "{out}"
+    );
     assert!(out.lines().any(|l| l.starts_with("ok   store:")), "{out}");
-    assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "token printed");
+    assert!(
+        !out.contains(TOKEN) && !err.contains(TOKEN),
+        "token printed"
+    );
 }
 
 /// While `serve` holds the embedded store, `check` asks the service instead
@@ -69,8 +82,14 @@ fn check_asks_the_running_service_for_the_store() {
         ],
     );
     assert_eq!(code, 1, "the Discord checks fail: {out}{err}");
-    let store_line = out.lines().find(|l| l.contains("store:")).unwrap_or_default();
-    assert!(store_line.starts_with("ok   store: held by the service"), "{out}");
+    let store_line = out
+        .lines()
+        .find(|l| l.contains("store:"))
+        .unwrap_or_default();
+    assert!(
+        store_line.starts_with("ok   store: held by the service"),
+        "{out}"
+    );
     assert!(store_line.contains("writable"), "{out}");
     assert_eq!(svc.sigterm(), Some(0));
 }

@@ -110,7 +110,9 @@ fn printed_headers_match_sign_and_verify_for_every_fixture() {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
         let later = at + Duration::from_secs(1);
-        assert!(exact.verify("POST", "/", &lower(printed), &body, later).is_err());
+        assert!(exact
+            .verify("POST", "/", &lower(printed), &body, later)
+            .is_err());
     }
 }
 

@@ -8,14 +8,14 @@
 //! answered 200 is delivered.
 mod support;
 
-use support::binary::{Service, bin, run_cmd, start, wait_health};
+use std::time::{Duration, Instant};
+use support::binary::{bin, run_cmd, start, wait_health, Service};
 use support::builds::build_created;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::fake_discord::FakeDiscord;
 use support::raw_http::http_full;
 use support::tmpfs::Tmpfs;
 use support::webhook::signed_request;
-use std::time::{Duration, Instant};
-use support::fake_discord::FakeDiscord;
 use tokio::task::block_in_place;
 
 /// Generous waits for a loaded 2-core machine (the store probe runs every 5 s).
@@ -354,7 +354,11 @@ fn start_on_a_full_disk_fails_with_one_line_naming_state_dir() {
         use std::io::Read;
         let _ = e.read_to_string(&mut err);
     }
-    assert_eq!(code, Some(1), "a full disk is transient (exit 1), not a configuration error (2): {err}");
+    assert_eq!(
+        code,
+        Some(1),
+        "a full disk is transient (exit 1), not a configuration error (2): {err}"
+    );
     let last = err.trim_end().lines().last().unwrap_or_default();
     assert!(
         last.contains("STATE_DIR") && last.contains("No space left on device"),

@@ -4,15 +4,15 @@
 mod support;
 
 use drone_discord::discord::gateway::{self, GatewayConfig, Token, Tuning};
-use drone_discord::http::client::{Client, ClientOptions};
 use drone_discord::health::{Component, Health};
+use drone_discord::http::client::{Client, ClientOptions};
 use drone_discord::presence::{self, OnlineStatus, Presence, UnhealthyMode};
 use drone_discord::shutdown::{self, Trigger};
-use support::fake_gateway::{FakeConn, FakeGateway, WAIT};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::fake_gateway::{FakeConn, FakeGateway, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -59,13 +59,22 @@ fn start_client_with(fake: &FakeGateway, tuning: Tuning) -> Running {
     let health = Arc::new(Health::new());
     let (trigger, shutdown) = shutdown::channel();
     let task = tokio::spawn(gateway::run(cfg, rx, health.clone(), shutdown));
-    Running { task, presence, health, trigger }
+    Running {
+        task,
+        presence,
+        health,
+        trigger,
+    }
 }
 
 /// Hello → Identify → READY on a fresh connection; returns the identify payload.
 async fn establish(fake: &FakeGateway, conn: &mut FakeConn) -> Value {
     assert!(conn.path.starts_with("/?"), "base URL path: {}", conn.path);
-    assert!(conn.path.contains("v=10") && conn.path.contains("encoding=json"), "{}", conn.path);
+    assert!(
+        conn.path.contains("v=10") && conn.path.contains("encoding=json"),
+        "{}",
+        conn.path
+    );
     conn.hello(BEAT_MS);
     let identify = conn.expect_op(2).await;
     conn.ready(1, "session-abc", &fake.resume_url());
@@ -75,7 +84,11 @@ async fn establish(fake: &FakeGateway, conn: &mut FakeConn) -> Value {
 /// The client's next connection resumes the session with `seq` on the resume URL.
 async fn expect_resume(fake: &mut FakeGateway, seq: u64) -> FakeConn {
     let mut conn = fake.next_conn().await;
-    assert!(conn.on_resume_url && conn.path.starts_with("/?"), "resume URL path: {}", conn.path);
+    assert!(
+        conn.on_resume_url && conn.path.starts_with("/?"),
+        "resume URL path: {}",
+        conn.path
+    );
     assert!(conn.path.contains("v=10&encoding=json"), "{}", conn.path);
     conn.hello(BEAT_MS);
     let resume = conn.expect_op(6).await;
@@ -104,7 +117,10 @@ async fn wait_gateway_status(health: &Health, pred: impl Fn(&str, bool) -> bool)
 
 async fn stop(client: Running) {
     client.trigger.fire();
-    tokio::time::timeout(WAIT, client.task).await.expect("run returns on shutdown").expect("no panic");
+    tokio::time::timeout(WAIT, client.task)
+        .await
+        .expect("run returns on shutdown")
+        .expect("no panic");
 }
 
 #[tokio::test]
@@ -142,7 +158,10 @@ async fn withheld_acks_make_a_zombie_closed_non_1000_then_resumed() {
     conn.dispatch(5, "GUILD_CREATE");
     conn.withhold_acks(true);
     let code = conn.expect_closed().await;
-    assert!(code.is_some_and(|c| c != 1000 && c != 1001), "zombie close code {code:?}");
+    assert!(
+        code.is_some_and(|c| c != 1000 && c != 1001),
+        "zombie close code {code:?}"
+    );
     let conn = expect_resume(&mut fake, 5).await;
     conn.send(serde_json::json!({"op": 0, "s": 6, "t": "RESUMED", "d": {}}));
     wait_gateway_status(&client.health, |d, ok| ok && d == "connected").await;
@@ -199,7 +218,11 @@ async fn op9_true_resumes_and_op9_false_identifies_anew() {
     conn.send(serde_json::json!({"op": 9, "d": false}));
     conn.expect_closed().await;
     let mut conn = fake.next_conn().await;
-    assert!(conn.path.starts_with("/?"), "identify goes to the base URL: {}", conn.path);
+    assert!(
+        conn.path.starts_with("/?"),
+        "identify goes to the base URL: {}",
+        conn.path
+    );
     conn.hello(BEAT_MS);
     conn.expect_op(2).await;
     // Seq was reset by Identify: the first beat carries null.
@@ -225,7 +248,13 @@ async fn server_close_4000_resumes() {
 #[tokio::test]
 async fn silent_server_hits_the_hello_timeout_and_client_retries() {
     let mut fake = FakeGateway::start().await;
-    let client = start_client_with(&fake, Tuning { hello_timeout: Duration::from_millis(300), ..tuning() });
+    let client = start_client_with(
+        &fake,
+        Tuning {
+            hello_timeout: Duration::from_millis(300),
+            ..tuning()
+        },
+    );
     let mut conn = fake.next_conn().await; // never says Hello
     let code = conn.expect_closed().await;
     assert!(code.is_some_and(|c| c != 1000 && c != 1001), "{code:?}");
@@ -244,10 +273,17 @@ async fn close_4004_stops_for_good_and_says_why() {
     conn.expect_op(2).await;
     conn.close(4004);
     // run() returns by itself: no reconnect loop.
-    tokio::time::timeout(WAIT, client.task).await.expect("run returns after a fatal close").expect("no panic");
+    tokio::time::timeout(WAIT, client.task)
+        .await
+        .expect("run returns after a fatal close")
+        .expect("no panic");
     let status = client.health.get(Component::Gateway);
     assert!(!status.ok);
-    assert!(status.detail.contains("4004") && status.detail.contains("authentication"), "{}", status.detail);
+    assert!(
+        status.detail.contains("4004") && status.detail.contains("authentication"),
+        "{}",
+        status.detail
+    );
     assert!(!status.detail.contains(TOKEN));
     // Give a would-be storm plenty of time, then count.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -262,13 +298,19 @@ async fn presence_flips_are_sent_as_op3() {
     let mut conn = fake.next_conn().await;
     establish(&fake, &mut conn).await;
     wait_gateway_status(&client.health, |d, ok| ok && d == "connected").await;
-    client.presence.send_replace(Presence::unhealthy(UnhealthyMode::Dnd, "discord: 401 Unauthorized"));
+    client.presence.send_replace(Presence::unhealthy(
+        UnhealthyMode::Dnd,
+        "discord: 401 Unauthorized",
+    ));
     let p = conn.expect_op(3).await;
     assert_eq!(p["d"]["status"], "dnd");
     assert_eq!(p["d"]["since"], Value::Null);
     assert_eq!(p["d"]["afk"], false);
     assert_eq!(p["d"]["activities"][0]["type"], 4);
-    assert_eq!(p["d"]["activities"][0]["state"], "discord: 401 Unauthorized");
+    assert_eq!(
+        p["d"]["activities"][0]["state"],
+        "discord: 401 Unauthorized"
+    );
     client.presence.send_replace(Presence::healthy());
     let p = conn.expect_op(3).await;
     assert_eq!(p["d"]["status"], "online");
@@ -278,7 +320,9 @@ async fn presence_flips_are_sent_as_op3() {
 
 /// A `/health` endpoint whose status the test flips between 200 and 503.
 async fn health_server(status: Arc<AtomicU16>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
@@ -295,7 +339,8 @@ async fn health_server(status: Arc<AtomicU16>) -> String {
                 let body = if code == 200 {
                     r#"{"status":"ok","healthy":true}"#.to_string()
                 } else {
-                    r#"{"status":"unhealthy","healthy":false,"reason":"store: disk full"}"#.to_string()
+                    r#"{"status":"unhealthy","healthy":false,"reason":"store: disk full"}"#
+                        .to_string()
                 };
                 let reply = format!(
                     "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -339,6 +384,9 @@ async fn presence_task_follows_health_and_reaches_the_gateway() {
     assert_eq!(p["d"]["status"], "online");
 
     presence_trigger.fire();
-    tokio::time::timeout(WAIT, presence_task).await.expect("presence task stops").expect("no panic");
+    tokio::time::timeout(WAIT, presence_task)
+        .await
+        .expect("presence task stops")
+        .expect("no panic");
     stop(client).await;
 }

@@ -60,10 +60,14 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
     // A wrong key, declaring a 1 MiB body (the limit) that never comes: the
     // answer is 401 at once, not a 408 after waiting for the body.
     let mut s = connect(&svc.addr);
-    s.write_all(&signed_head(&body, "not-the-secret", 1024 * 1024, "")).unwrap();
+    s.write_all(&signed_head(&body, "not-the-secret", 1024 * 1024, ""))
+        .unwrap();
     let (status, head) = read_head(&mut s).expect("an answer without sending the body");
     assert_eq!(status, 401, "{head}");
-    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
 
     // Unsigned, with Expect: 100-continue: 401, never 100.
     let mut s = connect(&svc.addr);
@@ -77,12 +81,24 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
 
     // Wrong key with Expect: 100-continue: 401 too.
     let mut s = connect(&svc.addr);
-    s.write_all(&signed_head(&body, "not-the-secret", body.len(), "Expect: 100-continue\r\n")).unwrap();
+    s.write_all(&signed_head(
+        &body,
+        "not-the-secret",
+        body.len(),
+        "Expect: 100-continue\r\n",
+    ))
+    .unwrap();
     assert_eq!(read_head(&mut s).map(|(status, _)| status), Some(401));
 
     // Correctly signed with Expect: 100-continue: 100, then the body, then 200.
     let mut s = connect(&svc.addr);
-    s.write_all(&signed_head(&body, SECRET, body.len(), "Expect: 100-continue\r\n")).unwrap();
+    s.write_all(&signed_head(
+        &body,
+        SECRET,
+        body.len(),
+        "Expect: 100-continue\r\n",
+    ))
+    .unwrap();
     assert_eq!(read_head(&mut s).map(|(status, _)| status), Some(100));
     s.write_all(&body).unwrap();
     let (status, head) = read_head(&mut s).expect("the final answer");
@@ -90,7 +106,8 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
 
     // A signed head whose body does not match its digest: 401 after the body.
     let mut s = connect(&svc.addr);
-    s.write_all(&signed_head(&body, SECRET, body.len(), "")).unwrap();
+    s.write_all(&signed_head(&body, SECRET, body.len(), ""))
+        .unwrap();
     let mut other = body.clone();
     other[0] = b' ';
     s.write_all(&other).unwrap();
@@ -102,13 +119,19 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
 }
 
 /// A connection to `addr` from the loopback address `127.0.0.<host>`.
-fn connect_from(rt: &tokio::runtime::Runtime, host: u8, addr: SocketAddr) -> std::io::Result<TcpStream> {
+fn connect_from(
+    rt: &tokio::runtime::Runtime,
+    host: u8,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
     rt.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0)))?;
         let stream = tokio::time::timeout(WAIT, socket.connect(addr))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
         Ok(stream)
@@ -132,7 +155,10 @@ fn a_slow_connection_swarm_cannot_keep_a_signed_webhook_out() {
     let state = tempfile::tempdir().unwrap();
     let svc = start(state.path(), &["--dry-run"], &[("RUST_LOG", "info")]);
     let addr: SocketAddr = svc.addr.parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let body = fixture("build_created.json");
 
     // 1 000 connections trickling headers, 100 from each of 127.0.0.2..=11.
@@ -216,7 +242,10 @@ fn a_413_can_be_read_by_a_client_that_is_still_sending() {
     let big = serde_json::to_vec(&big).unwrap();
     // A small send buffer, so the body cannot all sit in kernel buffers
     // before the server decides to close.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let addr: SocketAddr = svc.addr.parse().unwrap();
     let mut s = rt
         .block_on(async {
@@ -234,7 +263,10 @@ fn a_413_can_be_read_by_a_client_that_is_still_sending() {
     assert_eq!(status, 413, "{head}");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(String::from_utf8_lossy(&rest).contains("too large"), "{rest:?}");
+    assert!(
+        String::from_utf8_lossy(&rest).contains("too large"),
+        "{rest:?}"
+    );
     drop(s);
     assert_eq!(svc.sigterm(), Some(0));
 }

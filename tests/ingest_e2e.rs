@@ -2,11 +2,11 @@
 //! through a SIGKILL, refuses what it must, and delivers after a restart.
 mod support;
 
+use std::time::{Duration, SystemTime};
 use support::binary::{run_cmd, start};
 use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fixtures::{fixture, fixture_names};
 use support::webhook::{request_with, signed_request};
-use std::time::{Duration, SystemTime};
 
 /// Discord unreachable (a closed loopback port): events must stay queued.
 fn unreachable_discord() -> Vec<(&'static str, &'static str)> {
@@ -53,9 +53,15 @@ fn every_fixture_is_queued_survives_sigkill_and_is_delivered_after_restart() {
     let env = [("STATE_DIR", state.path().to_str().unwrap())];
     let (code, out, err) = run_cmd(&["queue", "--limit", "100"], &env);
     assert_eq!(code, 0, "queue failed: {err}");
-    assert!(out.starts_with(&format!("{} pending", names.len())), "{out}");
+    assert!(
+        out.starts_with(&format!("{} pending", names.len())),
+        "{out}"
+    );
     for id in &ids {
-        assert!(out.contains(&format!("#{id} ")), "event {id} missing after SIGKILL:\n{out}");
+        assert!(
+            out.contains(&format!("#{id} ")),
+            "event {id} missing after SIGKILL:\n{out}"
+        );
     }
 
     // Restart in dry-run: the queue drains; every build coalesces into one message.
@@ -67,7 +73,11 @@ fn every_fixture_is_queued_survives_sigkill_and_is_delivered_after_restart() {
         if json(&body)["queue"]["pending"] == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "queue never drained:\n{}", svc.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue never drained:\n{}",
+            svc.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(svc.sigterm(), Some(0), "SIGTERM must exit cleanly");
@@ -114,16 +124,34 @@ fn refusals_and_replays() {
     let (s, b) = svc.post_signed(b"{not json", SECRET);
     assert_eq!(s, 400, "{b}");
     let mut mismatch = signed_request(&body, SECRET, SystemTime::now());
-    let text = String::from_utf8(mismatch.clone()).unwrap().replacen("X-Drone-Event: user", "X-Drone-Event: build", 1);
+    let text = String::from_utf8(mismatch.clone()).unwrap().replacen(
+        "X-Drone-Event: user",
+        "X-Drone-Event: build",
+        1,
+    );
     mismatch = text.into_bytes();
     assert_eq!(svc.request(&mismatch).0, 400);
-    let (s, b) = svc.post_signed(br#"{"event":"build","action":"exploded","build":{"id":1}}"#, SECRET);
-    assert_eq!((s, json(&b)["message"].as_str().map(str::to_string)), (200, Some("ignored".into())), "{b}");
+    let (s, b) = svc.post_signed(
+        br#"{"event":"build","action":"exploded","build":{"id":1}}"#,
+        SECRET,
+    );
+    assert_eq!(
+        (s, json(&b)["message"].as_str().map(str::to_string)),
+        (200, Some("ignored".into())),
+        "{b}"
+    );
     // repo:deleted is posted like repo:disabled: queued, not ignored, and delivered.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/synthetic/repo_deleted.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/test/fixtures/synthetic/repo_deleted.json"
+    );
     let deleted = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let (s, b) = svc.post_signed(&deleted, SECRET);
-    assert_eq!((s, json(&b)["message"].as_str().map(str::to_string)), (200, Some("queued".into())), "{b}");
+    assert_eq!(
+        (s, json(&b)["message"].as_str().map(str::to_string)),
+        (200, Some("queued".into())),
+        "{b}"
+    );
     svc.wait_log("Repository deleted", 1, Duration::from_secs(60));
 
     // Routing.
@@ -137,7 +165,10 @@ fn refusals_and_replays() {
     assert!(h["version"].is_string() && h["uptime_s"].is_u64(), "{b}");
 
     // Oversize body: refused before it is read.
-    let big = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 2 * 1024 * 1024);
+    let big = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        2 * 1024 * 1024
+    );
     assert_eq!(svc.request(big.as_bytes()).0, 413);
 
     // No secret in anything it logged.
@@ -152,26 +183,53 @@ fn bad_configuration_stops_start_up_with_one_line() {
     let st = state.path().to_str().unwrap();
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("STATE_DIR", st)], "DRONE_WEBHOOK_SECRET"),
-        (&[("STATE_DIR", st), ("DRONE_WEBHOOK_SECRET", SECRET)], "DISCORD_TOKEN"),
         (
-            &[("STATE_DIR", st), ("DRONE_WEBHOOK_SECRET", SECRET), ("DISCORD_TOKEN", TOKEN), ("DISCORD_CHANNEL_ID", "general")],
+            &[("STATE_DIR", st), ("DRONE_WEBHOOK_SECRET", SECRET)],
+            "DISCORD_TOKEN",
+        ),
+        (
+            &[
+                ("STATE_DIR", st),
+                ("DRONE_WEBHOOK_SECRET", SECRET),
+                ("DISCORD_TOKEN", TOKEN),
+                ("DISCORD_CHANNEL_ID", "general"),
+            ],
             "DISCORD_CHANNEL_ID",
         ),
-        (&[("STATE_DIR", st), ("DRONE_WEBHOOK_SECRET", SECRET), ("DRY_RUN", "1"), ("LISTEN_ADDR", "nowhere")], "LISTEN_ADDR"),
+        (
+            &[
+                ("STATE_DIR", st),
+                ("DRONE_WEBHOOK_SECRET", SECRET),
+                ("DRY_RUN", "1"),
+                ("LISTEN_ADDR", "nowhere"),
+            ],
+            "LISTEN_ADDR",
+        ),
     ];
     for (env, setting) in cases {
         let (code, _out, err) = run_cmd(&["serve"], env);
         assert_eq!(code, 2, "{setting}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one line expected: {err}"
+        );
         assert!(err.contains(setting), "{setting} not named: {err}");
-        assert!(!err.contains(SECRET) && !err.contains(TOKEN), "secret leaked: {err}");
+        assert!(
+            !err.contains(SECRET) && !err.contains(TOKEN),
+            "secret leaked: {err}"
+        );
     }
     // A port that is taken is a start-up error naming LISTEN_ADDR.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (code, _, err) = run_cmd(
         &["serve", "--dry-run"],
-        &[("STATE_DIR", st), ("DRONE_WEBHOOK_SECRET", SECRET), ("LISTEN_ADDR", &addr)],
+        &[
+            ("STATE_DIR", st),
+            ("DRONE_WEBHOOK_SECRET", SECRET),
+            ("LISTEN_ADDR", &addr),
+        ],
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("LISTEN_ADDR"), "{err}");
@@ -182,11 +240,20 @@ fn send_command_signs_like_drone() {
     let state = tempfile::tempdir().unwrap();
     let svc = start(state.path(), &["--dry-run"], &[]);
     let url = format!("http://{}/", svc.addr);
-    let f = format!("{}/test/fixtures/drone/build_created.json", env!("CARGO_MANIFEST_DIR"));
-    let (code, out, err) = run_cmd(&["send", &f, "--url", &url], &[("DRONE_WEBHOOK_SECRET", SECRET)]);
+    let f = format!(
+        "{}/test/fixtures/drone/build_created.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out, err) = run_cmd(
+        &["send", &f, "--url", &url],
+        &[("DRONE_WEBHOOK_SECRET", SECRET)],
+    );
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.starts_with("200 ") && out.contains("queued"), "{out}");
-    let (code, out, _) = run_cmd(&["send", &f, "--url", &url], &[("DRONE_WEBHOOK_SECRET", "not-the-right-secret")]);
+    let (code, out, _) = run_cmd(
+        &["send", &f, "--url", &url],
+        &[("DRONE_WEBHOOK_SECRET", "not-the-right-secret")],
+    );
     assert_eq!(code, 1);
     assert!(out.starts_with("401 "), "{out}");
 }

@@ -9,14 +9,14 @@
 //! `block_in_place`), the fakes with tokio.
 mod support;
 
-use support::binary::{Service, start, wait_health};
-use support::builds::build_created;
-use support::credentials::{CHANNEL, SECRET, TOKEN};
-use support::tmpfs::Tmpfs;
-use support::fake_gateway::{FakeConn, FakeGateway, Got};
 use serde_json::Value;
 use std::time::Duration;
+use support::binary::{start, wait_health, Service};
+use support::builds::build_created;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fake_discord::FakeDiscord;
+use support::fake_gateway::{FakeConn, FakeGateway, Got};
+use support::tmpfs::Tmpfs;
 use tokio::task::block_in_place;
 
 /// Generous wait for the binary's reactions (store probe 5 s + check 1 s).

@@ -3,12 +3,12 @@
 //! accept is still delivered once Discord can be reached.
 mod support;
 
+use std::time::{Duration, Instant, SystemTime};
 use support::binary::start;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fixtures::{fixture, fixture_names};
 use support::raw_http::http_full;
 use support::webhook::signed_request;
-use std::time::{Duration, Instant, SystemTime};
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -30,14 +30,26 @@ fn a_full_queue_answers_503_with_retry_after_and_drops_nothing() {
     assert!(names.len() >= 4, "fixtures missing: {names:?}");
     let mut accepted = Vec::new();
     for name in &names[..3] {
-        let (status, _, body) = http_full(&svc.addr, &signed_request(&fixture(name), SECRET, SystemTime::now()));
+        let (status, _, body) = http_full(
+            &svc.addr,
+            &signed_request(&fixture(name), SECRET, SystemTime::now()),
+        );
         assert_eq!(status, 200, "{name}: {body}");
         accepted.push(json(&body)["id"].as_u64().expect("numeric id"));
     }
-    let (status, headers, body) = http_full(&svc.addr, &signed_request(&fixture(&names[3]), SECRET, SystemTime::now()));
+    let (status, headers, body) = http_full(
+        &svc.addr,
+        &signed_request(&fixture(&names[3]), SECRET, SystemTime::now()),
+    );
     assert_eq!(status, 503, "past the bound: {body}");
-    let retry = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("retry-after")).map(|(_, v)| v.as_str());
-    assert!(retry.is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)), "Retry-After: {headers:?}");
+    let retry = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.as_str());
+    assert!(
+        retry.is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s > 0)),
+        "Retry-After: {headers:?}"
+    );
     assert!(body.contains("full"), "{body}");
 
     let (_, body) = svc.get("/health");
@@ -58,7 +70,11 @@ fn a_full_queue_answers_503_with_retry_after_and_drops_nothing() {
         if h["queue"]["pending"] == 0 && h["queue_usage"]["full"] == false {
             break;
         }
-        assert!(Instant::now() < deadline, "queue never drained:\n{}", svc.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "queue never drained:\n{}",
+            svc.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, body) = svc.post_signed(&fixture(&names[3]), SECRET);

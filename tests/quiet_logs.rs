@@ -19,7 +19,9 @@ fn self_checks_stay_out_of_the_info_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let pings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     {
         let pings = pings.clone();
@@ -31,7 +33,9 @@ fn self_checks_stay_out_of_the_info_log() {
                         pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut => {}
                     Err(_) => return,
                 }
             }
@@ -56,7 +60,11 @@ fn self_checks_stay_out_of_the_info_log() {
     svc.wait_log("path=/health", 3, WAIT);
     let deadline = Instant::now() + WAIT;
     while pings.load(std::sync::atomic::Ordering::SeqCst) < 3 {
-        assert!(Instant::now() < deadline, "no watchdog pings; log:\n{}", svc.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no watchdog pings; log:\n{}",
+            svc.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // One real request.
@@ -67,11 +75,23 @@ fn self_checks_stay_out_of_the_info_log() {
     let log = svc.log_text();
     let info: Vec<&str> = log.lines().filter(|l| l.contains(" INFO ")).collect();
     let requests: Vec<&&str> = info.iter().filter(|l| l.contains("peer=")).collect();
-    assert_eq!(requests.len(), 1, "one info line per real request, none per self-check:\n{log}");
-    assert!(requests[0].contains("path=/ ") && requests[0].contains("status=200"), "{}", requests[0]);
-    assert!(!info.iter().any(|l| l.contains("/health")), "a health check logged at info:\n{log}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one info line per real request, none per self-check:\n{log}"
+    );
     assert!(
-        log.lines().any(|l| l.contains(" DEBUG ") && l.contains("path=/health")),
+        requests[0].contains("path=/ ") && requests[0].contains("status=200"),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        !info.iter().any(|l| l.contains("/health")),
+        "a health check logged at info:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("path=/health")),
         "the self-checks must still be there at debug:\n{log}"
     );
     assert_eq!(svc.sigterm(), Some(0));

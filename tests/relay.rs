@@ -39,7 +39,10 @@ impl ScriptedSink {
         self.calls.lock().unwrap().clone()
     }
     fn answer(&self, edit_of: Option<&str>, body: &Value) -> Result<String, RestError> {
-        self.calls.lock().unwrap().push(Call { edit_of: edit_of.map(str::to_string), body: body.clone() });
+        self.calls.lock().unwrap().push(Call {
+            edit_of: edit_of.map(str::to_string),
+            body: body.clone(),
+        });
         if let Some(r) = self.script.lock().unwrap().pop_front() {
             r?;
         }
@@ -58,14 +61,23 @@ impl Sink for ScriptedSink {
     async fn create(&self, _channel: &str, body: &Value) -> Result<String, RestError> {
         self.answer(None, body)
     }
-    async fn edit(&self, _channel: &str, message_id: &str, body: &Value) -> Result<String, RestError> {
+    async fn edit(
+        &self,
+        _channel: &str,
+        message_id: &str,
+        body: &Value,
+    ) -> Result<String, RestError> {
         self.answer(Some(message_id), body)
     }
 }
 
 /// A build event for build `id` with `status`, from the fixtures.
 fn build_event(id: i64, action: &str, status: &str) -> NewEvent {
-    let mut v = fixture_json(if action == "created" { "build_created.json" } else { "build_updated.json" });
+    let mut v = fixture_json(if action == "created" {
+        "build_created.json"
+    } else {
+        "build_updated.json"
+    });
     v["build"]["id"] = id.into();
     v["build"]["status"] = status.into();
     if drone_discord::drone::is_final(status) {
@@ -116,7 +128,10 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let health = Arc::new(Health::new());
-        health.set(Component::Listener, drone_discord::health::Status::ok("test"));
+        health.set(
+            Component::Listener,
+            drone_discord::health::Status::ok("test"),
+        );
         Rig {
             _dir: dir,
             store,
@@ -150,7 +165,11 @@ impl Rig {
     async fn drained(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.store.stats().await.unwrap().pending > 0 {
-            assert!(Instant::now() < deadline, "queue never drained; calls: {:?}", self.sink.calls().len());
+            assert!(
+                Instant::now() < deadline,
+                "queue never drained; calls: {:?}",
+                self.sink.calls().len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -158,7 +177,11 @@ impl Rig {
     async fn calls_reach(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.sink.calls().len() < n {
-            assert!(Instant::now() < deadline, "expected {n} calls, saw {}", self.sink.calls().len());
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} calls, saw {}",
+                self.sink.calls().len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -168,7 +191,10 @@ impl Rig {
             t.fire();
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(30), task).await.expect("relay stops").unwrap();
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("relay stops")
+                .unwrap();
         }
         self
     }
@@ -190,12 +216,29 @@ async fn waiting_updates_coalesce_into_one_create_with_the_newest_state() {
     let calls = rig.sink.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(calls[0].edit_of.is_none());
-    assert!(text(&calls[0].body).contains("success"), "{}", calls[0].body);
+    assert!(
+        text(&calls[0].body).contains("success"),
+        "{}",
+        calls[0].body
+    );
     assert_eq!(calls[0].body["enforce_nonce"], true);
-    assert!(calls[0].body["nonce"].as_str().is_some_and(|n| !n.is_empty() && n.len() <= 25));
-    assert_eq!(calls[0].body["allowed_mentions"]["parse"], serde_json::json!([]));
-    let m = rig.store.message("build:7").await.unwrap().expect("message remembered");
-    assert_eq!((m.message_id.as_str(), m.status.as_str()), ("m1", "success"));
+    assert!(calls[0].body["nonce"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty() && n.len() <= 25));
+    assert_eq!(
+        calls[0].body["allowed_mentions"]["parse"],
+        serde_json::json!([])
+    );
+    let m = rig
+        .store
+        .message("build:7")
+        .await
+        .unwrap()
+        .expect("message remembered");
+    assert_eq!(
+        (m.message_id.as_str(), m.status.as_str()),
+        ("m1", "success")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +265,10 @@ async fn one_message_per_build_edited_in_order_and_final_never_regresses() {
     assert_eq!(calls[2].edit_of.as_deref(), Some("m1"));
     assert!(text(&calls[1].body).contains("running"));
     assert!(text(&calls[2].body).contains("failure"));
-    assert_eq!(rig.store.message("build:8").await.unwrap().unwrap().status, "failure");
+    assert_eq!(
+        rig.store.message("build:8").await.unwrap().unwrap().status,
+        "failure"
+    );
 }
 
 /// A backlog longer than one claim ([`MAX_CLAIM_EVENTS`]) is delivered over
@@ -245,9 +291,20 @@ async fn a_final_status_survives_stale_updates_in_a_later_claim() {
     rig.drained().await;
     let rig = rig.stop().await;
     let calls = rig.sink.calls();
-    assert_eq!(calls.len(), 1, "one create for the first claim, nothing for the stale rest: {calls:?}");
-    assert!(text(&calls[0].body).contains("success"), "{}", calls[0].body);
-    assert_eq!(rig.store.message("build:9").await.unwrap().unwrap().status, "success");
+    assert_eq!(
+        calls.len(),
+        1,
+        "one create for the first claim, nothing for the stale rest: {calls:?}"
+    );
+    assert!(
+        text(&calls[0].body).contains("success"),
+        "{}",
+        calls[0].body
+    );
+    assert_eq!(
+        rig.store.message("build:9").await.unwrap().unwrap().status,
+        "success"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +319,8 @@ async fn update_before_created_creates_and_other_events_each_get_a_message() {
     let calls = rig.sink.calls();
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert!(calls.iter().all(|c| c.edit_of.is_none()));
-    let nonces: std::collections::HashSet<_> = calls.iter().map(|c| c.body["nonce"].to_string()).collect();
+    let nonces: std::collections::HashSet<_> =
+        calls.iter().map(|c| c.body["nonce"].to_string()).collect();
     assert_eq!(nonces.len(), 3, "each message its own nonce");
 }
 
@@ -270,7 +328,10 @@ async fn update_before_created_creates_and_other_events_each_get_a_message() {
 async fn transient_failures_retry_until_delivered() {
     let mut rig = Rig::new();
     for _ in 0..4 {
-        rig.sink.then(Err(RestError::Transient { reason: "503 Service Unavailable".into(), retry_after: None }));
+        rig.sink.then(Err(RestError::Transient {
+            reason: "503 Service Unavailable".into(),
+            retry_after: None,
+        }));
     }
     rig.push(build_event(10, "created", "pending")).await;
     rig.start(config());
@@ -280,14 +341,19 @@ async fn transient_failures_retry_until_delivered() {
     assert_eq!(calls.len(), 5, "4 failures then success: {calls:?}");
     assert!(calls.iter().all(|c| c.edit_of.is_none()));
     // The same nonce on every attempt, so Discord can never post it twice.
-    assert!(calls.windows(2).all(|w| w[0].body["nonce"] == w[1].body["nonce"]));
+    assert!(calls
+        .windows(2)
+        .all(|w| w[0].body["nonce"] == w[1].body["nonce"]));
     assert!(rig.store.message("build:10").await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_pauses_all_delivery_and_reports_why() {
     let mut rig = Rig::new();
-    rig.sink.then(Err(RestError::Unauthorized { status: 401, message: "401: Unauthorized".into() }));
+    rig.sink.then(Err(RestError::Unauthorized {
+        status: 401,
+        message: "401: Unauthorized".into(),
+    }));
     for id in 20..30 {
         rig.push(build_event(id, "created", "pending")).await;
     }
@@ -314,7 +380,11 @@ async fn unauthorized_pauses_all_delivery_and_reports_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_message_is_set_aside_and_does_not_block_others() {
     let mut rig = Rig::new();
-    rig.sink.then(Err(RestError::Rejected { status: 400, code: Some(50035), message: "Invalid Form Body".into() }));
+    rig.sink.then(Err(RestError::Rejected {
+        status: 400,
+        code: Some(50035),
+        message: "Invalid Form Body".into(),
+    }));
     let mut cfg = config();
     cfg.max_in_flight = 1;
     rig.push(build_event(30, "created", "pending")).await;
@@ -338,7 +408,10 @@ async fn deleted_message_gets_a_fresh_one() {
     rig.push(build_event(40, "created", "pending")).await;
     rig.calls_reach(1).await;
     rig.drained().await;
-    rig.sink.then(Err(RestError::NotFound { code: Some(10008), message: "Unknown Message".into() }));
+    rig.sink.then(Err(RestError::NotFound {
+        code: Some(10008),
+        message: "Unknown Message".into(),
+    }));
     rig.push(build_event(40, "updated", "running")).await;
     rig.calls_reach(3).await;
     rig.drained().await;
@@ -346,6 +419,17 @@ async fn deleted_message_gets_a_fresh_one() {
     let calls = rig.sink.calls();
     assert_eq!(calls[1].edit_of.as_deref(), Some("m1"));
     assert!(calls[2].edit_of.is_none(), "a fresh message after the 404");
-    assert_ne!(calls[2].body["nonce"], calls[0].body["nonce"], "fresh message needs its own nonce");
-    assert_eq!(rig.store.message("build:40").await.unwrap().unwrap().message_id, "m2");
+    assert_ne!(
+        calls[2].body["nonce"], calls[0].body["nonce"],
+        "fresh message needs its own nonce"
+    );
+    assert_eq!(
+        rig.store
+            .message("build:40")
+            .await
+            .unwrap()
+            .unwrap()
+            .message_id,
+        "m2"
+    );
 }

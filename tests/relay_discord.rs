@@ -102,7 +102,8 @@ fn build_of_nonce(n: &str) -> Option<i64> {
             // keys a build by its server (the fixtures' repo is 35).
             (0..=1000)
                 .flat_map(|id| {
-                    let served = relay::nonce_for(HOST, &store::build_key(HOST, 35, id), CHANNEL, 0);
+                    let served =
+                        relay::nonce_for(HOST, &store::build_key(HOST, 35, id), CHANNEL, 0);
                     [(nonce(id), id), (served, id)]
                 })
                 .collect()
@@ -591,7 +592,13 @@ impl Store for FlakyStore {
     async fn release(&self, key: &str, owner: &str, token: u64) -> store::Result<()> {
         self.inner.release(key, owner, token).await
     }
-    async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> store::Result<()> {
+    async fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        lease: Duration,
+    ) -> store::Result<()> {
         self.inner.renew(key, owner, token, lease).await
     }
     async fn dead_letter(
@@ -652,15 +659,34 @@ fn flaky_rig(fake: &FakeDiscord, health: Arc<Health>) -> FlakyRig {
     let wake = Arc::new(Notify::new());
     let (trigger, stop) = shutdown::channel();
     let rest = Rest::new(fake.rest_config()).expect("rest");
-    let relay = tokio::spawn(relay::run(relay_config(), store.clone(), Arc::new(rest), health, wake.clone(), stop));
-    FlakyRig { _dir: dir, store, wake, trigger, relay }
+    let relay = tokio::spawn(relay::run(
+        relay_config(),
+        store.clone(),
+        Arc::new(rest),
+        health,
+        wake.clone(),
+        stop,
+    ));
+    FlakyRig {
+        _dir: dir,
+        store,
+        wake,
+        trigger,
+        relay,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_failures_after_delivery_back_off_instead_of_hammering_discord() {
     let fake = FakeDiscord::start().await;
     let health = Arc::new(Health::new());
-    let FlakyRig { _dir, store, wake, trigger, relay } = flaky_rig(&fake, health.clone());
+    let FlakyRig {
+        _dir,
+        store,
+        wake,
+        trigger,
+        relay,
+    } = flaky_rig(&fake, health.clone());
     store
         .append(new_event(1, build_body(1, 0, "pending")))
         .await
@@ -757,7 +783,10 @@ async fn deleted_message_is_replaced_and_later_edits_go_to_the_new_one() {
 /// Discord's answer when the bot may no longer edit a message (it lost the
 /// old message's channel).
 fn missing_access() -> Canned {
-    Canned::json(403, serde_json::json!({ "message": "Missing Access", "code": 50001 }))
+    Canned::json(
+        403,
+        serde_json::json!({ "message": "Missing Access", "code": 50001 }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -779,8 +808,11 @@ async fn edit_refused_with_403_posts_a_fresh_message_and_other_builds_keep_flowi
     );
     for n in 1..=2 {
         for id in builds.clone() {
-            rig.push(id, build_body(id, n, if n == 2 { "success" } else { "running" }))
-                .await;
+            rig.push(
+                id,
+                build_body(id, n, if n == 2 { "success" } else { "running" }),
+            )
+            .await;
         }
         rig.drained().await;
     }
@@ -799,11 +831,21 @@ async fn edit_refused_with_403_posts_a_fresh_message_and_other_builds_keep_flowi
         .await
         .expect("store")
         .expect("message");
-    assert_ne!(stored.message_id, refused, "the store follows the fresh message");
-    assert_eq!(fake.messages().len(), 4, "exactly one fresh message: {:?}", fake.calls());
+    assert_ne!(
+        stored.message_id, refused,
+        "the store follows the fresh message"
+    );
+    assert_eq!(
+        fake.messages().len(),
+        4,
+        "exactly one fresh message: {:?}",
+        fake.calls()
+    );
     let fresh = fake.message(&stored.message_id).expect("fresh message");
     assert!(
-        fresh["nonce"].as_str().is_some_and(|n| n != nonce(2) && n.len() <= 25),
+        fresh["nonce"]
+            .as_str()
+            .is_some_and(|n| n != nonce(2) && n.len() <= 25),
         "{}",
         fresh["nonce"]
     );
@@ -968,7 +1010,10 @@ fn unauthorized_stops_delivery_turns_health_503_and_makes_no_storm() {
     let (_, h) = health_json(&svc);
     assert_eq!(h["queue"]["pending"], 5, "nothing lost: {h}");
     let log = svc.log_text();
-    assert!(!log.contains(support::credentials::TOKEN), "token reached the log");
+    assert!(
+        !log.contains(support::credentials::TOKEN),
+        "token reached the log"
+    );
     assert_eq!(svc.sigterm(), Some(0));
 }
 
@@ -1293,8 +1338,17 @@ async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() 
     let fake = FakeDiscord::start().await;
     // The store is known to be failing (as ingest or the probe reports it).
     let health = Arc::new(Health::new());
-    health.set(Component::Store, drone_discord::health::Status::failed("No space left on device"));
-    let FlakyRig { _dir, store, wake, trigger, relay } = flaky_rig(&fake, health.clone());
+    health.set(
+        Component::Store,
+        drone_discord::health::Status::failed("No space left on device"),
+    );
+    let FlakyRig {
+        _dir,
+        store,
+        wake,
+        trigger,
+        relay,
+    } = flaky_rig(&fake, health.clone());
     store
         .append(new_event(2, build_body(2, 0, "pending")))
         .await
@@ -1303,7 +1357,11 @@ async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() 
     // Several poll intervals and probes: nothing may reach Discord, whose
     // answer (the message id) could not be recorded.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(fake.calls().len(), 0, "called Discord while the store could not write");
+    assert_eq!(
+        fake.calls().len(),
+        0,
+        "called Discord while the store could not write"
+    );
     assert!(!health.get(Component::Store).ok);
     // Space is back: the relay's own probe notices, and delivery resumes
     // without anyone else marking the store healthy.
@@ -1314,7 +1372,10 @@ async fn no_discord_calls_while_the_store_cannot_write_then_resume_on_its_own() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     trigger.fire();
-    tokio::time::timeout(LONG, relay).await.expect("relay stops").expect("relay task");
+    tokio::time::timeout(LONG, relay)
+        .await
+        .expect("relay stops")
+        .expect("relay task");
     assert!(health.get(Component::Store).ok);
     assert_eq!(fake.messages().len(), 1);
 }
@@ -1337,26 +1398,45 @@ fn two_drone_hosts_with_the_same_build_id_get_two_messages() {
         v["system"]["host"] = Value::String(host.into());
         serde_json::to_vec(&v).expect("json")
     };
-    let finals = [("drone-a.example.com", "success"), ("drone-b.example.com", "failure")];
+    let finals = [
+        ("drone-a.example.com", "success"),
+        ("drone-b.example.com", "failure"),
+    ];
     for n in 0..3 {
         for (host, last) in finals {
             let status = statuses(3, last)[n];
-            let (s, b) = svc.post_signed(&on_host(host, build_body(77, n, status)), support::credentials::SECRET);
+            let (s, b) = svc.post_signed(
+                &on_host(host, build_body(77, n, status)),
+                support::credentials::SECRET,
+            );
             assert_eq!(s, 200, "{b}");
         }
     }
-    wait_for("an empty queue", LONG, || health_json(&svc).1["queue"]["pending"] == 0);
+    wait_for("an empty queue", LONG, || {
+        health_json(&svc).1["queue"]["pending"] == 0
+    });
     let messages = fake.messages();
-    assert_eq!(messages.len(), 2, "one message per server's build 77: {:?}", fake.calls());
+    assert_eq!(
+        messages.len(),
+        2,
+        "one message per server's build 77: {:?}",
+        fake.calls()
+    );
     let mut shown: Vec<bool> = finals
         .iter()
         .map(|(host, last)| {
             let want = on_host(host, build_body(77, 2, last));
-            messages.iter().any(|(_, m)| matches_render(m, &want).is_ok())
+            messages
+                .iter()
+                .any(|(_, m)| matches_render(m, &want).is_ok())
         })
         .collect();
     shown.dedup();
-    assert_eq!(shown, vec![true], "each server's build shows its own final state");
+    assert_eq!(
+        shown,
+        vec![true],
+        "each server's build shows its own final state"
+    );
     let (_, h) = health_json(&svc);
     assert_eq!(h["queue"]["dead_letters"], 0, "{h}");
     assert_eq!(svc.sigterm(), Some(0));

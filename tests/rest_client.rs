@@ -224,14 +224,17 @@ async fn edit_limit_30046_is_transient_without_retrying() {
 async fn json_429_without_rate_limit_headers_is_an_ordinary_limit() {
     let fake = FakeDiscord::start().await;
     let rest = rest(&fake);
-    let body = json!({ "message": "You are being rate limited.", "retry_after": 0.05, "global": false });
+    let body =
+        json!({ "message": "You are being rate limited.", "retry_after": 0.05, "global": false });
     fake.push(Canned::json(429, body));
     let id = rest
         .create_message(CH, &json!({ "content": "x" }))
         .await
         .expect("create after an ordinary 429");
     assert!(fake.message(&id).is_some());
-    rest.current_user().await.expect("another route is not paused");
+    rest.current_user()
+        .await
+        .expect("another route is not paused");
     let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
     assert_eq!(statuses, vec![429, 200, 200]);
 }

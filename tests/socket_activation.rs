@@ -66,8 +66,15 @@ fn a_restart_under_socket_activation_loses_no_webhook() {
     let addr = listener.local_addr().unwrap().to_string();
     let first = start_activated(state.path(), &listener);
     let first_log = first.log.clone();
-    assert_eq!(first.addr, addr, "the service must use the passed socket, not LISTEN_ADDR");
-    assert!(first.log_text().contains("socket_activated=true"), "{}", first.log_text());
+    assert_eq!(
+        first.addr, addr,
+        "the service must use the passed socket, not LISTEN_ADDR"
+    );
+    assert!(
+        first.log_text().contains("socket_activated=true"),
+        "{}",
+        first.log_text()
+    );
 
     // The stream: one webhook after another, each on its own connection.
     let (answered_tx, answered_rx) = std::sync::mpsc::channel();
@@ -81,7 +88,10 @@ fn a_restart_under_socket_activation_loses_no_webhook() {
                     7000 + n,
                     n + 1
                 );
-                let (status, answer) = http(&addr, &signed_request(body.as_bytes(), SECRET, SystemTime::now()));
+                let (status, answer) = http(
+                    &addr,
+                    &signed_request(body.as_bytes(), SECRET, SystemTime::now()),
+                );
                 statuses.push((status, answer));
                 let _ = answered_tx.send(n);
                 std::thread::sleep(Duration::from_millis(20));
@@ -92,7 +102,9 @@ fn a_restart_under_socket_activation_loses_no_webhook() {
 
     // Mid-stream: SIGTERM, wait for the exit, start again on the same socket.
     for _ in 0..RESTART_AFTER {
-        answered_rx.recv_timeout(Duration::from_secs(60)).expect("the stream stalled before the restart");
+        answered_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the stream stalled before the restart");
     }
     assert_eq!(first.sigterm(), Some(0), "SIGTERM must exit cleanly");
     let second = start_activated(state.path(), &listener);
@@ -101,10 +113,18 @@ fn a_restart_under_socket_activation_loses_no_webhook() {
     let statuses = client.join().unwrap();
     assert_eq!(statuses.len(), WEBHOOKS);
     for (n, (status, answer)) in statuses.iter().enumerate() {
-        assert_eq!(*status, 200, "webhook {n} lost across the restart: {answer:?}; log:\n{}", second.log_text());
+        assert_eq!(
+            *status,
+            200,
+            "webhook {n} lost across the restart: {answer:?}; log:\n{}",
+            second.log_text()
+        );
     }
     // The second process served some of them: the restart really was mid-stream.
-    assert!(second.log_text().contains("path=/ "), "no webhook reached the second process");
+    assert!(
+        second.log_text().contains("path=/ "),
+        "no webhook reached the second process"
+    );
     let served = |log: &[String]| log.iter().filter(|l| l.contains("path=/ ")).count();
     eprintln!(
         "socket activation: {WEBHOOKS} webhooks, SIGTERM after {RESTART_AFTER} answers; \

@@ -21,7 +21,9 @@ impl Backend for Embedded {
 }
 
 fn embedded() -> Embedded {
-    Embedded { dir: tempfile::tempdir().expect("create a temporary directory") }
+    Embedded {
+        dir: tempfile::tempdir().expect("create a temporary directory"),
+    }
 }
 
 /// One test per conformance case, for the embedded store and (feature
@@ -71,7 +73,10 @@ mod mongo_backend {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.subsec_nanos())
                     .unwrap_or(0);
-                Some(Mongo { uri, prefix: format!("ddt{}x{nanos:08x}", std::process::id()) })
+                Some(Mongo {
+                    uri,
+                    prefix: format!("ddt{}x{nanos:08x}", std::process::id()),
+                })
             }
             _ => {
                 eprintln!("skipping MongoDB conformance: MONGODB_URI not set");
@@ -101,7 +106,9 @@ mod mongo_backend {
             MongoStore::connect(&self.uri, &self.db(name)).await
         }
         async fn open_bounded(&self, name: &str, bounds: Bounds) -> Result<MongoStore> {
-            Ok(MongoStore::connect(&self.uri, &self.db(name)).await?.with_bounds(bounds))
+            Ok(MongoStore::connect(&self.uri, &self.db(name))
+                .await?
+                .with_bounds(bounds))
         }
     }
 }
@@ -156,12 +163,45 @@ async fn mongo_migrate_imports_the_old_build_collection() {
         .expect("seed the old collection");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(dir.path()).expect("open");
-    let first = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import");
-    assert_eq!((first.read, first.imported, first.already_present, first.skipped), (3, 2, 0, 1), "{first}");
-    let m = store.message("build:2088").await.expect("read").expect("imported");
-    assert_eq!((m.channel_id.as_str(), m.message_id.as_str(), m.status.as_str()), ("42", "1100000000000000001", "running"));
-    let again = drone_discord::migrate::import_from(&uri, &db, &store, "42").await.expect("import again");
-    assert_eq!((again.read, again.imported, again.already_present, again.skipped), (3, 0, 2, 1), "{again}");
+    let first = drone_discord::migrate::import_from(&uri, &db, &store, "42")
+        .await
+        .expect("import");
+    assert_eq!(
+        (
+            first.read,
+            first.imported,
+            first.already_present,
+            first.skipped
+        ),
+        (3, 2, 0, 1),
+        "{first}"
+    );
+    let m = store
+        .message("build:2088")
+        .await
+        .expect("read")
+        .expect("imported");
+    assert_eq!(
+        (
+            m.channel_id.as_str(),
+            m.message_id.as_str(),
+            m.status.as_str()
+        ),
+        ("42", "1100000000000000001", "running")
+    );
+    let again = drone_discord::migrate::import_from(&uri, &db, &store, "42")
+        .await
+        .expect("import again");
+    assert_eq!(
+        (
+            again.read,
+            again.imported,
+            again.already_present,
+            again.skipped
+        ),
+        (3, 0, 2, 1),
+        "{again}"
+    );
     let _ = old.drop_database().await;
 }
 
@@ -180,35 +220,83 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
         return;
     };
     let db = format!("ddt{}_schema_0_1_0", std::process::id());
-    let old = MongoStore::connect_read_only(&uri, &db).await.expect("connect");
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/drone/build_updated.json")).expect("fixture");
+    let old = MongoStore::connect_read_only(&uri, &db)
+        .await
+        .expect("connect");
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/test/fixtures/drone/build_updated.json"
+    ))
+    .expect("fixture");
     old.collection("events")
         .insert_one(doc! { "_id": 2i64, "key": "build:2088", "event": "build", "action": "updated", "received_ms": 1i64,
             "body": Binary { subtype: BinarySubtype::Generic, bytes: body } })
         .await
         .expect("seed events");
-    old.collection("counters").insert_one(doc! { "_id": "seq", "n": 2i64 }).await.expect("seed counter");
-    for (id, mid, status) in [("build:2088", "m2088", "pending"), ("build:2087", "m2087", "running"), ("build:2000", "m2000", "success")] {
+    old.collection("counters")
+        .insert_one(doc! { "_id": "seq", "n": 2i64 })
+        .await
+        .expect("seed counter");
+    for (id, mid, status) in [
+        ("build:2088", "m2088", "pending"),
+        ("build:2087", "m2087", "running"),
+        ("build:2000", "m2000", "success"),
+    ] {
         old.collection("messages")
             .insert_one(doc! { "_id": id, "channel_id": "111", "message_id": mid, "status": status, "updated_ms": 1i64 })
             .await
             .expect("seed messages");
     }
-    old.collection("leases").insert_one(doc! { "_id": "build:2088", "owner": "old", "expires_ms": i64::MAX }).await.expect("seed lease");
-    let s = MongoStore::connect(&uri, &db).await.expect("connect and migrate");
+    old.collection("leases")
+        .insert_one(doc! { "_id": "build:2088", "owner": "old", "expires_ms": i64::MAX })
+        .await
+        .expect("seed lease");
+    let s = MongoStore::connect(&uri, &db)
+        .await
+        .expect("connect and migrate");
     let k = "build:drone.kiwi-labs.net:35:2088";
     let pending = s.pending(10).await.expect("pending");
-    assert_eq!(pending.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), vec![k]);
-    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    assert_eq!(
+        pending.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        vec![k]
+    );
+    assert_eq!(
+        s.message(k).await.expect("read").map(|m| m.message_id),
+        Some("m2088".into())
+    );
     assert_eq!(s.message("build:2088").await.expect("read"), None);
-    assert_eq!(s.message("build:2087").await.expect("read").map(|m| m.status), Some("running".into()));
-    let meta = s.collection("meta").find_one(doc! { "_id": "schema" }).await.expect("read meta").expect("schema recorded");
-    assert_eq!(meta.get_i64("version").ok(), Some(drone_discord::store::schema::CURRENT as i64));
-    assert_eq!(s.collection("leases").count_documents(doc! {}).await.expect("count"), 0, "old leases dropped");
+    assert_eq!(
+        s.message("build:2087")
+            .await
+            .expect("read")
+            .map(|m| m.status),
+        Some("running".into())
+    );
+    let meta = s
+        .collection("meta")
+        .find_one(doc! { "_id": "schema" })
+        .await
+        .expect("read meta")
+        .expect("schema recorded");
+    assert_eq!(
+        meta.get_i64("version").ok(),
+        Some(drone_discord::store::schema::CURRENT as i64)
+    );
+    assert_eq!(
+        s.collection("leases")
+            .count_documents(doc! {})
+            .await
+            .expect("count"),
+        0,
+        "old leases dropped"
+    );
     drop(s);
     // Connecting again changes nothing.
     let s = MongoStore::connect(&uri, &db).await.expect("reconnect");
-    assert_eq!(s.message(k).await.expect("read").map(|m| m.message_id), Some("m2088".into()));
+    assert_eq!(
+        s.message(k).await.expect("read").map(|m| m.message_id),
+        Some("m2088".into())
+    );
     // The running build's next webhook adopts its message; the finished one's never.
     let mut next = drone_discord::store::NewEvent {
         key: Some("build:drone.kiwi-labs.net:35:2087".into()),
@@ -219,10 +307,21 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
         body: b"{}".to_vec(),
     };
     s.append(next.clone()).await.expect("append");
-    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2087").await.expect("read").map(|m| m.message_id), Some("m2087".into()));
+    assert_eq!(
+        s.message("build:drone.kiwi-labs.net:35:2087")
+            .await
+            .expect("read")
+            .map(|m| m.message_id),
+        Some("m2087".into())
+    );
     next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
     s.append(next).await.expect("append");
-    assert_eq!(s.message("build:drone.kiwi-labs.net:35:2000").await.expect("read"), None);
+    assert_eq!(
+        s.message("build:drone.kiwi-labs.net:35:2000")
+            .await
+            .expect("read"),
+        None
+    );
     let _ = s.drop_database().await;
 }
 
@@ -251,12 +350,25 @@ async fn mongo_a_corrupt_event_is_moved_aside_and_every_other_key_is_claimed() {
         };
         s.append(ev).await.expect("append");
     }
-    s.collection("events").insert_one(doc! { "_id": 99i64, "key": "C", "body": "not binary" }).await.expect("seed");
-    let c = s.claim("w", std::time::Duration::from_secs(60), 10).await.expect("claim");
-    assert_eq!(c.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), vec!["A", "B"]);
+    s.collection("events")
+        .insert_one(doc! { "_id": 99i64, "key": "C", "body": "not binary" })
+        .await
+        .expect("seed");
+    let c = s
+        .claim("w", std::time::Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        c.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+        vec!["A", "B"]
+    );
     let dead = s.dead_letters(10).await.expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event.key, "C");
-    assert!(dead[0].reason.contains("could not be decoded"), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("could not be decoded"),
+        "{}",
+        dead[0].reason
+    );
     let _ = s.drop_database().await;
 }

@@ -7,16 +7,16 @@
 //! Waits are event-based with generous timeouts; assertions count messages.
 mod support;
 
-use support::binary::{Service, start};
-use support::builds::build_created;
-use support::credentials::{CHANNEL, SECRET, TOKEN};
-use support::raw_http::http;
-use support::tmpfs::Tmpfs;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use support::binary::{start, Service};
+use support::builds::build_created;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::raw_http::http;
+use support::tmpfs::Tmpfs;
 
 /// Generous wait for anything the binary should do on a loaded machine.
 const WAIT: Duration = Duration::from_secs(60);

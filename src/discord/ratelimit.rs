@@ -770,7 +770,11 @@ mod tests {
     fn edit_limit_30046_pauses_nothing_even_without_headers_or_with_global() {
         let t0 = Instant::now();
         let body = br#"{"message":"Maximum number of edits to messages older than 1 hour reached.","code":30046,"retry_after":42.5,"global":true}"#;
-        let header_sets = [h(&[]), h(&[("Via", VIA)]), bucket_headers("edits", 5, 4, "1")];
+        let header_sets = [
+            h(&[]),
+            h(&[("Via", VIA)]),
+            bucket_headers("edits", 5, 4, "1"),
+        ];
         for (i, hdrs) in header_sets.iter().enumerate() {
             let mut rl = RateLimitState::new(RateLimitConfig::default());
             let l = rl.update(&edit("1"), hdrs, 429, body, t0).unwrap();

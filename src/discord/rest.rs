@@ -240,7 +240,10 @@ impl Rest {
                     "DiscordBot (https://github.com/drone-discord/drone-discord, {})",
                     env!("CARGO_PKG_VERSION")
                 ),
-                rate_limits: RateLimitGate::new(tuning.rate_limits.clone(), tuning.max_rate_limit_wait),
+                rate_limits: RateLimitGate::new(
+                    tuning.rate_limits.clone(),
+                    tuning.max_rate_limit_wait,
+                ),
                 tuning,
                 suspended_until: Mutex::new(None),
             }),
@@ -435,13 +438,13 @@ impl Rest {
                     // caller at once as a retry of this message after
                     // `retry_after` (the limiter paused nothing for it).
                     let edit_limit = code == Some(EDIT_LIMIT_CODE);
-                    if edit_limit || cloudflare || attempt >= inner.tuning.max_429_retries
-                    {
+                    if edit_limit || cloudflare || attempt >= inner.tuning.max_429_retries {
                         tracing::warn!(route = %route.key, code, cloudflare, attempt, "rate limited by Discord");
                         let reason = if edit_limit {
                             format!("edit limit for old messages (30046): {message}")
                         } else if cloudflare {
-                            "rate limited by Cloudflare (429 that is not JSON or has no Via header)".to_string()
+                            "rate limited by Cloudflare (429 that is not JSON or has no Via header)"
+                                .to_string()
                         } else {
                             format!("still rate limited after {attempt} retries: {message}")
                         };
@@ -673,7 +676,11 @@ mod tests {
     #[tokio::test]
     async fn resume_lifts_a_401_suspension_at_once() {
         let (base_url, calls) = always_unauthorized().await;
-        let wrong = Rest::new(RestConfig { base_url, ..cfg("wrong-token") }).unwrap();
+        let wrong = Rest::new(RestConfig {
+            base_url,
+            ..cfg("wrong-token")
+        })
+        .unwrap();
         let err = wrong.current_user().await.unwrap_err();
         assert!(
             matches!(err, RestError::Unauthorized { status: 401, .. }),
@@ -681,7 +688,11 @@ mod tests {
         );
         let err = wrong.current_user().await.unwrap_err();
         assert!(matches!(err, RestError::Suspended { .. }), "{err:?}");
-        assert_eq!(calls.load(SeqCst), 1, "a suspended client must not call Discord");
+        assert_eq!(
+            calls.load(SeqCst),
+            1,
+            "a suspended client must not call Discord"
+        );
         assert!(wrong.is_suspended());
         // resume() lifts the suspension at once: the next call reaches Discord.
         wrong.resume();

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
 
 use super::{Build, Repo, Stage, Step, System, User, Webhook};
@@ -55,7 +57,12 @@ impl<'de> Visitor<'de> for Fields<'_> {
         // Build, the largest struct, has 34 fields.
         let mut seen: u64 = 0;
         while let Some(key) = map.next_key::<String>()? {
-            match self.0.iter_mut().enumerate().find(|(_, (name, _))| *name == key) {
+            match self
+                .0
+                .iter_mut()
+                .enumerate()
+                .find(|(_, (name, _))| *name == key)
+            {
                 Some((i, (name, slot))) => {
                     if seen & (1 << i) != 0 {
                         return Err(A::Error::duplicate_field(name));

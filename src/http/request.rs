@@ -211,7 +211,9 @@ impl<R: AsyncRead + Unpin> RequestReader<R> {
         );
         let mut body = Vec::new();
         loop {
-            let used = decoder.decode(&self.buf, &mut body).map_err(reject_chunked)?;
+            let used = decoder
+                .decode(&self.buf, &mut body)
+                .map_err(reject_chunked)?;
             self.buf.drain(..used.min(self.buf.len()));
             if decoder.is_done() {
                 return Ok(body);
@@ -445,7 +447,9 @@ fn reject_chunked(error: ChunkedError) -> ReadError {
         ChunkedError::BadSize => ReadError::reject(400, "invalid chunk size"),
         ChunkedError::BadExtension => ReadError::reject(400, "invalid chunk extension"),
         ChunkedError::TooLarge => ReadError::reject(413, "request body too large"),
-        ChunkedError::DataNotTerminated => ReadError::reject(400, "chunk data not followed by CRLF"),
+        ChunkedError::DataNotTerminated => {
+            ReadError::reject(400, "chunk data not followed by CRLF")
+        }
         ChunkedError::TrailersTooLarge => ReadError::reject(431, "trailer fields too large"),
         ChunkedError::TooManyTrailers => ReadError::reject(431, "too many trailer fields"),
         ChunkedError::BadTrailer => ReadError::reject(400, "malformed trailer field"),

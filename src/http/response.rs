@@ -76,7 +76,6 @@ fn is_field_value(s: &str) -> bool {
         .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

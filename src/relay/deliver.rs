@@ -335,7 +335,10 @@ async fn release_after_store_error<S: Store>(
         // Our lease expired and another delivery owns the key: the store
         // refused our write and changed nothing. Not a store failure.
         tracing::warn!(key = %key, reason = %m, "lease lost during delivery; the new holder delivers");
-        return Outcome::Retry { after: Duration::ZERO, reason: e.to_string() };
+        return Outcome::Retry {
+            after: Duration::ZERO,
+            reason: e.to_string(),
+        };
     }
     tracing::error!(key = %key, error = %e, "store failed during delivery; will retry");
     release(cfg, store, key, token).await;

@@ -179,7 +179,9 @@ pub async fn run<S: Store, K: Sink>(
                                 });
                                 keys.insert(handle.id(), key);
                             }
-                            Admission::Release => release(&cfg, &*store, &claim.key, claim.token).await,
+                            Admission::Release => {
+                                release(&cfg, &*store, &claim.key, claim.token).await
+                            }
                         }
                     }
                 }

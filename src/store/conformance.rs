@@ -11,7 +11,8 @@
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
 use super::{
-    build_key, Appended, Bounds, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+    build_key, Appended, Bounds, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store,
+    MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,7 +27,11 @@ pub trait Backend: Send + Sync {
     /// must find what an earlier handle wrote.
     fn open(&self, name: &str) -> impl Future<Output = Result<Self::S>> + Send;
     /// [`open`](Backend::open), with these queue bounds and retentions.
-    fn open_bounded(&self, name: &str, bounds: Bounds) -> impl Future<Output = Result<Self::S>> + Send;
+    fn open_bounded(
+        &self,
+        name: &str,
+        bounds: Bounds,
+    ) -> impl Future<Output = Result<Self::S>> + Send;
 }
 
 /// Every case, in a fixed order, each in its own store.
@@ -68,7 +73,11 @@ async fn open<B: Backend>(b: &B, name: &str) -> B::S {
 fn new_event(key: Option<&str>, action: &str, n: u64, replay: Option<&str>) -> NewEvent {
     NewEvent {
         key: key.map(str::to_owned),
-        event: if key.is_some() { "build".into() } else { "user".into() },
+        event: if key.is_some() {
+            "build".into()
+        } else {
+            "user".into()
+        },
         action: action.into(),
         received_ms: T0 + n,
         replay_key: replay.map(str::to_owned),
@@ -84,7 +93,11 @@ async fn append<S: Store>(s: &S, key: Option<&str>, n: u64) -> Seq {
 }
 
 fn message(id: &str, status: &str) -> MessageRef {
-    MessageRef { channel_id: "111".into(), message_id: id.into(), status: status.into() }
+    MessageRef {
+        channel_id: "111".into(),
+        message_id: id.into(),
+        status: status.into(),
+    }
 }
 
 fn keys(claims: &[Claim]) -> Vec<&str> {
@@ -116,32 +129,79 @@ pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
         let seq_a = append(&s, Some(&k1), 1).await;
         let seq_b = append(&s, None, 2).await;
         append(&s, Some("build:2"), 3).await;
-        ok(s.put_message(&k1, message("m1", "running")).await, "put_message");
+        ok(
+            s.put_message(&k1, message("m1", "running")).await,
+            "put_message",
+        );
         let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
         assert_eq!(keys(&c).len(), 3);
-        ok(s.dead_letter("build:2", "w", token(&c, "build:2"), Seq::MAX, "HTTP 400", T0 + 9).await, "dead_letter");
+        ok(
+            s.dead_letter(
+                "build:2",
+                "w",
+                token(&c, "build:2"),
+                Seq::MAX,
+                "HTTP 400",
+                T0 + 9,
+            )
+            .await,
+            "dead_letter",
+        );
         let pending = ok(s.pending(10).await, "pending");
         (pending, seq_a, seq_b)
     };
     assert!(seq_b > seq_a, "seqs increase");
     let s = open(b, name).await;
-    assert_eq!(ok(s.pending(10).await, "pending"), before, "pending events identical after reopen");
+    assert_eq!(
+        ok(s.pending(10).await, "pending"),
+        before,
+        "pending events identical after reopen"
+    );
     assert_eq!(before.len(), 2);
     assert_eq!(before[0].body, b"{\"n\":1}".to_vec());
     assert_eq!(before[0].received_ms, T0 + 1);
-    assert_eq!((before[0].event.as_str(), before[0].action.as_str()), ("build", "updated"));
-    assert_eq!(ok(s.message(&k1).await, "message"), Some(message("m1", "running")));
+    assert_eq!(
+        (before[0].event.as_str(), before[0].action.as_str()),
+        ("build", "updated")
+    );
+    assert_eq!(
+        ok(s.message(&k1).await, "message"),
+        Some(message("m1", "running"))
+    );
     let dead = ok(s.dead_letters(10).await, "dead_letters");
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].reason.as_str(), dead[0].failed_ms, dead[0].event.key.as_str()), ("HTTP 400", T0 + 9, "build:2"));
-    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 1 });
+    assert_eq!(
+        (
+            dead[0].reason.as_str(),
+            dead[0].failed_ms,
+            dead[0].event.key.as_str()
+        ),
+        ("HTTP 400", T0 + 9, "build:2")
+    );
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 2,
+            dead_letters: 1
+        }
+    );
     let next = append(&s, None, 4).await;
-    assert!(next > dead[0].event.seq && next > seq_b, "seq continues after reopen ({next})");
+    assert!(
+        next > dead[0].event.seq && next > seq_b,
+        "seq continues after reopen ({next})"
+    );
     // Leases do not outlive the process/handle that took them... or, for a
     // shared backend, expire: either way a claim after the lease is usable.
     tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
     let c = claim(&s, "w2", 10).await;
-    assert_eq!(keys(&c), vec![k1.as_str(), &format!("event:{seq_b}"), &format!("event:{next}")]);
+    assert_eq!(
+        keys(&c),
+        vec![
+            k1.as_str(),
+            &format!("event:{seq_b}"),
+            &format!("event:{next}")
+        ]
+    );
 }
 
 /// Events without a key are queued under `event:<seq>`, each on its own.
@@ -150,7 +210,10 @@ pub async fn unkeyed_events_get_their_own_key<B: Backend>(b: &B) {
     let a = append(&s, None, 1).await;
     let c = append(&s, None, 2).await;
     let claims = claim(&s, "w", 10).await;
-    assert_eq!(keys(&claims), vec![format!("event:{a}"), format!("event:{c}")]);
+    assert_eq!(
+        keys(&claims),
+        vec![format!("event:{a}"), format!("event:{c}")]
+    );
     assert!(claims.iter().all(|c| c.events.len() == 1));
     assert_eq!(claims[0].events[0].key, format!("event:{a}"));
 }
@@ -158,19 +221,32 @@ pub async fn unkeyed_events_get_their_own_key<B: Backend>(b: &B) {
 /// Each key's events come back in append order, keys ordered by their oldest event.
 pub async fn queue_order_per_key<B: Backend>(b: &B) {
     let s = open(b, "queue_order_per_key").await;
-    let mut want: Vec<(&str, Vec<Seq>)> = vec![("build:1", vec![]), ("build:2", vec![]), ("build:3", vec![])];
+    let mut want: Vec<(&str, Vec<Seq>)> = vec![
+        ("build:1", vec![]),
+        ("build:2", vec![]),
+        ("build:3", vec![]),
+    ];
     for (i, k) in [0usize, 1, 0, 2, 1, 0].into_iter().enumerate() {
         let seq = append(&s, Some(want[k].0), i as u64).await;
         want[k].1.push(seq);
     }
     let claims = claim(&s, "w", 10).await;
     let got: Vec<(&str, Vec<Seq>)> = claims.iter().map(|c| (c.key.as_str(), seqs(c))).collect();
-    assert_eq!(got, want, "claims ordered by oldest pending event, events in seq order");
+    assert_eq!(
+        got, want,
+        "claims ordered by oldest pending event, events in seq order"
+    );
     for c in &claims {
-        assert!(c.events.iter().all(|e| e.key == c.key), "every event carries its key");
+        assert!(
+            c.events.iter().all(|e| e.key == c.key),
+            "every event carries its key"
+        );
         assert_eq!(c.upto(), *seqs(c).last().unwrap_or(&0));
     }
-    let pending: Vec<Seq> = ok(s.pending(100).await, "pending").iter().map(|e| e.seq).collect();
+    let pending: Vec<Seq> = ok(s.pending(100).await, "pending")
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     let mut sorted = pending.clone();
     sorted.sort_unstable();
     assert_eq!(pending, sorted, "pending lists oldest first");
@@ -186,11 +262,25 @@ pub async fn claim_follows_oldest_pending_event<B: Backend>(b: &B) {
     append(&s, Some("A"), 3).await;
     append(&s, Some("C"), 4).await;
     let first = claim(&s, "w", 1).await;
-    assert_eq!(keys(&first), vec!["A"], "max_keys = 1 gives the oldest key only");
-    ok(s.complete("A", "w", token(&first, "A"), a1, None).await, "complete");
+    assert_eq!(
+        keys(&first),
+        vec!["A"],
+        "max_keys = 1 gives the oldest key only"
+    );
+    ok(
+        s.complete("A", "w", token(&first, "A"), a1, None).await,
+        "complete",
+    );
     let next = claim(&s, "w", 2).await;
-    assert_eq!(keys(&next), vec!["B", "A"], "A now waits behind B's older event");
-    assert!(claim(&s, "w", 0).await.is_empty(), "max_keys = 0 claims nothing");
+    assert_eq!(
+        keys(&next),
+        vec!["B", "A"],
+        "A now waits behind B's older event"
+    );
+    assert!(
+        claim(&s, "w", 0).await.is_empty(),
+        "max_keys = 0 claims nothing"
+    );
 }
 
 /// A claimed key is not handed out again until released or completed, to
@@ -203,16 +293,42 @@ pub async fn claim_is_exclusive_until_released<B: Backend>(b: &B) {
     assert_eq!(keys(&a), vec!["A"]);
     let bc = claim(&s, "w2", 10).await;
     assert_eq!(keys(&bc), vec!["B"], "A is leased to w1");
-    assert!(claim(&s, "w1", 10).await.is_empty(), "leased keys are skipped for their owner too");
-    ok(s.release("A", "w2", token(&a, "A")).await, "release by a stranger");
-    assert!(claim(&s, "w3", 10).await.is_empty(), "a release by another owner does not free the key");
-    ok(s.release("A", "w1", token(&a, "A") + 1).await, "release with a wrong token");
-    assert!(claim(&s, "w3", 10).await.is_empty(), "a release with another token does not free the key");
+    assert!(
+        claim(&s, "w1", 10).await.is_empty(),
+        "leased keys are skipped for their owner too"
+    );
+    ok(
+        s.release("A", "w2", token(&a, "A")).await,
+        "release by a stranger",
+    );
+    assert!(
+        claim(&s, "w3", 10).await.is_empty(),
+        "a release by another owner does not free the key"
+    );
+    ok(
+        s.release("A", "w1", token(&a, "A") + 1).await,
+        "release with a wrong token",
+    );
+    assert!(
+        claim(&s, "w3", 10).await.is_empty(),
+        "a release with another token does not free the key"
+    );
     ok(s.release("A", "w1", token(&a, "A")).await, "release");
-    assert_eq!(keys(&claim(&s, "w3", 10).await), vec!["A"], "released key is claimable");
-    ok(s.complete("B", "w2", token(&bc, "B"), b1, None).await, "complete");
+    assert_eq!(
+        keys(&claim(&s, "w3", 10).await),
+        vec!["A"],
+        "released key is claimable"
+    );
+    ok(
+        s.complete("B", "w2", token(&bc, "B"), b1, None).await,
+        "complete",
+    );
     append(&s, Some("B"), 3).await;
-    assert_eq!(keys(&claim(&s, "w1", 10).await), vec!["B"], "complete drops the lease");
+    assert_eq!(
+        keys(&claim(&s, "w1", 10).await),
+        vec!["B"],
+        "complete drops the lease"
+    );
 }
 
 /// A lease holds for its duration by the store's clock, is taken over after
@@ -228,13 +344,28 @@ pub async fn leases_expire_by_now_ms<B: Backend>(b: &B) {
     tokio::time::sleep(short + Duration::from_millis(200)).await;
     let again = claim(&s, "w2", 10).await;
     assert_eq!(keys(&again), vec!["A"], "expired lease is taken over");
-    assert!(again[0].token > first[0].token, "a later claim of a key carries a larger token");
+    assert!(
+        again[0].token > first[0].token,
+        "a later claim of a key carries a larger token"
+    );
     assert!(claim(&s, "w1", 10).await.is_empty(), "the new lease holds");
     // The old owner's late release must not free the new owner's lease.
     ok(s.release("A", "w1", first[0].token).await, "stale release");
-    assert!(claim(&s, "w3", 10).await.is_empty(), "stale release ignored");
-    assert!(matches!(s.renew("A", "w1", first[0].token, LEASE).await, Err(super::StoreError::Fenced(_))), "stale renew refused");
-    ok(s.renew("A", "w2", again[0].token, LEASE).await, "renew by the holder");
+    assert!(
+        claim(&s, "w3", 10).await.is_empty(),
+        "stale release ignored"
+    );
+    assert!(
+        matches!(
+            s.renew("A", "w1", first[0].token, LEASE).await,
+            Err(super::StoreError::Fenced(_))
+        ),
+        "stale renew refused"
+    );
+    ok(
+        s.renew("A", "w2", again[0].token, LEASE).await,
+        "renew by the holder",
+    );
 }
 
 /// Fencing: a holder whose lease expired and was claimed again is refused on
@@ -256,16 +387,67 @@ pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
         other => panic!("{what}: expected Fenced, got {other:?}"),
     };
     // The stale holder tries first: refused, nothing changes.
-    fenced(s.complete(&k, "w1", stale[0].token, seq, Some(message("m1", "running"))).await, "stale complete");
-    fenced(s.dead_letter(&k, "w1", stale[0].token, seq, "stale", T0).await, "stale dead_letter");
-    assert_eq!(ok(s.message(&k).await, "message"), None, "a refused complete stores no message");
-    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 1, dead_letters: 0 });
+    fenced(
+        s.complete(
+            &k,
+            "w1",
+            stale[0].token,
+            seq,
+            Some(message("m1", "running")),
+        )
+        .await,
+        "stale complete",
+    );
+    fenced(
+        s.dead_letter(&k, "w1", stale[0].token, seq, "stale", T0)
+            .await,
+        "stale dead_letter",
+    );
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        None,
+        "a refused complete stores no message"
+    );
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 1,
+            dead_letters: 0
+        }
+    );
     // The new holder finishes; the stale one's late complete is refused.
-    ok(s.complete(&k, "w2", fresh[0].token, seq, Some(message("m1", "success"))).await, "complete");
-    fenced(s.complete(&k, "w1", stale[0].token, seq, Some(message("m1", "running"))).await, "late stale complete");
-    assert_eq!(ok(s.message(&k).await, "message"), Some(message("m1", "success")), "the final status stays");
+    ok(
+        s.complete(
+            &k,
+            "w2",
+            fresh[0].token,
+            seq,
+            Some(message("m1", "success")),
+        )
+        .await,
+        "complete",
+    );
+    fenced(
+        s.complete(
+            &k,
+            "w1",
+            stale[0].token,
+            seq,
+            Some(message("m1", "running")),
+        )
+        .await,
+        "late stale complete",
+    );
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        Some(message("m1", "success")),
+        "the final status stays"
+    );
     // A complete without any lease is refused too.
-    fenced(s.complete("build:404", "w", 1, Seq::MAX, None).await, "complete without a lease");
+    fenced(
+        s.complete("build:404", "w", 1, Seq::MAX, None).await,
+        "complete without a lease",
+    );
 }
 
 /// Several events of one key come back together; events appended after a
@@ -279,25 +461,46 @@ pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     }
     let c = claim(&s, "w", 10).await;
     assert_eq!(c.len(), 1);
-    assert_eq!(seqs(&c[0]), first, "all pending events of the key, in order");
+    assert_eq!(
+        seqs(&c[0]),
+        first,
+        "all pending events of the key, in order"
+    );
     let bodies: Vec<&[u8]> = c[0].events.iter().map(|e| e.body.as_slice()).collect();
     assert_eq!(bodies, vec![&b"{\"n\":0}"[..], b"{\"n\":1}", b"{\"n\":2}"]);
     let late = append(&s, Some(&k), 3).await;
     assert!(claim(&s, "w2", 10).await.is_empty(), "key still leased");
-    ok(s.complete(&k, "w", c[0].token, c[0].upto(), None).await, "complete");
-    assert_eq!(ok(s.stats().await, "stats").pending, 1, "only events ≤ upto removed");
+    ok(
+        s.complete(&k, "w", c[0].token, c[0].upto(), None).await,
+        "complete",
+    );
+    assert_eq!(
+        ok(s.stats().await, "stats").pending,
+        1,
+        "only events ≤ upto removed"
+    );
     let c2 = claim(&s, "w", 10).await;
     assert_eq!(c2.len(), 1);
-    assert_eq!(seqs(&c2[0]), vec![late], "the late event is picked up by the next claim");
+    assert_eq!(
+        seqs(&c2[0]),
+        vec![late],
+        "the late event is picked up by the next claim"
+    );
     // complete with an upto below everything pending removes nothing (and
     // drops the lease).
-    ok(s.complete(&k, "w", c2[0].token, first[0], None).await, "complete below");
+    ok(
+        s.complete(&k, "w", c2[0].token, first[0], None).await,
+        "complete below",
+    );
     assert_eq!(ok(s.stats().await, "stats").pending, 1);
     // complete beyond everything pending removes what there is; a key
     // without a lease cannot be completed at all (see stale_holders_are_fenced).
     let c3 = claim(&s, "w", 10).await;
     assert_eq!(seqs(&c3[0]), vec![late]);
-    ok(s.complete(&k, "w", c3[0].token, Seq::MAX, None).await, "complete all");
+    ok(
+        s.complete(&k, "w", c3[0].token, Seq::MAX, None).await,
+        "complete all",
+    );
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
 }
 
@@ -308,18 +511,46 @@ pub async fn message_map<B: Backend>(b: &B) {
     {
         let s = open(b, name).await;
         assert_eq!(ok(s.message("build:1").await, "message"), None);
-        ok(s.put_message("build:1", message("m1", "pending")).await, "put");
-        assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "pending")));
-        ok(s.put_message("build:1", message("m1", "running")).await, "overwrite");
-        assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "running")));
+        ok(
+            s.put_message("build:1", message("m1", "pending")).await,
+            "put",
+        );
+        assert_eq!(
+            ok(s.message("build:1").await, "message"),
+            Some(message("m1", "pending"))
+        );
+        ok(
+            s.put_message("build:1", message("m1", "running")).await,
+            "overwrite",
+        );
+        assert_eq!(
+            ok(s.message("build:1").await, "message"),
+            Some(message("m1", "running"))
+        );
         let seq = append(&s, Some("build:2"), 1).await;
         let c = claim(&s, "w", 10).await;
-        ok(s.complete("build:2", "w", token(&c, "build:2"), seq, Some(message("m2", "success"))).await, "complete with message");
+        ok(
+            s.complete(
+                "build:2",
+                "w",
+                token(&c, "build:2"),
+                seq,
+                Some(message("m2", "success")),
+            )
+            .await,
+            "complete with message",
+        );
         assert_eq!(ok(s.stats().await, "stats").pending, 0);
     }
     let s = open(b, name).await;
-    assert_eq!(ok(s.message("build:1").await, "message"), Some(message("m1", "running")));
-    assert_eq!(ok(s.message("build:2").await, "message"), Some(message("m2", "success")));
+    assert_eq!(
+        ok(s.message("build:1").await, "message"),
+        Some(message("m1", "running"))
+    );
+    assert_eq!(
+        ok(s.message("build:2").await, "message"),
+        Some(message("m2", "success"))
+    );
     assert_eq!(ok(s.message("build:3").await, "message"), None);
 }
 
@@ -335,22 +566,71 @@ pub async fn dead_letters<B: Backend>(b: &B) {
         let a3 = append(&s, Some("A"), 4).await;
         let c = claim(&s, "w", 10).await;
         assert_eq!(keys(&c), vec!["A", "B"]);
-        ok(s.dead_letter("A", "w", token(&c, "A"), a2, "HTTP 400: embed too long", T0 + 77).await, "dead_letter");
-        assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 2 });
-        let pending: Vec<Seq> = ok(s.pending(10).await, "pending").iter().map(|e| e.seq).collect();
+        ok(
+            s.dead_letter(
+                "A",
+                "w",
+                token(&c, "A"),
+                a2,
+                "HTTP 400: embed too long",
+                T0 + 77,
+            )
+            .await,
+            "dead_letter",
+        );
+        assert_eq!(
+            ok(s.stats().await, "stats"),
+            Stats {
+                pending: 2,
+                dead_letters: 2
+            }
+        );
+        let pending: Vec<Seq> = ok(s.pending(10).await, "pending")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(pending, vec![b1, a3], "dead letters are no longer pending");
         let dead = ok(s.dead_letters(10).await, "dead_letters");
-        let got: Vec<(Seq, &str, &str, u64)> =
-            dead.iter().map(|d| (d.event.seq, d.event.key.as_str(), d.reason.as_str(), d.failed_ms)).collect();
-        assert_eq!(got, vec![(a1, "A", "HTTP 400: embed too long", T0 + 77), (a2, "A", "HTTP 400: embed too long", T0 + 77)]);
+        let got: Vec<(Seq, &str, &str, u64)> = dead
+            .iter()
+            .map(|d| {
+                (
+                    d.event.seq,
+                    d.event.key.as_str(),
+                    d.reason.as_str(),
+                    d.failed_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (a1, "A", "HTTP 400: embed too long", T0 + 77),
+                (a2, "A", "HTTP 400: embed too long", T0 + 77)
+            ]
+        );
         assert_eq!(dead[0].event.body, b"{\"n\":1}".to_vec());
         let again = claim(&s, "w2", 10).await;
-        assert_eq!(keys(&again), vec!["A"], "dead_letter drops the lease; the rest of A is claimable");
+        assert_eq!(
+            keys(&again),
+            vec!["A"],
+            "dead_letter drops the lease; the rest of A is claimable"
+        );
         assert_eq!(seqs(&again[0]), vec![a3]);
-        assert_eq!(ok(s.dead_letters(1).await, "dead_letters").len(), 1, "limit respected");
+        assert_eq!(
+            ok(s.dead_letters(1).await, "dead_letters").len(),
+            1,
+            "limit respected"
+        );
     }
     let s = open(b, name).await;
-    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 2, dead_letters: 2 });
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 2,
+            dead_letters: 2
+        }
+    );
     assert_eq!(ok(s.dead_letters(10).await, "dead_letters").len(), 2);
 }
 
@@ -359,33 +639,80 @@ pub async fn replay_dedupe<B: Backend>(b: &B) {
     let name = "replay_dedupe";
     let first = {
         let s = open(b, name).await;
-        let first = ok(s.append(new_event(Some("build:1"), "created", 1, Some("sig-1"))).await, "append");
-        let Appended::Queued(seq) = first else { panic!("first append must be queued, got {first:?}") };
-        let again = ok(s.append(new_event(Some("build:1"), "created", 2, Some("sig-1"))).await, "replay");
+        let first = ok(
+            s.append(new_event(Some("build:1"), "created", 1, Some("sig-1")))
+                .await,
+            "append",
+        );
+        let Appended::Queued(seq) = first else {
+            panic!("first append must be queued, got {first:?}")
+        };
+        let again = ok(
+            s.append(new_event(Some("build:1"), "created", 2, Some("sig-1")))
+                .await,
+            "replay",
+        );
         assert_eq!(again, Appended::Duplicate(seq));
-        let other = ok(s.append(new_event(Some("build:1"), "created", 3, Some("sig-2"))).await, "append");
-        assert!(matches!(other, Appended::Queued(o) if o > seq), "another key is queued: {other:?}");
-        assert_eq!(ok(s.stats().await, "stats").pending, 2, "the replay stored nothing");
+        let other = ok(
+            s.append(new_event(Some("build:1"), "created", 3, Some("sig-2")))
+                .await,
+            "append",
+        );
+        assert!(
+            matches!(other, Appended::Queued(o) if o > seq),
+            "another key is queued: {other:?}"
+        );
+        assert_eq!(
+            ok(s.stats().await, "stats").pending,
+            2,
+            "the replay stored nothing"
+        );
         seq
     };
     let s = open(b, name).await;
-    let after = ok(s.append(new_event(None, "created", 4, Some("sig-1"))).await, "replay after reopen");
-    assert_eq!(after, Appended::Duplicate(first), "replay keys survive a reopen");
+    let after = ok(
+        s.append(new_event(None, "created", 4, Some("sig-1"))).await,
+        "replay after reopen",
+    );
+    assert_eq!(
+        after,
+        Appended::Duplicate(first),
+        "replay keys survive a reopen"
+    );
     // Concurrent appends of one replay key: exactly one is queued.
     let s = Arc::new(s);
     let tasks: Vec<_> = (0..16u64)
         .map(|i| {
             let s = Arc::clone(&s);
-            tokio::spawn(async move { s.append(new_event(None, "created", 10 + i, Some("sig-race"))).await })
+            tokio::spawn(async move {
+                s.append(new_event(None, "created", 10 + i, Some("sig-race")))
+                    .await
+            })
         })
         .collect();
     let mut results = Vec::new();
     for t in tasks {
-        results.push(ok(t.await.map_err(|e| super::StoreError::Unavailable(e.to_string())).and_then(|r| r), "race"));
+        results.push(ok(
+            t.await
+                .map_err(|e| super::StoreError::Unavailable(e.to_string()))
+                .and_then(|r| r),
+            "race",
+        ));
     }
-    let queued: Vec<Seq> = results.iter().filter(|r| matches!(r, Appended::Queued(_))).map(|r| r.seq()).collect();
-    assert_eq!(queued.len(), 1, "exactly one of the racing appends is queued: {results:?}");
-    assert!(results.iter().all(|r| r.seq() == queued[0]), "duplicates name the winner's seq");
+    let queued: Vec<Seq> = results
+        .iter()
+        .filter(|r| matches!(r, Appended::Queued(_)))
+        .map(|r| r.seq())
+        .collect();
+    assert_eq!(
+        queued.len(),
+        1,
+        "exactly one of the racing appends is queued: {results:?}"
+    );
+    assert!(
+        results.iter().all(|r| r.seq() == queued[0]),
+        "duplicates name the winner's seq"
+    );
     assert_eq!(ok(s.stats().await, "stats").pending, 3);
 }
 
@@ -401,8 +728,14 @@ pub async fn concurrent_writers<B: Backend>(b: &B) {
             tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 for i in 0..EACH {
-                    let key = if t % 2 == 0 { Some(build_key("drone.test", 7, (t % 4) as i64)) } else { None };
-                    let r = s.append(new_event(key.as_deref(), "updated", t * 100 + i, None)).await?;
+                    let key = if t % 2 == 0 {
+                        Some(build_key("drone.test", 7, (t % 4) as i64))
+                    } else {
+                        None
+                    };
+                    let r = s
+                        .append(new_event(key.as_deref(), "updated", t * 100 + i, None))
+                        .await?;
                     seqs.push(r.seq());
                 }
                 Ok::<_, super::StoreError>(seqs)
@@ -411,21 +744,44 @@ pub async fn concurrent_writers<B: Backend>(b: &B) {
         .collect();
     let mut all = Vec::new();
     for t in tasks {
-        let seqs = ok(t.await.map_err(|e| super::StoreError::Unavailable(e.to_string())).and_then(|r| r), "writer");
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one writer's seqs increase: {seqs:?}");
+        let seqs = ok(
+            t.await
+                .map_err(|e| super::StoreError::Unavailable(e.to_string()))
+                .and_then(|r| r),
+            "writer",
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one writer's seqs increase: {seqs:?}"
+        );
         all.extend(seqs);
     }
     let distinct: HashSet<Seq> = all.iter().copied().collect();
     assert_eq!(distinct.len() as u64, TASKS * EACH, "all seqs distinct");
-    assert_eq!(ok(s.stats().await, "stats").pending, TASKS * EACH, "none lost");
+    assert_eq!(
+        ok(s.stats().await, "stats").pending,
+        TASKS * EACH,
+        "none lost"
+    );
     let claims = claim(&*s, "w", 1000).await;
     let total: usize = claims.iter().map(|c| c.events.len()).sum();
     assert_eq!(total as u64, TASKS * EACH);
     for c in &claims {
         let q = seqs(c);
-        assert!(q.windows(2).all(|w| w[0] < w[1]), "key {} in seq order", c.key);
+        assert!(
+            q.windows(2).all(|w| w[0] < w[1]),
+            "key {} in seq order",
+            c.key
+        );
     }
-    assert_eq!(claims.iter().filter(|c| c.key.starts_with("build:")).count(), 2, "two build keys (0 and 2)");
+    assert_eq!(
+        claims
+            .iter()
+            .filter(|c| c.key.starts_with("build:"))
+            .count(),
+        2,
+        "two build keys (0 and 2)"
+    );
 }
 
 /// Counts and list limits.
@@ -438,7 +794,13 @@ pub async fn stats_and_limits<B: Backend>(b: &B) {
     for n in 0..5 {
         append(&s, None, n).await;
     }
-    assert_eq!(ok(s.stats().await, "stats"), Stats { pending: 5, dead_letters: 0 });
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 5,
+            dead_letters: 0
+        }
+    );
     let two = ok(s.pending(2).await, "pending");
     assert_eq!(two.len(), 2);
     let all = ok(s.pending(10).await, "pending");
@@ -467,25 +829,54 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
     }
     let c = claim(&s, "w", 10).await;
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].events.len(), MAX_CLAIM_EVENTS, "a claim stops at MAX_CLAIM_EVENTS");
-    ok(s.complete(&k, "w", c[0].token, c[0].upto(), None).await, "complete");
+    assert_eq!(
+        c[0].events.len(),
+        MAX_CLAIM_EVENTS,
+        "a claim stops at MAX_CLAIM_EVENTS"
+    );
+    ok(
+        s.complete(&k, "w", c[0].token, c[0].upto(), None).await,
+        "complete",
+    );
     let rest = claim(&s, "w", 10).await;
-    assert_eq!(rest[0].events.len(), 6, "the rest comes with the next claim");
+    assert_eq!(
+        rest[0].events.len(),
+        6,
+        "the rest comes with the next claim"
+    );
     assert!(rest[0].events[0].seq > c[0].upto(), "in seq order");
-    ok(s.complete(&k, "w", rest[0].token, rest[0].upto(), None).await, "complete");
+    ok(
+        s.complete(&k, "w", rest[0].token, rest[0].upto(), None)
+            .await,
+        "complete",
+    );
 
     // Bodies larger than half the byte bound: one per claim; one larger
     // than the whole bound still goes out, alone.
     let big = build_key("drone.test", 7, 8);
-    for size in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
-        let ev = NewEvent { body: vec![b'x'; size], ..new_event(Some(&big), "updated", 0, None) };
+    for size in [
+        MAX_CLAIM_BYTES / 2 + 1,
+        MAX_CLAIM_BYTES / 2 + 1,
+        MAX_CLAIM_BYTES + 1,
+    ] {
+        let ev = NewEvent {
+            body: vec![b'x'; size],
+            ..new_event(Some(&big), "updated", 0, None)
+        };
         ok(s.append(ev).await, "append big");
     }
-    for want in [MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES / 2 + 1, MAX_CLAIM_BYTES + 1] {
+    for want in [
+        MAX_CLAIM_BYTES / 2 + 1,
+        MAX_CLAIM_BYTES / 2 + 1,
+        MAX_CLAIM_BYTES + 1,
+    ] {
         let c = claim(&s, "w", 10).await;
         let sizes: Vec<usize> = c[0].events.iter().map(|e| e.body.len()).collect();
         assert_eq!(sizes, vec![want], "one big event per claim");
-        ok(s.complete(&big, "w", c[0].token, c[0].upto(), None).await, "complete big");
+        ok(
+            s.complete(&big, "w", c[0].token, c[0].upto(), None).await,
+            "complete big",
+        );
     }
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
 }
@@ -495,35 +886,70 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
 /// claimed; once drained, appends are taken again.
 pub async fn a_full_queue_refuses_and_keeps_what_it_has<B: Backend>(b: &B) {
     use super::StoreError;
-    let bounds = Bounds { max_events: 3, ..Bounds::default() };
-    let s = ok(b.open_bounded("full_queue_events", bounds).await, "open bounded");
+    let bounds = Bounds {
+        max_events: 3,
+        ..Bounds::default()
+    };
+    let s = ok(
+        b.open_bounded("full_queue_events", bounds).await,
+        "open bounded",
+    );
     let is_full = |r: Result<Appended>, what: &str| match r {
         Err(StoreError::Full(_)) => {}
         other => panic!("{what}: expected Full, got {other:?}"),
     };
-    let first = ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "append").seq();
+    let first = ok(
+        s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0")))
+            .await,
+        "append",
+    )
+    .seq();
     append(&s, Some("build:1"), 1).await;
     append(&s, None, 2).await;
     let u = ok(s.usage().await, "usage");
     assert_eq!((u.events, u.full), (3, true), "{u:?}");
-    is_full(s.append(new_event(Some("build:1"), "updated", 3, None)).await, "fourth event");
+    is_full(
+        s.append(new_event(Some("build:1"), "updated", 3, None))
+            .await,
+        "fourth event",
+    );
     assert_eq!(
-        ok(s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0"))).await, "replay"),
+        ok(
+            s.append(new_event(Some("build:1"), "updated", 0, Some("sig-0")))
+                .await,
+            "replay"
+        ),
         Appended::Duplicate(first),
         "a replay is a duplicate even when full"
     );
-    assert_eq!(ok(s.stats().await, "stats").pending, 3, "nothing accepted was dropped");
+    assert_eq!(
+        ok(s.stats().await, "stats").pending,
+        3,
+        "nothing accepted was dropped"
+    );
     let c = claim(&s, "w", 10).await;
     assert_eq!(c.iter().map(|c| c.events.len()).sum::<usize>(), 3);
     for c in &c {
-        ok(s.complete(&c.key, "w", c.token, c.upto(), None).await, "complete");
+        ok(
+            s.complete(&c.key, "w", c.token, c.upto(), None).await,
+            "complete",
+        );
     }
     assert!(!ok(s.usage().await, "usage").full);
     append(&s, None, 4).await;
 
-    let bounds = Bounds { max_bytes: 1000, ..Bounds::default() };
-    let s = ok(b.open_bounded("full_queue_bytes", bounds).await, "open bounded");
-    let big = |n: u64| NewEvent { body: vec![b'x'; 400], ..new_event(None, "updated", n, None) };
+    let bounds = Bounds {
+        max_bytes: 1000,
+        ..Bounds::default()
+    };
+    let s = ok(
+        b.open_bounded("full_queue_bytes", bounds).await,
+        "open bounded",
+    );
+    let big = |n: u64| NewEvent {
+        body: vec![b'x'; 400],
+        ..new_event(None, "updated", n, None)
+    };
     ok(s.append(big(0)).await, "400 bytes");
     ok(s.append(big(1)).await, "800 bytes");
     is_full(s.append(big(2)).await, "past the byte bound");

@@ -176,7 +176,11 @@ pub struct Usage {
 impl Usage {
     /// The figures, with `full` judged against `b`.
     pub fn of(events: u64, bytes: u64, b: &Bounds) -> Usage {
-        Usage { events, bytes, full: events >= b.max_events || bytes >= b.max_bytes }
+        Usage {
+            events,
+            bytes,
+            full: events >= b.max_events || bytes >= b.max_bytes,
+        }
     }
 }
 
@@ -187,7 +191,10 @@ pub fn fits(events: u64, bytes: u64, body_len: usize, b: &Bounds) -> bool {
 
 /// The text of [`StoreError::Full`].
 pub fn full_message(b: &Bounds) -> String {
-    format!("queue is full (bounds: {} events, {} bytes)", b.max_events, b.max_bytes)
+    format!(
+        "queue is full (bounds: {} events, {} bytes)",
+        b.max_events, b.max_bytes
+    )
 }
 
 /// Queue figures for `/health`, `STATUS=` and `drone-discord queue`.
@@ -252,35 +259,68 @@ pub trait Store: Send + Sync + 'static {
     /// completed or expired. Expiry is measured by the store's clock, never
     /// the caller's wall clock (embedded: monotonic; MongoDB: the server's
     /// `$$NOW`).
-    fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> impl Future<Output = Result<Vec<Claim>>> + Send;
+    fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max_keys: usize,
+    ) -> impl Future<Output = Result<Vec<Claim>>> + Send;
 
     /// Atomically: remove `key`'s events with seq ≤ `upto`, store `message`
     /// (when `Some`) as the key's message, and drop the lease. Refused with
     /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
     /// the lease `token` on `key`.
-    fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>)
-        -> impl Future<Output = Result<()>> + Send;
+    fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        message: Option<MessageRef>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Drop the lease `token` on `key` without completing (retry later). A
     /// lease that is no longer the caller's is left alone (`Ok`).
-    fn release(&self, key: &str, owner: &str, token: u64) -> impl Future<Output = Result<()>> + Send;
+    fn release(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Extend the lease `token` on `key` to `lease` from now (the store's
     /// clock), for a delivery that takes longer than expected. `Fenced` when
     /// the lease is no longer the caller's.
-    fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> impl Future<Output = Result<()>> + Send;
+    fn renew(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        lease: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Atomically move `key`'s events with seq ≤ `upto` to the dead letters
     /// with `reason`, and drop the lease; fenced like [`Store::complete`].
-    fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64)
-        -> impl Future<Output = Result<()>> + Send;
+    fn dead_letter(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        reason: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// The message that represents `key`, if one was posted.
     fn message(&self, key: &str) -> impl Future<Output = Result<Option<MessageRef>>> + Send;
 
     /// Record (durably) the message for `key` without touching the queue:
     /// called right after a create succeeds, before anything else can fail.
-    fn put_message(&self, key: &str, message: MessageRef) -> impl Future<Output = Result<()>> + Send;
+    fn put_message(
+        &self,
+        key: &str,
+        message: MessageRef,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Pending events, oldest first, at most `limit`.
     fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Event>>> + Send;
@@ -333,7 +373,10 @@ pub fn now_ms() -> u64 {
 /// apart after a Drone database reset that re-created the repository under a
 /// new id). An empty host (a webhook without `system`) is kept empty.
 pub fn build_key(host: &str, repo_id: i64, build_id: i64) -> String {
-    format!("build:{}:{repo_id}:{build_id}", host.trim().to_ascii_lowercase())
+    format!(
+        "build:{}:{repo_id}:{build_id}",
+        host.trim().to_ascii_lowercase()
+    )
 }
 
 /// The key releases up to 0.1.0 used for a build: `build:<build id>`, which
@@ -375,7 +418,10 @@ mod key_tests {
 
     #[test]
     fn build_keys_name_the_server_and_the_repository() {
-        assert_eq!(build_key("Drone.Example.com:8080", 35, 2088), "build:drone.example.com:8080:35:2088");
+        assert_eq!(
+            build_key("Drone.Example.com:8080", 35, 2088),
+            "build:drone.example.com:8080:35:2088"
+        );
         assert_eq!(build_key("", 1, 2), "build::1:2");
         assert_ne!(build_key("a", 1, 7), build_key("b", 1, 7));
         assert_eq!(legacy_build_key(2088), "build:2088");
@@ -383,11 +429,25 @@ mod key_tests {
         for not_legacy in ["build:", "build:x1", "build:a:1:2", "event:3", "build:-1"] {
             assert_eq!(legacy_build_id(not_legacy), None, "{not_legacy}");
         }
-        assert_eq!(legacy_key_of("build:drone.example.com:8080:35:2088").as_deref(), Some("build:2088"));
+        assert_eq!(
+            legacy_key_of("build:drone.example.com:8080:35:2088").as_deref(),
+            Some("build:2088")
+        );
         assert_eq!(legacy_key_of("event:3"), None);
-        assert_eq!(legacy_key_of("build:2088"), None, "a legacy key has no legacy key");
-        let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/test/fixtures/drone/build_updated.json")).unwrap();
-        assert_eq!(build_key_of_body(&body).as_deref(), Some("build:drone.kiwi-labs.net:35:2088"));
+        assert_eq!(
+            legacy_key_of("build:2088"),
+            None,
+            "a legacy key has no legacy key"
+        );
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test/fixtures/drone/build_updated.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            build_key_of_body(&body).as_deref(),
+            Some("build:drone.kiwi-labs.net:35:2088")
+        );
         assert_eq!(build_key_of_body(b"{not json"), None);
     }
 }

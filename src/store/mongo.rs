@@ -44,9 +44,9 @@
 use super::mongo_uri::redact_uri;
 use super::schema::{self, Step, UNVERSIONED};
 use super::{
-    build_key_of_body, claim_has_room, fits, full_message, legacy_build_id, legacy_key_of, Bounds, Usage, MAX_CLAIM_EVENTS,
-    Appended, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError,
-    REPLAY_RETENTION_MS,
+    build_key_of_body, claim_has_room, fits, full_message, legacy_build_id, legacy_key_of,
+    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store,
+    StoreError, Usage, MAX_CLAIM_EVENTS, REPLAY_RETENTION_MS,
 };
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
@@ -85,7 +85,9 @@ const PRUNE_INTERVAL_MS: u64 = 10 * 60 * 1000;
 impl std::fmt::Debug for MongoStore {
     // The client's options hold the credentials: show only the database.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MongoStore").field("database", &self.name).finish_non_exhaustive()
+        f.debug_struct("MongoStore")
+            .field("database", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,9 @@ impl std::fmt::Debug for MongoStore {
 fn check_db_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name.len() > 63
-        || name.chars().any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0') || c.is_control());
+        || name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0') || c.is_control());
     if bad {
         return Err(StoreError::Config(format!(
             "MongoDB database name {name:?} is invalid (1-63 characters, none of / \\ . space \" $)"
@@ -125,7 +129,9 @@ fn startup_error(uri: &str, db: &str, e: MongoError) -> StoreError {
         ErrorKind::Command(c) if c.code == 13 || c.code == 18 => {
             format!("MongoDB user in {shown} may not use database {db:?}")
         }
-        ErrorKind::InvalidArgument { .. } | ErrorKind::DnsResolve { .. } => format!("bad MongoDB URI {shown}"),
+        ErrorKind::InvalidArgument { .. } | ErrorKind::DnsResolve { .. } => {
+            format!("bad MongoDB URI {shown}")
+        }
         _ => format!("MongoDB at {shown} failed the start-up check"),
     };
     // The driver's own text names the cause (timeout, auth mechanism, …)
@@ -150,7 +156,8 @@ fn redact_in(text: &str, uri: &str) -> String {
 }
 
 fn i64_of(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit MongoDB's int64")))
+    i64::try_from(v)
+        .map_err(|_| StoreError::Corrupt(format!("{what} {v} does not fit MongoDB's int64")))
 }
 
 /// Read a non-negative integer field (stored as int64, tolerated as int32).
@@ -158,7 +165,11 @@ fn u64_field(d: &Document, field: &str, what: &str) -> Result<u64> {
     let v = match d.get(field) {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
-        _ => return Err(StoreError::Corrupt(format!("{what}: field {field} missing or not an integer"))),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "{what}: field {field} missing or not an integer"
+            )))
+        }
     };
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what}: field {field} is negative")))
 }
@@ -166,7 +177,9 @@ fn u64_field(d: &Document, field: &str, what: &str) -> Result<u64> {
 fn str_field(d: &Document, field: &str, what: &str) -> Result<String> {
     match d.get(field) {
         Some(Bson::String(s)) => Ok(s.clone()),
-        _ => Err(StoreError::Corrupt(format!("{what}: field {field} missing or not a string"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "{what}: field {field} missing or not a string"
+        ))),
     }
 }
 
@@ -188,7 +201,11 @@ fn decode_event(d: &Document) -> Result<Event> {
     let what = format!("event {seq}");
     let body = match d.get("body") {
         Some(Bson::Binary(b)) => b.bytes.clone(),
-        _ => return Err(StoreError::Corrupt(format!("{what}: field body missing or not binary"))),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "{what}: field body missing or not binary"
+            )))
+        }
     };
     Ok(Event {
         seq,
@@ -236,8 +253,14 @@ impl MongoStore {
 
     async fn connect_inner(uri: &str, db: &str) -> Result<Self> {
         let store = Self::connect_read_only(uri, db).await?;
-        store.write_probe().await.map_err(|e| startup_error(uri, db, e))?;
-        store.create_indexes().await.map_err(|e| startup_error(uri, db, e))?;
+        store
+            .write_probe()
+            .await
+            .map_err(|e| startup_error(uri, db, e))?;
+        store
+            .create_indexes()
+            .await
+            .map_err(|e| startup_error(uri, db, e))?;
         store.migrate().await?;
         tracing::info!(uri = %redact_uri(uri), database = db, "MongoDB store connected");
         Ok(store)
@@ -247,17 +270,35 @@ impl MongoStore {
     /// another database (the old service's, see `migrate`).
     pub async fn connect_read_only(uri: &str, db: &str) -> Result<Self> {
         check_db_name(db)?;
-        let mut options = ClientOptions::parse(uri).await.map_err(|e| startup_error(uri, db, e))?;
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| startup_error(uri, db, e))?;
         // Short timeouts so a wrong host fails start-up in seconds; a URI
         // that sets its own (serverSelectionTimeoutMS, connectTimeoutMS) wins.
-        options.server_selection_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
+        options
+            .server_selection_timeout
+            .get_or_insert(SERVER_SELECTION_TIMEOUT);
         options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
-        options.app_name.get_or_insert_with(|| "drone-discord".into());
+        options
+            .app_name
+            .get_or_insert_with(|| "drone-discord".into());
         let client = Client::with_options(options).map_err(|e| startup_error(uri, db, e))?;
-        let wc = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
-        let database = client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
-        database.run_command(doc! { "ping": 1 }).await.map_err(|e| startup_error(uri, db, e))?;
-        Ok(MongoStore { db: database, name: db.to_owned(), bounds: Bounds::default(), last_prune_ms: Default::default() })
+        let wc = WriteConcern::builder()
+            .w(Acknowledgment::Majority)
+            .journal(true)
+            .build();
+        let database =
+            client.database_with_options(db, DatabaseOptions::builder().write_concern(wc).build());
+        database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| startup_error(uri, db, e))?;
+        Ok(MongoStore {
+            db: database,
+            name: db.to_owned(),
+            bounds: Bounds::default(),
+            last_prune_ms: Default::default(),
+        })
     }
 
     /// This store with the queue's bounds and the retentions.
@@ -278,7 +319,10 @@ impl MongoStore {
 
     /// Drop the whole database (used by tests to clean up after themselves).
     pub async fn drop_database(&self) -> Result<()> {
-        self.db.drop().await.map_err(|e| unavailable("drop database", e))
+        self.db
+            .drop()
+            .await
+            .map_err(|e| unavailable("drop database", e))
     }
 
     fn events(&self) -> Collection<Document> {
@@ -307,13 +351,23 @@ impl MongoStore {
     /// version right after its step finished (every step is idempotent, so a
     /// crash half-way repeats the step on the next connect).
     pub async fn migrate(&self) -> Result<()> {
-        let found = self.meta().find_one(doc! { "_id": "schema" }).await.map_err(|e| unavailable("read schema version", e))?;
-        let from = found.map(|d| u64_field(&d, "version", "meta schema")).transpose()?.unwrap_or(UNVERSIONED);
+        let found = self
+            .meta()
+            .find_one(doc! { "_id": "schema" })
+            .await
+            .map_err(|e| unavailable("read schema version", e))?;
+        let from = found
+            .map(|d| u64_field(&d, "version", "meta schema"))
+            .transpose()?
+            .unwrap_or(UNVERSIONED);
         for step in schema::steps_from(from)? {
             self.migrate_step(*step).await?;
             let version = i64_of(step.to(), "schema version")?;
             self.meta()
-                .replace_one(doc! { "_id": "schema" }, doc! { "_id": "schema", "version": version })
+                .replace_one(
+                    doc! { "_id": "schema" },
+                    doc! { "_id": "schema", "version": version },
+                )
                 .upsert(true)
                 .await
                 .map_err(|e| unavailable("write schema version", e))?;
@@ -335,7 +389,13 @@ impl MongoStore {
     /// stopped before the upgrade, and a dropped lease is an expired one.
     async fn namespace_keys(&self) -> Result<()> {
         let legacy = self
-            .find_all(self.events(), doc! { "key": { "$regex": "^build:[0-9]+$" } }, usize::MAX, "read legacy events", decode_event)
+            .find_all(
+                self.events(),
+                doc! { "key": { "$regex": "^build:[0-9]+$" } },
+                usize::MAX,
+                "read legacy events",
+                decode_event,
+            )
             .await?;
         let mut moved: std::collections::BTreeMap<String, String> = Default::default();
         let mut rekey = Vec::new();
@@ -343,24 +403,40 @@ impl MongoStore {
             if legacy_build_id(&ev.key).is_none() {
                 continue;
             }
-            let Some(new) = build_key_of_body(&ev.body) else { continue };
+            let Some(new) = build_key_of_body(&ev.body) else {
+                continue;
+            };
             moved.entry(ev.key.clone()).or_insert_with(|| new.clone());
             rekey.push((ev.seq, new));
         }
         for (old, new) in &moved {
-            if let Some(d) = self.messages().find_one(doc! { "_id": old }).await.map_err(|e| unavailable("read message", e))? {
+            if let Some(d) = self
+                .messages()
+                .find_one(doc! { "_id": old })
+                .await
+                .map_err(|e| unavailable("read message", e))?
+            {
                 let m = decode_message(old, &d)?;
                 self.insert_message_if_absent(new, &m).await?;
-                self.messages().delete_one(doc! { "_id": old }).await.map_err(|e| unavailable("move message", e))?;
+                self.messages()
+                    .delete_one(doc! { "_id": old })
+                    .await
+                    .map_err(|e| unavailable("move message", e))?;
             }
         }
         for (seq, new) in rekey {
             self.events()
-                .update_one(doc! { "_id": i64_of(seq, "seq")? }, doc! { "$set": { "key": new } })
+                .update_one(
+                    doc! { "_id": i64_of(seq, "seq")? },
+                    doc! { "$set": { "key": new } },
+                )
                 .await
                 .map_err(|e| unavailable("rewrite event key", e))?;
         }
-        self.leases().delete_many(doc! {}).await.map_err(|e| unavailable("drop old leases", e))?;
+        self.leases()
+            .delete_many(doc! {})
+            .await
+            .map_err(|e| unavailable("drop old leases", e))?;
         Ok(())
     }
 
@@ -379,11 +455,15 @@ impl MongoStore {
     /// key without a message takes over its build id's legacy message while
     /// that one is not final.
     async fn adopt_legacy_message(&self, key: &str) -> Result<()> {
-        let Some(legacy) = legacy_key_of(key) else { return Ok(()) };
+        let Some(legacy) = legacy_key_of(key) else {
+            return Ok(());
+        };
         if self.op_message(key).await?.is_some() {
             return Ok(());
         }
-        let Some(m) = self.op_message(&legacy).await? else { return Ok(()) };
+        let Some(m) = self.op_message(&legacy).await? else {
+            return Ok(());
+        };
         if crate::drone::is_final(&m.status) {
             return Ok(());
         }
@@ -397,14 +477,32 @@ impl MongoStore {
     }
 
     async fn write_probe(&self) -> std::result::Result<(), MongoError> {
-        self.counters().update_one(doc! { "_id": "probe" }, doc! { "$inc": { "n": 1i64 } }).upsert(true).await?;
+        self.counters()
+            .update_one(doc! { "_id": "probe" }, doc! { "$inc": { "n": 1i64 } })
+            .upsert(true)
+            .await?;
         Ok(())
     }
 
     async fn create_indexes(&self) -> std::result::Result<(), MongoError> {
-        self.events().create_index(IndexModel::builder().keys(doc! { "key": 1, "_id": 1 }).build()).await?;
-        let ttl = IndexOptions::builder().expire_after(Duration::from_millis(REPLAY_RETENTION_MS)).build();
-        self.replay().create_index(IndexModel::builder().keys(doc! { "at": 1 }).options(ttl).build()).await?;
+        self.events()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "key": 1, "_id": 1 })
+                    .build(),
+            )
+            .await?;
+        let ttl = IndexOptions::builder()
+            .expire_after(Duration::from_millis(REPLAY_RETENTION_MS))
+            .build();
+        self.replay()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "at": 1 })
+                    .options(ttl)
+                    .build(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -416,7 +514,9 @@ impl MongoStore {
             .return_document(ReturnDocument::After)
             .await
             .map_err(|e| unavailable("allocate seq", e))?
-            .ok_or_else(|| StoreError::Unavailable("MongoDB allocate seq: no counter returned".into()))?;
+            .ok_or_else(|| {
+                StoreError::Unavailable("MongoDB allocate seq: no counter returned".into())
+            })?;
         u64_field(&d, "n", "counter seq")
     }
 
@@ -435,8 +535,11 @@ impl MongoStore {
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(unavailable("record replay key", e)),
             }
-            let Some(seen) =
-                self.replay().find_one(doc! { "_id": rk }).await.map_err(|e| unavailable("read replay key", e))?
+            let Some(seen) = self
+                .replay()
+                .find_one(doc! { "_id": rk })
+                .await
+                .map_err(|e| unavailable("read replay key", e))?
             else {
                 continue; // removed by the TTL monitor in between: try again
             };
@@ -447,14 +550,19 @@ impl MongoStore {
             // Expired but not swept yet: take it over, unless someone else just did.
             let taken = self
                 .replay()
-                .replace_one(doc! { "_id": rk, "received_ms": i64_of(seen_ms, "received_ms")? }, record.clone())
+                .replace_one(
+                    doc! { "_id": rk, "received_ms": i64_of(seen_ms, "received_ms")? },
+                    record.clone(),
+                )
                 .await
                 .map_err(|e| unavailable("renew replay key", e))?;
             if taken.modified_count == 1 {
                 return Ok(None);
             }
         }
-        Err(StoreError::Unavailable("MongoDB replay key kept changing; try again".into()))
+        Err(StoreError::Unavailable(
+            "MongoDB replay key kept changing; try again".into(),
+        ))
     }
 
     /// `key`'s events with seq ≤ `upto`, oldest first, as many as one claim
@@ -470,8 +578,14 @@ impl MongoStore {
             .map_err(|e| unavailable("read events", e))?;
         let mut out: Vec<Event> = Vec::new();
         let mut bytes = 0usize;
-        while cursor.advance().await.map_err(|e| unavailable("read events", e))? {
-            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event of {key}: {e}")))?;
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| unavailable("read events", e))?
+        {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(format!("event of {key}: {e}")))?;
             let ev = decode_event(&d)?;
             if !claim_has_room(out.len(), bytes, ev.body.len()) {
                 break;
@@ -504,12 +618,17 @@ impl MongoStore {
     async fn try_lease(&self, key: &str, owner: &str, lease_ms: i64) -> Result<Option<u64>> {
         let d = self
             .counters()
-            .find_one_and_update(doc! { "_id": "lease_token" }, doc! { "$inc": { "n": 1i64 } })
+            .find_one_and_update(
+                doc! { "_id": "lease_token" },
+                doc! { "$inc": { "n": 1i64 } },
+            )
             .upsert(true)
             .return_document(ReturnDocument::After)
             .await
             .map_err(|e| unavailable("allocate lease token", e))?
-            .ok_or_else(|| StoreError::Unavailable("MongoDB allocate lease token: no counter returned".into()))?;
+            .ok_or_else(|| {
+                StoreError::Unavailable("MongoDB allocate lease token: no counter returned".into())
+            })?;
         let token = u64_field(&d, "n", "counter lease_token")?;
         let r = self
             .leases()
@@ -549,7 +668,9 @@ impl MongoStore {
             .map_err(|e| unavailable(what, e))?;
         let mut out = Vec::new();
         while cursor.advance().await.map_err(|e| unavailable(what, e))? {
-            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
             out.push(decode(&d)?);
         }
         Ok(out)
@@ -563,7 +684,11 @@ impl MongoStore {
         if !fits(usage.events, usage.bytes, ev.body.len(), &self.bounds) {
             // A replay is still a duplicate, full or not.
             if let Some(rk) = ev.replay_key.as_deref() {
-                let seen = self.replay().find_one(doc! { "_id": rk }).await.map_err(|e| unavailable("read replay key", e))?;
+                let seen = self
+                    .replay()
+                    .find_one(doc! { "_id": rk })
+                    .await
+                    .map_err(|e| unavailable("read replay key", e))?;
                 if let Some(seen) = seen {
                     let seen_ms = u64_field(&seen, "received_ms", "replay key")?;
                     if ev.received_ms.saturating_sub(seen_ms) < REPLAY_RETENTION_MS {
@@ -620,13 +745,22 @@ impl MongoStore {
             .await
             .map_err(|e| unavailable("list pending keys", e))?;
         let mut claims = Vec::new();
-        while claims.len() < max_keys && cursor.advance().await.map_err(|e| unavailable("list pending keys", e))? {
-            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("pending key: {e}")))?;
+        while claims.len() < max_keys
+            && cursor
+                .advance()
+                .await
+                .map_err(|e| unavailable("list pending keys", e))?
+        {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(format!("pending key: {e}")))?;
             let key = str_field(&d, "_id", "pending key")?;
             if held.contains(&key) {
                 continue;
             }
-            let Some(token) = self.try_lease(&key, owner, lease_ms).await? else { continue };
+            let Some(token) = self.try_lease(&key, owner, lease_ms).await? else {
+                continue;
+            };
             let events = match self.events_upto(&key, Seq::MAX).await {
                 Err(StoreError::Corrupt(why)) => {
                     // One undecodable document must not stop every claim:
@@ -651,11 +785,21 @@ impl MongoStore {
     /// letters, its raw BSON as the body and the decoder's reason.
     async fn set_aside_undecodable(&self, key: &str) -> Result<()> {
         let docs = self
-            .find_all(self.events(), doc! { "key": key }, usize::MAX, "read events", |d| Ok(d.clone()))
+            .find_all(
+                self.events(),
+                doc! { "key": key },
+                usize::MAX,
+                "read events",
+                |d| Ok(d.clone()),
+            )
             .await?;
         for d in docs {
-            let Err(StoreError::Corrupt(why)) = decode_event(&d) else { continue };
-            let Some(id) = d.get("_id").cloned() else { continue };
+            let Err(StoreError::Corrupt(why)) = decode_event(&d) else {
+                continue;
+            };
+            let Some(id) = d.get("_id").cloned() else {
+                continue;
+            };
             let raw = mongodb::bson::to_vec(&d).unwrap_or_default();
             let dead = doc! {
                 "_id": id.clone(),
@@ -672,7 +816,10 @@ impl MongoStore {
                 .upsert(true)
                 .await
                 .map_err(|e| unavailable("insert dead letter", e))?;
-            self.events().delete_one(doc! { "_id": id }).await.map_err(|e| unavailable("delete corrupt event", e))?;
+            self.events()
+                .delete_one(doc! { "_id": id })
+                .await
+                .map_err(|e| unavailable("delete corrupt event", e))?;
         }
         Ok(())
     }
@@ -680,13 +827,27 @@ impl MongoStore {
     /// `Fenced` unless `owner` holds the lease `token` on `key`.
     async fn check_lease(&self, key: &str, owner: &str, token: u64) -> Result<()> {
         let filter = doc! { "_id": key, "owner": owner, "token": i64_of(token, "token")? };
-        match self.leases().find_one(filter).await.map_err(|e| unavailable("read lease", e))? {
+        match self
+            .leases()
+            .find_one(filter)
+            .await
+            .map_err(|e| unavailable("read lease", e))?
+        {
             Some(_) => Ok(()),
-            None => Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held"))),
+            None => Err(StoreError::Fenced(format!(
+                "{key}: lease {token} of {owner} is not held"
+            ))),
         }
     }
 
-    async fn op_complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
+    async fn op_complete(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        message: Option<MessageRef>,
+    ) -> Result<()> {
         self.check_lease(key, owner, token).await?;
         if let Some(m) = message {
             self.put_fenced_message(key, token, &m).await?;
@@ -703,9 +864,9 @@ impl MongoStore {
         let filter = doc! { "_id": key, "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
         match self.messages().replace_one(filter, d).upsert(true).await {
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => {
-                Err(StoreError::Fenced(format!("{key}: a newer lease than {token} already stored the message")))
-            }
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::Fenced(format!(
+                "{key}: a newer lease than {token} already stored the message"
+            ))),
             Err(e) => Err(unavailable("store message", e)),
         }
     }
@@ -725,26 +886,40 @@ impl MongoStore {
             .await
             .map_err(|e| unavailable("renew lease", e))?;
         if r.matched_count == 0 {
-            return Err(StoreError::Fenced(format!("{key}: lease {token} of {owner} is not held")));
+            return Err(StoreError::Fenced(format!(
+                "{key}: lease {token} of {owner} is not held"
+            )));
         }
         Ok(())
     }
 
-    async fn op_dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn op_dead_letter(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<()> {
         self.check_lease(key, owner, token).await?;
         // Delete exactly the events that were copied aside: an append whose
         // lower seq only became visible after the read stays pending instead
         // of vanishing without a dead letter.
         let mut moved = Vec::new();
         for ev in self.events_upto(key, upto).await? {
-            let mut d = event_doc(ev.seq, &ev.key, &NewEvent {
-                key: None,
-                event: ev.event.clone(),
-                action: ev.action.clone(),
-                received_ms: ev.received_ms,
-                replay_key: None,
-                body: ev.body.clone(),
-            })?;
+            let mut d = event_doc(
+                ev.seq,
+                &ev.key,
+                &NewEvent {
+                    key: None,
+                    event: ev.event.clone(),
+                    action: ev.action.clone(),
+                    received_ms: ev.received_ms,
+                    replay_key: None,
+                    body: ev.body.clone(),
+                },
+            )?;
             d.insert("reason", reason);
             d.insert("failed_ms", i64_of(now_ms, "failed_ms")?);
             let id = i64_of(ev.seq, "seq")?;
@@ -765,7 +940,11 @@ impl MongoStore {
     }
 
     async fn op_message(&self, key: &str) -> Result<Option<MessageRef>> {
-        let found = self.messages().find_one(doc! { "_id": key }).await.map_err(|e| unavailable("read message", e))?;
+        let found = self
+            .messages()
+            .find_one(doc! { "_id": key })
+            .await
+            .map_err(|e| unavailable("read message", e))?;
         found.map(|d| decode_message(key, &d)).transpose()
     }
 
@@ -777,17 +956,28 @@ impl MongoStore {
         use std::sync::atomic::Ordering;
         let last = self.last_prune_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < PRUNE_INTERVAL_MS
-            || self.last_prune_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            || self
+                .last_prune_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
         let at = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
         let messages = at(now_ms.saturating_sub(self.bounds.message_retention_ms));
-        if let Err(e) = self.messages().delete_many(doc! { "updated_ms": { "$lt": messages } }).await {
+        if let Err(e) = self
+            .messages()
+            .delete_many(doc! { "updated_ms": { "$lt": messages } })
+            .await
+        {
             tracing::warn!(error = %e, "could not prune old messages");
         }
         let dead = at(now_ms.saturating_sub(self.bounds.dead_letter_retention_ms));
-        if let Err(e) = self.dead().delete_many(doc! { "failed_ms": { "$lt": dead } }).await {
+        if let Err(e) = self
+            .dead()
+            .delete_many(doc! { "failed_ms": { "$lt": dead } })
+            .await
+        {
             tracing::warn!(error = %e, "could not prune old dead letters");
         }
     }
@@ -805,7 +995,14 @@ impl MongoStore {
     }
 
     async fn op_pending(&self, limit: usize) -> Result<Vec<Event>> {
-        self.find_all(self.events(), doc! {}, limit, "read pending events", decode_event).await
+        self.find_all(
+            self.events(),
+            doc! {},
+            limit,
+            "read pending events",
+            decode_event,
+        )
+        .await
     }
 
     async fn op_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
@@ -822,24 +1019,47 @@ impl MongoStore {
     }
 
     async fn op_stats(&self) -> Result<Stats> {
-        let pending = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
-        let dead_letters = self.dead().count_documents(doc! {}).await.map_err(|e| unavailable("count dead letters", e))?;
-        Ok(Stats { pending, dead_letters })
+        let pending = self
+            .events()
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| unavailable("count events", e))?;
+        let dead_letters = self
+            .dead()
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| unavailable("count dead letters", e))?;
+        Ok(Stats {
+            pending,
+            dead_letters,
+        })
     }
 
     /// Pending events and their body bytes. The count is an index count; the
     /// bytes are summed by the server (events written before `size` existed
     /// count as 0).
     async fn op_usage(&self) -> Result<Usage> {
-        let events = self.events().count_documents(doc! {}).await.map_err(|e| unavailable("count events", e))?;
+        let events = self
+            .events()
+            .count_documents(doc! {})
+            .await
+            .map_err(|e| unavailable("count events", e))?;
         let mut cursor = self
             .events()
-            .aggregate(vec![doc! { "$group": { "_id": Bson::Null, "bytes": { "$sum": "$size" } } }])
+            .aggregate(vec![
+                doc! { "$group": { "_id": Bson::Null, "bytes": { "$sum": "$size" } } },
+            ])
             .await
             .map_err(|e| unavailable("sum event sizes", e))?;
         let mut bytes = 0u64;
-        if cursor.advance().await.map_err(|e| unavailable("sum event sizes", e))? {
-            let d = cursor.deserialize_current().map_err(|e| StoreError::Corrupt(format!("event sizes: {e}")))?;
+        if cursor
+            .advance()
+            .await
+            .map_err(|e| unavailable("sum event sizes", e))?
+        {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(format!("event sizes: {e}")))?;
             bytes = match d.get("bytes") {
                 Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
                 Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
@@ -851,7 +1071,9 @@ impl MongoStore {
     }
 
     async fn op_probe(&self) -> Result<()> {
-        self.write_probe().await.map_err(|e| unavailable("probe write", e))
+        self.write_probe()
+            .await
+            .map_err(|e| unavailable("probe write", e))
     }
 }
 
@@ -864,8 +1086,19 @@ impl Store for MongoStore {
         within("claim", self.op_claim(owner, lease, max_keys)).await
     }
 
-    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        within("complete", self.op_complete(key, owner, token, upto, message)).await
+    async fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        message: Option<MessageRef>,
+    ) -> Result<()> {
+        within(
+            "complete",
+            self.op_complete(key, owner, token, upto, message),
+        )
+        .await
     }
 
     async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
@@ -876,8 +1109,20 @@ impl Store for MongoStore {
         within("renew", self.op_renew(key, owner, token, lease)).await
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
-        within("dead_letter", self.op_dead_letter(key, owner, token, upto, reason, now_ms)).await
+    async fn dead_letter(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<()> {
+        within(
+            "dead_letter",
+            self.op_dead_letter(key, owner, token, upto, reason, now_ms),
+        )
+        .await
     }
 
     async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
@@ -915,10 +1160,16 @@ async fn within<T>(what: &str, op: impl std::future::Future<Output = Result<T>>)
     within_for(OP_TIMEOUT, what, op).await
 }
 
-async fn within_for<T>(limit: Duration, what: &str, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn within_for<T>(
+    limit: Duration,
+    what: &str,
+    op: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(limit, op).await {
         Ok(r) => r,
-        Err(_) => Err(StoreError::Unavailable(format!("MongoDB {what} took longer than {limit:?}"))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "MongoDB {what} took longer than {limit:?}"
+        ))),
     }
 }
 
@@ -929,7 +1180,10 @@ mod tests {
     #[test]
     fn database_names_are_checked_before_connecting() {
         for bad in ["", "a.b", "a b", "a/b", "a$b", "a\"b", &"x".repeat(64)] {
-            assert!(matches!(check_db_name(bad), Err(StoreError::Config(_))), "{bad:?} must be refused");
+            assert!(
+                matches!(check_db_name(bad), Err(StoreError::Config(_))),
+                "{bad:?} must be refused"
+            );
         }
         for good in ["drone", "drone_discord", "Drone-Discord-2"] {
             assert!(check_db_name(good).is_ok(), "{good:?}");
@@ -948,28 +1202,43 @@ mod tests {
         };
         let d = event_doc(7, "event:7", &ev).unwrap();
         let back = decode_event(&d).unwrap();
-        assert_eq!(back, Event {
-            seq: 7,
-            key: "event:7".into(),
-            event: "build".into(),
-            action: "created".into(),
-            received_ms: 1_700_000_000_123,
-            body: vec![0, 1, 255],
-        });
+        assert_eq!(
+            back,
+            Event {
+                seq: 7,
+                key: "event:7".into(),
+                event: "build".into(),
+                action: "created".into(),
+                received_ms: 1_700_000_000_123,
+                body: vec![0, 1, 255],
+            }
+        );
         let mut bad = d.clone();
         bad.insert("received_ms", -1i64);
         assert!(matches!(decode_event(&bad), Err(StoreError::Corrupt(m)) if m.contains("event 7")));
         let mut bad = d;
         bad.insert("body", "text");
         assert!(matches!(decode_event(&bad), Err(StoreError::Corrupt(m)) if m.contains("body")));
-        assert!(matches!(i64_of(u64::MAX, "seq"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            i64_of(u64::MAX, "seq"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn messages_round_trip_through_bson() {
-        let m = MessageRef { channel_id: "1".into(), message_id: "2".into(), status: "success".into() };
-        assert_eq!(decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(), m);
-        assert!(matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1")));
+        let m = MessageRef {
+            channel_id: "1".into(),
+            message_id: "2".into(),
+            status: "success".into(),
+        };
+        assert_eq!(
+            decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(),
+            m
+        );
+        assert!(
+            matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1"))
+        );
     }
 
     /// Releases up to 0.1.0 stored an `updated_ms` (Int64) that nothing ever
@@ -983,7 +1252,11 @@ mod tests {
             "status": "success",
             "updated_ms": 1_700_000_000_123i64,
         };
-        let m = MessageRef { channel_id: "111".into(), message_id: "1100000000000000001".into(), status: "success".into() };
+        let m = MessageRef {
+            channel_id: "111".into(),
+            message_id: "1100000000000000001".into(),
+            status: "success".into(),
+        };
         assert_eq!(decode_message("build:2088", &old).unwrap(), m);
     }
 
@@ -1000,16 +1273,24 @@ mod tests {
     async fn an_unreachable_server_is_one_config_line_without_the_password() {
         // Port 1 on loopback: nothing listens, the connection is refused at once.
         let uri = "mongodb://root:hunter2@127.0.0.1:1/?authSource=admin&serverSelectionTimeoutMS=200&directConnection=true";
-        let err = MongoStore::connect(uri, "drone").await.expect_err("nothing listens on port 1");
-        let StoreError::Config(m) = err else { panic!("expected Config, got {err}") };
-        assert!(m.starts_with("cannot reach MongoDB at mongodb://root:***@127.0.0.1:1"), "{m}");
+        let err = MongoStore::connect(uri, "drone")
+            .await
+            .expect_err("nothing listens on port 1");
+        let StoreError::Config(m) = err else {
+            panic!("expected Config, got {err}")
+        };
+        assert!(
+            m.starts_with("cannot reach MongoDB at mongodb://root:***@127.0.0.1:1"),
+            "{m}"
+        );
         assert!(!m.contains("hunter2"), "{m}");
         assert!(!m.contains('\n'), "one line: {m}");
     }
 
     #[tokio::test]
     async fn an_operation_that_never_finishes_is_unavailable() {
-        let r: Result<()> = within_for(Duration::from_millis(50), "append", std::future::pending()).await;
+        let r: Result<()> =
+            within_for(Duration::from_millis(50), "append", std::future::pending()).await;
         match r {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("append took longer"), "{m}"),
             other => panic!("expected Unavailable, got {other:?}"),
@@ -1031,17 +1312,28 @@ mod tests {
             }
         });
         let uri = format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300&connectTimeoutMS=300&directConnection=true");
-        let err = MongoStore::connect(&uri, "drone").await.expect_err("a silent peer is not MongoDB");
-        assert!(matches!(err, StoreError::Config(ref m) if m.contains("cannot reach")), "{err}");
+        let err = MongoStore::connect(&uri, "drone")
+            .await
+            .expect_err("a silent peer is not MongoDB");
+        assert!(
+            matches!(err, StoreError::Config(ref m) if m.contains("cannot reach")),
+            "{err}"
+        );
         silent.abort();
     }
 
     #[tokio::test]
     async fn a_malformed_uri_is_a_config_error_without_the_password() {
-        let err = MongoStore::connect("mongodb://root:hunter2@", "drone").await.expect_err("no host");
-        let StoreError::Config(m) = err else { panic!("expected Config, got {err}") };
+        let err = MongoStore::connect("mongodb://root:hunter2@", "drone")
+            .await
+            .expect_err("no host");
+        let StoreError::Config(m) = err else {
+            panic!("expected Config, got {err}")
+        };
         assert!(!m.contains("hunter2"), "{m}");
-        let err = MongoStore::connect("http://x", "drone").await.expect_err("wrong scheme");
+        let err = MongoStore::connect("http://x", "drone")
+            .await
+            .expect_err("wrong scheme");
         assert!(matches!(err, StoreError::Config(_)), "{err}");
     }
 }

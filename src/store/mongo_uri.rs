@@ -15,7 +15,12 @@
 /// part of the URI: it is passed to the store separately (`MONGO_DATABASE`).
 /// `authSource=admin` is added only when a user is given (root users
 /// authenticate against `admin`, whatever database they then use).
-pub fn uri_from_parts(host: &str, port: Option<u16>, user: Option<&str>, password: Option<&str>) -> String {
+pub fn uri_from_parts(
+    host: &str,
+    port: Option<u16>,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> String {
     let mut uri = String::from("mongodb://");
     let user = user.filter(|u| !u.is_empty());
     if let Some(u) = user {
@@ -62,7 +67,9 @@ fn percent_encode(s: &str) -> String {
 
 /// The URI with any password replaced by `***`, for log lines and errors.
 pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else { return "***".into() };
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return "***".into();
+    };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
@@ -80,9 +87,18 @@ mod tests {
 
     #[test]
     fn plain_host_and_port_without_credentials() {
-        assert_eq!(uri_from_parts("mongo", Some(27017), None, None), "mongodb://mongo:27017/");
-        assert_eq!(uri_from_parts("db.local", None, None, Some("ignored")), "mongodb://db.local/");
-        assert_eq!(uri_from_parts(" ", None, Some(""), None), "mongodb://localhost/");
+        assert_eq!(
+            uri_from_parts("mongo", Some(27017), None, None),
+            "mongodb://mongo:27017/"
+        );
+        assert_eq!(
+            uri_from_parts("db.local", None, None, Some("ignored")),
+            "mongodb://db.local/"
+        );
+        assert_eq!(
+            uri_from_parts(" ", None, Some(""), None),
+            "mongodb://localhost/"
+        );
     }
 
     #[test]
@@ -91,7 +107,10 @@ mod tests {
             uri_from_parts("mongo", Some(27017), Some("root"), Some("example")),
             "mongodb://root:example@mongo:27017/?authSource=admin"
         );
-        assert_eq!(uri_from_parts("mongo", None, Some("root"), None), "mongodb://root@mongo/?authSource=admin");
+        assert_eq!(
+            uri_from_parts("mongo", None, Some("root"), None),
+            "mongodb://root@mongo/?authSource=admin"
+        );
     }
 
     #[test]
@@ -100,13 +119,22 @@ mod tests {
         assert_eq!(uri, "mongodb://us%3Aer%40x:p%40ss%3Aw%2Frd%3F%23%5B%5D%25%20%C3%A9@mongo:1/?authSource=admin");
         // Exactly one '@' separates userinfo from the host.
         assert_eq!(uri.matches('@').count(), 1);
-        assert_eq!(uri_from_parts("h", None, Some("a-b.c_d~"), Some("Z9")), "mongodb://a-b.c_d~:Z9@h/?authSource=admin");
+        assert_eq!(
+            uri_from_parts("h", None, Some("a-b.c_d~"), Some("Z9")),
+            "mongodb://a-b.c_d~:Z9@h/?authSource=admin"
+        );
     }
 
     #[test]
     fn ipv6_hosts_are_bracketed() {
-        assert_eq!(uri_from_parts("::1", Some(27017), None, None), "mongodb://[::1]:27017/");
-        assert_eq!(uri_from_parts("[::1]", None, None, None), "mongodb://[::1]/");
+        assert_eq!(
+            uri_from_parts("::1", Some(27017), None, None),
+            "mongodb://[::1]:27017/"
+        );
+        assert_eq!(
+            uri_from_parts("[::1]", None, None, None),
+            "mongodb://[::1]/"
+        );
     }
 
     #[test]
@@ -116,7 +144,10 @@ mod tests {
         assert_eq!(shown, "mongodb://root:***@mongo:27017/?authSource=admin");
         assert!(!shown.contains("s3cr3t"));
         assert_eq!(redact_uri("mongodb://h1,h2/db"), "mongodb://h1,h2/db");
-        assert_eq!(redact_uri("mongodb+srv://u:p@cluster/x"), "mongodb+srv://u:***@cluster/x");
+        assert_eq!(
+            redact_uri("mongodb+srv://u:p@cluster/x"),
+            "mongodb+srv://u:***@cluster/x"
+        );
         assert_eq!(redact_uri("garbage with secret"), "***");
     }
 }

@@ -41,7 +41,9 @@ impl WriteProof {
     /// (`Unavailable`) makes the store unproven, otherwise any success proves
     /// it. Corrupt data and the like say nothing about the disk.
     pub fn record<T>(&self, results: &[Result<T>]) {
-        let failed = results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_))));
+        let failed = results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Unavailable(_))));
         let wrote = results.iter().any(|r| r.is_ok());
         let mut last = crate::sync::lock(&self.last);
         if failed {
@@ -76,12 +78,24 @@ mod tests {
         assert!(!p.is_fresh(now), "nothing written yet: probe");
         p.record(&[Ok(())]);
         assert!(p.is_fresh(Instant::now()));
-        assert!(!p.is_fresh(Instant::now() + PROBE_EVERY), "stale after PROBE_EVERY");
+        assert!(
+            !p.is_fresh(Instant::now() + PROBE_EVERY),
+            "stale after PROBE_EVERY"
+        );
         p.record(&[Ok(()), unavailable()]);
-        assert!(!p.is_fresh(Instant::now()), "an I/O failure in the commit revokes the proof");
+        assert!(
+            !p.is_fresh(Instant::now()),
+            "an I/O failure in the commit revokes the proof"
+        );
         p.record(&[Err::<(), _>(StoreError::Corrupt("record 7".into()))]);
-        assert!(!p.is_fresh(Instant::now()), "corrupt data proves nothing either way");
+        assert!(
+            !p.is_fresh(Instant::now()),
+            "corrupt data proves nothing either way"
+        );
         p.record(&[Ok(())]);
-        assert!(p.is_fresh(Instant::now()), "the next good commit proves it again");
+        assert!(
+            p.is_fresh(Instant::now()),
+            "the next good commit proves it again"
+        );
     }
 }

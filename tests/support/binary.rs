@@ -60,7 +60,11 @@ pub fn spawn(mut cmd: Command) -> Service {
                 // that reads the log once `spawn` returns sees this line.
                 let addr = line
                     .contains("listening for Drone webhooks")
-                    .then(|| line.split_whitespace().find_map(|w| w.strip_prefix("addr=")).map(str::to_string))
+                    .then(|| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix("addr="))
+                            .map(str::to_string)
+                    })
                     .flatten();
                 log.lock().unwrap().push(line);
                 if let Some(addr) = addr {
@@ -73,7 +77,10 @@ pub fn spawn(mut cmd: Command) -> Service {
         Ok(a) => a,
         Err(_) => {
             let _ = child.kill();
-            panic!("service did not start; log:\n{}", log.lock().unwrap().join("\n"));
+            panic!(
+                "service did not start; log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
         }
     };
     Service { child, addr, log }
@@ -88,12 +95,21 @@ impl Service {
     pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let n = self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count();
+            let n = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
             if n >= count {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("waited for {count}× {needle:?}, saw {n}; log:\n{}", self.log_text());
+                panic!(
+                    "waited for {count}× {needle:?}, saw {n}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -126,7 +142,9 @@ impl Service {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        self.request(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
     }
 
     /// POST `body` signed like Drone with `secret`.
@@ -161,7 +179,11 @@ pub fn run_cmd(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 
 /// Poll `/health` until `pred(status, json)` holds; panics with the last
 /// answer and the log after `timeout`. Returns the matching body.
-pub fn wait_health(svc: &Service, timeout: Duration, pred: impl Fn(u16, &serde_json::Value) -> bool) -> serde_json::Value {
+pub fn wait_health(
+    svc: &Service,
+    timeout: Duration,
+    pred: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
         let (status, body) = svc.get("/health");
@@ -170,9 +192,11 @@ pub fn wait_health(svc: &Service, timeout: Duration, pred: impl Fn(u16, &serde_j
             return v;
         }
         if Instant::now() > deadline {
-            panic!("health never matched; last {status} {body}; log:\n{}", svc.log_text());
+            panic!(
+                "health never matched; last {status} {body}; log:\n{}",
+                svc.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
-

@@ -10,13 +10,22 @@ use serde_json::Value;
 /// message carries the update number; `done_steps(step count)` steps have
 /// succeeded, the next one runs, the rest are pending. A final status gets a
 /// finish time.
-pub fn build_update(template: &Value, id: i64, n: usize, status: &str, done_steps: impl Fn(usize) -> usize) -> Vec<u8> {
+pub fn build_update(
+    template: &Value,
+    id: i64,
+    n: usize,
+    status: &str,
+    done_steps: impl Fn(usize) -> usize,
+) -> Vec<u8> {
     let mut v = template.clone();
     v["build"]["id"] = id.into();
     v["build"]["number"] = id.into();
     v["build"]["status"] = status.into();
     v["build"]["message"] = format!("build {id} update {n}").into();
-    if let Some(steps) = v.pointer_mut("/build/stages/0/steps").and_then(Value::as_array_mut) {
+    if let Some(steps) = v
+        .pointer_mut("/build/stages/0/steps")
+        .and_then(Value::as_array_mut)
+    {
         let done = done_steps(steps.len());
         for (i, step) in steps.iter_mut().enumerate() {
             step["status"] = if i < done {

@@ -8,4 +8,3 @@ pub const SECRET: &str = "e2e-webhook-secret";
 pub const TOKEN: &str = "MTAwMDAwMDAwMDAwMDAwMDAw.Gtest0.e2e-test-token-not-a-real-token-000";
 /// The Discord channel id (`DISCORD_CHANNEL_ID`).
 pub const CHANNEL: &str = "100000000000000001";
-

@@ -814,7 +814,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // Discord's answers pass Google's front end; a Cloudflare ban page
         // (HTML) does not, and clients tell the two apart by it.
-        if !resp.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/html")) {
+        if !resp
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with("text/html"))
+        {
             out.push_str("Via: 1.1 google\r\n");
         }
         out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));

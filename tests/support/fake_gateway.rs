@@ -109,8 +109,12 @@ pub struct FakeConn {
 
 impl FakeGateway {
     pub async fn start() -> FakeGateway {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
-        let resume = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let resume = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let resume_addr = resume.local_addr().expect("local addr");
         let (tx, conns) = mpsc::unbounded_channel();
@@ -133,7 +137,13 @@ impl FakeGateway {
                 }
             });
         }
-        FakeGateway { addr, resume_addr, conns, count, shared }
+        FakeGateway {
+            addr,
+            resume_addr,
+            conns,
+            count,
+            shared,
+        }
     }
 
     /// The base URL to configure the client with (no path, no query).
@@ -187,7 +197,12 @@ impl FakeGateway {
     pub fn max_identifies_within(&self, window: Duration) -> usize {
         let times = self.identify_times();
         (0..times.len())
-            .map(|i| times[i..].iter().take_while(|t| t.duration_since(times[i]) < window).count())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| t.duration_since(times[i]) < window)
+                    .count()
+            })
             .max()
             .unwrap_or(0)
     }
@@ -216,7 +231,9 @@ impl FakeGateway {
     /// End a session, as Discord does when it times out: a later Resume of
     /// it gets op 9 `false`.
     pub fn invalidate_session(&self, session_id: &str) {
-        lock(&self.shared).sessions.insert(session_id.to_string(), false);
+        lock(&self.shared)
+            .sessions
+            .insert(session_id.to_string(), false);
     }
 }
 
@@ -245,7 +262,11 @@ fn judge(cs: &mut ConnState, shared: &SharedRef, raw_len: usize, value: &Value) 
     let now = Instant::now();
     let mut s = lock(shared);
     cs.sent.push_back(now);
-    while cs.sent.front().is_some_and(|t| now.duration_since(*t) >= s.send_window) {
+    while cs
+        .sent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= s.send_window)
+    {
         cs.sent.pop_front();
     }
     if cs.sent.len() > s.send_limit {
@@ -267,7 +288,10 @@ fn judge(cs: &mut ConnState, shared: &SharedRef, raw_len: usize, value: &Value) 
         }
         6 => {
             s.resumes += 1;
-            let sid = value["d"]["session_id"].as_str().unwrap_or_default().to_string();
+            let sid = value["d"]["session_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if s.sessions.get(&sid).copied().unwrap_or(false) {
                 cs.authenticated = true;
                 cs.session = Some(sid);
@@ -286,7 +310,9 @@ fn judge(cs: &mut ConnState, shared: &SharedRef, raw_len: usize, value: &Value) 
 /// Track sessions through what the test sends: READY starts one, op 9
 /// `false` ends the connection's one.
 fn note_sent(cs: &mut ConnState, shared: &SharedRef, text: &str) {
-    let Ok(v) = serde_json::from_str::<Value>(text) else { return };
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
     let mut s = lock(shared);
     if v["op"] == 0 && v["t"] == "READY" {
         if let Some(sid) = v["d"]["session_id"].as_str() {
@@ -328,7 +354,9 @@ async fn serve(
         }
         Ok(resp)
     };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        return;
+    };
     let path = path.lock().map(|p| p.clone()).unwrap_or_default();
     let (frames_tx, frames) = mpsc::unbounded_channel();
     let (cmds, mut cmds_rx) = mpsc::unbounded_channel();
@@ -358,7 +386,10 @@ async fn serve(
             if let Ok(mut c) = closed_by_fake.lock() {
                 *c = Some(code);
             }
-            let frame = CloseFrame { code: CloseCode::from(code), reason: $reason.into() };
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: $reason.into(),
+            };
             let _ = ws.close(Some(frame)).await;
             // Keep reading until the client answers or drops.
         }};
@@ -448,7 +479,9 @@ impl FakeConn {
     }
 
     pub fn hello(&self, interval_ms: u64) {
-        self.send(json!({"op": 10, "d": {"heartbeat_interval": interval_ms}, "s": null, "t": null}));
+        self.send(
+            json!({"op": 10, "d": {"heartbeat_interval": interval_ms}, "s": null, "t": null}),
+        );
     }
 
     /// READY for a new session (which the fake then lets the client resume).

@@ -28,4 +28,3 @@ pub fn fixture_names() -> Vec<String> {
     v.sort();
     v
 }
-

@@ -14,7 +14,11 @@ pub fn http_full(addr: &str, raw: &[u8]) -> (u16, Vec<(String, String)>, String)
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let headers = head
         .lines()
         .skip(1)
@@ -29,4 +33,3 @@ pub fn http(addr: &str, raw: &[u8]) -> (u16, String) {
     let (status, _headers, body) = http_full(addr, raw);
     (status, body)
 }
-

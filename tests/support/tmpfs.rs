@@ -19,13 +19,23 @@ impl Tmpfs {
     pub fn mount(test: &str, size_mib: u32) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}M,mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}M,mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .stdin(Stdio::null())
             .output();
         let why = match out {
             Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!("{} {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => Some(format!(
+                "{} {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
             Err(e) => Some(e.to_string()),
         };
         if let Some(why) = why {
@@ -72,7 +82,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).stdin(Stdio::null()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .status();
     }
 }
-

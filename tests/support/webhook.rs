@@ -25,4 +25,3 @@ pub fn request_with(body: &[u8], headers: &[(String, String)]) -> Vec<u8> {
     raw.extend_from_slice(body);
     raw
 }
-

@@ -11,11 +11,11 @@
 //! How a stream is opened is injected through [`Connector`]; the shared
 //! HTTP [`Client`] implements it (TCP for `ws://`, TLS for `wss://`), so TLS
 //! stays out of this file.
-use crate::jitter::Jitter;
 use super::identify_ledger::IdentifyLedger;
 use super::machine::{Action, Event, Machine, MachineConfig, SessionStartLimit, Token, Tuning};
 use crate::health::{Component, Health, Status};
 use crate::http::client::{Client, Url};
+use crate::jitter::Jitter;
 use crate::presence::Presence;
 use crate::shutdown::Shutdown;
 use futures_util::{SinkExt, StreamExt};
@@ -65,8 +65,11 @@ pub trait Connector: Send + Sync {
 impl Connector for Client {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let url = Url::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            let stream = Client::connect(self, &url).await.map_err(|e| io::Error::other(e.to_string()))?;
+            let url = Url::parse(url)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            let stream = Client::connect(self, &url)
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?;
             Ok(Box::new(stream) as BoxIo)
         })
     }
@@ -127,14 +130,24 @@ enum Wake {
 /// Keep the bot connected to the gateway showing the desired presence until
 /// `shutdown` (then close with 1000 so the bot goes offline) or a fatal close
 /// code (then return with the reason in health; no reconnect loop).
-pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, health: Arc<Health>, shutdown: Shutdown) {
+pub async fn run(
+    cfg: GatewayConfig,
+    mut presence: watch::Receiver<Presence>,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) {
     let connector = cfg.connector;
     let initial = presence.borrow_and_update().clone();
     let ledger_path = cfg.identify_ledger;
-    let opened = tokio::task::spawn_blocking(move || IdentifyLedger::open(ledger_path, SystemTime::now())).await;
+    let opened =
+        tokio::task::spawn_blocking(move || IdentifyLedger::open(ledger_path, SystemTime::now()))
+            .await;
     let (ledger, identify_history) = match opened {
         Ok(opened) => opened,
-        Err(e) => (IdentifyLedger::in_memory(), super::identify_ledger::History::Unknown(e.to_string())),
+        Err(e) => (
+            IdentifyLedger::in_memory(),
+            super::identify_ledger::History::Unknown(e.to_string()),
+        ),
     };
     if let super::identify_ledger::History::Unknown(why) = &identify_history {
         tracing::warn!(reason = %why, file = super::identify_ledger::FILE_NAME, "identify ledger unreadable");
@@ -173,17 +186,21 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                 Action::RecordIdentify => record_identify(&ledger).await,
                 Action::Connect { url, delay } => {
                     ws = None;
-                    tracing::debug!(delay_ms = delay.as_millis() as u64, "gateway connect scheduled");
+                    tracing::debug!(
+                        delay_ms = delay.as_millis() as u64,
+                        "gateway connect scheduled"
+                    );
                     pending = Some((url, Instant::now() + delay));
                 }
                 Action::Send(payload) => {
                     let Some(w) = ws.as_mut() else { continue };
                     let op = payload.op;
-                    let failure = match timeout(SEND_TIMEOUT, w.send(Message::text(payload.json))).await {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e.to_string()),
-                        Err(_) => Some("send timed out".to_string()),
-                    };
+                    let failure =
+                        match timeout(SEND_TIMEOUT, w.send(Message::text(payload.json))).await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(_) => Some("send timed out".to_string()),
+                        };
                     if let Some(error) = failure {
                         tracing::warn!(op, error = %error, "gateway send failed");
                         ws = None;
@@ -221,7 +238,9 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                 return;
             }
             Wake::Socket(msg) => match msg {
-                Some(Ok(Message::Text(text))) => queue.extend(machine.handle(now, Event::Frame(text.as_str()))),
+                Some(Ok(Message::Text(text))) => {
+                    queue.extend(machine.handle(now, Event::Frame(text.as_str())))
+                }
                 Some(Ok(Message::Close(frame))) => {
                     ws = None;
                     let (code, reason) = match frame {
@@ -231,7 +250,10 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                     queue.extend(machine.handle(now, Event::Closed(code, reason)));
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    tracing::debug!(bytes = b.len(), "ignoring binary gateway frame (we asked for JSON)");
+                    tracing::debug!(
+                        bytes = b.len(),
+                        "ignoring binary gateway frame (we asked for JSON)"
+                    );
                 }
                 Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
                 Some(Err(e)) => {
@@ -240,7 +262,9 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                 }
                 None => {
                     ws = None;
-                    queue.extend(machine.handle(now, Event::Closed(None, "connection ended".into())));
+                    queue.extend(
+                        machine.handle(now, Event::Closed(None, "connection ended".into())),
+                    );
                 }
             },
             Wake::Tick => queue.extend(machine.handle(now, Event::Tick)),
@@ -254,7 +278,9 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                 }
             }
             Wake::ConnectDue => {
-                let Some((url, _)) = pending.take() else { continue };
+                let Some((url, _)) = pending.take() else {
+                    continue;
+                };
                 let attempt = tokio::select! {
                     _ = shutdown.wait() => {
                         health.set(Component::Gateway, Status::ok("stopped"));
@@ -275,7 +301,9 @@ pub async fn run(cfg: GatewayConfig, mut presence: watch::Receiver<Presence>, he
                     }
                     Err(_) => {
                         tracing::warn!("gateway connect timed out");
-                        queue.extend(machine.handle(now, Event::Closed(None, "connect timed out".into())));
+                        queue.extend(
+                            machine.handle(now, Event::Closed(None, "connect timed out".into())),
+                        );
                     }
                 }
             }
@@ -304,7 +332,9 @@ async fn record_identify(ledger: &Arc<Mutex<IdentifyLedger>>) {
     }
 }
 
-async fn next_message(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+async fn next_message(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
     match ws.as_mut() {
         Some(w) => w.next().await,
         None => std::future::pending().await,
@@ -313,16 +343,24 @@ async fn next_message(ws: &mut Option<Ws>) -> Option<Result<Message, tokio_tungs
 
 /// Stream + websocket upgrade, with bounded frame and message sizes.
 async fn open(connector: &dyn Connector, url: &str) -> Result<Ws, String> {
-    let stream = connector.connect(url).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = connector
+        .connect(url)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    super::upgrade::client(stream, url, config).await.map_err(|e| format!("websocket upgrade: {e}"))
+    super::upgrade::client(stream, url, config)
+        .await
+        .map_err(|e| format!("websocket upgrade: {e}"))
 }
 
 /// Send a close frame with `code` and give the server a moment to answer.
 async fn close_ws(mut ws: Ws, code: u16) {
-    let frame = CloseFrame { code: CloseCode::from(code), reason: "".into() };
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    };
     let _ = timeout(CLOSE_TIMEOUT, async {
         if ws.close(Some(frame)).await.is_ok() {
             while let Some(Ok(_)) = ws.next().await {}
@@ -340,7 +378,11 @@ mod tests {
     #[test]
     fn config_debug_hides_the_token() {
         let client = Client::new(ClientOptions::default()).expect("client");
-        let cfg = GatewayConfig::new("wss://gateway.discord.gg", Token::new("very.SECRET.token"), Arc::new(client));
+        let cfg = GatewayConfig::new(
+            "wss://gateway.discord.gg",
+            Token::new("very.SECRET.token"),
+            Arc::new(client),
+        );
         let printed = format!("{cfg:?}");
         assert!(printed.contains("gateway.discord.gg"));
         assert!(!printed.contains("SECRET"), "{printed}");
@@ -349,7 +391,10 @@ mod tests {
     #[tokio::test]
     async fn client_connector_refuses_non_websocket_urls() {
         let client = Client::new(ClientOptions::default()).expect("client");
-        let err = Connector::connect(&client, "not a url").await.err().map(|e| e.kind());
+        let err = Connector::connect(&client, "not a url")
+            .await
+            .err()
+            .map(|e| e.kind());
         assert_eq!(err, Some(io::ErrorKind::InvalidInput));
     }
 }

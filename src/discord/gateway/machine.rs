@@ -14,8 +14,8 @@
 use super::identify_budget::IdentifyBudget;
 use super::identify_ledger::History;
 use crate::backoff::ExponentialBackoff;
-use crate::jitter::Jitter;
 use crate::health::Status;
+use crate::jitter::Jitter;
 use crate::presence::Presence;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -161,7 +161,10 @@ pub struct Payload {
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Payload").field("op", &self.op).field("bytes", &self.json.len()).finish()
+        f.debug_struct("Payload")
+            .field("op", &self.op)
+            .field("bytes", &self.json.len())
+            .finish()
     }
 }
 
@@ -295,7 +298,11 @@ impl SendLimiter {
 
     fn try_take(&mut self, now: Instant, heartbeat: bool) -> bool {
         self.prune(now);
-        let cap = if heartbeat { SEND_LIMIT } else { SEND_LIMIT - HEARTBEAT_RESERVE };
+        let cap = if heartbeat {
+            SEND_LIMIT
+        } else {
+            SEND_LIMIT - HEARTBEAT_RESERVE
+        };
         if self.sent.len() < cap {
             self.sent.push_back(now);
             true
@@ -392,7 +399,10 @@ impl Machine {
                 Some(waiting) => out.push(Action::Status(Status::failed(waiting))),
                 None => out.push(Action::Status(Status::ok("connecting"))),
             }
-            out.push(Action::Connect { url: self.base_url.clone(), delay });
+            out.push(Action::Connect {
+                url: self.base_url.clone(),
+                delay,
+            });
         }
         out
     }
@@ -404,7 +414,11 @@ impl Machine {
             _ => None,
         };
         let beat = self.heartbeat.map(|h| h.next);
-        let presence = if self.phase == Phase::Active { self.presence_retry_at } else { None };
+        let presence = if self.phase == Phase::Active {
+            self.presence_retry_at
+        } else {
+            None
+        };
         [handshake, beat, presence].into_iter().flatten().min()
     }
 
@@ -435,7 +449,10 @@ impl Machine {
     }
 
     fn is_connected(&self) -> bool {
-        matches!(self.phase, Phase::AwaitingHello | Phase::Identifying | Phase::Resuming | Phase::Active)
+        matches!(
+            self.phase,
+            Phase::AwaitingHello | Phase::Identifying | Phase::Resuming | Phase::Active
+        )
     }
 
     fn on_connected(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -508,7 +525,10 @@ impl Machine {
             tracing::debug!("ignoring unexpected Hello");
             return;
         }
-        let interval_ms = d.get("heartbeat_interval").and_then(Value::as_u64).unwrap_or(0);
+        let interval_ms = d
+            .get("heartbeat_interval")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         if interval_ms == 0 {
             tracing::warn!("Hello without a usable heartbeat_interval");
             out.push(Action::Close(CLOSE_RESUMABLE));
@@ -571,8 +591,14 @@ impl Machine {
     fn on_dispatch(&mut self, now: Instant, t: Option<&str>, d: &Value, out: &mut Vec<Action>) {
         match t {
             Some("READY") => {
-                let id = d.get("session_id").and_then(Value::as_str).filter(|s| s.len() <= MAX_SESSION_FIELD);
-                let url = d.get("resume_gateway_url").and_then(Value::as_str).filter(|s| s.len() <= MAX_SESSION_FIELD);
+                let id = d
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .filter(|s| s.len() <= MAX_SESSION_FIELD);
+                let url = d
+                    .get("resume_gateway_url")
+                    .and_then(Value::as_str)
+                    .filter(|s| s.len() <= MAX_SESSION_FIELD);
                 self.session = id.map(|id| Session {
                     id: id.to_string(),
                     resume_url: url
@@ -645,13 +671,25 @@ impl Machine {
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if matches!(self.phase, Phase::AwaitingHello | Phase::Identifying | Phase::Resuming) {
+        if matches!(
+            self.phase,
+            Phase::AwaitingHello | Phase::Identifying | Phase::Resuming
+        ) {
             if let Some(deadline) = self.handshake_deadline {
                 if now >= deadline {
-                    let what = if self.phase == Phase::AwaitingHello { "no Hello" } else { "no READY/RESUMED" };
+                    let what = if self.phase == Phase::AwaitingHello {
+                        "no Hello"
+                    } else {
+                        "no READY/RESUMED"
+                    };
                     tracing::warn!(what, "gateway handshake timed out");
                     out.push(Action::Close(CLOSE_RESUMABLE));
-                    self.reconnect(now, &format!("handshake timeout: {what}"), Duration::ZERO, out);
+                    self.reconnect(
+                        now,
+                        &format!("handshake timeout: {what}"),
+                        Duration::ZERO,
+                        out,
+                    );
                     return;
                 }
             }
@@ -662,7 +700,12 @@ impl Machine {
                     // Pitfall 1: half-open socket. Close resumably (never 1000/1001).
                     tracing::warn!("no frame at all since the last heartbeat: zombie connection");
                     out.push(Action::Close(CLOSE_RESUMABLE));
-                    self.reconnect(now, "zombie connection (nothing received since the last heartbeat)", Duration::ZERO, out);
+                    self.reconnect(
+                        now,
+                        "zombie connection (nothing received since the last heartbeat)",
+                        Duration::ZERO,
+                        out,
+                    );
                     return;
                 }
                 if let Some(hb) = &mut self.heartbeat {
@@ -708,10 +751,21 @@ impl Machine {
         }
     }
 
-    fn send(&mut self, now: Instant, op: u8, payload: &Value, heartbeat: bool, out: &mut Vec<Action>) -> Sent {
+    fn send(
+        &mut self,
+        now: Instant,
+        op: u8,
+        payload: &Value,
+        heartbeat: bool,
+        out: &mut Vec<Action>,
+    ) -> Sent {
         let json = payload.to_string();
         if json.len() > MAX_PAYLOAD_BYTES {
-            tracing::warn!(op, bytes = json.len(), "refusing gateway payload over 4096 bytes");
+            tracing::warn!(
+                op,
+                bytes = json.len(),
+                "refusing gateway payload over 4096 bytes"
+            );
             return Sent::TooLarge;
         }
         if !self.limiter.try_take(now, heartbeat) {
@@ -730,7 +784,13 @@ impl Machine {
     /// After any drop: back off ([`ExponentialBackoff`] from `backoff_min` to
     /// `backoff_max`, the count reset after a stable session) and connect
     /// again, resuming when we still hold a session.
-    fn reconnect(&mut self, now: Instant, reason: &str, min_delay: Duration, out: &mut Vec<Action>) {
+    fn reconnect(
+        &mut self,
+        now: Instant,
+        reason: &str,
+        min_delay: Duration,
+        out: &mut Vec<Action>,
+    ) {
         self.heartbeat = None;
         self.handshake_deadline = None;
         self.presence_retry_at = None;

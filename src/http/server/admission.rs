@@ -91,7 +91,9 @@ impl Entry {
 impl Table {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave the map inconsistent; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -150,8 +152,8 @@ impl Gate {
                 .count();
             let peer_ok =
                 untrusted_here < self.table.per_peer || inner.evict_oldest(|e| e.ip == ip);
-            let room = peer_ok
-                && (inner.entries.len() < self.table.max || inner.evict_oldest(|_| true));
+            let room =
+                peer_ok && (inner.entries.len() < self.table.max || inner.evict_oldest(|_| true));
             if room {
                 let id = inner.next_id;
                 inner.next_id += 1;
@@ -304,7 +306,10 @@ mod tests {
         // Full: the oldest evictable one goes; the trusted and the busy stay.
         let newcomer = serve(&gate, ip(5));
         assert!(was_evicted(&oldest).await);
-        assert!(!oldest.begin_handling(), "an evicted slot must not start a handler");
+        assert!(
+            !oldest.begin_handling(),
+            "an evicted slot must not start a handler"
+        );
         assert!(!was_evicted(&trusted).await && !was_evicted(&busy).await);
         assert_eq!(gate.len(), 3);
         // Now only the newcomer is evictable; then nobody is.

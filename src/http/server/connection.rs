@@ -19,10 +19,10 @@ use super::linger::{linger_budget, linger_close};
 use super::write_all;
 use crate::http::request::{ReadError, RequestReader};
 use crate::http::response::{self, CONTINUE};
-use crate::http::{HeadCheck, Handler, Response, ServerLimits};
-use std::time::Duration;
+use crate::http::{Handler, HeadCheck, Response, ServerLimits};
 use crate::shutdown::Shutdown;
 use std::net::SocketAddr;
+use std::time::Duration;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, Instant};
@@ -133,7 +133,8 @@ async fn serve<S, H>(
             HeadCheck::Refuse(resp) => {
                 // The body (if any) is never read: answer, close, and let
                 // the lingering close swallow whatever the client still sends.
-                let bytes = response::encode(&resp, head.method == "HEAD", false, SystemTime::now());
+                let bytes =
+                    response::encode(&resp, head.method == "HEAD", false, SystemTime::now());
                 let written = write_all(reader.get_mut(), &bytes, limits.write_timeout).await;
                 log_request(&head.method, head.path(), &resp, started_at, peer, routine);
                 if written.is_ok() {
@@ -186,7 +187,14 @@ async fn serve<S, H>(
 }
 
 /// The one log line per request: info, or debug for a routine one.
-fn log_request(method: &str, path: &str, resp: &Response, started_at: Instant, peer: SocketAddr, routine: bool) {
+fn log_request(
+    method: &str,
+    path: &str,
+    resp: &Response,
+    started_at: Instant,
+    peer: SocketAddr,
+    routine: bool,
+) {
     let path: String = path.chars().take(MAX_LOGGED_PATH).collect();
     let duration_ms = started_at.elapsed().as_millis() as u64;
     let note = resp.log_note.as_deref().unwrap_or("");

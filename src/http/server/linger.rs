@@ -78,7 +78,10 @@ mod tests {
     fn budget_covers_twice_the_body_limit() {
         let limits = ServerLimits::default();
         assert!(linger_budget(&limits) >= 2 * limits.max_body_bytes);
-        let tiny = ServerLimits { max_body_bytes: 1024, ..ServerLimits::default() };
+        let tiny = ServerLimits {
+            max_body_bytes: 1024,
+            ..ServerLimits::default()
+        };
         assert_eq!(linger_budget(&tiny), LINGER_BYTES);
     }
 }

@@ -31,8 +31,8 @@ mod connection;
 mod linger;
 
 use admission::{reject_overloaded, Admission, Gate};
-use connection::serve_in_slot;
 pub use connection::request_loop;
+use connection::serve_in_slot;
 
 /// How long shutdown waits for in-flight requests before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -119,7 +119,9 @@ async fn accept_loop<A: Accept, H: Handler>(
                     drop(permit);
                 });
             }
-            Admission::Drop => tracing::warn!(%peer, "connection limit reached; dropping connection"),
+            Admission::Drop => {
+                tracing::warn!(%peer, "connection limit reached; dropping connection")
+            }
         }
     }
     drop(listener);
@@ -169,13 +171,13 @@ async fn write_all<S: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::http::{Request, Response};
+    use crate::shutdown::{self, Trigger};
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
-    use tokio::time::Instant;
-    use crate::shutdown::{self, Trigger};
     use tokio::io::DuplexStream;
     use tokio::sync::Notify;
     use tokio::task::JoinHandle;
+    use tokio::time::Instant;
 
     /// Echoes the request back; `/slow` waits until released.
     #[derive(Default)]
@@ -203,7 +205,11 @@ mod tests {
 
         /// `/refuse` is refused from its head (401), `/anon…` is accepted
         /// untrusted (evictable), everything else is trusted.
-        fn check_head(&self, head: &crate::http::request::Head, _peer: SocketAddr) -> crate::http::HeadCheck {
+        fn check_head(
+            &self,
+            head: &crate::http::request::Head,
+            _peer: SocketAddr,
+        ) -> crate::http::HeadCheck {
             use crate::http::HeadCheck;
             match head.path() {
                 "/refuse" => HeadCheck::Refuse(Response::error(401, "refused at the head")),
@@ -673,7 +679,10 @@ mod tests {
         let mut newcomer = connect(server.addr).await;
         newcomer.send(b"GET /anon2 HTTP/1.1\r\n\r\n").await;
         assert_eq!(newcomer.answer(false).await.unwrap().status, 200);
-        assert!(slow.closed_silently().await, "the slowloris was not evicted");
+        assert!(
+            slow.closed_silently().await,
+            "the slowloris was not evicted"
+        );
         // The trusted connection still works.
         trusted.send(b"GET /t2 HTTP/1.1\r\n\r\n").await;
         assert_eq!(trusted.answer(false).await.unwrap().body, b"GET /t2 ");

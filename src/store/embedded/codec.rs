@@ -22,8 +22,15 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-pub(super) fn encode_event(key: &str, event: &str, action: &str, received_ms: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 8 + 12 + key.len() + event.len() + action.len() + body.len());
+pub(super) fn encode_event(
+    key: &str,
+    event: &str,
+    action: &str,
+    received_ms: u64,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(1 + 8 + 12 + key.len() + event.len() + action.len() + body.len());
     out.push(ENCODING_V1);
     out.extend_from_slice(&received_ms.to_le_bytes());
     put_str(&mut out, key);
@@ -78,7 +85,8 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String> {
         let b = self.take(4)?;
         let arr: [u8; 4] = b.try_into().map_err(|_| self.corrupt("truncated"))?;
-        let len = usize::try_from(u32::from_le_bytes(arr)).map_err(|_| self.corrupt("bad length"))?;
+        let len =
+            usize::try_from(u32::from_le_bytes(arr)).map_err(|_| self.corrupt("bad length"))?;
         let s = self.take(len)?;
         String::from_utf8(s.to_vec()).map_err(|_| self.corrupt("invalid UTF-8"))
     }
@@ -90,19 +98,32 @@ impl<'a> Reader<'a> {
 
 pub(super) fn decode_event(seq: Seq, blob: &[u8]) -> Result<Event> {
     let what = format!("event {seq}");
-    let mut r = Reader { buf: blob, what: &what };
+    let mut r = Reader {
+        buf: blob,
+        what: &what,
+    };
     r.version()?;
     let received_ms = r.u64()?;
     let key = r.string()?;
     let event = r.string()?;
     let action = r.string()?;
     let body = r.rest().to_vec();
-    Ok(Event { seq, key, event, action, received_ms, body })
+    Ok(Event {
+        seq,
+        key,
+        event,
+        action,
+        received_ms,
+        body,
+    })
 }
 
 pub(super) fn decode_dead(seq: Seq, blob: &[u8]) -> Result<DeadLetter> {
     let what = format!("dead letter {seq}");
-    let mut r = Reader { buf: blob, what: &what };
+    let mut r = Reader {
+        buf: blob,
+        what: &what,
+    };
     r.version()?;
     let failed_ms = r.u64()?;
     let reason = r.string()?;
@@ -110,7 +131,11 @@ pub(super) fn decode_dead(seq: Seq, blob: &[u8]) -> Result<DeadLetter> {
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("dead letter {seq}: {m}")),
         other => other,
     })?;
-    Ok(DeadLetter { event, reason, failed_ms })
+    Ok(DeadLetter {
+        event,
+        reason,
+        failed_ms,
+    })
 }
 
 /// A [`MessageRef`] as stored in `messages`: JSON, so a field can be added
@@ -141,8 +166,14 @@ mod tests {
             s.put_message("build:1", msg("m")).await.unwrap();
             let txn = s.shared.current().unwrap().begin_write().unwrap();
             {
-                txn.open_table(EVENTS).unwrap().insert(1, &[ENCODING_V1, 1, 2][..]).unwrap();
-                txn.open_table(MESSAGES).unwrap().insert("build:1", &b"{not json"[..]).unwrap();
+                txn.open_table(EVENTS)
+                    .unwrap()
+                    .insert(1, &[ENCODING_V1, 1, 2][..])
+                    .unwrap();
+                txn.open_table(MESSAGES)
+                    .unwrap()
+                    .insert("build:1", &b"{not json"[..])
+                    .unwrap();
                 txn.open_table(DEAD).unwrap().insert(5, &[9u8][..]).unwrap();
             }
             txn.commit().unwrap();
@@ -157,8 +188,18 @@ mod tests {
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
         // A claim moves an undecodable event aside instead of failing: it
         // becomes a dead letter with the reason and its raw bytes.
-        assert!(s.claim("w", Duration::from_secs(9), 5).await.unwrap().is_empty());
-        assert_eq!(s.stats().await.unwrap(), crate::store::Stats { pending: 0, dead_letters: 2 });
+        assert!(s
+            .claim("w", Duration::from_secs(9), 5)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.stats().await.unwrap(),
+            crate::store::Stats {
+                pending: 0,
+                dead_letters: 2
+            }
+        );
     }
 
     /// One corrupt event among others: every other key is claimed, the bad
@@ -167,13 +208,24 @@ mod tests {
     async fn a_corrupt_event_is_moved_aside_and_every_other_key_is_claimed() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path()).unwrap();
-        s.append(ev(Some("build:1"), 1, None, b"ok-1")).await.unwrap();
-        s.append(ev(Some("build:2"), 2, None, b"bad")).await.unwrap();
-        s.append(ev(Some("build:3"), 3, None, b"ok-3")).await.unwrap();
-        s.append(ev(Some("build:2"), 4, None, b"after")).await.unwrap();
+        s.append(ev(Some("build:1"), 1, None, b"ok-1"))
+            .await
+            .unwrap();
+        s.append(ev(Some("build:2"), 2, None, b"bad"))
+            .await
+            .unwrap();
+        s.append(ev(Some("build:3"), 3, None, b"ok-3"))
+            .await
+            .unwrap();
+        s.append(ev(Some("build:2"), 4, None, b"after"))
+            .await
+            .unwrap();
         {
             let txn = s.shared.current().unwrap().begin_write().unwrap();
-            txn.open_table(EVENTS).unwrap().insert(2, &[7u8, 7, 7][..]).unwrap();
+            txn.open_table(EVENTS)
+                .unwrap()
+                .insert(2, &[7u8, 7, 7][..])
+                .unwrap();
             txn.commit().unwrap();
         }
         let c = s.claim("w", Duration::from_secs(60), 10).await.unwrap();
@@ -181,13 +233,28 @@ mod tests {
         assert_eq!(keys, vec!["build:1", "build:3"]);
         let dead = s.dead_letters(10).await.unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].event.seq, dead[0].event.key.as_str(), dead[0].event.body.as_slice()), (2, "build:2", &[7u8, 7, 7][..]));
-        assert!(dead[0].reason.contains("could not be decoded") && dead[0].reason.contains("event 2"), "{}", dead[0].reason);
+        assert_eq!(
+            (
+                dead[0].event.seq,
+                dead[0].event.key.as_str(),
+                dead[0].event.body.as_slice()
+            ),
+            (2, "build:2", &[7u8, 7, 7][..])
+        );
+        assert!(
+            dead[0].reason.contains("could not be decoded") && dead[0].reason.contains("event 2"),
+            "{}",
+            dead[0].reason
+        );
         // The rest of build:2 is delivered on the next claim.
         let c = s.claim("w2", Duration::from_secs(60), 10).await.unwrap();
-        assert_eq!(c.iter().map(|c| (c.key.as_str(), c.upto())).collect::<Vec<_>>(), vec![("build:2", 4)]);
+        assert_eq!(
+            c.iter()
+                .map(|c| (c.key.as_str(), c.upto()))
+                .collect::<Vec<_>>(),
+            vec![("build:2", 4)]
+        );
     }
-
 
     /// A `messages` record exactly as releases up to 0.1.0 wrote it (made
     /// with that release's encoder): its `updated_ms`, never read, is gone
@@ -198,16 +265,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_written_by_0_1_0_still_decodes() {
-        let want = MessageRef { channel_id: "111".into(), message_id: "1100000000000000001".into(), status: "success".into() };
+        let want = MessageRef {
+            channel_id: "111".into(),
+            message_id: "1100000000000000001".into(),
+            status: "success".into(),
+        };
         assert_eq!(decode_message("build:1", MESSAGE_0_1_0).unwrap(), want);
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let txn = s.shared.current().unwrap().begin_write().unwrap();
-        txn.open_table(MESSAGES).unwrap().insert("build:1", MESSAGE_0_1_0).unwrap();
+        txn.open_table(MESSAGES)
+            .unwrap()
+            .insert("build:1", MESSAGE_0_1_0)
+            .unwrap();
         txn.commit().unwrap();
         assert_eq!(s.message("build:1").await.unwrap(), Some(want.clone()));
         // What this release writes reads back the same.
-        assert_eq!(decode_message("build:1", &encode_message("build:1", &want).unwrap()).unwrap(), want);
+        assert_eq!(
+            decode_message("build:1", &encode_message("build:1", &want).unwrap()).unwrap(),
+            want
+        );
     }
 
     #[test]
@@ -220,12 +297,26 @@ mod tests {
             assert_eq!(r.is_ok(), cut >= header, "cut {cut}");
         }
         let e = decode_event(1, &blob).unwrap();
-        assert_eq!((e.key.as_str(), e.action.as_str(), e.received_ms, e.body.as_slice()), ("build:1", "created", 42, &b"body"[..]));
+        assert_eq!(
+            (
+                e.key.as_str(),
+                e.action.as_str(),
+                e.received_ms,
+                e.body.as_slice()
+            ),
+            ("build:1", "created", 42, &b"body"[..])
+        );
         let dead = encode_dead("HTTP 400", 77, &blob);
         let d = decode_dead(3, &dead).unwrap();
-        assert_eq!((d.reason.as_str(), d.failed_ms, d.event.seq), ("HTTP 400", 77, 3));
+        assert_eq!(
+            (d.reason.as_str(), d.failed_ms, d.event.seq),
+            ("HTTP 400", 77, 3)
+        );
         let mut bad_len = blob.clone();
         bad_len[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_event(1, &bad_len), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode_event(1, &bad_len),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -136,7 +136,9 @@ mod tests {
                 break;
             }
             for c in claims {
-                s.complete(&c.key, "w", c.token, c.upto(), None).await.unwrap();
+                s.complete(&c.key, "w", c.token, c.upto(), None)
+                    .await
+                    .unwrap();
             }
         }
         assert_eq!(s.stats().await.unwrap().pending, 0);

@@ -24,7 +24,10 @@ pub(super) fn open_error(file: &str, e: impl Into<redb::Error>) -> StoreError {
 pub(super) fn config_from(file: &str, e: StoreError) -> StoreError {
     match e {
         StoreError::Corrupt(m) => StoreError::Corrupt(format!("{file}{m}")),
-        StoreError::Unavailable(m) | StoreError::Config(m) | StoreError::Full(m) | StoreError::Fenced(m) => {
+        StoreError::Unavailable(m)
+        | StoreError::Config(m)
+        | StoreError::Full(m)
+        | StoreError::Fenced(m) => {
             let hint = if m.contains("already open") || m.contains("lock") {
                 " (is another drone-discord running on this state directory?)"
             } else {

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A build event for `key` (`None`: the store picks one).
-pub(super) fn ev(key: Option<&str>, received_ms: u64, replay: Option<&str>, body: &[u8]) -> NewEvent {
+pub(super) fn ev(
+    key: Option<&str>,
+    received_ms: u64,
+    replay: Option<&str>,
+    body: &[u8],
+) -> NewEvent {
     NewEvent {
         key: key.map(str::to_owned),
         event: "build".into(),
@@ -22,7 +27,11 @@ pub(super) fn ev(key: Option<&str>, received_ms: u64, replay: Option<&str>, body
 
 /// A message in channel `c1`.
 pub(super) fn msg(id: &str) -> MessageRef {
-    MessageRef { channel_id: "c1".into(), message_id: id.into(), status: "running".into() }
+    MessageRef {
+        channel_id: "c1".into(),
+        message_id: id.into(),
+        status: "running".into(),
+    }
 }
 
 /// A file backend whose writes and syncs fail with ENOSPC while `full` is
@@ -45,13 +54,20 @@ impl DiskFaults {
     pub(super) fn opener(&self) -> Box<Opener> {
         let faults = self.clone();
         Box::new(move |path: &Path| {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
             let inner = redb::backends::FileBackend::new(file)?;
-            Database::builder().set_check_integrity_on_open(true).create_with_backend(FlakyDisk {
-                inner,
-                full: Arc::clone(&faults.full),
-                stalled: Arc::clone(&faults.stalled),
-            })
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create_with_backend(FlakyDisk {
+                    inner,
+                    full: Arc::clone(&faults.full),
+                    stalled: Arc::clone(&faults.stalled),
+                })
         })
     }
 

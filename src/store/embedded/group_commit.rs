@@ -12,7 +12,9 @@
 //! After a failure that left the handle unusable, the writer reopens the
 //! file before the next batch ([`super::reopen`]).
 use super::codec::{encode_dead, encode_event};
-use super::compact::{compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY};
+use super::compact::{
+    compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY,
+};
 use super::errors::Ctx;
 use super::leases::Leases;
 use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
@@ -34,13 +36,34 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// One write the store asks for.
 pub(super) enum Op {
     Append(NewEvent),
-    Complete { key: String, owner: String, token: u64, upto: Seq, message: Option<MessageRef> },
-    DeadLetter { key: String, owner: String, token: u64, upto: Seq, reason: String, now_ms: u64 },
-    PutMessage { key: String, message: MessageRef },
+    Complete {
+        key: String,
+        owner: String,
+        token: u64,
+        upto: Seq,
+        message: Option<MessageRef>,
+    },
+    DeadLetter {
+        key: String,
+        owner: String,
+        token: u64,
+        upto: Seq,
+        reason: String,
+        now_ms: u64,
+    },
+    PutMessage {
+        key: String,
+        message: MessageRef,
+    },
     /// Move a key's events up to an undecodable one to the dead letters
     /// (the undecodable one with its raw bytes as the body), unless the key
     /// is leased (someone delivers it: their claim decoded it after all).
-    SetAside { key: String, seq: Seq, reason: String, now_ms: u64 },
+    SetAside {
+        key: String,
+        seq: Seq,
+        reason: String,
+        now_ms: u64,
+    },
     Probe,
 }
 
@@ -82,20 +105,29 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(&shared, &rx, &leases))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer thread: {e}")))?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the store writer thread: {e}"))
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Queue `op` and wait at most `timeout` for its durable commit.
     pub(super) async fn write(&self, op: Op, timeout: Duration) -> Result<Reply> {
         let (reply, rx) = oneshot::channel();
         let sender = self.tx.as_ref().ok_or_else(writer_gone)?;
-        sender.send(Request { op, reply }).map_err(|_| writer_gone())?;
+        sender
+            .send(Request { op, reply })
+            .map_err(|_| writer_gone())?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(answer) => answer.map_err(|_| writer_gone())?,
             // The write may still land later (a stalled disk); the caller
             // only learns that it was not confirmed in time.
-            Err(_) => Err(StoreError::Unavailable(format!("store write not confirmed within {timeout:?}"))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "store write not confirmed within {timeout:?}"
+            ))),
         }
     }
 }
@@ -171,15 +203,23 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         let mut held = crate::sync::lock(leases);
         let results = match shared.current() {
             Ok(db) => {
-                shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 commit_batch(&db, &ops, &shared.bounds, &held)
             }
-            Err(e) => ops.iter().map(|_| Err(StoreError::Unavailable(e.to_string()))).collect(),
+            Err(e) => ops
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(e.to_string())))
+                .collect(),
         };
         shared.proof.record(&results);
         // redb refuses every later write on a handle that saw an I/O error:
         // reopen before the next batch (a full disk may have been cleaned up).
-        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Unavailable(_))))
+        {
             broken = true;
         }
         // A batch that completed work and left the queue empty schedules a
@@ -200,9 +240,12 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
         for (req, result) in batch.into_iter().zip(results) {
             if result.is_ok() {
                 match &req.op {
-                    Op::Complete { key, owner, token, .. } | Op::DeadLetter { key, owner, token, .. } => {
-                        held.drop_lease(key, owner, *token)
+                    Op::Complete {
+                        key, owner, token, ..
                     }
+                    | Op::DeadLetter {
+                        key, owner, token, ..
+                    } => held.drop_lease(key, owner, *token),
                     _ => {}
                 }
             }
@@ -217,14 +260,22 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
 /// Commit `ops` together; when that fails, retry each alone so only the
 /// request that spoiled the shared transaction (or every one, when the disk
 /// failed) gets an error.
-fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Vec<Result<Reply>> {
+fn commit_batch(
+    db: &Database,
+    ops: &[&Op],
+    bounds: &Bounds,
+    leases: &Leases,
+) -> Vec<Result<Reply>> {
     match commit(db, ops, bounds, leases) {
         Ok(replies) => replies.into_iter().map(Ok).collect(),
         Err(e) if ops.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(error = %e, requests = ops.len(), "group commit failed, retrying one by one");
             ops.iter()
-                .map(|op| commit(db, std::slice::from_ref(op), bounds, leases).and_then(|r| r.into_iter().next().ok_or_else(writer_gone)))
+                .map(|op| {
+                    commit(db, std::slice::from_ref(op), bounds, leases)
+                        .and_then(|r| r.into_iter().next().ok_or_else(writer_gone))
+                })
                 .collect()
         }
     }
@@ -234,15 +285,24 @@ fn commit_batch(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) ->
 /// no longer its caller's fails the transaction (and alone, on the retry).
 fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Result<Vec<Reply>> {
     let mut txn = db.begin_write().ctx("begin write")?;
-    txn.set_durability(Durability::Immediate).ctx("set durability")?;
+    txn.set_durability(Durability::Immediate)
+        .ctx("set durability")?;
     let mut replies = Vec::with_capacity(ops.len());
     {
         let mut t = Tables::open(&txn)?;
         let mut kept = RetentionTables::open(&txn)?;
         let now = crate::store::now_ms();
-        let stored_next = t.meta.get(META_NEXT_SEQ).ctx("read next_seq")?.map(|g| g.value());
+        let stored_next = t
+            .meta
+            .get(META_NEXT_SEQ)
+            .ctx("read next_seq")?
+            .map(|g| g.value());
         let mut next_seq = stored_next.unwrap_or(1).max(1);
-        let stored_bytes = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value());
+        let stored_bytes = t
+            .meta
+            .get(META_QUEUE_BYTES)
+            .ctx("read queue_bytes")?
+            .map(|g| g.value());
         let mut bytes = stored_bytes.unwrap_or(0);
         let mut newest_ms = 0u64;
         for op in ops {
@@ -255,7 +315,13 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                         other => Reply::Appended(other?),
                     }
                 }
-                Op::Complete { key, owner, token, upto, message } => {
+                Op::Complete {
+                    key,
+                    owner,
+                    token,
+                    upto,
+                    message,
+                } => {
                     leases.check(key, owner, *token)?;
                     take_events(&mut t, key, *upto, &mut bytes)?;
                     if let Some(m) = message {
@@ -264,12 +330,21 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     }
                     Reply::Done
                 }
-                Op::DeadLetter { key, owner, token, upto, reason, now_ms } => {
+                Op::DeadLetter {
+                    key,
+                    owner,
+                    token,
+                    upto,
+                    reason,
+                    now_ms,
+                } => {
                     leases.check(key, owner, *token)?;
                     newest_ms = newest_ms.max(*now_ms);
                     for (seq, blob) in take_events(&mut t, key, *upto, &mut bytes)? {
                         let dead = encode_dead(reason, *now_ms, &blob);
-                        t.dead.insert(seq, dead.as_slice()).ctx("insert dead letter")?;
+                        t.dead
+                            .insert(seq, dead.as_slice())
+                            .ctx("insert dead letter")?;
                     }
                     Reply::Done
                 }
@@ -278,29 +353,51 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     kept.touch(key, now)?;
                     Reply::Done
                 }
-                Op::SetAside { key, seq, reason, now_ms } => {
+                Op::SetAside {
+                    key,
+                    seq,
+                    reason,
+                    now_ms,
+                } => {
                     if !leases.is_leased(key) {
                         for (s, blob) in take_events(&mut t, key, *seq, &mut bytes)? {
-                            let blob = if s == *seq { encode_event(key, "corrupt", "", 0, &blob) } else { blob };
+                            let blob = if s == *seq {
+                                encode_event(key, "corrupt", "", 0, &blob)
+                            } else {
+                                blob
+                            };
                             let dead = encode_dead(reason, *now_ms, &blob);
-                            t.dead.insert(s, dead.as_slice()).ctx("insert dead letter")?;
+                            t.dead
+                                .insert(s, dead.as_slice())
+                                .ctx("insert dead letter")?;
                         }
                     }
                     Reply::Done
                 }
                 Op::Probe => {
-                    let n = t.meta.get(META_PROBE).ctx("read probe")?.map(|g| g.value()).unwrap_or(0);
-                    t.meta.insert(META_PROBE, n.wrapping_add(1)).ctx("write probe")?;
+                    let n = t
+                        .meta
+                        .get(META_PROBE)
+                        .ctx("read probe")?
+                        .map(|g| g.value())
+                        .unwrap_or(0);
+                    t.meta
+                        .insert(META_PROBE, n.wrapping_add(1))
+                        .ctx("write probe")?;
                     Reply::Done
                 }
             };
             replies.push(reply);
         }
         if stored_next != Some(next_seq) {
-            t.meta.insert(META_NEXT_SEQ, next_seq).ctx("write next_seq")?;
+            t.meta
+                .insert(META_NEXT_SEQ, next_seq)
+                .ctx("write next_seq")?;
         }
         if stored_bytes != Some(bytes) {
-            t.meta.insert(META_QUEUE_BYTES, bytes).ctx("write queue_bytes")?;
+            t.meta
+                .insert(META_QUEUE_BYTES, bytes)
+                .ctx("write queue_bytes")?;
         }
         if newest_ms > 0 {
             prune_replay(&mut t, newest_ms)?;
@@ -331,7 +428,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = DiskFaults::default();
         let mut s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
-        s.append(ev(Some("build:1"), 1, None, b"first")).await.unwrap();
+        s.append(ev(Some("build:1"), 1, None, b"first"))
+            .await
+            .unwrap();
 
         // Only the stalled write meets the short limit.
         s.op_timeout = Duration::from_millis(200);
@@ -353,8 +452,18 @@ mod tests {
         s.op_timeout = OP_TIMEOUT;
 
         s.probe().await.unwrap();
-        let bodies: Vec<Vec<u8>> = s.pending(10).await.unwrap().into_iter().map(|e| e.body).collect();
-        assert_eq!(bodies, vec![b"first".to_vec(), b"slow".to_vec()], "the unconfirmed write still landed");
+        let bodies: Vec<Vec<u8>> = s
+            .pending(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.body)
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![b"first".to_vec(), b"slow".to_vec()],
+            "the unconfirmed write still landed"
+        );
     }
 
     /// Writes that arrive while a commit is in progress share the next one.
@@ -365,13 +474,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = DiskFaults::default();
         let s = Arc::new(EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap());
-        let batches = |s: &EmbeddedStore| s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
+        let batches =
+            |s: &EmbeddedStore| s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
         let before = batches(&s);
         faults.set_stalled(true);
         let tasks: Vec<_> = (0..64u64)
             .map(|i| {
                 let s = Arc::clone(&s);
-                tokio::spawn(async move { s.append(ev(None, i, Some(&format!("sig-{i}")), b"x")).await })
+                tokio::spawn(
+                    async move { s.append(ev(None, i, Some(&format!("sig-{i}")), b"x")).await },
+                )
             })
             .collect();
         // On this single-threaded runtime one yield lets every task run up to
@@ -386,7 +498,10 @@ mod tests {
         seqs.dedup();
         assert_eq!(seqs.len(), 64, "every append got its own seq");
         let used = batches(&s) - before;
-        assert!((1..=2).contains(&used), "64 waiting appends used {used} commits");
+        assert!(
+            (1..=2).contains(&used),
+            "64 waiting appends used {used} commits"
+        );
     }
 
     /// `writable` commits nothing while the last commit is proof that the
@@ -400,25 +515,44 @@ mod tests {
         let batches = || s.shared.batches.load(std::sync::atomic::Ordering::Relaxed);
         let start = batches();
         s.writable().await.unwrap();
-        assert_eq!(batches(), start + 1, "no commit since open: one probe commit");
+        assert_eq!(
+            batches(),
+            start + 1,
+            "no commit since open: one probe commit"
+        );
         s.writable().await.unwrap();
         s.writable().await.unwrap();
-        assert_eq!(batches(), start + 1, "the probe commit is proof: no more commits");
-        s.append(ev(Some("build:1"), 1, None, b"real")).await.unwrap();
+        assert_eq!(
+            batches(),
+            start + 1,
+            "the probe commit is proof: no more commits"
+        );
+        s.append(ev(Some("build:1"), 1, None, b"real"))
+            .await
+            .unwrap();
         let after_append = batches();
         s.writable().await.unwrap();
         assert_eq!(batches(), after_append, "a real commit is proof too");
 
         faults.set_full(true);
-        assert!(s.append(ev(Some("build:1"), 2, None, b"lost")).await.is_err());
+        assert!(s
+            .append(ev(Some("build:1"), 2, None, b"lost"))
+            .await
+            .is_err());
         match s.writable().await {
             Err(StoreError::Unavailable(_)) => {}
             other => panic!("after a failed commit writable must probe and fail, got {other:?}"),
         }
         faults.set_full(false);
         let before_recovery = batches();
-        s.writable().await.expect("recovers by itself once the disk takes writes");
-        assert_eq!(batches(), before_recovery + 1, "recovery is noticed by one probe commit");
+        s.writable()
+            .await
+            .expect("recovers by itself once the disk takes writes");
+        assert_eq!(
+            batches(),
+            before_recovery + 1,
+            "recovery is noticed by one probe commit"
+        );
         s.writable().await.unwrap();
         assert_eq!(batches(), before_recovery + 1, "and then trusted again");
     }

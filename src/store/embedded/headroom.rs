@@ -41,7 +41,10 @@ fn statvfs(dir: &Path) -> io::Result<Fs> {
     // 64-bit ones the conversion is the identity, which clippy would flag.)
     #[allow(clippy::useless_conversion)]
     let free = u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize));
-    Ok(Fs { free, read_only: st.f_flag & libc::ST_RDONLY != 0 })
+    Ok(Fs {
+        free,
+        read_only: st.f_flag & libc::ST_RDONLY != 0,
+    })
 }
 
 /// A full or read-only disk must show up in health even while redb still
@@ -50,10 +53,13 @@ fn statvfs(dir: &Path) -> io::Result<Fs> {
 /// left on device", "Read-only file system"), and name no path: they may end
 /// up as the bot's public custom status.
 pub(super) fn check_headroom(dir: &Path) -> Result<()> {
-    let fs = statvfs(dir).map_err(|e| StoreError::Unavailable(format!("no room to write in STATE_DIR: {e}")))?;
+    let fs = statvfs(dir)
+        .map_err(|e| StoreError::Unavailable(format!("no room to write in STATE_DIR: {e}")))?;
     if fs.read_only {
         let e = io::Error::from_raw_os_error(libc::EROFS);
-        return Err(StoreError::Unavailable(format!("cannot write in STATE_DIR: {e}")));
+        return Err(StoreError::Unavailable(format!(
+            "cannot write in STATE_DIR: {e}"
+        )));
     }
     if fs.free < HEADROOM_BYTES {
         let e = io::Error::from_raw_os_error(libc::ENOSPC);
@@ -74,7 +80,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let before = std::fs::metadata(dir.path()).unwrap().modified().unwrap();
         check_headroom(dir.path()).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the check creates no file");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the check creates no file"
+        );
         let after = std::fs::metadata(dir.path()).unwrap().modified().unwrap();
         assert_eq!(before, after, "the directory is not even touched");
         let gone = dir.path().join("missing");
@@ -100,7 +110,10 @@ mod tests {
             return;
         }
         let result = check_headroom(dir.path());
-        let _ = std::process::Command::new("umount").arg("-l").arg(dir.path()).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(dir.path())
+            .status();
         match result {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("Read-only file system"), "{m}"),
             other => panic!("a read-only tmpfs must fail the check, got {other:?}"),

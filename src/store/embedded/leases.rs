@@ -22,8 +22,8 @@
 //! A claim holds the lease map while it reads, so two claims cannot hand out
 //! the same key; the writer drops a lease only after the commit that
 //! completed (or dead-lettered) its key.
-use super::errors::Ctx;
 use super::codec::decode_event;
+use super::errors::Ctx;
 use super::tables::{EVENTS, HEADS, KEY_SEQS};
 use crate::store::{claim_has_room, Claim, Event, Result, Seq, StoreError};
 use crate::sync::lock;
@@ -72,7 +72,9 @@ impl Leases {
 
     /// Whether anyone holds a lease on `key` that has not expired.
     pub(super) fn is_leased(&self, key: &str) -> bool {
-        self.map.get(key).is_some_and(|l| l.expires > Instant::now())
+        self.map
+            .get(key)
+            .is_some_and(|l| l.expires > Instant::now())
     }
 
     /// Drop `owner`'s lease `token` on `key` (someone else's is left alone).
@@ -129,7 +131,10 @@ fn key_events(
 ) -> Result<std::result::Result<Vec<Event>, CorruptEvent>> {
     let mut out: Vec<Event> = Vec::new();
     let mut bytes = 0usize;
-    for item in key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")? {
+    for item in key_seqs
+        .range((key, 0u64)..=(key, u64::MAX))
+        .ctx("scan key index")?
+    {
         let (k, _) = item.ctx("scan key index")?;
         let seq = k.value().1;
         if let Some(blob) = events.get(seq).ctx("read event")? {
@@ -142,7 +147,11 @@ fn key_events(
                     out.push(ev)
                 }
                 Err(StoreError::Corrupt(reason)) => {
-                    return Ok(Err(CorruptEvent { key: key.to_owned(), seq, reason }))
+                    return Ok(Err(CorruptEvent {
+                        key: key.to_owned(),
+                        seq,
+                        reason,
+                    }))
                 }
                 Err(e) => return Err(e),
             }
@@ -186,7 +195,11 @@ pub(super) fn claim(
             continue;
         }
         match key_events(&key_seqs, &events, key)? {
-            Ok(evs) if !evs.is_empty() => claims.push(Claim { key: key.to_owned(), events: evs, token: 0 }),
+            Ok(evs) if !evs.is_empty() => claims.push(Claim {
+                key: key.to_owned(),
+                events: evs,
+                token: 0,
+            }),
             Ok(_) => {}
             Err(bad) => found.corrupt.push(bad),
         }
@@ -195,7 +208,14 @@ pub(super) fn claim(
     for c in &mut claims {
         c.token = guard.next_token;
         guard.next_token = guard.next_token.saturating_add(1);
-        guard.map.insert(c.key.clone(), Lease { owner: owner.to_owned(), token: c.token, expires });
+        guard.map.insert(
+            c.key.clone(),
+            Lease {
+                owner: owner.to_owned(),
+                token: c.token,
+                expires,
+            },
+        );
     }
     found.claims = claims;
     Ok(found)

@@ -318,19 +318,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
-            let ev = NewEvent { key: Some("build:2088".into()), ..webhook("build_updated.json", "drone.kiwi-labs.net") };
+            let ev = NewEvent {
+                key: Some("build:2088".into()),
+                ..webhook("build_updated.json", "drone.kiwi-labs.net")
+            };
             s.append(ev).await.unwrap();
             let txn: WriteTransaction = s.shared.current().unwrap().begin_write().unwrap();
-            txn.open_table(META).unwrap().remove(super::META_SCHEMA_VERSION).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .remove(super::META_SCHEMA_VERSION)
+                .unwrap();
             txn.commit().unwrap();
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let pending = s.pending(10).await.unwrap();
-        assert_ne!(pending[0].key, "build:2088", "the event was rewritten under its server's key");
+        assert_ne!(
+            pending[0].key, "build:2088",
+            "the event was rewritten under its server's key"
+        );
         let stored: u64 = {
             let txn = s.shared.current().unwrap().begin_read().unwrap();
             let events = txn.open_table(super::super::tables::EVENTS).unwrap();
-            events.iter().unwrap().map(|i| i.unwrap().1.value().len() as u64).sum()
+            events
+                .iter()
+                .unwrap()
+                .map(|i| i.unwrap().1.value().len() as u64)
+                .sum()
         };
         assert_eq!(s.usage().await.unwrap().bytes, stored);
     }

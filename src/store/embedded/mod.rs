@@ -22,19 +22,20 @@
 //! tokio's blocking pool; redb gives them a consistent snapshot and they
 //! never wait for the writer.
 use crate::store::{
-    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store, StoreError, Usage,
+    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store,
+    StoreError, Usage,
 };
 use codec::{decode_dead, decode_event, decode_message};
 use errors::{config_from, open_error, Ctx};
 use group_commit::{Op, Reply, Writer};
 use leases::{drop_lease, Leases};
-use tables::META_LEASE_EPOCH;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use reopen::{Opener, Shared};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tables::META_LEASE_EPOCH;
 use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
 mod codec;
@@ -80,12 +81,17 @@ pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// damaged outside redb is reported as corrupt instead of trusted (redb may
 /// panic on a damaged file it trusts); the page cache is [`CACHE_BYTES`].
 fn open_file(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
-    Database::builder().set_check_integrity_on_open(true).set_cache_size(CACHE_BYTES).create(path)
+    Database::builder()
+        .set_check_integrity_on_open(true)
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
 }
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("path", &self.shared.path).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +118,9 @@ impl EmbeddedStore {
         let shown = dir.display().to_string();
         match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => {
-                return Err(StoreError::Config(format!("state directory {shown} exists but is not a directory")))
+                return Err(StoreError::Config(format!(
+                    "state directory {shown} exists but is not a directory"
+                )))
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -120,15 +128,23 @@ impl EmbeddedStore {
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
-                    .map_err(|e| StoreError::Config(format!("cannot create state directory {shown}: {e}")))?;
+                    .map_err(|e| {
+                        StoreError::Config(format!("cannot create state directory {shown}: {e}"))
+                    })?;
             }
-            Err(e) => return Err(StoreError::Config(format!("cannot use state directory {shown}: {e}"))),
+            Err(e) => {
+                return Err(StoreError::Config(format!(
+                    "cannot use state directory {shown}: {e}"
+                )))
+            }
         }
         let path = dir.join(FILE_NAME);
         let file_shown = path.display().to_string();
         let db = opener(&path).map_err(|e| open_error(&file_shown, e))?;
         // The queue holds webhook bodies: readable by the service user only.
-        if let Err(e) = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)) {
+        if let Err(e) =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        {
             tracing::warn!(path = %file_shown, error = %e, "could not restrict the store file to mode 0600");
         }
         let lease_epoch;
@@ -137,7 +153,8 @@ impl EmbeddedStore {
         // file is writable right now.
         {
             let mut txn = db.begin_write().map_err(|e| open_error(&file_shown, e))?;
-            txn.set_durability(redb::Durability::Immediate).map_err(|e| open_error(&file_shown, e))?;
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(|e| open_error(&file_shown, e))?;
             {
                 let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
                 let from = migrations::migrate(&mut t).map_err(|e| match e {
@@ -147,15 +164,27 @@ impl EmbeddedStore {
                 if from != crate::store::schema::CURRENT {
                     // A migration step may rewrite event records (their keys
                     // grow): count the queue's bytes afresh below.
-                    t.meta.remove(queue::META_QUEUE_BYTES).ctx("reset queue_bytes").map_err(|e| config_from(&file_shown, e))?;
+                    t.meta
+                        .remove(queue::META_QUEUE_BYTES)
+                        .ctx("reset queue_bytes")
+                        .map_err(|e| config_from(&file_shown, e))?;
                 }
                 // Fencing tokens stay increasing across restarts (see leases).
-                let epoch = t.meta.get(META_LEASE_EPOCH).ctx("read lease_epoch").map_err(|e| config_from(&file_shown, e))?;
+                let epoch = t
+                    .meta
+                    .get(META_LEASE_EPOCH)
+                    .ctx("read lease_epoch")
+                    .map_err(|e| config_from(&file_shown, e))?;
                 lease_epoch = epoch.map(|g| g.value()).unwrap_or(0).saturating_add(1);
-                t.meta.insert(META_LEASE_EPOCH, lease_epoch).ctx("write lease_epoch").map_err(|e| config_from(&file_shown, e))?;
+                t.meta
+                    .insert(META_LEASE_EPOCH, lease_epoch)
+                    .ctx("write lease_epoch")
+                    .map_err(|e| config_from(&file_shown, e))?;
                 queue::ensure_queue_bytes(&mut t).map_err(|e| config_from(&file_shown, e))?;
-                let mut kept = retention::RetentionTables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
-                kept.backfill(&mut t, crate::store::now_ms()).map_err(|e| config_from(&file_shown, e))?;
+                let mut kept = retention::RetentionTables::open(&txn)
+                    .map_err(|e| config_from(&file_shown, e))?;
+                kept.backfill(&mut t, crate::store::now_ms())
+                    .map_err(|e| config_from(&file_shown, e))?;
                 drop(kept);
                 drop(t);
             }
@@ -179,7 +208,12 @@ impl EmbeddedStore {
         let leases = Arc::new(Mutex::new(Leases::new(lease_epoch)));
         let writer = Writer::start(Arc::clone(&shared), Arc::clone(&leases))?;
         tracing::info!(path = %file_shown, "embedded store open");
-        Ok(EmbeddedStore { shared, leases, writer, op_timeout: OP_TIMEOUT })
+        Ok(EmbeddedStore {
+            shared,
+            leases,
+            writer,
+            op_timeout: OP_TIMEOUT,
+        })
     }
 
     /// Where the database file lives.
@@ -199,11 +233,21 @@ impl EmbeddedStore {
     /// [`headroom::check_headroom`] on the blocking pool: `statvfs` can
     /// hang on a stalled disk like any other file-system call.
     async fn headroom(&self) -> Result<()> {
-        let dir = self.shared.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = self
+            .shared
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let task = tokio::task::spawn_blocking(move || headroom::check_headroom(&dir));
         match tokio::time::timeout(self.op_timeout, task).await {
-            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("space check failed: {e}")))?,
-            Err(_) => Err(StoreError::Unavailable(format!("space check took longer than {:?}", self.op_timeout))),
+            Ok(done) => {
+                done.map_err(|e| StoreError::Unavailable(format!("space check failed: {e}")))?
+            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "space check took longer than {:?}",
+                self.op_timeout
+            ))),
         }
     }
 
@@ -217,8 +261,13 @@ impl EmbeddedStore {
         let shared = Arc::clone(&self.shared);
         let task = tokio::task::spawn_blocking(move || f(&*shared.current()?));
         match tokio::time::timeout(self.op_timeout, task).await {
-            Ok(done) => done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?,
-            Err(_) => Err(StoreError::Unavailable(format!("store read took longer than {:?}", self.op_timeout))),
+            Ok(done) => {
+                done.map_err(|e| StoreError::Unavailable(format!("store read task failed: {e}")))?
+            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "store read took longer than {:?}",
+                self.op_timeout
+            ))),
         }
     }
 }
@@ -228,27 +277,51 @@ impl Store for EmbeddedStore {
         match self.write(Op::Append(ev)).await? {
             Reply::Appended(a) => Ok(a),
             Reply::Full(m) => Err(StoreError::Full(m)),
-            Reply::Done => Err(StoreError::Unavailable("store writer answered an append oddly".into())),
+            Reply::Done => Err(StoreError::Unavailable(
+                "store writer answered an append oddly".into(),
+            )),
         }
     }
 
     async fn claim(&self, owner: &str, lease: Duration, max_keys: usize) -> Result<Vec<Claim>> {
         let leases = Arc::clone(&self.leases);
         let owner = owner.to_owned();
-        let found = self.read(move |db| leases::claim(db, &leases, &owner, lease, max_keys)).await?;
+        let found = self
+            .read(move |db| leases::claim(db, &leases, &owner, lease, max_keys))
+            .await?;
         // An undecodable event would fail every claim forever (and flap the
         // store's health): move it aside as a dead letter, with the reason,
         // and deliver every other key. Its key is claimable again after.
         for bad in found.corrupt {
             tracing::error!(key = %bad.key, seq = bad.seq, reason = %bad.reason, "stored event cannot be decoded; moved to the dead letters");
             let reason = format!("stored event could not be decoded: {}", bad.reason);
-            self.write_done(Op::SetAside { key: bad.key, seq: bad.seq, reason, now_ms: crate::store::now_ms() }).await?;
+            self.write_done(Op::SetAside {
+                key: bad.key,
+                seq: bad.seq,
+                reason,
+                now_ms: crate::store::now_ms(),
+            })
+            .await?;
         }
         Ok(found.claims)
     }
 
-    async fn complete(&self, key: &str, owner: &str, token: u64, upto: Seq, message: Option<MessageRef>) -> Result<()> {
-        self.write_done(Op::Complete { key: key.to_owned(), owner: owner.to_owned(), token, upto, message }).await
+    async fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        message: Option<MessageRef>,
+    ) -> Result<()> {
+        self.write_done(Op::Complete {
+            key: key.to_owned(),
+            owner: owner.to_owned(),
+            token,
+            upto,
+            message,
+        })
+        .await
     }
 
     async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
@@ -260,7 +333,15 @@ impl Store for EmbeddedStore {
         crate::sync::lock(&self.leases).renew(key, owner, token, lease)
     }
 
-    async fn dead_letter(&self, key: &str, owner: &str, token: u64, upto: Seq, reason: &str, now_ms: u64) -> Result<()> {
+    async fn dead_letter(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        upto: Seq,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<()> {
         self.write_done(Op::DeadLetter {
             key: key.to_owned(),
             owner: owner.to_owned(),
@@ -284,7 +365,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
-        self.write_done(Op::PutMessage { key: key.to_owned(), message }).await
+        self.write_done(Op::PutMessage {
+            key: key.to_owned(),
+            message,
+        })
+        .await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -318,9 +403,20 @@ impl Store for EmbeddedStore {
     async fn stats(&self) -> Result<Stats> {
         self.read(|db| {
             let txn = db.begin_read().ctx("begin read")?;
-            let pending = txn.open_table(EVENTS).ctx("open events")?.len().ctx("count events")?;
-            let dead_letters = txn.open_table(DEAD).ctx("open dead_letters")?.len().ctx("count dead letters")?;
-            Ok(Stats { pending, dead_letters })
+            let pending = txn
+                .open_table(EVENTS)
+                .ctx("open events")?
+                .len()
+                .ctx("count events")?;
+            let dead_letters = txn
+                .open_table(DEAD)
+                .ctx("open dead_letters")?
+                .len()
+                .ctx("count dead letters")?;
+            Ok(Stats {
+                pending,
+                dead_letters,
+            })
         })
         .await
     }
@@ -329,9 +425,17 @@ impl Store for EmbeddedStore {
         let bounds = self.shared.bounds;
         self.read(move |db| {
             let txn = db.begin_read().ctx("begin read")?;
-            let events = txn.open_table(EVENTS).ctx("open events")?.len().ctx("count events")?;
+            let events = txn
+                .open_table(EVENTS)
+                .ctx("open events")?
+                .len()
+                .ctx("count events")?;
             let meta = txn.open_table(META).ctx("open meta")?;
-            let bytes = meta.get(queue::META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value()).unwrap_or(0);
+            let bytes = meta
+                .get(queue::META_QUEUE_BYTES)
+                .ctx("read queue_bytes")?
+                .map(|g| g.value())
+                .unwrap_or(0);
             Ok(Usage::of(events, bytes, &bounds))
         })
         .await
@@ -375,26 +479,66 @@ mod tests {
         let state = dir.path().join("state");
         {
             let s = EmbeddedStore::open(&state).unwrap();
-            assert_eq!(s.append(ev(Some("build:1"), 10, None, b"one")).await.unwrap(), Appended::Queued(1));
-            assert_eq!(s.append(ev(None, 11, None, b"two")).await.unwrap(), Appended::Queued(2));
-            assert_eq!(s.append(ev(Some("build:1"), 12, None, &[0, 255, 1])).await.unwrap(), Appended::Queued(3));
+            assert_eq!(
+                s.append(ev(Some("build:1"), 10, None, b"one"))
+                    .await
+                    .unwrap(),
+                Appended::Queued(1)
+            );
+            assert_eq!(
+                s.append(ev(None, 11, None, b"two")).await.unwrap(),
+                Appended::Queued(2)
+            );
+            assert_eq!(
+                s.append(ev(Some("build:1"), 12, None, &[0, 255, 1]))
+                    .await
+                    .unwrap(),
+                Appended::Queued(3)
+            );
             s.put_message("build:1", msg("m1")).await.unwrap();
         }
         let mode = std::fs::metadata(&state).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o700);
-        let mode = std::fs::metadata(state.join(FILE_NAME)).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+        let mode = std::fs::metadata(state.join(FILE_NAME))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let s = EmbeddedStore::open(&state).unwrap();
         let pending = s.pending(10).await.unwrap();
-        let got: Vec<(Seq, &str, &[u8])> = pending.iter().map(|e| (e.seq, e.key.as_str(), e.body.as_slice())).collect();
-        assert_eq!(got, vec![(1, "build:1", &b"one"[..]), (2, "event:2", &b"two"[..]), (3, "build:1", &[0, 255, 1][..])]);
+        let got: Vec<(Seq, &str, &[u8])> = pending
+            .iter()
+            .map(|e| (e.seq, e.key.as_str(), e.body.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "build:1", &b"one"[..]),
+                (2, "event:2", &b"two"[..]),
+                (3, "build:1", &[0, 255, 1][..])
+            ]
+        );
         assert_eq!(pending[0].received_ms, 10);
         assert_eq!(pending[0].event, "build");
         assert_eq!(pending[0].action, "updated");
         assert_eq!(s.message("build:1").await.unwrap(), Some(msg("m1")));
         assert_eq!(s.message("build:2").await.unwrap(), None);
-        assert_eq!(s.append(ev(None, 13, None, b"")).await.unwrap(), Appended::Queued(4));
-        assert_eq!(s.stats().await.unwrap(), Stats { pending: 4, dead_letters: 0 });
+        assert_eq!(
+            s.append(ev(None, 13, None, b"")).await.unwrap(),
+            Appended::Queued(4)
+        );
+        assert_eq!(
+            s.stats().await.unwrap(),
+            Stats {
+                pending: 4,
+                dead_letters: 0
+            }
+        );
     }
 
     #[tokio::test]
@@ -410,16 +554,28 @@ mod tests {
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
         // Seqs are never reused, even when the queue was empty at shutdown.
-        assert_eq!(s.append(ev(Some("k"), 3, None, b"c")).await.unwrap(), Appended::Queued(3));
+        assert_eq!(
+            s.append(ev(Some("k"), 3, None, b"c")).await.unwrap(),
+            Appended::Queued(3)
+        );
     }
 
     #[tokio::test]
     #[ignore = "helper: run by store_killed_mid_flight_reopens_with_its_data"]
     async fn crash_child() {
-        let Some(dir) = std::env::var_os("DD_STORE_CRASH_DIR") else { return };
+        let Some(dir) = std::env::var_os("DD_STORE_CRASH_DIR") else {
+            return;
+        };
         let s = EmbeddedStore::open(Path::new(&dir)).unwrap();
         for i in 0..20u64 {
-            s.append(ev(Some("build:9"), i, Some(&format!("sig-{i}")), b"payload")).await.unwrap();
+            s.append(ev(
+                Some("build:9"),
+                i,
+                Some(&format!("sig-{i}")),
+                b"payload",
+            ))
+            .await
+            .unwrap();
         }
         s.put_message("build:9", msg("m9")).await.unwrap();
         std::process::abort();
@@ -430,18 +586,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
-            .args(["--exact", "store::embedded::tests::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store::embedded::tests::crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("DD_STORE_CRASH_DIR", dir.path())
             .output()
             .unwrap();
         assert!(!out.status.success(), "the child must have died by abort");
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let pending = s.pending(100).await.unwrap();
-        assert_eq!(pending.len(), 20, "every acknowledged append survives the crash");
+        assert_eq!(
+            pending.len(),
+            20,
+            "every acknowledged append survives the crash"
+        );
         assert_eq!(pending.last().map(|e| e.seq), Some(20));
         assert_eq!(s.message("build:9").await.unwrap(), Some(msg("m9")));
-        assert_eq!(s.append(ev(None, 0, Some("sig-3"), b"")).await.unwrap(), Appended::Duplicate(4));
-        assert_eq!(s.append(ev(None, 0, None, b"")).await.unwrap(), Appended::Queued(21));
+        assert_eq!(
+            s.append(ev(None, 0, Some("sig-3"), b"")).await.unwrap(),
+            Appended::Duplicate(4)
+        );
+        assert_eq!(
+            s.append(ev(None, 0, None, b"")).await.unwrap(),
+            Appended::Queued(21)
+        );
     }
 
     #[test]
@@ -481,7 +653,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(EmbeddedStore::open(dir.path()).unwrap());
         let file = dir.path().join(FILE_NAME);
-        let immutable = Command::new("chattr").arg("+i").arg(&file).status().is_ok_and(|s| s.success());
+        let immutable = Command::new("chattr")
+            .arg("+i")
+            .arg(&file)
+            .status()
+            .is_ok_and(|s| s.success());
         if !immutable {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
@@ -504,7 +680,9 @@ mod tests {
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             for i in 0..50 {
-                s.append(ev(Some("build:1"), i, None, &[42u8; 300])).await.unwrap();
+                s.append(ev(Some("build:1"), i, None, &[42u8; 300]))
+                    .await
+                    .unwrap();
             }
         }
         let file = dir.path().join(FILE_NAME);
@@ -523,7 +701,6 @@ mod tests {
         std::fs::write(&file, b"this is not a database, just text in the way").unwrap();
         assert!(EmbeddedStore::open(dir.path()).is_err());
     }
-
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@
 use super::codec::{encode_event, encode_message};
 use super::errors::Ctx;
 use super::tables::Tables;
-use crate::store::{fits, full_message, Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS};
+use crate::store::{
+    fits, full_message, Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError,
+    REPLAY_RETENTION_MS,
+};
 use redb::{ReadableTable, ReadableTableMetadata};
 
 /// Most expired replay keys removed per commit, so pruning never makes one
@@ -24,7 +27,12 @@ pub(super) const META_QUEUE_BYTES: &str = "queue_bytes";
 /// The pending events' stored size, from `meta`; a store written before the
 /// counter existed gets it computed once (one scan) and recorded.
 pub(super) fn ensure_queue_bytes(t: &mut Tables<'_>) -> Result<u64> {
-    if let Some(n) = t.meta.get(META_QUEUE_BYTES).ctx("read queue_bytes")?.map(|g| g.value()) {
+    if let Some(n) = t
+        .meta
+        .get(META_QUEUE_BYTES)
+        .ctx("read queue_bytes")?
+        .map(|g| g.value())
+    {
         return Ok(n);
     }
     let mut n = 0u64;
@@ -32,7 +40,9 @@ pub(super) fn ensure_queue_bytes(t: &mut Tables<'_>) -> Result<u64> {
         let (_, blob) = item.ctx("scan events")?;
         n = n.saturating_add(blob.value().len() as u64);
     }
-    t.meta.insert(META_QUEUE_BYTES, n).ctx("write queue_bytes")?;
+    t.meta
+        .insert(META_QUEUE_BYTES, n)
+        .ctx("write queue_bytes")?;
     Ok(n)
 }
 
@@ -61,26 +71,41 @@ pub(super) fn append(
         None => format!("event:{}", *next_seq),
     };
     let blob = encode_event(&key, &ev.event, &ev.action, ev.received_ms, &ev.body);
-    if !fits(t.events.len().ctx("count events")?, *bytes, blob.len(), bounds) {
+    if !fits(
+        t.events.len().ctx("count events")?,
+        *bytes,
+        blob.len(),
+        bounds,
+    ) {
         return Err(StoreError::Full(full_message(bounds)));
     }
     if let (Some(seen_ms), Some(rk)) = (expired, ev.replay_key.as_deref()) {
         // Expired but not pruned yet: forget it and accept the event.
-        t.replay_by_time.remove((seen_ms, rk)).ctx("remove replay key")?;
+        t.replay_by_time
+            .remove((seen_ms, rk))
+            .ctx("remove replay key")?;
     }
     super::migrations::adopt_legacy_message(t, &key)?;
     let seq = *next_seq;
-    *next_seq = seq.checked_add(1).ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
+    *next_seq = seq
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
     t.events.insert(seq, blob.as_slice()).ctx("insert event")?;
     *bytes = bytes.saturating_add(blob.len() as u64);
     let had_pending = first_seq(&t.key_seqs, &key)?.is_some();
-    t.key_seqs.insert((key.as_str(), seq), ()).ctx("insert key index")?;
+    t.key_seqs
+        .insert((key.as_str(), seq), ())
+        .ctx("insert key index")?;
     if !had_pending {
         t.heads.insert(seq, key.as_str()).ctx("insert head")?;
     }
     if let Some(rk) = ev.replay_key.as_deref() {
-        t.replay.insert(rk, (seq, ev.received_ms)).ctx("insert replay key")?;
-        t.replay_by_time.insert((ev.received_ms, rk), ()).ctx("insert replay time")?;
+        t.replay
+            .insert(rk, (seq, ev.received_ms))
+            .ctx("insert replay key")?;
+        t.replay_by_time
+            .insert((ev.received_ms, rk), ())
+            .ctx("insert replay time")?;
     }
     Ok(Appended::Queued(seq))
 }
@@ -88,13 +113,20 @@ pub(super) fn append(
 /// Store `m` as the message of `key`.
 pub(super) fn put_message(t: &mut Tables<'_>, key: &str, m: &MessageRef) -> Result<()> {
     let json = encode_message(key, m)?;
-    t.messages.insert(key, json.as_slice()).ctx("insert message")?;
+    t.messages
+        .insert(key, json.as_slice())
+        .ctx("insert message")?;
     Ok(())
 }
 
 /// Oldest pending seq of `key`.
-fn first_seq(key_seqs: &impl ReadableTable<(&'static str, u64), ()>, key: &str) -> Result<Option<Seq>> {
-    let mut range = key_seqs.range((key, 0u64)..=(key, u64::MAX)).ctx("scan key index")?;
+fn first_seq(
+    key_seqs: &impl ReadableTable<(&'static str, u64), ()>,
+    key: &str,
+) -> Result<Option<Seq>> {
+    let mut range = key_seqs
+        .range((key, 0u64)..=(key, u64::MAX))
+        .ctx("scan key index")?;
     match range.next() {
         Some(item) => {
             let (k, _) = item.ctx("scan key index")?;
@@ -106,23 +138,42 @@ fn first_seq(key_seqs: &impl ReadableTable<(&'static str, u64), ()>, key: &str) 
 
 /// Remove `key`'s events with seq ≤ `upto`; returns them (seq, encoded) and
 /// takes their size off `bytes`.
-pub(super) fn take_events(t: &mut Tables<'_>, key: &str, upto: Seq, bytes: &mut u64) -> Result<Vec<(Seq, Vec<u8>)>> {
+pub(super) fn take_events(
+    t: &mut Tables<'_>,
+    key: &str,
+    upto: Seq,
+    bytes: &mut u64,
+) -> Result<Vec<(Seq, Vec<u8>)>> {
     let mut seqs = Vec::new();
-    for item in t.key_seqs.range((key, 0u64)..=(key, upto)).ctx("scan key index")? {
+    for item in t
+        .key_seqs
+        .range((key, 0u64)..=(key, upto))
+        .ctx("scan key index")?
+    {
         let (k, _) = item.ctx("scan key index")?;
         seqs.push(k.value().1);
     }
-    let Some(&old_head) = seqs.first() else { return Ok(Vec::new()) };
+    let Some(&old_head) = seqs.first() else {
+        return Ok(Vec::new());
+    };
     let mut taken = Vec::with_capacity(seqs.len());
     for seq in seqs {
         t.key_seqs.remove((key, seq)).ctx("remove key index")?;
-        let blob = t.events.remove(seq).ctx("remove event")?.map(|g| g.value().to_vec());
+        let blob = t
+            .events
+            .remove(seq)
+            .ctx("remove event")?
+            .map(|g| g.value().to_vec());
         match blob {
             Some(b) => {
                 *bytes = bytes.saturating_sub(b.len() as u64);
                 taken.push((seq, b))
             }
-            None => tracing::warn!(seq, key, "key index pointed at a missing event; dropped the index entry"),
+            None => tracing::warn!(
+                seq,
+                key,
+                "key index pointed at a missing event; dropped the index entry"
+            ),
         }
     }
     t.heads.remove(old_head).ctx("remove head")?;
@@ -136,7 +187,11 @@ pub(super) fn take_events(t: &mut Tables<'_>, key: &str, upto: Seq, bytes: &mut 
 pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
     let cutoff = now_ms.saturating_sub(REPLAY_RETENTION_MS);
     let mut expired = Vec::new();
-    for item in t.replay_by_time.range::<(u64, &str)>(..).ctx("scan replay keys")? {
+    for item in t
+        .replay_by_time
+        .range::<(u64, &str)>(..)
+        .ctx("scan replay keys")?
+    {
         if expired.len() >= PRUNE_PER_COMMIT {
             break;
         }
@@ -148,8 +203,14 @@ pub(super) fn prune_replay(t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
         expired.push((ms, rk.to_owned()));
     }
     for (ms, rk) in expired {
-        t.replay_by_time.remove((ms, rk.as_str())).ctx("prune replay time")?;
-        let current = t.replay.get(rk.as_str()).ctx("read replay key")?.map(|g| g.value());
+        t.replay_by_time
+            .remove((ms, rk.as_str()))
+            .ctx("prune replay time")?;
+        let current = t
+            .replay
+            .get(rk.as_str())
+            .ctx("read replay key")?
+            .map(|g| g.value());
         if current.is_some_and(|(_, seen)| seen == ms) {
             t.replay.remove(rk.as_str()).ctx("prune replay key")?;
         }
@@ -172,19 +233,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let t0 = 1_000_000;
-        assert_eq!(s.append(ev(None, t0, Some("sig-a"), b"x")).await.unwrap(), Appended::Queued(1));
-        assert_eq!(s.append(ev(None, t0 + 5, Some("sig-a"), b"x")).await.unwrap(), Appended::Duplicate(1));
-        assert_eq!(s.append(ev(None, t0 + 5, Some("sig-b"), b"y")).await.unwrap(), Appended::Queued(2));
+        assert_eq!(
+            s.append(ev(None, t0, Some("sig-a"), b"x")).await.unwrap(),
+            Appended::Queued(1)
+        );
+        assert_eq!(
+            s.append(ev(None, t0 + 5, Some("sig-a"), b"x"))
+                .await
+                .unwrap(),
+            Appended::Duplicate(1)
+        );
+        assert_eq!(
+            s.append(ev(None, t0 + 5, Some("sig-b"), b"y"))
+                .await
+                .unwrap(),
+            Appended::Queued(2)
+        );
         assert_eq!(s.stats().await.unwrap().pending, 2);
         // A duplicate stays a duplicate across a restart.
         drop(s);
         let s = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(
-            s.append(ev(None, t0 + REPLAY_RETENTION_MS - 1, Some("sig-a"), b"x")).await.unwrap(),
+            s.append(ev(None, t0 + REPLAY_RETENTION_MS - 1, Some("sig-a"), b"x"))
+                .await
+                .unwrap(),
             Appended::Duplicate(1)
         );
         assert_eq!(
-            s.append(ev(None, t0 + REPLAY_RETENTION_MS, Some("sig-a"), b"x")).await.unwrap(),
+            s.append(ev(None, t0 + REPLAY_RETENTION_MS, Some("sig-a"), b"x"))
+                .await
+                .unwrap(),
             Appended::Queued(3)
         );
         assert_eq!(s.stats().await.unwrap().pending, 3);
@@ -197,7 +275,10 @@ mod tests {
         let tasks: Vec<_> = (0..48)
             .map(|i| {
                 let s = Arc::clone(&s);
-                tokio::spawn(async move { s.append(ev(None, 100 + i, Some("same-signature"), b"x")).await })
+                tokio::spawn(async move {
+                    s.append(ev(None, 100 + i, Some("same-signature"), b"x"))
+                        .await
+                })
             })
             .collect();
         let mut queued = Vec::new();
@@ -210,7 +291,10 @@ mod tests {
         }
         assert_eq!(queued.len(), 1, "exactly one append may win");
         assert_eq!(dups.len(), 47);
-        assert!(dups.iter().all(|d| *d == queued[0]), "duplicates name the first seq");
+        assert!(
+            dups.iter().all(|d| *d == queued[0]),
+            "duplicates name the first seq"
+        );
         assert_eq!(s.stats().await.unwrap().pending, 1);
     }
 
@@ -220,7 +304,9 @@ mod tests {
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let n = PRUNE_PER_COMMIT as u64 + 10;
         for i in 0..n {
-            s.append(ev(None, 1 + i, Some(&format!("old-{i}")), b"")).await.unwrap();
+            s.append(ev(None, 1 + i, Some(&format!("old-{i}")), b""))
+                .await
+                .unwrap();
         }
         let count = |s: &EmbeddedStore| {
             let txn = s.shared.current().unwrap().begin_read().unwrap();
@@ -232,10 +318,19 @@ mod tests {
         let later = REPLAY_RETENTION_MS + 1_000;
         s.append(ev(None, later, Some("new-1"), b"")).await.unwrap();
         // One commit prunes at most PRUNE_PER_COMMIT; the rest goes next time.
-        assert_eq!(count(&s), (n + 1 - PRUNE_PER_COMMIT as u64, n + 1 - PRUNE_PER_COMMIT as u64));
+        assert_eq!(
+            count(&s),
+            (
+                n + 1 - PRUNE_PER_COMMIT as u64,
+                n + 1 - PRUNE_PER_COMMIT as u64
+            )
+        );
         s.append(ev(None, later, Some("new-2"), b"")).await.unwrap();
         assert_eq!(count(&s), (2, 2));
         // A pruned key is accepted again.
-        assert!(matches!(s.append(ev(None, later, Some("old-0"), b"")).await.unwrap(), Appended::Queued(_)));
+        assert!(matches!(
+            s.append(ev(None, later, Some("old-0"), b"")).await.unwrap(),
+            Appended::Queued(_)
+        ));
     }
 }

@@ -19,7 +19,8 @@ use std::time::Duration;
 const REOPEN_WAIT_STEPS: u32 = 500;
 
 /// How the database file is opened (a seam for tests that inject I/O errors).
-pub(super) type Opener = dyn Fn(&Path) -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
+pub(super) type Opener =
+    dyn Fn(&Path) -> std::result::Result<Database, redb::DatabaseError> + Send + Sync;
 
 /// The open database, shared by the writer thread and the readers; empty
 /// while a reopen is under way.
@@ -63,7 +64,9 @@ impl Shared {
                     }
                     Err(still_shared) => {
                         *sync::write(&self.db) = Some(still_shared);
-                        return Err(StoreError::Unavailable("store reopen: reads still hold the old handle".into()));
+                        return Err(StoreError::Unavailable(
+                            "store reopen: reads still hold the old handle".into(),
+                        ));
                     }
                 }
             }
@@ -87,23 +90,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = DiskFaults::default();
         let s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
-        assert_eq!(s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept")).await.unwrap(), Appended::Queued(1));
+        assert_eq!(
+            s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept"))
+                .await
+                .unwrap(),
+            Appended::Queued(1)
+        );
 
         faults.set_full(true);
         let unavailable = |r: Result<()>, what: &str| match r {
             Err(StoreError::Unavailable(_)) => {}
             other => panic!("{what}: expected Unavailable on a full disk, got {other:?}"),
         };
-        unavailable(s.append(ev(Some("build:1"), 2, Some("sig-2"), b"lost")).await.map(drop), "append");
+        unavailable(
+            s.append(ev(Some("build:1"), 2, Some("sig-2"), b"lost"))
+                .await
+                .map(drop),
+            "append",
+        );
         unavailable(s.probe().await, "probe");
         unavailable(s.put_message("build:1", msg("m")).await, "put_message");
 
         faults.set_full(false);
-        s.probe().await.expect("the store recovers by itself once the disk has room again");
+        s.probe()
+            .await
+            .expect("the store recovers by itself once the disk has room again");
         let pending = s.pending(10).await.unwrap();
-        assert_eq!(pending.iter().map(|e| e.body.as_slice()).collect::<Vec<_>>(), vec![&b"kept"[..]]);
+        assert_eq!(
+            pending
+                .iter()
+                .map(|e| e.body.as_slice())
+                .collect::<Vec<_>>(),
+            vec![&b"kept"[..]]
+        );
         // The refused append left nothing behind: its replay key is free.
-        assert_eq!(s.append(ev(Some("build:1"), 3, Some("sig-2"), b"again")).await.unwrap(), Appended::Queued(2));
-        assert_eq!(s.append(ev(Some("build:1"), 4, Some("sig-1"), b"")).await.unwrap(), Appended::Duplicate(1));
+        assert_eq!(
+            s.append(ev(Some("build:1"), 3, Some("sig-2"), b"again"))
+                .await
+                .unwrap(),
+            Appended::Queued(2)
+        );
+        assert_eq!(
+            s.append(ev(Some("build:1"), 4, Some("sig-1"), b""))
+                .await
+                .unwrap(),
+            Appended::Duplicate(1)
+        );
     }
 }

@@ -187,7 +187,10 @@ mod tests {
                 .unwrap();
         }
         let old_failure = now_ms() - b.dead_letter_retention_ms - DAY_MS;
-        let claims = s.claim("w", std::time::Duration::from_secs(60), 10).await.unwrap();
+        let claims = s
+            .claim("w", std::time::Duration::from_secs(60), 10)
+            .await
+            .unwrap();
         let token = claims.iter().find(|c| c.key == "build:dead").unwrap().token;
         s.dead_letter("build:dead", "w", token, u64::MAX, "HTTP 400", old_failure)
             .await
@@ -195,8 +198,15 @@ mod tests {
         s.append(ev(Some("build:young"), 0, None, b"y"))
             .await
             .unwrap();
-        let claims = s.claim("w", std::time::Duration::from_secs(60), 10).await.unwrap();
-        let token = claims.iter().find(|c| c.key == "build:young").unwrap().token;
+        let claims = s
+            .claim("w", std::time::Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        let token = claims
+            .iter()
+            .find(|c| c.key == "build:young")
+            .unwrap()
+            .token;
         s.dead_letter("build:young", "w", token, u64::MAX, "HTTP 400", now_ms())
             .await
             .unwrap();

@@ -25,7 +25,8 @@ pub(super) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("eve
 pub(super) const KEY_SEQS: TableDefinition<(&str, u64), ()> = TableDefinition::new("key_seqs");
 pub(super) const HEADS: TableDefinition<u64, &str> = TableDefinition::new("heads");
 pub(super) const REPLAY: TableDefinition<&str, (u64, u64)> = TableDefinition::new("replay");
-pub(super) const REPLAY_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("replay_by_time");
+pub(super) const REPLAY_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("replay_by_time");
 pub(super) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 pub(super) const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

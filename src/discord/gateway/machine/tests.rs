@@ -17,7 +17,10 @@ fn cfg() -> MachineConfig {
 
 fn machine_with(cfg: MachineConfig, jitter: f64) -> (Machine, Instant) {
     let now = Instant::now();
-    (Machine::new(cfg, Jitter::fixed(jitter), Presence::healthy(), now), now)
+    (
+        Machine::new(cfg, Jitter::fixed(jitter), Presence::healthy(), now),
+        now,
+    )
 }
 
 fn sends(actions: &[Action]) -> Vec<Value> {
@@ -31,7 +34,10 @@ fn sends(actions: &[Action]) -> Vec<Value> {
 }
 
 fn ops(actions: &[Action]) -> Vec<u64> {
-    sends(actions).iter().filter_map(|v| v["op"].as_u64()).collect()
+    sends(actions)
+        .iter()
+        .filter_map(|v| v["op"].as_u64())
+        .collect()
 }
 
 fn connect_of(actions: &[Action]) -> Option<(String, Duration)> {
@@ -80,14 +86,26 @@ fn active(jitter: f64) -> (Machine, Instant) {
 
 #[test]
 fn gateway_url_appends_query_correctly() {
-    assert_eq!(gateway_url("wss://gateway.discord.gg"), "wss://gateway.discord.gg/?v=10&encoding=json");
-    assert_eq!(gateway_url("wss://gateway.discord.gg/"), "wss://gateway.discord.gg/?v=10&encoding=json");
-    assert_eq!(gateway_url("wss://g.example/?v=6"), "wss://g.example/?v=10&encoding=json");
+    assert_eq!(
+        gateway_url("wss://gateway.discord.gg"),
+        "wss://gateway.discord.gg/?v=10&encoding=json"
+    );
+    assert_eq!(
+        gateway_url("wss://gateway.discord.gg/"),
+        "wss://gateway.discord.gg/?v=10&encoding=json"
+    );
+    assert_eq!(
+        gateway_url("wss://g.example/?v=6"),
+        "wss://g.example/?v=10&encoding=json"
+    );
     assert_eq!(
         gateway_url("wss://g.example?encoding=etf&x=1"),
         "wss://g.example/?x=1&v=10&encoding=json"
     );
-    assert_eq!(gateway_url("ws://127.0.0.1:9/resume"), "ws://127.0.0.1:9/resume?v=10&encoding=json");
+    assert_eq!(
+        gateway_url("ws://127.0.0.1:9/resume"),
+        "ws://127.0.0.1:9/resume?v=10&encoding=json"
+    );
 }
 
 #[test]
@@ -96,7 +114,10 @@ fn start_connects_to_base_url_at_once() {
     let a = m.start(t0);
     assert_eq!(
         connect_of(&a),
-        Some(("wss://gateway.example/?v=10&encoding=json".to_string(), Duration::ZERO))
+        Some((
+            "wss://gateway.example/?v=10&encoding=json".to_string(),
+            Duration::ZERO
+        ))
     );
     assert_eq!(m.phase(), Phase::Connecting);
     assert!(m.start(t0).is_empty(), "start is idempotent");
@@ -123,9 +144,15 @@ fn hello_identifies_with_presence_and_schedules_jittered_heartbeat() {
     assert_eq!(m.phase(), Phase::Identifying);
     // First beat at interval × jitter = 250 ms (the handshake deadline is later).
     assert_eq!(m.next_deadline(), Some(t0 + Duration::from_millis(250)));
-    assert!(m.handle(t0 + Duration::from_millis(249), Event::Tick).is_empty());
+    assert!(m
+        .handle(t0 + Duration::from_millis(249), Event::Tick)
+        .is_empty());
     let a = m.handle(t0 + Duration::from_millis(250), Event::Tick);
-    assert_eq!(sends(&a), vec![json!({"op": 1, "d": null})], "no seq yet → null");
+    assert_eq!(
+        sends(&a),
+        vec![json!({"op": 1, "d": null})],
+        "no seq yet → null"
+    );
 }
 
 #[test]
@@ -133,7 +160,10 @@ fn heartbeats_carry_last_non_null_seq_and_follow_interval() {
     let (mut m, t0) = active(0.0);
     m.handle(t0, Event::Frame(&dispatch(5)));
     // A dispatch with s null must not clear the seq.
-    m.handle(t0, Event::Frame(&json!({"op": 0, "s": null, "t": "X", "d": {}}).to_string()));
+    m.handle(
+        t0,
+        Event::Frame(&json!({"op": 0, "s": null, "t": "X", "d": {}}).to_string()),
+    );
     let a = m.handle(t0, Event::Tick);
     assert_eq!(sends(&a), vec![json!({"op": 1, "d": 5})]);
     m.handle(t0, Event::Frame(r#"{"op":11}"#));
@@ -180,7 +210,10 @@ fn op7_reconnect_closes_resumably_and_resumes() {
     let (mut m, t0) = active(0.5);
     let a = m.handle(t0, Event::Frame(r#"{"op":7,"d":null}"#));
     assert_eq!(closes(&a), vec![CLOSE_RESUMABLE]);
-    assert_eq!(connect_of(&a).map(|c| c.0), Some("wss://resume.example/?v=10&encoding=json".into()));
+    assert_eq!(
+        connect_of(&a).map(|c| c.0),
+        Some("wss://resume.example/?v=10&encoding=json".into())
+    );
     assert_eq!(m.session_id(), Some("sess-1"));
 }
 
@@ -208,7 +241,10 @@ fn op9_true_resumes_op9_false_identifies_on_base_after_1_to_5_s() {
     assert_eq!(closes(&a), vec![CLOSE_RESUMABLE]);
     let (url, delay) = connect_of(&a).expect("reconnects");
     assert_eq!(url, "wss://gateway.example/?v=10&encoding=json");
-    assert!(delay >= Duration::from_secs(1) && delay <= Duration::from_secs(5), "{delay:?}");
+    assert!(
+        delay >= Duration::from_secs(1) && delay <= Duration::from_secs(5),
+        "{delay:?}"
+    );
     assert_eq!(m.session_id(), None);
     m.handle(t1 + delay, Event::Connected);
     let a = m.handle(t1 + delay, Event::Frame(&hello(1000)));
@@ -229,13 +265,22 @@ fn close_codes_map_to_resume_identify_backoff_or_fatal() {
     }
     assert_eq!(classify_close(Some(4008)), CloseKind::BackOff);
     for code in [4004u16, 4010, 4011, 4012, 4013, 4014] {
-        assert!(matches!(classify_close(Some(code)), CloseKind::Fatal(_)), "{code}");
+        assert!(
+            matches!(classify_close(Some(code)), CloseKind::Fatal(_)),
+            "{code}"
+        );
     }
 }
 
 #[test]
 fn resumable_and_new_session_closes_pick_the_right_url() {
-    for (code, resume) in [(4000u16, true), (1000, true), (4007, false), (4009, false), (4003, false)] {
+    for (code, resume) in [
+        (4000u16, true),
+        (1000, true),
+        (4007, false),
+        (4009, false),
+        (4003, false),
+    ] {
         let (mut m, t0) = active(0.5);
         let a = m.handle(t0, Event::Closed(Some(code), String::new()));
         let (url, _) = connect_of(&a).expect("reconnects");
@@ -260,18 +305,27 @@ fn close_4008_backs_off_at_least_the_rate_limit_wait() {
 #[test]
 fn fatal_close_stops_reports_and_never_reconnects() {
     let (mut m, t0) = active(0.5);
-    let a = m.handle(t0, Event::Closed(Some(4004), "Authentication failed.".into()));
+    let a = m.handle(
+        t0,
+        Event::Closed(Some(4004), "Authentication failed.".into()),
+    );
     assert!(connect_of(&a).is_none());
     let stop = a.iter().find_map(|a| match a {
         Action::Stop(r) => Some(r.clone()),
         _ => None,
     });
-    assert!(stop.as_deref().is_some_and(|r| r.contains("4004") && r.contains("authentication")));
-    assert!(a.iter().any(|a| matches!(a, Action::Status(s) if !s.ok && s.detail.contains("4004"))));
+    assert!(stop
+        .as_deref()
+        .is_some_and(|r| r.contains("4004") && r.contains("authentication")));
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::Status(s) if !s.ok && s.detail.contains("4004"))));
     assert_eq!(m.phase(), Phase::Fatal);
     assert_eq!(m.next_deadline(), None);
     // Nothing revives it.
-    assert!(m.handle(t0 + Duration::from_secs(999), Event::Tick).is_empty());
+    assert!(m
+        .handle(t0 + Duration::from_secs(999), Event::Tick)
+        .is_empty());
     assert!(m.handle(t0, Event::Closed(None, String::new())).is_empty());
 }
 
@@ -331,11 +385,17 @@ fn presence_before_ready_goes_into_identify_not_op3() {
 fn presence_changed_during_outage_is_sent_after_resume() {
     let (mut m, t0) = active(0.5);
     m.handle(t0, Event::Closed(None, "drop".into()));
-    m.handle(t0, Event::PresenceChanged(Presence::unhealthy(UnhealthyMode::Invisible, "")));
+    m.handle(
+        t0,
+        Event::PresenceChanged(Presence::unhealthy(UnhealthyMode::Invisible, "")),
+    );
     m.handle(t0, Event::Connected);
     assert_eq!(ops(&m.handle(t0, Event::Frame(&hello(1000)))), vec![6]);
     let a = m.handle(t0, Event::Frame(r#"{"op":0,"s":2,"t":"RESUMED","d":{}}"#));
-    assert_eq!(sends(&a).first().map(|v| v["d"]["status"].clone()), Some(json!("invisible")));
+    assert_eq!(
+        sends(&a).first().map(|v| v["d"]["status"].clone()),
+        Some(json!("invisible"))
+    );
 }
 
 #[test]
@@ -380,7 +440,11 @@ fn oversized_payload_is_refused_locally() {
     let (mut m, t0) = active(0.5);
     let huge = Presence {
         status: crate::presence::OnlineStatus::Online,
-        activity: Some(crate::presence::Activity { kind: 3, name: "x".repeat(5000), state: None }),
+        activity: Some(crate::presence::Activity {
+            kind: 3,
+            name: "x".repeat(5000),
+            state: None,
+        }),
     };
     assert!(sends(&m.handle(t0, Event::PresenceChanged(huge))).is_empty());
     assert_eq!(m.phase(), Phase::Active);
@@ -389,28 +453,42 @@ fn oversized_payload_is_refused_locally() {
 #[test]
 fn identify_budget_exhausted_waits_for_reset() {
     let mut c = cfg();
-    c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 0, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
+    c.session_start_limit = Some(SessionStartLimit {
+        total: 1000,
+        remaining: 0,
+        reset_after: Duration::from_secs(3600),
+        max_concurrency: 1,
+    });
     let (mut m, t0) = machine_with(c, 0.5);
     let (_, delay) = connect_of(&m.start(t0)).expect("connect");
     assert_eq!(delay, Duration::from_secs(3600));
 
     let mut c = cfg();
-    c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 1, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
+    c.session_start_limit = Some(SessionStartLimit {
+        total: 1000,
+        remaining: 1,
+        reset_after: Duration::from_secs(3600),
+        max_concurrency: 1,
+    });
     let (mut m, t0) = machine_with(c, 0.5);
     assert_eq!(connect_of(&m.start(t0)).map(|c| c.1), Some(Duration::ZERO));
     m.handle(t0, Event::Connected);
     assert_eq!(ops(&m.handle(t0, Event::Frame(&hello(1000)))), vec![2]);
     // That was the last one: a session-killing close must wait for the reset.
-    let a = m.handle(t0 + Duration::from_secs(10), Event::Closed(Some(4009), String::new()));
+    let a = m.handle(
+        t0 + Duration::from_secs(10),
+        Event::Closed(Some(4009), String::new()),
+    );
     assert_eq!(connect_of(&a).map(|c| c.1), Some(Duration::from_secs(3590)));
 }
 
 #[test]
 fn identifies_are_spaced_five_seconds_apart() {
     let (mut m, t0) = active(0.0);
-    let a = m.handle(t0 + Duration::from_secs(1), Event::Closed(Some(4007), String::new()));
+    let a = m.handle(
+        t0 + Duration::from_secs(1),
+        Event::Closed(Some(4007), String::new()),
+    );
     assert_eq!(connect_of(&a).map(|c| c.1), Some(Duration::from_secs(4)));
 }
 
@@ -448,7 +526,15 @@ fn shutdown_closes_with_1000() {
 #[test]
 fn malformed_frames_are_ignored() {
     let (mut m, t0) = active(0.5);
-    for junk in ["", "{", "[]", r#"{"op":"x"}"#, r#"{"op":300}"#, r#"{"op":0,"s":-1}"#, "null"] {
+    for junk in [
+        "",
+        "{",
+        "[]",
+        r#"{"op":"x"}"#,
+        r#"{"op":300}"#,
+        r#"{"op":0,"s":-1}"#,
+        "null",
+    ] {
         assert!(m.handle(t0, Event::Frame(junk)).is_empty(), "{junk}");
     }
     assert_eq!(m.phase(), Phase::Active);
@@ -472,7 +558,9 @@ fn token_never_in_debug_output() {
     let mut all = m.start(t0);
     all.extend(m.handle(t0, Event::Connected));
     all.extend(m.handle(t0, Event::Frame(&hello(1000))));
-    assert!(all.iter().any(|a| matches!(a, Action::Send(p) if p.json.contains(TOKEN))));
+    assert!(all
+        .iter()
+        .any(|a| matches!(a, Action::Send(p) if p.json.contains(TOKEN))));
     let printed = format!("{m:?} {all:?} {:?}", cfg());
     assert!(!printed.contains("SECRET"), "{printed}");
 }
@@ -484,7 +572,10 @@ fn presence_is_reasserted_after_resume() {
     m.handle(t0, Event::Connected);
     assert_eq!(ops(&m.handle(t0, Event::Frame(&hello(1000)))), vec![6]);
     let a = m.handle(t0, Event::Frame(r#"{"op":0,"s":2,"t":"RESUMED","d":{}}"#));
-    assert_eq!(sends(&a), vec![json!({"op": 3, "d": Presence::healthy().to_json()})]);
+    assert_eq!(
+        sends(&a),
+        vec![json!({"op": 3, "d": Presence::healthy().to_json()})]
+    );
 }
 
 #[test]
@@ -511,7 +602,10 @@ fn absurd_heartbeat_intervals_are_clamped() {
     let (mut m, t0) = machine_with(cfg(), 0.0);
     m.start(t0);
     m.handle(t0, Event::Connected);
-    m.handle(t0, Event::Frame(&json!({"op": 10, "d": {"heartbeat_interval": u64::MAX}}).to_string()));
+    m.handle(
+        t0,
+        Event::Frame(&json!({"op": 10, "d": {"heartbeat_interval": u64::MAX}}).to_string()),
+    );
     m.handle(t0, Event::Frame(&ready(1)));
     assert_eq!(ops(&m.handle(t0, Event::Tick)), vec![1]);
     assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(600)));
@@ -545,7 +639,9 @@ fn each_identify_is_recorded_just_before_it_is_sent() {
     m.handle(t0, Event::Connected);
     let a = m.handle(t0, Event::Frame(&hello(1000)));
     let record = a.iter().position(|a| matches!(a, Action::RecordIdentify));
-    let send = a.iter().position(|a| matches!(a, Action::Send(p) if p.op == 2));
+    let send = a
+        .iter()
+        .position(|a| matches!(a, Action::Send(p) if p.op == 2));
     assert!(record.is_some() && record < send, "{a:?}");
     // A resume is no identify: nothing to record.
     m.handle(t0, Event::Frame(&ready(1)));
@@ -572,7 +668,11 @@ fn op9_false_storm_spaces_identifies_five_seconds_apart() {
     }
     assert_eq!(identifies.len(), 20, "every connection identified once");
     for pair in identifies.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_secs(5), "{:?}", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= Duration::from_secs(5),
+            "{:?}",
+            pair[1] - pair[0]
+        );
     }
 }
 
@@ -618,7 +718,10 @@ fn daily_cap_holds_across_a_restart_through_the_ledger() {
     // until the first identify of the earlier run is 24 h old.
     let restart = t + Duration::from_secs(3600);
     let (_, history) = IdentifyLedger::open(Some(path), wall(restart));
-    assert!(matches!(&history, History::Known(ages) if ages.len() == 3), "{history:?}");
+    assert!(
+        matches!(&history, History::Known(ages) if ages.len() == 3),
+        "{history:?}"
+    );
     let mut c2 = c.clone();
     c2.identify_history = history;
     c2.started_wall = wall(restart);
@@ -630,12 +733,24 @@ fn daily_cap_holds_across_a_restart_through_the_ledger() {
     let s = statuses(&a);
     assert_eq!(s.len(), 1);
     assert!(!s[0].ok);
-    assert!(s[0].detail.contains("identify budget") && s[0].detail.contains("3 identifies in the last 24 h"), "{}", s[0].detail);
+    assert!(
+        s[0].detail.contains("identify budget")
+            && s[0].detail.contains("3 identifies in the last 24 h"),
+        "{}",
+        s[0].detail
+    );
     let until = crate::httpdate::format(wall(first + Duration::from_secs(24 * 3600)));
-    assert!(s[0].detail.contains(&until), "{} should name {until}", s[0].detail);
+    assert!(
+        s[0].detail.contains(&until),
+        "{} should name {until}",
+        s[0].detail
+    );
     // Without the ledger (a fresh state directory) it would connect at once.
     let (mut fresh, t) = machine_with(c, 0.0);
-    assert_eq!(connect_of(&fresh.start(t)).map(|c| c.1), Some(Duration::ZERO));
+    assert_eq!(
+        connect_of(&fresh.start(t)).map(|c| c.1),
+        Some(Duration::ZERO)
+    );
 }
 
 #[test]
@@ -644,11 +759,23 @@ fn unreadable_ledger_without_session_start_limit_waits_a_day() {
     c.identify_history = History::Unknown("garbled".into());
     let (mut m, t0) = machine_with(c.clone(), 0.0);
     let a = m.start(t0);
-    assert_eq!(connect_of(&a).map(|c| c.1), Some(Duration::from_secs(24 * 3600)));
-    assert!(statuses(&a).iter().any(|s| !s.ok && s.detail.contains("unreadable")), "{a:?}");
+    assert_eq!(
+        connect_of(&a).map(|c| c.1),
+        Some(Duration::from_secs(24 * 3600))
+    );
+    assert!(
+        statuses(&a)
+            .iter()
+            .any(|s| !s.ok && s.detail.contains("unreadable")),
+        "{a:?}"
+    );
     // Discord's own count replaces the lost history.
-    c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 10, reset_after: Duration::from_secs(3600), max_concurrency: 1 });
+    c.session_start_limit = Some(SessionStartLimit {
+        total: 1000,
+        remaining: 10,
+        reset_after: Duration::from_secs(3600),
+        max_concurrency: 1,
+    });
     let (mut m, t0) = machine_with(c, 0.0);
     assert_eq!(connect_of(&m.start(t0)).map(|c| c.1), Some(Duration::ZERO));
 }
@@ -656,12 +783,20 @@ fn unreadable_ledger_without_session_start_limit_waits_a_day() {
 #[test]
 fn session_start_limit_exhausted_says_so_in_health() {
     let mut c = cfg();
-    c.session_start_limit =
-        Some(SessionStartLimit { total: 1000, remaining: 0, reset_after: Duration::from_secs(600), max_concurrency: 1 });
+    c.session_start_limit = Some(SessionStartLimit {
+        total: 1000,
+        remaining: 0,
+        reset_after: Duration::from_secs(600),
+        max_concurrency: 1,
+    });
     let (mut m, t0) = machine_with(c, 0.0);
     let a = m.start(t0);
     let s = statuses(&a);
-    assert!(s[0].detail.contains("session_start_limit") && s[0].detail.contains("in 600s"), "{}", s[0].detail);
+    assert!(
+        s[0].detail.contains("session_start_limit") && s[0].detail.contains("in 600s"),
+        "{}",
+        s[0].detail
+    );
     // Resuming a session is not an identify and never waits for the budget.
 }
 
@@ -675,11 +810,17 @@ fn op1_beats_at_once_and_moves_the_next_regular_beat() {
     // 700 ms later the server asks for a beat: sent at once, and the next
     // regular one moves to 700 + 1000 ms.
     let t1 = t0 + Duration::from_millis(700);
-    assert_eq!(ops(&m.handle(t1, Event::Frame(r#"{"op":1,"d":null}"#))), vec![1]);
+    assert_eq!(
+        ops(&m.handle(t1, Event::Frame(r#"{"op":1,"d":null}"#))),
+        vec![1]
+    );
     assert_eq!(m.next_deadline(), Some(t1 + Duration::from_millis(1000)));
     assert!(ops(&m.handle(t0 + Duration::from_millis(1000), Event::Tick)).is_empty());
     // Its ACK comes late, at 1.5 s: no zombie, the next beat at 1.7 s.
-    m.handle(t0 + Duration::from_millis(1500), Event::Frame(r#"{"op":11}"#));
+    m.handle(
+        t0 + Duration::from_millis(1500),
+        Event::Frame(r#"{"op":11}"#),
+    );
     let a = m.handle(t1 + Duration::from_millis(1000), Event::Tick);
     assert_eq!(ops(&a), vec![1]);
     assert!(closes(&a).is_empty());
@@ -692,10 +833,16 @@ fn any_frame_after_a_beat_counts_as_liveness() {
     // No ACK yet, but a dispatch arrives: the connection is alive.
     m.handle(t0 + Duration::from_millis(400), Event::Frame(&dispatch(2)));
     let a = m.handle(t0 + Duration::from_millis(1000), Event::Tick);
-    assert!(closes(&a).is_empty(), "a frame after the beat is liveness: {a:?}");
+    assert!(
+        closes(&a).is_empty(),
+        "a frame after the beat is liveness: {a:?}"
+    );
     assert_eq!(sends(&a), vec![json!({"op": 1, "d": 2})]);
     // The slow ACK of the first beat arrives after the second beat: fine.
-    m.handle(t0 + Duration::from_millis(1100), Event::Frame(r#"{"op":11}"#));
+    m.handle(
+        t0 + Duration::from_millis(1100),
+        Event::Frame(r#"{"op":11}"#),
+    );
     let a = m.handle(t0 + Duration::from_millis(2000), Event::Tick);
     assert!(closes(&a).is_empty());
     assert_eq!(ops(&a), vec![1]);
