@@ -6,10 +6,10 @@
 #   2. `make test-curls` (every fixture, freshly signed) → all 200;
 #   3. `test/test-curls.sh --legacy` (the old static headers) → all 401;
 #   4. SIGTERM → exit code 0.
-# Usage: scripts/curls-smoke.sh [binary]   (default target/debug/drone-discord)
+# Usage: scripts/curls-smoke.sh [binary]   (default $CARGO_TARGET_DIR or target, /debug/drone-discord)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=${1:-$ROOT/target/debug/drone-discord}
+bin=${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/drone-discord}
 [ -x "$bin" ] || { echo "curls-smoke: no binary at $bin (cargo build first)" >&2; exit 1; }
 
 state=$(mktemp -d)
