@@ -22,16 +22,19 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use support::credentials::SECRET;
 use support::fixtures::fixture_json;
+use support::watchdog::Watchdog;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The unit's `WatchdogSec=30`: a liveness check and a ping every 15 s.
+const WATCHDOG_30S: &str = "30000000";
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -61,7 +64,7 @@ fn main() {
     // 1. Idle.
     let state = tempfile::tempdir().expect("tempdir");
     let dog = Watchdog::start();
-    let svc = Svc::start(state.path(), &["--dry-run"], &dog.env());
+    let svc = Svc::start(state.path(), &["--dry-run"], &dog.env(WATCHDOG_30S));
     svc.wait_health(|v| v["status"] == "ok");
     std::thread::sleep(Duration::from_secs(2));
     let m = svc.mem();
@@ -443,48 +446,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// A `$NOTIFY_SOCKET` that counts `WATCHDOG=1` pings.
-struct Watchdog {
-    _dir: tempfile::TempDir,
-    path: String,
-    pings: Arc<AtomicUsize>,
-}
-
-impl Watchdog {
-    fn start() -> Watchdog {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
-        let pings = Arc::new(AtomicUsize::new(0));
-        let counted = pings.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = socket.recv(&mut buf) {
-                if buf[..n].split(|b| *b == b'\n').any(|l| l == b"WATCHDOG=1") {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
-        Watchdog {
-            _dir: dir,
-            path: path.to_string_lossy().into_owned(),
-            pings,
-        }
-    }
-
-    /// The unit's `WatchdogSec=30`: a liveness check and a ping every 15 s.
-    fn env(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("NOTIFY_SOCKET", self.path.as_str()),
-            ("WATCHDOG_USEC", "30000000"),
-        ]
-    }
-
-    fn pings(&self) -> usize {
-        self.pings.load(Ordering::SeqCst)
-    }
 }
 
 /// The result of one burst.

@@ -15,17 +15,18 @@
 //! watchdog pings (every 0.5 s), each of which runs the liveness check.
 mod support;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use support::binary::{start, wait_health, Service};
 use support::builds::build_created;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fake_discord::FakeDiscord;
 use support::fake_gateway::FakeGateway;
+use support::watchdog::Watchdog;
 use tokio::task::block_in_place;
+
+/// WatchdogSec=1: a ping, each after a liveness check, every 0.5 s.
+const WATCHDOG_1S: &str = "1000000";
 
 /// Generous wait for anything the service should do on a loaded machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -62,60 +63,6 @@ fn snapshot(dir: &Path) -> (SystemTime, Vec<Entry>) {
     (own, entries)
 }
 
-/// A `$NOTIFY_SOCKET` that counts `WATCHDOG=1` pings.
-struct Watchdog {
-    _dir: tempfile::TempDir,
-    path: String,
-    pings: Arc<AtomicUsize>,
-}
-
-impl Watchdog {
-    fn start() -> Watchdog {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
-        let pings = Arc::new(AtomicUsize::new(0));
-        let counted = pings.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = socket.recv(&mut buf) {
-                if buf[..n].split(|b| *b == b'\n').any(|l| l == b"WATCHDOG=1") {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
-        Watchdog {
-            _dir: dir,
-            path: path.to_string_lossy().into_owned(),
-            pings,
-        }
-    }
-
-    fn env(&self) -> Vec<(&str, &str)> {
-        // WatchdogSec=1: a ping, each after a liveness check, every 0.5 s.
-        vec![
-            ("NOTIFY_SOCKET", self.path.as_str()),
-            ("WATCHDOG_USEC", "1000000"),
-        ]
-    }
-
-    fn pings(&self) -> usize {
-        self.pings.load(Ordering::SeqCst)
-    }
-
-    fn wait_pings(&self, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self.pings() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} watchdog pings, waited for {n}",
-                self.pings()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// The real work's last commit may land a moment after the evidence the
 /// test waits for (`/health`'s queue figures are refreshed once a second):
 /// wait (up to [`SETTLE`]) until the directory has stood still for a second.
@@ -140,7 +87,7 @@ fn assert_idle_writes_nothing(svc: &Service, state: &Path, dog: &Watchdog) {
     let before = settled(state);
     let pings_before = dog.pings();
     let started = Instant::now();
-    dog.wait_pings(pings_before + MIN_PINGS);
+    dog.wait_pings(pings_before + MIN_PINGS, WAIT);
     std::thread::sleep(IDLE.saturating_sub(started.elapsed()));
     let after = snapshot(state);
     let (status, body) = svc.get("/health");
@@ -161,13 +108,13 @@ fn assert_idle_writes_nothing(svc: &Service, state: &Path, dog: &Watchdog) {
 fn idle_dry_run_writes_nothing_to_the_state_dir() {
     let state = tempfile::tempdir().expect("tempdir");
     let dog = Watchdog::start();
-    let svc = start(state.path(), &["--dry-run"], &dog.env());
+    let svc = start(state.path(), &["--dry-run"], &dog.env(WATCHDOG_1S));
     // Real work first: one webhook, delivered (to the dry-run log).
     let (status, body) = svc.post_signed(&build_created(4_242, 42), SECRET);
     assert_eq!(status, 200, "{body}");
     svc.wait_log("dry-run: would create message", 1, WAIT);
     wait_health(&svc, WAIT, |s, v| s == 200 && v["queue"]["pending"] == 0);
-    dog.wait_pings(1);
+    dog.wait_pings(1, WAIT);
     assert_idle_writes_nothing(&svc, state.path(), &dog);
     assert_eq!(svc.sigterm(), Some(0));
 }
@@ -188,7 +135,7 @@ async fn idle_with_the_gateway_connected_writes_nothing_to_the_state_dir() {
         // The presence's own /health check, every second: no write either.
         ("HEALTHCHECK_INTERVAL", "1"),
     ];
-    env.extend(dog.env());
+    env.extend(dog.env(WATCHDOG_1S));
     let svc = block_in_place(|| start(state.path(), &[], &env));
     let mut conn = tokio::time::timeout(WAIT, gw.next_conn())
         .await
@@ -203,7 +150,7 @@ async fn idle_with_the_gateway_connected_writes_nothing_to_the_state_dir() {
         wait_health(&svc, WAIT, |s, v| {
             s == 200 && v["gateway"]["ok"] == true && v["gateway"]["detail"] == "connected"
         });
-        dog.wait_pings(1);
+        dog.wait_pings(1, WAIT);
         assert_idle_writes_nothing(&svc, state.path(), &dog);
     });
     assert_eq!(

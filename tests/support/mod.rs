@@ -2,7 +2,8 @@
 //! the real binary driven from outside ([`binary`]), the requests sent to it
 //! ([`webhook`], [`raw_http`]), its inputs ([`credentials`], [`fixtures`],
 //! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
-//! over [`tls`] when asked), and a disk that fills up ([`tmpfs`]).
+//! over [`tls`] when asked), a disk that fills up ([`tmpfs`]), and a
+//! systemd notify socket that counts watchdog pings ([`watchdog`]).
 //!
 //! Each test binary declares `mod support;` and compiles this tree
 //! separately, using only part of it, hence the `dead_code` allowance; the
@@ -18,4 +19,5 @@ pub mod fixtures;
 pub mod raw_http;
 pub mod tls;
 pub mod tmpfs;
+pub mod watchdog;
 pub mod webhook;
