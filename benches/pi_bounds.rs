@@ -255,21 +255,12 @@ impl Io {
 
 impl Svc {
     fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Svc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_drone-discord"));
-        cmd.arg("serve")
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DRONE_WEBHOOK_SECRET", SECRET)
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("STATE_DIR", state)
-            .env("RUST_LOG", "warn,drone_discord=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
+        // Info, not debug: the burst must not be slowed by its own logging.
+        let env: Vec<(&str, &str)> = [("RUST_LOG", "warn,drone_discord=info")]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let mut cmd = support::binary::serve_command(state, args, &env);
         let mut child = cmd.spawn().expect("spawn drone-discord");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();

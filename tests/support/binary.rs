@@ -26,6 +26,12 @@ pub struct Service {
 /// Environment for a service with an embedded store in `state` and the
 /// webhook secret set; `extra` adds or overrides variables.
 pub fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Service {
+    spawn(serve_command(state, args, extra))
+}
+
+/// The `serve` command [`start`] runs (debug logs, stderr piped), for callers
+/// that watch the process their own way (the benchmarks).
+pub fn serve_command(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("serve")
         .args(args)
@@ -41,7 +47,7 @@ pub fn start(state: &Path, args: &[&str], extra: &[(&str, &str)]) -> Service {
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    spawn(cmd)
+    cmd
 }
 
 /// Spawns `cmd` (a `serve` with stderr piped) and waits until it logs its
