@@ -20,6 +20,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use support::bench_env::env_or;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -35,13 +37,6 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// The unit's `WatchdogSec=30`: a liveness check and a ping every 15 s.
 const WATCHDOG_30S: &str = "30000000";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {

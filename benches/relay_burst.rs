@@ -14,6 +14,7 @@
 //! every call the fake received (time, route, status) on stderr.
 #[path = "../tests/support/mod.rs"]
 mod support;
+
 use drone_discord::discord::rest::Rest;
 use drone_discord::health::Health;
 use drone_discord::relay::{self, RelayConfig};
@@ -24,19 +25,13 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::bench_env::env_or;
 use support::builds::build_update;
 use support::fake_discord::{EmulatedLimit, FakeDiscord};
 use support::fixtures::fixture_json;
 use tokio::sync::Notify;
 
 const CHANNEL: &str = "100000000000000001";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {

@@ -7,9 +7,11 @@
 //!
 //! Each test binary declares `mod support;` and compiles this tree
 //! separately, using only part of it, hence the `dead_code` allowance; the
-//! benchmarks include it with `#[path = "../tests/support/mod.rs"]`.
+//! benchmarks include it with `#[path = "../tests/support/mod.rs"]` and
+//! read their knobs with [`bench_env`].
 #![allow(dead_code)]
 
+pub mod bench_env;
 pub mod binary;
 pub mod builds;
 pub mod credentials;
