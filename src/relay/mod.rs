@@ -141,7 +141,11 @@ pub async fn run<S: Store, K: Sink>(
         sched.set_store_writable(health.get(Component::Store).ok);
         match sched.next(Instant::now()) {
             Action::Stop { drain_until } => {
-                drain(&mut tasks, drain_until).await;
+                drain(&mut tasks, &mut keys, drain_until, |key, outcome| {
+                    let verdict = sched.finished(&key, &outcome, Instant::now());
+                    report(&cfg, &health, &sched, &key, outcome, verdict);
+                })
+                .await;
                 return;
             }
             // Queue figures for /health and STATUS=.
@@ -252,10 +256,23 @@ fn report(
 }
 
 /// Shutdown: give in-flight deliveries until `until`, then leave the rest
-/// queued (their leases expire; the next start picks them up).
-async fn drain(tasks: &mut JoinSet<Outcome>, until: Instant) {
+/// queued (their leases expire; the next start picks them up). Each delivery
+/// that finishes meanwhile is reported like any other, so health does not keep
+/// a stale failure that the last deliveries already cleared.
+async fn drain(
+    tasks: &mut JoinSet<Outcome>,
+    keys: &mut HashMap<tokio::task::Id, String>,
+    until: Instant,
+    mut finished: impl FnMut(String, Outcome),
+) {
     let drained = tokio::time::timeout_at(until.into(), async {
-        while tasks.join_next().await.is_some() {}
+        while let Some(joined) = tasks.join_next_with_id().await {
+            if let Ok((id, outcome)) = joined {
+                if let Some(key) = keys.remove(&id) {
+                    finished(key, outcome);
+                }
+            }
+        }
     });
     if drained.await.is_err() {
         tracing::info!(
