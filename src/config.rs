@@ -588,7 +588,7 @@ fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
     }
 }
 
-fn read_small_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
