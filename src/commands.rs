@@ -1,5 +1,6 @@
 //! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue`,
-//! `migrate`) and the shared start-up helpers (logging, runtime).
+//! `migrate`; `route` and the routes' part of `check` are in
+//! `routing_commands.rs`) and the shared start-up helpers (logging, runtime).
 //!
 //! Each command prints its result on stdout and returns its failure, with
 //! its context, as a [`CliError`]; `main` prints it and picks the exit code.
@@ -76,7 +77,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 /// A payload file named on the command line: one that cannot be read, or
 /// is not JSON, is a usage error.
-fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
+pub fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliError> {
     use std::io::Read;
     let what = path.display();
     let file = std::fs::File::open(path)
@@ -166,17 +167,22 @@ pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<(), CliEr
     Ok(())
 }
 
-/// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`), store.
-pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
-    let s = Settings::load(env_file)?;
+/// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`), the
+/// routing file and each route's destination, store.
+pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), CliError> {
+    let mut s = Settings::load(env_file)?;
+    if let Some(path) = config_file {
+        s.set("CONFIG_FILE", path.display().to_string());
+    }
     let rt = runtime()?;
-    let mut failed = Vec::new();
-    let mut line = |ok: bool, what: &'static str, detail: String| {
-        if !ok && !failed.contains(&what) {
-            failed.push(what);
+    let mut failed: Vec<String> = Vec::new();
+    let mut line = |ok: bool, what: &str, detail: String| {
+        if !ok && !failed.iter().any(|f| f == what) {
+            failed.push(what.to_string());
         }
         println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
     };
+    let mut bot = None;
 
     match config::discord_config(&s) {
         Err(e) => line(false, "discord", e.to_string()),
@@ -208,10 +214,12 @@ pub fn check(env_file: Option<&Path>) -> Result<(), CliError> {
                         ),
                         Err(e) => line(false, "channel", format!("{}: {e}", d.channel_id)),
                     }
+                    bot = Some(rest);
                 }
             }
         }
     }
+    crate::routing_commands::check_routes(&s, &rt, bot.as_ref(), &mut line);
 
     match config::store_config(&s).map(|cfg| (store_label(&cfg), cfg)) {
         Err(e) => line(false, "store", e.to_string()),

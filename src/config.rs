@@ -354,6 +354,7 @@ impl Config {
             .unwrap_or("info")
             .to_string();
         let store_bounds = store_bounds(s)?;
+        refuse_routes(s)?;
 
         Ok(Config {
             webhook_secret,
@@ -373,6 +374,33 @@ impl Config {
             store_bounds,
         })
     }
+}
+
+/// The routing file (`--config` / `CONFIG_FILE`), if one is named.
+pub fn routing_file(s: &Settings) -> Option<PathBuf> {
+    s.get("CONFIG_FILE").map(PathBuf::from)
+}
+
+/// `serve` does not apply routes yet: a file with `[[route]]` stops it rather
+/// than being ignored (a file with only `[users]`, or none, is today's single
+/// channel). The file is checked either way, so a bad one is found now.
+fn refuse_routes(s: &Settings) -> Result<(), ConfigError> {
+    let Some(path) = routing_file(s) else {
+        return Ok(());
+    };
+    let routing = crate::routes::load(&path)?;
+    if routing.routes.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "CONFIG_FILE",
+        format!(
+            "{} has {} [[route]]; routing is not yet supported by serve (use `drone-discord route` \
+             and `check` to try the file; remove the routes or the file to serve today's single channel)",
+            path.display(),
+            routing.routes.len()
+        ),
+    ))
 }
 
 /// The queue's bounds and the retentions, each within a range that keeps
@@ -588,7 +616,7 @@ fn parse_bool(s: &Settings, name: &str) -> Result<Option<bool>, ConfigError> {
     }
 }
 
-fn read_small_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -963,6 +991,32 @@ mod tests {
         assert!(parse_env_file("no equals sign").is_err());
         assert!(parse_env_file("A=\"open").is_err());
         assert!(parse_env_file("BAD-NAME=1").is_err());
+    }
+
+    #[test]
+    fn serve_refuses_a_routing_file_with_routes_and_accepts_users_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        let mut s = base();
+        s.set("CONFIG_FILE", f.to_str().unwrap());
+        std::fs::write(&f, "[users]\nanon = \"1\"\n").unwrap();
+        assert!(Config::from_settings(&s, &Overrides::default()).is_ok());
+        std::fs::write(&f, "[[route]]\nchannel = \"123456789012345678\"\n").unwrap();
+        let e = err(&s, &Overrides::default());
+        assert_eq!(e.setting, "CONFIG_FILE");
+        assert!(
+            e.problem.contains("routing is not yet supported by serve"),
+            "{e}"
+        );
+        std::fs::write(&f, "[[route]]\nwhen = \"soon\"\n").unwrap();
+        assert!(err(&s, &Overrides::default())
+            .setting
+            .ends_with("config.toml:2"));
+        s.set(
+            "CONFIG_FILE",
+            dir.path().join("missing.toml").to_str().unwrap(),
+        );
+        assert_eq!(err(&s, &Overrides::default()).setting, "CONFIG_FILE");
     }
 
     #[test]

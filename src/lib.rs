@@ -16,6 +16,7 @@ pub mod presence;
 pub mod relay;
 pub mod render;
 pub mod rlimit;
+pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod signature;

@@ -1,5 +1,5 @@
 //! The `drone-discord` command line: `serve`, `send`, `check`, `render`,
-//! `queue`, `migrate`.
+//! `route`, `queue`, `migrate`.
 //!
 //! Every command returns its failure to `main`, which prints it as one line
 //! and exits with the code [`cli_error`] chooses (1 the operation failed,
@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod cli_error;
 mod commands;
+mod routing_commands;
 
 /// Drone CI webhooks to Discord: one message per build, edited live.
 #[derive(FromArgs)]
@@ -32,6 +33,7 @@ enum Command {
     Send(SendArgs),
     Check(CheckArgs),
     Render(RenderArgs),
+    Route(RouteArgs),
     Queue(QueueArgs),
     Migrate(MigrateArgs),
 }
@@ -43,6 +45,9 @@ struct ServeArgs {
     /// read settings from this env file (e.g. the old service's .env); the environment wins over it
     #[argh(option)]
     env_file: Option<PathBuf>,
+    /// the routing file (CONFIG_FILE); serve refuses one with [[route]] until routing lands
+    #[argh(option)]
+    config: Option<String>,
     /// render and log messages instead of calling Discord (no token needed)
     #[argh(switch)]
     dry_run: bool,
@@ -99,11 +104,29 @@ struct SendArgs {
     env_file: Option<PathBuf>,
 }
 
-/// Check the token, the channel and the store; one line per check.
+/// Check the token, the channel, the routing file's routes and the store; one line per check.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "check")]
 struct CheckArgs {
     /// read settings from this env file
+    #[argh(option)]
+    env_file: Option<PathBuf>,
+    /// the routing file (CONFIG_FILE)
+    #[argh(option)]
+    config: Option<PathBuf>,
+}
+
+/// Print which routes an event matches and what each destination would get (no Discord calls).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "route")]
+struct RouteArgs {
+    /// the Drone webhook payload (JSON file)
+    #[argh(positional)]
+    fixture: PathBuf,
+    /// the routing file (CONFIG_FILE)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// read settings (CONFIG_FILE, DISCORD_CHANNEL_ID) from this env file
     #[argh(option)]
     env_file: Option<PathBuf>,
 }
@@ -163,8 +186,11 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Serve(a) => serve(a),
         Command::Send(a) => commands::send(&a.fixture, &a.url, a.env_file.as_deref()),
-        Command::Check(a) => commands::check(a.env_file.as_deref()),
+        Command::Check(a) => commands::check(a.env_file.as_deref(), a.config.as_deref()),
         Command::Render(a) => commands::render(&a.fixture),
+        Command::Route(a) => {
+            routing_commands::route(&a.fixture, a.env_file.as_deref(), a.config.as_deref())
+        }
         Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
         Command::Migrate(a) => {
             commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref())
@@ -211,6 +237,7 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     let mut s = Settings::load(a.env_file.as_deref())?;
     for (name, value) in [
         ("LISTEN_ADDR", a.listen),
+        ("CONFIG_FILE", a.config),
         ("STATE_DIR", a.state_dir),
         ("DISCORD_CHANNEL_ID", a.channel_id),
         ("DISCORD_API_BASE_URL", a.api_base),

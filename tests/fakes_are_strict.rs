@@ -1091,3 +1091,62 @@ async fn identifies_are_counted_in_total_and_per_5_seconds() {
     assert_eq!(gw.max_identifies_within(Duration::from_secs(5)), 3);
     assert_eq!(gw.resumes(), 0);
 }
+
+/// `GET /webhooks/{id}/{token}` needs no bot token (the path's token is the
+/// authorization), and refuses as Discord does: a wrong token is 401 50027,
+/// an unknown webhook 404 10015.
+#[tokio::test]
+async fn webhooks_are_authorized_by_their_token_only() {
+    let fake = FakeDiscord::start().await;
+    let url = fake.add_webhook("300000000000000003", "ops");
+    let path = url
+        .split("/api/v10")
+        .nth(1)
+        .expect("the webhook path")
+        .to_string();
+    let (id, token) = {
+        let mut parts = path.trim_start_matches("/webhooks/").splitn(2, '/');
+        (
+            parts.next().unwrap().to_string(),
+            parts.next().unwrap().to_string(),
+        )
+    };
+    let raw = |path: &str| {
+        format!(
+            "GET /api/v10{path} HTTP/1.1\r\nHost: discord.test\r\nUser-Agent: DiscordBot (https://example.test, 1)\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    let ok = send_raw(&fake, raw(&path)).await.expect("an answer");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["id"], json!(id));
+    assert_eq!(ok.json()["channel_id"], json!("300000000000000003"));
+    assert_eq!(ok.json()["name"], json!("ops"));
+
+    let wrong = send_raw(&fake, raw(&format!("/webhooks/{id}/{token}x")))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (wrong.status, wrong.json()["code"].clone()),
+        (401, json!(50027))
+    );
+    let unknown = send_raw(&fake, raw(&format!("/webhooks/1{id}/{token}")))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (unknown.status, unknown.json()["code"].clone()),
+        (404, json!(10015))
+    );
+    // A bot token does not stand in for the webhook's.
+    let with_bot = call(
+        &fake,
+        TEST_TOKEN,
+        "GET",
+        &format!("/webhooks/{id}/nope"),
+        None,
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(with_bot.status, 401);
+    assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 4);
+}

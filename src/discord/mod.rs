@@ -1,8 +1,9 @@
 //! Everything that talks to Discord: the REST client (messages, checks), its
-//! rate limiter, the gateway client that keeps the bot's presence, and the
-//! rule for Discord ids.
+//! rate limiter, the gateway client that keeps the bot's presence, the rule
+//! for Discord ids, and webhook URLs (a secret).
 mod decimal;
 pub mod gateway;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;
+pub mod webhook;

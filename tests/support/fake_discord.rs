@@ -59,6 +59,11 @@
 //!   message objects as Discord returns them (no `nonce`, no request-only
 //!   fields). Without READ_MESSAGE_HISTORY ([`FakeDiscord::set_read_history`])
 //!   the answer is `200 []`.
+//! * `GET /webhooks/{id}/{token}` for a webhook made with
+//!   [`FakeDiscord::add_webhook`]: no `Authorization` needed (the token in the
+//!   path is the authorization, as on Discord); an unknown id → 404 10015
+//!   Unknown Webhook, a wrong token → 401 50027 Invalid Webhook Token; other
+//!   methods → 405. Recorded with the route `GET /webhooks/{id}/{token}`.
 //! * `GET /users/@me` (the bot user of the calling token: the same id its
 //!   messages carry as `author.id`), `GET /channels/{id}`, `GET /gateway/bot`
 //!   (URL settable).
@@ -325,6 +330,8 @@ struct State {
     read_history: bool,
     /// Channels the bot cannot access (403 50001).
     no_access: HashSet<String>,
+    /// Webhook id → (token, channel id, name).
+    webhooks: HashMap<String, (String, String, String)>,
 }
 
 /// The fake Discord server. Stops accepting when dropped.
@@ -393,6 +400,7 @@ impl FakeDiscord {
             windows: HashMap::new(),
             read_history: true,
             no_access: HashSet::new(),
+            webhooks: HashMap::new(),
         }));
         let connections = Arc::new(AtomicUsize::new(0));
         let accept_task = tokio::spawn(accept_loop(
@@ -490,6 +498,18 @@ impl FakeDiscord {
         } else {
             s.no_access.insert(channel.to_string());
         }
+    }
+
+    /// Make a webhook named `name` that posts in `channel`; returns its URL
+    /// (`<base>/webhooks/<id>/<token>`), which is all a caller needs.
+    pub fn add_webhook(&self, channel: &str, name: &str) -> String {
+        let mut s = self.lock();
+        let id = next_snowflake(&mut s);
+        let token = format!("wh-{id}-Tok_en");
+        s.webhooks
+            .insert(id.clone(), (token.clone(), channel.into(), name.into()));
+        drop(s);
+        format!("{}/webhooks/{id}/{token}", self.base_url())
     }
 
     /// Put a message into `channel` as `author` (a user object, e.g.
@@ -854,10 +874,15 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// `/channels/123/messages/456` → `/channels/{id}/messages/{id}`.
+/// `/channels/123/messages/456` → `/channels/{id}/messages/{id}`;
+/// `/webhooks/123/<token>` → `/webhooks/{id}/{token}`.
 fn route_template(path: &str) -> String {
     path.split('/')
-        .map(|seg| {
+        .enumerate()
+        .map(|(i, seg)| {
+            if i == 3 && path.starts_with("/webhooks/") {
+                return "{token}";
+            }
             if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
                 "{id}"
             } else {
@@ -1106,6 +1131,9 @@ impl Req<'_> {
 /// Discord itself does with a request.
 fn process(s: &mut State, now: Instant, req: &Req) -> Canned {
     let segs: Vec<&str> = req.path.split('/').filter(|x| !x.is_empty()).collect();
+    if let ["webhooks", id, token, ..] = segs.as_slice() {
+        return webhook(s, req, id, token);
+    }
     let token = req
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bot "))
@@ -1146,6 +1174,24 @@ fn route(s: &mut State, now: Instant, token: &str, req: &Req, segs: &[&str]) -> 
                 "session_start_limit": { "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1 } }),
         ),
         _ => not_found(),
+    }
+}
+
+/// `/webhooks/{id}/{token}`: the token in the path authorizes, as on Discord.
+fn webhook(s: &State, req: &Req, id: &str, token: &str) -> Canned {
+    let Some((real, channel, name)) = s.webhooks.get(id) else {
+        return error(404, 10015, "Unknown Webhook");
+    };
+    if token != real {
+        return error(401, 50027, "Invalid Webhook Token");
+    }
+    match req.method {
+        "GET" => Canned::json(
+            200,
+            json!({ "id": id, "type": 1, "channel_id": channel, "name": name, "token": real,
+                "avatar": null, "application_id": null }),
+        ),
+        _ => error(405, 0, "405: Method Not Allowed"),
     }
 }
 

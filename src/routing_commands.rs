@@ -1,0 +1,290 @@
+//! The commands that act on the routing file (`--config` / `CONFIG_FILE`)
+//! before `serve` applies it: `route FIXTURE`, the dry run of routing, and
+//! the routes' part of `check` (one line per route, each destination tried).
+//!
+//! Both print; neither posts anything. The decisions come from
+//! `drone_discord::routes`, the code the relay will use, so what `route`
+//! prints is what the service will do.
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use drone_discord::config::{self, Settings};
+use drone_discord::discord::rest::Rest;
+use drone_discord::discord::webhook;
+use drone_discord::drone::{self, Webhook};
+use drone_discord::http::client::{Client, ClientOptions};
+use drone_discord::routes::{
+    self, Destination, MentionDecision, Miss, Plan, Route, Routing, Thread, When,
+};
+use drone_discord::text::controls_to_spaces;
+
+use crate::cli_error::CliError;
+use crate::commands::read_payload;
+
+/// `route FIXTURE`: which routes the event matches and what each destination gets.
+pub fn route(
+    fixture: &Path,
+    env_file: Option<&Path>,
+    config_file: Option<&Path>,
+) -> Result<(), CliError> {
+    let mut s = Settings::load(env_file)?;
+    if let Some(path) = config_file {
+        s.set("CONFIG_FILE", path.display().to_string());
+    }
+    let (body, _) = read_payload(fixture)?;
+    let what = fixture.display();
+    let hook = drone::parse(&body)
+        .map_err(|e| CliError::usage(&what, format!("not a Drone webhook: {e}")))?;
+    let routing = match config::routing_file(&s) {
+        Some(path) => routes::load(&path)?,
+        None => Routing::default(),
+    };
+    let default_channel = s.get("DISCORD_CHANNEL_ID");
+    println!("event: {}", describe_event(&hook));
+    match drone_discord::render::render(&hook) {
+        Some(msg) => println!(
+            "message: {}",
+            controls_to_spaces(msg["embeds"][0]["title"].as_str().unwrap_or("(no title)"))
+        ),
+        None => println!("message: none (this event/action is not shown in Discord)"),
+    }
+    if routing.routes.is_empty() {
+        println!(
+            "no [[route]]: every event goes to {}, live, as without a routing file",
+            default_channel.map_or("DISCORD_CHANNEL_ID".to_string(), |c| format!("channel {c}"))
+        );
+        return Ok(());
+    }
+    let matched = routes::matching(&routing, &hook, default_channel);
+    for r in &routing.routes {
+        let head = format!("route {} (line {})", r.number, r.line);
+        if let Err(miss) = routes::check_route(r, &hook) {
+            println!("{head}: no match ({})", miss_reason(miss));
+            continue;
+        }
+        let destination = r.destination.resolve(default_channel);
+        match matched.iter().find(|m| m.destination == destination) {
+            Some(m) if m.route.number != r.number => println!(
+                "{head}: matches, but route {} decided for {destination}",
+                m.route.number
+            ),
+            _ => {
+                let p = routes::plan(r, &destination, &routing.users, &hook, None, false);
+                println!("{head}: {destination}: {}", describe_plan(r, &hook, &p));
+            }
+        }
+    }
+    if matched.is_empty() {
+        println!("not posted: no route matches this event");
+    }
+    Ok(())
+}
+
+fn miss_reason(miss: Miss) -> String {
+    match miss {
+        Miss::UnknownKind => "not a build, repo or user event".into(),
+        other => format!("{} excludes it", other.key()),
+    }
+}
+
+fn describe_event(hook: &Webhook) -> String {
+    let mut out = format!("{} {}", hook.event, hook.action);
+    if let Some(repo) = &hook.repo {
+        out.push_str(&format!(", {}", repo.slug));
+    }
+    if let Some(b) = &hook.build {
+        out.push_str(&format!(
+            " #{}, {} on {:?}, {}",
+            b.number,
+            b.event,
+            routes::branch_of(b),
+            b.status
+        ));
+    }
+    if let Some(u) = hook.user.as_ref().filter(|_| hook.event == "user") {
+        out.push_str(&format!(", {}", u.login));
+    }
+    controls_to_spaces(&out)
+}
+
+fn describe_plan(r: &Route, hook: &Webhook, p: &Plan) -> String {
+    if !p.posts {
+        return format!("not posted (when = {})", r.when);
+    }
+    let how = match r.when {
+        _ if hook.event != "build" => "posted (not a build: when, mention and thread do not apply)",
+        When::Live => "posted live (created at build:created, edited as the build runs)",
+        When::Finished => "posted once, at the final status",
+        When::Failed => "posted, the build failed",
+        When::Changed => "posted, the outcome changed (dry run: no previous outcome known)",
+    };
+    let ping = match (&p.mention, p.placement) {
+        (
+            MentionDecision::Ping {
+                user_id,
+                found_by,
+                who,
+            },
+            Some(at),
+        ) => {
+            format!(
+                "pings <@{user_id}> ({who}, by {found_by}) {}",
+                at.describe()
+            )
+        }
+        (MentionDecision::Unmapped { who }, _) => {
+            format!("names {who} without a ping (no [users] entry)")
+        }
+        _ => "no ping".into(),
+    };
+    let thread = if p.thread { "a thread" } else { "no thread" };
+    controls_to_spaces(&format!(
+        "{how}; {ping}; {thread}; allowed_mentions {}",
+        p.allowed_mentions
+    ))
+}
+
+/// The routes' lines of `check`: the file, then one line per route with its
+/// destination tried (`GET /channels/{id}` with the bot, `GET
+/// /webhooks/{id}/{token}` for a webhook). Nothing when no file is named.
+pub fn check_routes(
+    s: &Settings,
+    rt: &tokio::runtime::Runtime,
+    bot: Option<&Rest>,
+    line: &mut dyn FnMut(bool, &str, String),
+) {
+    let Some(path) = config::routing_file(s) else {
+        return;
+    };
+    let routing = match routes::load(&path) {
+        Ok(r) => r,
+        Err(e) => return line(false, "config", e.to_string()),
+    };
+    line(
+        true,
+        "config",
+        format!(
+            "{}: {} routes, {} users{}",
+            path.display(),
+            routing.routes.len(),
+            routing.users.len(),
+            if routing.routes.is_empty() {
+                " (no routes: today's single channel)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let default_channel = s.get("DISCORD_CHANNEL_ID");
+    let client = Client::new(ClientOptions {
+        extra_ca_file: s.get("SSL_CERT_FILE").map(Into::into),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    });
+    // One call per channel, however many routes name it.
+    let mut channels: HashMap<String, Result<String, String>> = HashMap::new();
+    for r in &routing.routes {
+        let (ok, destination) = match r.destination.resolve(default_channel) {
+            Destination::Channel(id) => {
+                let answer = channels.entry(id.clone()).or_insert_with(|| match bot {
+                    None => Err("not checked: no working bot settings (see the discord line)".into()),
+                    Some(rest) => rt
+                        .block_on(rest.channel(&id))
+                        .map(|ch| ch["name"].as_str().unwrap_or("?").to_string())
+                        .map_err(|e| e.to_string()),
+                });
+                let label = match r.destination {
+                    Destination::Default => format!("channel {id} (DISCORD_CHANNEL_ID)"),
+                    _ => format!("channel {id}"),
+                };
+                match answer {
+                    Ok(name) => (true, format!("{label} #{name}")),
+                    Err(e) => (false, format!("{label}: {e}")),
+                }
+            }
+            Destination::Default => (
+                false,
+                "DISCORD_CHANNEL_ID: not set, and the route names no channel or webhook".into(),
+            ),
+            Destination::Webhook(name) if r.thread != Thread::Never => (
+                false,
+                format!(
+                    "webhook {name}: thread = {:?}, but a webhook cannot start a thread from a message; \
+                     use a channel route or thread = \"never\"",
+                    r.thread.word()
+                ),
+            ),
+            Destination::Webhook(name) => match (routes::webhook_url(s, &name), &client) {
+                (Err(e), _) => (false, format!("webhook {name}: {e}")),
+                (Ok(None), _) => {
+                    let (var, cred) = routes::webhook_sources(&name);
+                    (
+                        false,
+                        format!("webhook {name}: no URL; set the credential {cred} or {var}"),
+                    )
+                }
+                (Ok(Some(_)), Err(e)) => (false, format!("webhook {name}: {e}")),
+                (Ok(Some(url)), Ok(client)) => match rt.block_on(webhook::get(client, &url)) {
+                    Ok(info) => (
+                        true,
+                        format!(
+                            "webhook {name} {url} ({:?}, posts in channel {})",
+                            info.name, info.channel_id
+                        ),
+                    ),
+                    Err(e) => (false, format!("webhook {name} {url}: {e}")),
+                },
+            },
+        };
+        line(
+            ok,
+            &format!("route {}", r.number),
+            controls_to_spaces(&format!("line {}: {destination}; {}", r.line, summary(r))),
+        );
+    }
+}
+
+/// A route's filters and modes, as one line's tail.
+fn summary(r: &Route) -> String {
+    let list = |name: &str, items: Option<Vec<String>>| {
+        items.map(|v| format!("{name} {}; ", v.join(", ")))
+    };
+    let mut out = String::new();
+    for part in [
+        list(
+            "repos",
+            r.repos
+                .as_ref()
+                .map(|g| g.iter().map(|g| g.to_string()).collect()),
+        ),
+        list(
+            "branches",
+            r.branches
+                .as_ref()
+                .map(|g| g.iter().map(|g| g.to_string()).collect()),
+        ),
+        list(
+            "events",
+            r.events
+                .as_ref()
+                .map(|e| e.iter().map(|e| e.to_string()).collect()),
+        ),
+        list(
+            "build_events",
+            r.build_events
+                .as_ref()
+                .map(|e| e.iter().map(|e| e.to_string()).collect()),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push_str(&part);
+    }
+    out.push_str(&format!(
+        "when {}, mention {}, thread {}",
+        r.when, r.mention, r.thread
+    ));
+    out
+}

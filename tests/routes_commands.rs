@@ -1,0 +1,340 @@
+//! `drone-discord route` and the routes' part of `check`, through the real
+//! binary: the dry run of routing over the real fixtures, errors that name
+//! the line and the key, each route's destination tried against the fake
+//! Discord (channels with the bot, webhooks by their own token), and `serve`
+//! refusing a file with routes until it applies them.
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::binary::run_cmd;
+use support::credentials::{CHANNEL, SECRET, TOKEN};
+use support::fake_discord::FakeDiscord;
+
+const FILE: &str = r#"[users]
+anon = "80351110224678912"
+
+[[route]]
+channel = "200000000000000002"
+repos = ["Diesel-Net/*"]
+branches = ["stable", "release/*"]
+mention = "failed"
+thread = "failed"
+
+[[route]]
+webhook = "ops"
+when = "changed"
+
+[[route]]
+repos = ["octo-org/*"]
+when = "failed"
+mention = "always"
+
+[[route]]
+channel = "200000000000000002"
+"#;
+
+fn fixture(path: &str) -> String {
+    format!("{}/test/fixtures/{path}.json", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn route(config: &Path, fixture_path: &str) -> (i32, String, String) {
+    run_cmd(
+        &[
+            "route",
+            &fixture(fixture_path),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[("DISCORD_CHANNEL_ID", CHANNEL)],
+    )
+}
+
+#[test]
+fn route_prints_each_route_and_what_its_destination_gets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), FILE);
+
+    let (code, out, err) = route(&config, "drone/build_failure");
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines[0]
+            .starts_with("event: build updated, Diesel-Net/plex #189, cron on \"stable\", failure"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("message: ") && lines[1].contains("Diesel-Net/plex"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("route 1 (line 4): channel 200000000000000002: posted live")
+            && lines[2].contains(
+                "pings <@80351110224678912> (anon, by author_login) in the build's thread"
+            )
+            && lines[2].contains("a thread;")
+            && lines[2].ends_with(r#"allowed_mentions {"users":["80351110224678912"]}"#),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("route 2 (line 11): webhook ops: posted, the outcome changed"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "route 3 (line 15): no match (repos excludes it)");
+    assert_eq!(
+        lines[5],
+        "route 4 (line 20): matches, but route 1 decided for channel 200000000000000002"
+    );
+
+    // A pull request into main of another repository: the route without a
+    // channel posts to DISCORD_CHANNEL_ID, and an unmapped author is named, not pinged.
+    let (code, out, _) = route(&config, "synthetic/event_pull_request");
+    assert_eq!(code, 0);
+    assert!(out.contains("on \"main\""), "the target branch: {out}");
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!(
+            "route 3 (line 15): channel {CHANNEL}: posted, the build failed"
+        )) && l.contains("names octocat without a ping")
+            && l.ends_with(r#"allowed_mentions {"parse":[]}"#)),
+        "{out}"
+    );
+
+    // A success on a `failed` route is not posted; no route at all: not posted.
+    let only_failed = write(dir.path(), "[[route]]\nwhen = \"failed\"\n");
+    let (code, out, _) = route(&only_failed, "drone/build_success");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "route 1 (line 1): channel {CHANNEL}: not posted (when = failed)"
+        )),
+        "{out}"
+    );
+    let nowhere = write(dir.path(), "[[route]]\nrepos = [\"nobody/*\"]\n");
+    let (_, out, _) = route(&nowhere, "drone/build_success");
+    assert!(
+        out.trim_end()
+            .ends_with("not posted: no route matches this event"),
+        "{out}"
+    );
+
+    // No routes: today's single channel.
+    let users_only = write(dir.path(), "[users]\nanon = \"1\"\n");
+    let (code, out, _) = route(&users_only, "drone/build_success");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            "no [[route]]: every event goes to channel {CHANNEL}, live"
+        )),
+        "{out}"
+    );
+}
+
+/// Each bad file is a configuration error (exit 2): one line naming the
+/// file, the line and the key, from `route` and `check` alike.
+#[test]
+fn bad_files_name_the_line_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        (
+            "[[route]]\nchannel = \"200000000000000002\"\nchanel = \"1\"\n",
+            ":3: route 1: unknown key \"chanel\"",
+        ),
+        (
+            "[users]\nanon = \"1\"\n\n[[route]]\nchannel = \"#builds\"\n",
+            ":5: route 1: channel: \"#builds\" is not a Discord id",
+        ),
+        (
+            "[[route]]\n[[route]]\nwhen = \"sometimes\"\n",
+            ":3: route 2: when: \"sometimes\" is not one of: live, finished, failed, changed",
+        ),
+        (
+            "[[route]]\nbuild_events = [\"push\", \"merge\"]\n",
+            ":2: route 1: build_events: \"merge\" is not one of: push, pull_request",
+        ),
+    ] {
+        let config = write(dir.path(), text);
+        let (code, out, err) = route(&config, "drone/build_success");
+        assert_eq!(code, 2, "{text:?}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("drone-discord: configuration error: ")
+                && err.contains(&format!("config.toml{want}")),
+            "{text:?}: {err}"
+        );
+
+        let (code, out, err) = run_cmd(
+            &["check", "--config", config.to_str().unwrap()],
+            &[
+                ("DISCORD_API_BASE_URL", "http://127.0.0.1:9/api/v10"),
+                ("STATE_DIR", dir.path().join("state").to_str().unwrap()),
+            ],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        let line = out
+            .lines()
+            .find(|l| l.contains(" config: "))
+            .unwrap_or_default();
+        assert!(
+            line.starts_with("FAIL config: ") && line.contains(want),
+            "{out}"
+        );
+    }
+}
+
+/// `check` with a routing file: one line per route, each destination tried:
+/// channels with the bot (`GET /channels/{id}`, once per channel), webhooks
+/// with `GET /webhooks/{id}/{token}` and no bot token; the URL never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_tries_every_route() {
+    let fake = FakeDiscord::start_tls().await;
+    fake.set_token(TOKEN);
+    let ops = fake.add_webhook("300000000000000003", "ops");
+    let dev = fake.add_webhook("300000000000000004", "dev");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        &format!(
+            "{FILE}\n[[route]]\nwebhook = \"dev\"\n\n[[route]]\nwebhook = \"qa\"\n\n[[route]]\nwebhook = \"ops\"\nthread = \"always\"\n"
+        ),
+    );
+    let base = fake.base_url();
+    let ca = fake.ca_file().unwrap();
+    let state = dir.path().join("state");
+    let wrong_dev = format!("{dev}x");
+    let run = {
+        let config = config.clone();
+        let ops = ops.clone();
+        move || {
+            run_cmd(
+                &["check", "--config", config.to_str().unwrap()],
+                &[
+                    ("DISCORD_TOKEN", TOKEN),
+                    ("DISCORD_CHANNEL_ID", CHANNEL),
+                    ("DISCORD_API_BASE_URL", &base),
+                    ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                    ("STATE_DIR", state.to_str().unwrap()),
+                    ("DISCORD_WEBHOOK_OPS", &ops),
+                    ("DISCORD_WEBHOOK_DEV", &wrong_dev),
+                ],
+            )
+        }
+    };
+    let (code, out, err) = tokio::task::spawn_blocking(run).await.unwrap();
+    assert_eq!(code, 1, "routes 5-7 fail: {out}{err}");
+    let line = |prefix: &str| {
+        out.lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("config:").starts_with("ok   config: ")
+            && line("config:").contains("7 routes, 1 users"),
+        "{out}"
+    );
+    let r1 = line("route 1:");
+    assert!(
+        r1.starts_with("ok   route 1: line 4: channel 200000000000000002 #builds; repos Diesel-Net/*; branches stable, release/*; when live, mention failed, thread failed"),
+        "{out}"
+    );
+    let r2 = line("route 2:");
+    assert!(
+        r2.starts_with("ok   route 2: line 11: webhook ops …/webhooks/")
+            && r2.contains("/*** (\"ops\", posts in channel 300000000000000003)"),
+        "{out}"
+    );
+    assert!(
+        line("route 3:").starts_with(&format!(
+            "ok   route 3: line 15: channel {CHANNEL} (DISCORD_CHANNEL_ID) #builds"
+        )),
+        "{out}"
+    );
+    assert!(
+        line("route 4:").starts_with("ok   route 4: line 20: channel 200000000000000002 #builds"),
+        "{out}"
+    );
+    let r5 = line("route 5:");
+    assert!(
+        r5.starts_with("FAIL route 5: ")
+            && r5.contains("refused the webhook token (401, code 50027"),
+        "{out}"
+    );
+    let r6 = line("route 6:");
+    assert!(
+        r6.starts_with("FAIL route 6: ")
+            && r6.contains("no URL; set the credential webhook-qa or DISCORD_WEBHOOK_QA"),
+        "{out}"
+    );
+    let r7 = line("route 7:");
+    assert!(
+        r7.starts_with("FAIL route 7: ") && r7.contains("cannot start a thread"),
+        "{out}"
+    );
+    assert!(line("store:").starts_with("ok   store:"), "{out}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("route 5, route 6, route 7 failed"), "{err}");
+
+    // Two channels, each read once, besides the bot's own channel line.
+    assert_eq!(fake.count("GET /channels/{id}"), 3);
+    assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 2);
+    for c in fake
+        .calls()
+        .iter()
+        .filter(|c| c.path.starts_with("/webhooks/"))
+    {
+        assert!(
+            c.header("authorization").is_none(),
+            "no bot token on a webhook call"
+        );
+    }
+    // The webhook URLs' tokens never reach the output.
+    for url in [&ops, &dev] {
+        let token = url.rsplit('/').next().unwrap();
+        assert!(!out.contains(token) && !err.contains(token), "{out}{err}");
+    }
+}
+
+/// `serve` does not apply routes yet, so it refuses a file with `[[route]]`
+/// (one line, exit 2) instead of ignoring it; `[users]` alone is today's service.
+#[test]
+fn serve_refuses_routes_it_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), FILE);
+    let (code, out, err) = run_cmd(
+        &["serve", "--dry-run", "--config", config.to_str().unwrap()],
+        &[
+            ("DRONE_WEBHOOK_SECRET", SECRET),
+            ("STATE_DIR", dir.path().join("state").to_str().unwrap()),
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("drone-discord: configuration error: CONFIG_FILE: ")
+            && last.contains("has 4 [[route]]; routing is not yet supported by serve"),
+        "{err}"
+    );
+    // A bad file stops it too, naming the line.
+    let bad = write(dir.path(), "[[route]]\nwhen = \"never\"\n");
+    let (code, _, err) = run_cmd(
+        &["serve", "--dry-run"],
+        &[
+            ("DRONE_WEBHOOK_SECRET", SECRET),
+            ("CONFIG_FILE", bad.to_str().unwrap()),
+            ("STATE_DIR", dir.path().join("state").to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("config.toml:2: route 1: when: \"never\" is not one of"),
+        "{err}"
+    );
+}
