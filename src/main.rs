@@ -108,13 +108,19 @@ struct CheckArgs {
     env_file: Option<PathBuf>,
 }
 
-/// Print the Discord message JSON a payload would produce.
+/// Print the Discord message JSON a payload would produce (or, with --html, the card Discord would show).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "render")]
 struct RenderArgs {
     /// the Drone webhook payload (JSON file)
     #[argh(positional)]
     fixture: PathBuf,
+    /// write the message as a standalone HTML page, rendered as Discord shows it
+    #[argh(switch)]
+    html: bool,
+    /// write to this file instead of stdout
+    #[argh(option)]
+    out: Option<PathBuf>,
 }
 
 /// List queued events and dead letters in the store.
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Send(a) => commands::send(&a.fixture, &a.url, a.env_file.as_deref()),
         Command::Check(a) => commands::check(a.env_file.as_deref()),
-        Command::Render(a) => commands::render(&a.fixture),
+        Command::Render(a) => commands::render(&a.fixture, a.html, a.out.as_deref()),
         Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
         Command::Migrate(a) => {
             commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref())
