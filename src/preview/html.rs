@@ -41,7 +41,7 @@ pub fn card(msg: &Value, meta: &CardMeta) -> String {
         escape(meta.id)
     );
     if let Some(t) = &meta.posted {
-        let _ = write!(out, "<span class=\"when\">Today at {}</span>", escape(t));
+        let _ = write!(out, "<span class=\"when\">{} UTC</span>", escape(t));
     }
     if meta.edits > 0 {
         out.push_str("<span class=\"edited\">(edited)</span>");
@@ -308,7 +308,7 @@ mod tests {
              <time datetime=\"2021-11-12T23:28:20Z\">2021-11-12 23:28 UTC</time>",
             "<a class=\"btn btn5\" href=\"https://drone.example/x\"",
             "<span class=\"btn btn1\">Restart</span>",
-            "Today at 23:28",
+            "<span class=\"when\">23:28 UTC</span>",
             "(edited)",
         ] {
             assert!(html.contains(part), "missing {part}\n{html}");
