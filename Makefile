@@ -60,7 +60,7 @@ LINES    = 100
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
 .PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size bloat test test-host test-mongodb \
-        test-curls deploy logs bench run cross-deps cross-ci smoke
+        test-curls deploy logs bench run cross-deps cross-ci smoke preview-screenshot
 
 help: ## list the targets
 	@echo "drone-discord make targets:"
@@ -111,14 +111,15 @@ bloat: ## where the lean aarch64 binary's bytes go, per crate (needs cargo-bloat
 	$(call say,scripts/bloat.sh $(AARCH64) (cargo bloat --release --crates -n 30))
 	@$(AARCH64_FLAGS) NICE="$(NICE)" scripts/bloat.sh $(AARCH64)
 
-test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, Pi builds under qemu
-	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; Pi leg)
+test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, /preview in chromium, Pi builds under qemu
+	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; /preview in chromium; Pi leg)
 	.ci/deps.sh
 	NICE="$(NICE)" .ci/lint.sh
 	$(NICE) $(CARGO) test --all-targets
 	NICE="$(NICE)" .ci/mongo-test.sh
 	.ci/systemd-check.sh
 	scripts/curls-smoke.sh
+	scripts/preview-check.sh
 	CROSS_SKIP_DEPS=1 .ci/cross.sh
 	@printf '\n==> make test: all passed\n'
 
@@ -139,6 +140,11 @@ test-curls: ## sign every Drone fixture and POST it: make test-curls HOST=host:p
 	@test -x test/test-curls.sh || { echo "test/test-curls.sh is missing" >&2; exit 1; }
 	@SECRET="$${SECRET:-}" test/test-curls.sh -H "$(HOST)"
 
+preview-screenshot: ## docs/preview.png: the nine fixtures at /preview in headless chromium (runs scripts/preview-check.sh)
+	$(call say,cargo build; scripts/preview-check.sh --screenshot docs/preview.png)
+	$(NICE) $(CARGO) build
+	PREVIEW_WINDOW=900,1200 scripts/preview-check.sh --screenshot docs/preview.png
+
 deploy: ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host [TARGET=aarch64|armv7]" >&2; exit 2; }
 	@case "$(TARGET)" in aarch64|armv7) ;; *) echo "TARGET must be aarch64 or armv7" >&2; exit 2;; esac
@@ -158,7 +164,7 @@ bench: ## benchmarks (bench profile = release + unwind, symbols kept)
 
 run: ## run the service locally in dry-run (no Discord token): renders and logs messages
 	@if [ -n "$${DRONE_WEBHOOK_SECRET:-}" ]; then shown='<yours, from the environment>'; else shown=change-me-please; fi; \
-	 printf '\n==> make run: DRONE_WEBHOOK_SECRET=%s cargo run --release -- serve --dry-run (on LISTEN_ADDR, default 0.0.0.0:5000)\n    then in another terminal: make test-curls SECRET=%s\n' "$$shown" "$$shown"
+	 printf '\n==> make run: DRONE_WEBHOOK_SECRET=%s cargo run --release -- serve --dry-run (on LISTEN_ADDR, default 0.0.0.0:5000)\n    then in another terminal: make test-curls SECRET=%s\n    and open http://localhost:5000/preview to see the messages as Discord would show them\n' "$$shown" "$$shown"
 	@DRONE_WEBHOOK_SECRET="$${DRONE_WEBHOOK_SECRET:-change-me-please}" $(CARGO) run --release -- serve --dry-run
 
 cross-deps: ## install cross toolchains (clang, qemu-user, armhf gcc, musl sysroot, rustup bits)

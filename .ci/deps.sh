@@ -3,6 +3,8 @@
 # Raspberry Pi targets and to run those binaries under user-mode qemu:
 #   - Debian packages: clang (ring's C/asm for aarch64 musl), qemu-user-static,
 #     the armhf GNU cross gcc + glibc headers (armv7 linking / ring), curl, openssl;
+#     chromium and its colour emoji font for the /preview browser test
+#     (scripts/preview-check.sh, `make preview-screenshot`);
 #   - rustup: the aarch64-unknown-linux-musl std (the lean aarch64 build links its
 #     musl start files and libc.a), and nightly's rust-src for the build-std routes
 #     (aarch64 without std's backtrace; armv7, for which rustup ships no musl std);
@@ -26,6 +28,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 HOST_PKGS=(curl openssl ca-certificates)
 CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)
+BROWSER_PKGS=(chromium fonts-noto-color-emoji)
 
 missing_pkgs() {
     local p
@@ -115,6 +118,7 @@ main() {
         return 0
     fi
     apt_install "${CROSS_PKGS[@]}"
+    apt_install "${BROWSER_PKGS[@]}"
     rustup_target "$(rustup show active-toolchain | cut -d" " -f1)" aarch64-unknown-linux-musl
     nightly_rust_src
     armv7_musl_sysroot

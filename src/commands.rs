@@ -10,7 +10,7 @@ use drone_discord::discord::rest::Rest;
 use drone_discord::http::client::{Client, ClientOptions, Url};
 use drone_discord::store::embedded::EmbeddedStore;
 use drone_discord::store::Store;
-use drone_discord::{drone, render, signature};
+use drone_discord::{drone, preview, render, signature};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -94,8 +94,9 @@ pub fn read_payload(path: &Path) -> Result<(Vec<u8>, serde_json::Value), CliErro
     Ok((buf, json))
 }
 
-/// `render FIXTURE`: the message JSON the relay would send.
-pub fn render(path: &Path) -> Result<(), CliError> {
+/// `render FIXTURE [--html] [--out FILE]`: the message JSON the relay would
+/// send, or (`--html`) the card the preview shows for it, as a page of its own.
+pub fn render(path: &Path, html: bool, out: Option<&Path>) -> Result<(), CliError> {
     let (body, _) = read_payload(path)?;
     let what = path.display();
     let hook = drone::parse(&body)
@@ -109,8 +110,20 @@ pub fn render(path: &Path) -> Result<(), CliError> {
             ),
         ));
     };
-    let text = serde_json::to_string_pretty(&msg).map_err(|e| CliError::failed(&what, e))?;
-    println!("{text}");
+    let text = if html {
+        let meta = preview::CardMeta {
+            id: "rendered",
+            ..preview::CardMeta::default()
+        };
+        preview::standalone(&preview::card(&msg, &meta))
+    } else {
+        serde_json::to_string_pretty(&msg).map_err(|e| CliError::failed(&what, e))?
+    };
+    match out {
+        None => println!("{text}"),
+        Some(file) => std::fs::write(file, text + "\n")
+            .map_err(|e| CliError::failed(format!("--out {}", file.display()), e))?,
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Every HTTP endpoint of the service, and the routing between them:
 //! `POST /` (the Drone webhook: verify, parse, durably queue, answer),
-//! `GET /health`, and `GET /queue` (loopback only).
+//! `GET /health`, `GET /queue` (loopback only), and with `--dry-run`
+//! `GET /preview` and `GET /preview/messages` (loopback only).
 //!
 //! Drone gives each webhook one try and never retries, so the webhook
 //! endpoint answers 200 only after the event is durably in the store, and answers
@@ -10,6 +11,7 @@ use crate::drone;
 use crate::health::{Component, Health, Status};
 use crate::http::request::Head;
 use crate::http::{Handler, HeadCheck, Request, Response};
+use crate::preview::{self, Preview};
 use crate::signature::Verifier;
 use crate::store::{build_key, now_ms, Appended, NewEvent, Store, StoreError};
 use serde_json::json;
@@ -18,13 +20,16 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::Notify;
 
-/// The HTTP handler behind the listener: `POST /`, `GET /health`, `GET /queue`.
+/// The HTTP handler behind the listener: `POST /`, `GET /health`, `GET /queue`,
+/// and `GET /preview` when there is a dry-run preview board.
 pub struct Endpoints<S> {
     store: Arc<S>,
     verifier: Verifier,
     health: Arc<Health>,
     /// Woken after every queued event so the relay starts at once.
     relay_wake: Arc<Notify>,
+    /// The dry-run sink's board (`serve --dry-run` only).
+    preview: Option<Arc<Preview>>,
 }
 
 impl<S: Store> Endpoints<S> {
@@ -39,7 +44,51 @@ impl<S: Store> Endpoints<S> {
             verifier,
             health,
             relay_wake,
+            preview: None,
         }
+    }
+
+    /// Serve `GET /preview` from `preview` (the dry-run sink's board).
+    pub fn with_preview(mut self, preview: Option<Arc<Preview>>) -> Self {
+        self.preview = preview;
+        self
+    }
+
+    /// `GET /preview` (the page) and `GET /preview/messages?since=V` (its cards).
+    fn preview_response(&self, req: &Request) -> Response {
+        let Some(board) = &self.preview else {
+            return Response::error(404, "the preview is shown by `serve --dry-run` only");
+        };
+        let resp = match req.path() {
+            "/preview" => Response {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/html; charset=utf-8".into()),
+                    (
+                        "Content-Security-Policy".into(),
+                        format!(
+                            "{}; frame-ancestors 'none'",
+                            preview::content_security_policy(true)
+                        ),
+                    ),
+                ],
+                body: preview::live().as_bytes().to_vec(),
+                log_note: None,
+            },
+            "/preview/messages" => {
+                let since = req
+                    .target
+                    .split_once('?')
+                    .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Response::json(200, &board.updates(since))
+            }
+            _ => return Response::error(404, "not found"),
+        };
+        resp.with_header("Cache-Control", "no-store")
+            .with_header("X-Content-Type-Options", "nosniff")
+            .with_header("Referrer-Policy", "no-referrer")
     }
 
     fn health_response(&self, head: bool) -> Response {
@@ -232,8 +281,11 @@ impl<S: Store> Handler for Endpoints<S> {
             ("/health", "GET") => self.health_response(false),
             ("/health", "HEAD") => self.health_response(true),
             ("/health", _) => Response::error(405, "use GET").with_header("Allow", "GET, HEAD"),
-            // The queue is for the operator on the same machine only.
-            ("/queue", "GET") if peer.ip().is_loopback() => self.queue_response().await,
+            // The queue and the preview are for the operator on the same machine only.
+            ("/queue", "GET") if operator_only(peer) => self.queue_response().await,
+            ("/preview" | "/preview/messages", "GET") if operator_only(peer) => {
+                self.preview_response(&req)
+            }
             ("/", "POST") => self.webhook(&req).await,
             ("/", _) => {
                 Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST")
@@ -243,7 +295,33 @@ impl<S: Store> Handler for Endpoints<S> {
     }
 }
 
+/// Who may read the operator's endpoints (`/queue`, `/preview`): clients on
+/// this machine. Everyone else gets the 404 an unknown path gets.
+fn operator_only(peer: SocketAddr) -> bool {
+    peer.ip().is_loopback()
+}
+
 /// Untrusted text cut to a log-friendly length, on a char boundary.
 fn short(s: &str) -> String {
     crate::text::cut_chars_marked(s, 120)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operator_only;
+
+    #[test]
+    fn operator_endpoints_are_for_this_machine_only() {
+        for local in ["127.0.0.1:1", "127.0.0.2:80", "[::1]:5000"] {
+            assert!(operator_only(local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "192.168.1.20:5000",
+            "10.0.0.1:1",
+            "[fe80::1]:1",
+            "0.0.0.0:1",
+        ] {
+            assert!(!operator_only(remote.parse().unwrap()), "{remote}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod logging;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;
+pub mod preview;
 pub mod relay;
 pub mod render;
 pub mod rlimit;

@@ -131,13 +131,19 @@ struct RouteArgs {
     env_file: Option<PathBuf>,
 }
 
-/// Print the Discord message JSON a payload would produce.
+/// Print the Discord message JSON a payload would produce (or, with --html, the card Discord would show).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "render")]
 struct RenderArgs {
     /// the Drone webhook payload (JSON file)
     #[argh(positional)]
     fixture: PathBuf,
+    /// write the message as a standalone HTML page, rendered as Discord shows it
+    #[argh(switch)]
+    html: bool,
+    /// write to this file instead of stdout
+    #[argh(option)]
+    out: Option<PathBuf>,
 }
 
 /// List queued events and dead letters in the store.
@@ -187,7 +193,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Send(a) => commands::send(&a.fixture, &a.url, a.env_file.as_deref()),
         Command::Check(a) => commands::check(a.env_file.as_deref(), a.config.as_deref()),
-        Command::Render(a) => commands::render(&a.fixture),
+        Command::Render(a) => commands::render(&a.fixture, a.html, a.out.as_deref()),
         Command::Route(a) => {
             routing_commands::route(&a.fixture, a.env_file.as_deref(), a.config.as_deref())
         }

@@ -10,6 +10,7 @@ use crate::endpoints::Endpoints;
 use crate::health::{Component, Health, Status};
 use crate::http::{self, ServerLimits};
 use crate::presence::{self, Presence};
+use crate::preview::Preview;
 use crate::relay::{self, DryRun, RelayConfig};
 use crate::shutdown::{self, Shutdown};
 use crate::signature::Verifier;
@@ -197,12 +198,12 @@ pub async fn run_until<S: Store>(
         cfg.webhook_secret.expose().as_bytes().to_vec(),
         cfg.date_window,
     );
-    let endpoints = Arc::new(Endpoints::new(
-        store.clone(),
-        verifier,
-        health.clone(),
-        wake.clone(),
-    ));
+    // Dry-run: what the sink would have sent, for `GET /preview`.
+    let preview = discord.is_none().then(|| Arc::new(Preview::default()));
+    let endpoints = Arc::new(
+        Endpoints::new(store.clone(), verifier, health.clone(), wake.clone())
+            .with_preview(preview.clone()),
+    );
     let limits = ServerLimits {
         max_body_bytes: cfg.max_body_bytes,
         ..ServerLimits::default()
@@ -244,7 +245,7 @@ pub async fn run_until<S: Store>(
             tokio::spawn(relay::run(
                 rc,
                 store.clone(),
-                Arc::new(DryRun::default()),
+                Arc::new(DryRun::with_preview(preview.unwrap_or_default())),
                 health.clone(),
                 wake.clone(),
                 shutdown.clone(),

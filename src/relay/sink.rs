@@ -1,11 +1,14 @@
 //! Where rendered messages go: the [`Sink`] trait the relay delivers
 //! through, its Discord REST implementation, and [`DryRun`] for
-//! `--dry-run` (log what would be sent, make up message ids). Tests plug in
-//! scripted sinks of their own.
+//! `--dry-run` (log what would be sent, make up message ids, and keep the
+//! newest state of each message for `GET /preview`). Tests plug in scripted
+//! sinks of their own.
 use crate::discord::rest::{Rest, RestError};
+use crate::preview::Preview;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Where rendered messages go.
 pub trait Sink: Send + Sync + 'static {
@@ -38,16 +41,30 @@ impl Sink for Rest {
     }
 }
 
-/// `--dry-run`: log what would be sent, remember made-up message ids.
+/// `--dry-run`: log what would be sent, remember made-up message ids, and
+/// record each message's newest body on its [`Preview`] board (bounded: the
+/// oldest messages are evicted, see `preview::PREVIEW_MAX_MESSAGES`).
 #[derive(Debug, Default)]
 pub struct DryRun {
     next: AtomicU64,
+    preview: Arc<Preview>,
+}
+
+impl DryRun {
+    /// A dry-run sink that records on `preview` (the board `GET /preview` shows).
+    pub fn with_preview(preview: Arc<Preview>) -> Self {
+        DryRun {
+            next: AtomicU64::new(0),
+            preview,
+        }
+    }
 }
 
 impl Sink for DryRun {
     async fn create(&self, channel_id: &str, body: &Value) -> Result<String, RestError> {
         let id = format!("dry-run-{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
         tracing::info!(channel = channel_id, message_id = %id, body = %body, "dry-run: would create message");
+        self.preview.record(channel_id, &id, body);
         Ok(id)
     }
     async fn edit(
@@ -57,6 +74,7 @@ impl Sink for DryRun {
         body: &Value,
     ) -> Result<String, RestError> {
         tracing::info!(channel = channel_id, message_id, body = %body, "dry-run: would edit message");
+        self.preview.record(channel_id, message_id, body);
         Ok(message_id.to_string())
     }
 }
