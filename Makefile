@@ -59,7 +59,7 @@ LINES    = 100
 
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
-.PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size bloat test test-host test-mongodb \
+.PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu dist unit size bloat test test-host test-mongodb \
         test-curls deploy logs bench run cross-deps cross-ci smoke
 
 help: ## list the targets
@@ -100,6 +100,13 @@ armv7-gnu: ## fallback only: static glibc armv7 binary: dist/armv7-unknown-linux
 
 dist: aarch64 armv7 ## both Pi binaries
 
+# The committed unit is the template rendered for /usr/local/bin (by hand, make deploy);
+# the Debian package renders its own for /usr/bin. .ci/systemd-check.sh checks they agree.
+unit: systemd/drone-discord.service ## render systemd/drone-discord.service from systemd/drone-discord.service.in
+
+systemd/drone-discord.service: systemd/drone-discord.service.in scripts/render-unit.sh
+	scripts/render-unit.sh /usr/local/bin >$@.tmp && mv -f $@.tmp $@
+
 size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a table (builds them first)
 	$(call say,stripped sizes (budget for lean aarch64: $(SIZE_BUDGET) bytes))
 	@scripts/size-table.sh --budget $(SIZE_BUDGET) \
@@ -139,7 +146,7 @@ test-curls: ## sign every Drone fixture and POST it: make test-curls HOST=host:p
 	@test -x test/test-curls.sh || { echo "test/test-curls.sh is missing" >&2; exit 1; }
 	@SECRET="$${SECRET:-}" test/test-curls.sh -H "$(HOST)"
 
-deploy: ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
+deploy: systemd/drone-discord.service ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host [TARGET=aarch64|armv7]" >&2; exit 2; }
 	@case "$(TARGET)" in aarch64|armv7) ;; *) echo "TARGET must be aarch64 or armv7" >&2; exit 2;; esac
 	@$(MAKE) --no-print-directory $(TARGET)
