@@ -118,9 +118,9 @@ dist: aarch64 armv7 ## both Pi binaries
 
 deb: aarch64 armv7 amd64 ## Debian packages from the static binaries: dist/drone-discord_<version>-1_{arm64,armhf,amd64}.deb
 	$(call say,scripts/deb.sh (dpkg-deb --build) for arm64 armhf amd64 -> $(DIST)/)
-	@scripts/deb.sh arm64 $(DIST)/$(AARCH64)/$(BIN) $(DIST) >/dev/null
-	@scripts/deb.sh armhf $(DIST)/$(ARMV7)/$(BIN) $(DIST) >/dev/null
-	@scripts/deb.sh amd64 $(DIST)/$(X86_64)/$(BIN) $(DIST) >/dev/null
+	@scripts/deb.sh arm64 $(DIST)/$(AARCH64)/$(BIN) $(DIST)
+	@scripts/deb.sh armhf $(DIST)/$(ARMV7)/$(BIN) $(DIST)
+	@scripts/deb.sh amd64 $(DIST)/$(X86_64)/$(BIN) $(DIST)
 
 # The committed unit is the template rendered for /usr/local/bin (by hand, make deploy);
 # the Debian package renders its own for /usr/bin. .ci/systemd-check.sh checks they agree.

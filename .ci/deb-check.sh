@@ -15,7 +15,8 @@
 #      nothing; then, with a real store made by the installed binary where systemd
 #      keeps a DynamicUser= service's state, the units enabled as README.Debian says
 #      and the secret files in place: `dpkg -r` keeps the settings, secrets and store,
-#      and `dpkg -P` removes them all, with the enablement links.
+#      a reinstall carries on with them (enabled again), and `dpkg -P` removes them
+#      all, with the enablement links.
 # Prints the wall time of each step.
 #
 # Env: DEB_CHECK_REPLACE=1  go ahead although drone-discord is installed on this machine
@@ -280,7 +281,24 @@ remove_keeps() {
     grep -q '^DISCORD_CHANNEL_ID=123456789012345678$' "$etc/env" || fail "dpkg -r lost the edit to $etc/env"
     [ -n "$(ls -A "$state" 2>/dev/null)" ] || fail "dpkg -r removed the store in $state"
     [ -L /var/lib/$PKG ] || fail "dpkg -r removed the /var/lib/$PKG link"
-    log "dpkg -r: binary and units gone; settings, secrets, store and link kept ($(status_of))"
+    # The enablement links stay (the administrator made them); the units are masked
+    # until a reinstall, as dh_installsystemd's scripts do.
+    [ -n "$(enable_links)" ] || fail "dpkg -r removed the enablement links"
+    [ "$(systemctl is-enabled $PKG.service 2>/dev/null || true)" = masked ] || fail "$PKG.service not masked after dpkg -r"
+    log "dpkg -r: binary and units gone; settings, secrets, store, link and enablement kept, units masked ($(status_of))"
+}
+
+reinstall_resumes() {
+    $SUDO dpkg -i "$(deb_of amd64)" >/dev/null
+    is_installed || fail "reinstall: $(status_of)"
+    local u en
+    for u in $PKG.service $PKG.socket; do
+        en=$(systemctl is-enabled "$u" 2>/dev/null || true)
+        [ "$en" = enabled ] || fail "$u is '$en' after the reinstall, not enabled again"
+    done
+    grep -q '^DISCORD_CHANNEL_ID=123456789012345678$' "$etc/env" || fail "reinstall replaced the edited $etc/env"
+    [ -n "$(ls -A "$state" 2>/dev/null)" ] || fail "reinstall lost the store"
+    log "reinstall: unmasked, enabled again, edited env and store as they were"
 }
 
 purge_removes() {
@@ -318,5 +336,6 @@ step "dpkg -i (amd64)" install_pkg
 step "systemd-analyze verify (installed units)" verify_installed
 step "state: store, secrets, enabled units" make_state
 step "dpkg -r keeps state" remove_keeps
+step "dpkg -i again resumes" reinstall_resumes
 step "dpkg -P removes state" purge_removes
 printf '\n==> deb-check: ok in %ss\n' "$(( SECONDS - start ))"

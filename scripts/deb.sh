@@ -17,7 +17,7 @@
 # Usage: scripts/deb.sh ARCH BINARY [OUTDIR]   (ARCH: amd64 | arm64 | armhf; OUTDIR: dist)
 # Env:   DEB_REVISION (default 1), DEB_MAINTAINER, SOURCE_DATE_EPOCH (default: last commit),
 #        CARGO_TARGET_DIR (the staging tree goes under it, in deb/<arch>)
-# Prints the package's path on the last line.
+# Prints the package's path and size.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -120,4 +120,3 @@ mkdir -p "$out"
 deb=$out/${PKG}_${debversion}_${arch}.deb
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
 printf '==> deb: %s (%s bytes; binary: %s)\n' "$deb" "$(wc -c <"$deb" | tr -d ' ')" "$(cut -d, -f1-2 <<<"$kind")"
-printf '%s\n' "$deb"
