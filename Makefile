@@ -14,6 +14,7 @@ BIN     := drone-discord
 AARCH64 := aarch64-unknown-linux-musl
 ARMV7   := armv7-unknown-linux-musleabihf
 ARMV7_GNU := armv7-unknown-linux-gnueabihf
+X86_64  := x86_64-unknown-linux-musl
 DIST    := dist
 # Where cargo puts its output (cross builds land in $(TGT)/<triple>/release/).
 TGT     := $(or $(CARGO_TARGET_DIR),target)
@@ -59,8 +60,8 @@ LINES    = 100
 
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
-.PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size bloat test test-host test-mongodb \
-        test-curls deploy logs bench run cross-deps cross-ci smoke preview-screenshot
+.PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu amd64 dist deb unit size bloat test test-host \
+        test-mongodb test-curls deploy logs bench run cross-deps cross-ci smoke preview-screenshot
 
 help: ## list the targets
 	@echo "drone-discord make targets:"
@@ -98,7 +99,35 @@ armv7-gnu: ## fallback only: static glibc armv7 binary: dist/armv7-unknown-linux
 	@mkdir -p $(DIST)/$(ARMV7_GNU) && cp -f $(TGT)/$(ARMV7_GNU)/release/$(BIN) $(DIST)/$(ARMV7_GNU)/$(BIN)
 	@ls -l $(DIST)/$(ARMV7_GNU)/$(BIN)
 
+# For the amd64 Debian package, which CI installs on its own (x86_64) machine: static
+# musl like the Pi builds, with the stable toolchain's prebuilt musl std, linked by cc
+# with rustc's self-contained musl objects; clang compiles ring's C, as for aarch64
+# (cc-rs would look for an x86_64-linux-musl-gcc). Not position independent, like the Pi
+# binaries: rustc makes x86_64 musl binaries static-pie by default, which lintian takes
+# for a shared library.
+X86_64_FLAGS := CC_x86_64_unknown_linux_musl=clang AR_x86_64_unknown_linux_musl=llvm-ar \
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C relocation-model=static $(REMAP)"
+amd64: ## static musl binary for x86_64 (the amd64 test package): dist/x86_64-unknown-linux-musl/drone-discord
+	$(call say,cargo build --release --target $(X86_64) -> $(DIST)/$(X86_64)/$(BIN))
+	@rustup target list --installed | grep -qx $(X86_64) || { echo "no $(X86_64) std: make cross-deps" >&2; exit 2; }
+	$(X86_64_FLAGS) $(NICE) $(CARGO) build --release --target $(X86_64)
+	@mkdir -p $(DIST)/$(X86_64) && cp -f $(TGT)/$(X86_64)/release/$(BIN) $(DIST)/$(X86_64)/$(BIN)
+	@ls -l $(DIST)/$(X86_64)/$(BIN)
+
 dist: aarch64 armv7 ## both Pi binaries
+
+deb: aarch64 armv7 amd64 ## Debian packages from the static binaries: dist/drone-discord_<version>-1_{arm64,armhf,amd64}.deb
+	$(call say,scripts/deb.sh (dpkg-deb --build) for arm64 armhf amd64 -> $(DIST)/)
+	@scripts/deb.sh arm64 $(DIST)/$(AARCH64)/$(BIN) $(DIST)
+	@scripts/deb.sh armhf $(DIST)/$(ARMV7)/$(BIN) $(DIST)
+	@scripts/deb.sh amd64 $(DIST)/$(X86_64)/$(BIN) $(DIST)
+
+# The committed unit is the template rendered for /usr/local/bin (by hand, make deploy);
+# the Debian package renders its own for /usr/bin. .ci/systemd-check.sh checks they agree.
+unit: systemd/drone-discord.service ## render systemd/drone-discord.service from systemd/drone-discord.service.in
+
+systemd/drone-discord.service: systemd/drone-discord.service.in scripts/render-unit.sh
+	scripts/render-unit.sh /usr/local/bin >$@.tmp && mv -f $@.tmp $@
 
 size: aarch64 armv7 aarch64-mongodb ## stripped size of each Pi build, as a table (builds them first)
 	$(call say,stripped sizes (budget for lean aarch64: $(SIZE_BUDGET) bytes))
@@ -111,8 +140,8 @@ bloat: ## where the lean aarch64 binary's bytes go, per crate (needs cargo-bloat
 	$(call say,scripts/bloat.sh $(AARCH64) (cargo bloat --release --crates -n 30))
 	@$(AARCH64_FLAGS) NICE="$(NICE)" scripts/bloat.sh $(AARCH64)
 
-test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, /preview in chromium, Pi builds under qemu
-	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; /preview in chromium; Pi leg)
+test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, /preview in chromium, Pi builds under qemu, Debian packages
+	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; /preview in chromium; Pi leg; Debian packages)
 	.ci/deps.sh
 	NICE="$(NICE)" .ci/lint.sh
 	$(NICE) $(CARGO) test --all-targets
@@ -121,6 +150,7 @@ test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, syst
 	scripts/curls-smoke.sh
 	scripts/preview-check.sh
 	CROSS_SKIP_DEPS=1 .ci/cross.sh
+	NICE="$(NICE)" .ci/deb-check.sh
 	@printf '\n==> make test: all passed\n'
 
 lint: ## cargo fmt --check, and clippy -D warnings for the default features and --features mongodb
@@ -145,7 +175,7 @@ preview-screenshot: ## docs/preview.png: the nine fixtures at /preview in headle
 	$(NICE) $(CARGO) build
 	PREVIEW_WINDOW=900,1200 scripts/preview-check.sh --screenshot docs/preview.png
 
-deploy: ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
+deploy: systemd/drone-discord.service ## install on a Pi over ssh: make deploy PI=user@host [TARGET=aarch64|armv7]
 	@test -n "$(PI)" || { echo "usage: make deploy PI=user@host [TARGET=aarch64|armv7]" >&2; exit 2; }
 	@case "$(TARGET)" in aarch64|armv7) ;; *) echo "TARGET must be aarch64 or armv7" >&2; exit 2;; esac
 	@$(MAKE) --no-print-directory $(TARGET)

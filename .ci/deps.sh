@@ -5,8 +5,11 @@
 #     the armhf GNU cross gcc + glibc headers (armv7 linking / ring), curl, openssl;
 #     chromium and its colour emoji font for the /preview browser test
 #     (scripts/preview-check.sh, `make preview-screenshot`);
+#   - for the Debian packages (make deb, .ci/deb-check.sh): lintian, and systemd for
+#     `systemd-analyze verify` of the installed units (dpkg-deb is dpkg's);
 #   - rustup: the aarch64-unknown-linux-musl std (the lean aarch64 build links its
-#     musl start files and libc.a), and nightly's rust-src for the build-std routes
+#     musl start files and libc.a), the x86_64-unknown-linux-musl std (the amd64
+#     package's static binary), and nightly's rust-src for the build-std routes
 #     (aarch64 without std's backtrace; armv7, for which rustup ships no musl std);
 #   - the armv7 musl sysroot: Debian's armhf musl + musl-dev, fetched with a private
 #     apt state (never `dpkg --add-architecture armhf`) and unpacked into
@@ -29,6 +32,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 HOST_PKGS=(curl openssl ca-certificates)
 CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)
 BROWSER_PKGS=(chromium fonts-noto-color-emoji)
+DEB_PKGS=(lintian systemd)
 
 missing_pkgs() {
     local p
@@ -119,7 +123,9 @@ main() {
     fi
     apt_install "${CROSS_PKGS[@]}"
     apt_install "${BROWSER_PKGS[@]}"
+    apt_install "${DEB_PKGS[@]}"
     rustup_target "$(rustup show active-toolchain | cut -d" " -f1)" aarch64-unknown-linux-musl
+    rustup_target "$(rustup show active-toolchain | cut -d" " -f1)" x86_64-unknown-linux-musl
     nightly_rust_src
     armv7_musl_sysroot
     log "ok"

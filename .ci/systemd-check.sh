@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check systemd/drone-discord.service (and drone-discord.socket next to it)
-# the way systemd itself would read them:
+# the way systemd itself would read them (after checking that the committed unit
+# is its template, systemd/drone-discord.service.in, rendered for /usr/local/bin):
 #   1. `systemd-analyze verify` must print nothing for either unit (it exits 0
 #      even for unknown keys or bad values, so any output counts as a failure);
 #   2. `systemd-analyze security --offline=yes` must rate the sandbox at an
@@ -21,6 +22,20 @@ name=$(basename "$unit")
 # The socket unit of the same name, verified together with the service.
 socket_unit=${unit%.service}.socket
 socket_name=$(basename "$socket_unit")
+
+# The committed unit is its template rendered for /usr/local/bin (scripts/render-unit.sh;
+# the Debian package renders the same template for /usr/bin): edit the template, then
+# `make unit`. Checked only for the default unit, not for one given as an argument.
+if [ $# -eq 0 ]; then
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    rendered=$("$here/scripts/render-unit.sh" /usr/local/bin)
+    if [ "$rendered" != "$(cat "$unit")" ]; then
+        diff -u <(printf '%s\n' "$rendered") "$unit" || true
+        echo "FAIL: systemd/$name is not systemd/$name.in rendered for /usr/local/bin (make unit)" >&2
+        exit 1
+    fi
+    echo "ok: systemd/$name is systemd/$name.in rendered for /usr/local/bin"
+fi
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "SKIP: systemd-analyze not found (install systemd to check $name)"
