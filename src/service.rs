@@ -140,6 +140,7 @@ pub async fn run_until<S: Store>(
 ) -> Result<(), StartError> {
     let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
+    crate::metrics::global().started(std::time::SystemTime::now());
 
     // Settings are checked before anything listens.
     let discord = match &cfg.discord {
@@ -197,12 +198,10 @@ pub async fn run_until<S: Store>(
         cfg.webhook_secret.expose().as_bytes().to_vec(),
         cfg.date_window,
     );
-    let endpoints = Arc::new(Endpoints::new(
-        store.clone(),
-        verifier,
-        health.clone(),
-        wake.clone(),
-    ));
+    let endpoints = Arc::new(
+        Endpoints::new(store.clone(), verifier, health.clone(), wake.clone())
+            .with_allow_list(cfg.metrics_allow.clone()),
+    );
     let limits = ServerLimits {
         max_body_bytes: cfg.max_body_bytes,
         ..ServerLimits::default()
