@@ -4,7 +4,8 @@
 //! edit, a create Discord rejects for good), then one scrape, parsed by a
 //! real Prometheus parser (Python's `prometheus_client`, Debian's
 //! `python3-prometheus-client`, installed by `.ci/deps.sh`), and the
-//! counters, gauges and histograms checked against what was driven.
+//! counters, gauges and histograms checked against what was driven. Against
+//! the fake gateway: the gateway's state, reconnects and identifies.
 //!
 //! A non-loopback peer cannot be faked over loopback, so `METRICS_ALLOW`'s
 //! refusal of other peers is tested in `endpoints.rs`; here a bad value
@@ -460,4 +461,84 @@ fn a_bad_metrics_allow_stops_start_up_with_one_line_naming_it() {
             && err.contains("10.0.0.0/8"),
         "{err}"
     );
+}
+
+/// The value of the series `series` (name and labels exactly as written) on a page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrape until `series` has `value`; returns that page.
+fn scrape_until(svc: &Service, series: &str, value: f64) -> String {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (status, page) = svc.get("/metrics");
+        if status == 200 && sample(&page, series) == Some(value) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never became {value}; last page ({status}):\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The gateway's state, reconnects and identifies, against the fake gateway:
+/// Identify → READY (active, one identify), a resumable close from the
+/// server (one reconnect, resumed: still one identify).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_state_reconnects_and_identifies() {
+    use support::fake_gateway::FakeGateway;
+    use tokio::task::block_in_place;
+    const ACTIVE: &str = "drone_discord_gateway_state{state=\"active\"}";
+
+    let rest = FakeDiscord::start().await;
+    rest.set_token(TOKEN);
+    let mut gw = FakeGateway::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let (base, url) = (rest.base_url(), gw.url());
+    let env = [
+        ("DISCORD_TOKEN", TOKEN),
+        ("DISCORD_CHANNEL_ID", CHANNEL),
+        ("DISCORD_API_BASE_URL", base.as_str()),
+        ("DISCORD_GATEWAY_URL", url.as_str()),
+    ];
+    let svc = block_in_place(|| start(state.path(), &[], &env));
+
+    let mut conn = gw.next_conn().await;
+    conn.hello(500);
+    conn.expect_op(2).await;
+    conn.ready(1, "session-metrics", &gw.resume_url());
+    let page = block_in_place(|| scrape_until(&svc, ACTIVE, 1.0));
+    assert_eq!(
+        sample(&page, "drone_discord_gateway_state{state=\"off\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&page, "drone_discord_gateway_identifies_used"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&page, "drone_discord_gateway_reconnects_total"),
+        Some(0.0)
+    );
+
+    // 4000 (unknown error) is resumable: the client comes back and resumes.
+    conn.close(4000);
+    let mut again = gw.next_conn().await;
+    again.hello(500);
+    again.expect_op(6).await;
+    again.dispatch(2, "RESUMED");
+    let page = block_in_place(|| {
+        scrape_until(&svc, "drone_discord_gateway_reconnects_total", 1.0);
+        scrape_until(&svc, ACTIVE, 1.0)
+    });
+    assert_eq!(
+        sample(&page, "drone_discord_gateway_identifies_used"),
+        Some(1.0)
+    );
+    assert_eq!(gw.identifies(), 1);
+    assert_eq!(block_in_place(|| svc.sigterm()), Some(0));
 }
