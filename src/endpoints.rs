@@ -275,10 +275,13 @@ impl<S: Store> Handler for Endpoints<S> {
     /// The server's own 400s and 413s for `POST /`, and for requests whose
     /// head was too broken (or too large) to tell where they went.
     fn refused(&self, route: Option<(&str, &str)>, status: u16) {
-        if matches!(route, None | Some(("POST", "/"))) && matches!(status, 400 | 413) {
-            if let Some(answer) = Answer::of_refusal(status) {
-                metrics::global().webhook(answer);
-            }
+        let answer = match status {
+            400 => Answer::BadRequest,
+            413 => Answer::TooLarge,
+            _ => return,
+        };
+        if matches!(route, None | Some(("POST", "/"))) {
+            metrics::global().webhook(answer);
         }
     }
 
