@@ -30,6 +30,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 HOST_PKGS=(curl openssl ca-certificates)
+# tests/metrics_e2e.rs parses /metrics with a real Prometheus parser (prometheus_client).
+HOST_PKGS+=(python3-prometheus-client)
 CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)
 BROWSER_PKGS=(chromium fonts-noto-color-emoji)
 DEB_PKGS=(lintian systemd)

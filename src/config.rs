@@ -132,6 +132,8 @@ pub struct Config {
     /// Queue bounds and retentions (`QUEUE_MAX_EVENTS`, `QUEUE_MAX_BYTES`,
     /// `MESSAGE_RETENTION_DAYS`, `DEAD_LETTER_RETENTION_DAYS`).
     pub store_bounds: crate::store::Bounds,
+    /// Who besides loopback may read `/metrics` and `/preview` (`METRICS_ALLOW`, CIDRs).
+    pub metrics_allow: crate::allow_list::AllowList,
 }
 
 /// The merged key/value settings: env file, then the process environment,
@@ -355,6 +357,9 @@ impl Config {
             .to_string();
         let store_bounds = store_bounds(s)?;
         refuse_routes(s)?;
+        let metrics_allow =
+            crate::allow_list::AllowList::parse(s.get("METRICS_ALLOW").unwrap_or(""))
+                .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
 
         Ok(Config {
             webhook_secret,
@@ -372,6 +377,7 @@ impl Config {
             extra_ca_file,
             log_filter,
             store_bounds,
+            metrics_allow,
         })
     }
 }
@@ -761,6 +767,31 @@ mod tests {
                 b.dead_letter_retention_ms
             ),
             (3, 65536, 2 * day, day)
+        );
+    }
+
+    #[test]
+    fn metrics_allow_is_parsed_and_a_bad_value_names_the_setting() {
+        let c = Config::from_settings(&base(), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.metrics_allow,
+            crate::allow_list::AllowList::loopback_only()
+        );
+        let mut s = base();
+        s.set("METRICS_ALLOW", "192.168.1.0/24, fd00::/8");
+        let allow = Config::from_settings(&s, &Overrides::default())
+            .unwrap()
+            .metrics_allow;
+        assert!(allow.permits("192.168.1.9".parse().unwrap()));
+        assert!(allow.permits("fd00::9".parse().unwrap()));
+        assert!(!allow.permits("10.0.0.1".parse().unwrap()));
+        s.set("METRICS_ALLOW", "192.168.1.1/24");
+        let e = err(&s, &Overrides::default());
+        assert_eq!(e.setting, "METRICS_ALLOW");
+        let line = e.to_string();
+        assert!(
+            !line.contains('\n') && line.contains("192.168.1.0/24"),
+            "{line}"
         );
     }
 

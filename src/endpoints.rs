@@ -1,26 +1,29 @@
 //! Every HTTP endpoint of the service, and the routing between them:
 //! `POST /` (the Drone webhook: verify, parse, durably queue, answer),
-//! `GET /health`, `GET /queue` (loopback only), and with `--dry-run`
-//! `GET /preview` and `GET /preview/messages` (loopback only).
+//! `GET /health`, `GET /queue` (loopback only), `GET /metrics` (loopback and the
+//! `METRICS_ALLOW` networks, see `allow_list`), and with `--dry-run` `GET /preview` and
+//! `GET /preview/messages` (the same allow-list as `/metrics`).
 //!
 //! Drone gives each webhook one try and never retries, so the webhook
 //! endpoint answers 200 only after the event is durably in the store, and answers
 //! fast: all Discord work happens later in the relay. Everything it refuses
 //! gets a specific status and a short JSON reason that never echoes a secret.
+use crate::allow_list::AllowList;
 use crate::drone;
 use crate::health::{Component, Health, Status};
 use crate::http::request::Head;
 use crate::http::{Handler, HeadCheck, Request, Response};
+use crate::metrics::{self, Answer};
 use crate::preview::{self, Preview};
 use crate::signature::Verifier;
 use crate::store::{build_key, now_ms, Appended, NewEvent, Store, StoreError};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
-/// The HTTP handler behind the listener: `POST /`, `GET /health`, `GET /queue`,
+/// The HTTP handler behind the listener: `POST /`, `GET /health`, `GET /queue`, `GET /metrics`,
 /// and `GET /preview` when there is a dry-run preview board.
 pub struct Endpoints<S> {
     store: Arc<S>,
@@ -30,6 +33,8 @@ pub struct Endpoints<S> {
     relay_wake: Arc<Notify>,
     /// The dry-run sink's board (`serve --dry-run` only).
     preview: Option<Arc<Preview>>,
+    /// Who besides loopback may read `/metrics` and `/preview` (`METRICS_ALLOW`).
+    allow: AllowList,
 }
 
 impl<S: Store> Endpoints<S> {
@@ -45,6 +50,28 @@ impl<S: Store> Endpoints<S> {
             health,
             relay_wake,
             preview: None,
+            allow: AllowList::loopback_only(),
+        }
+    }
+
+    /// Let the networks in `allow` read `/metrics` too (loopback always may).
+    pub fn with_allow_list(mut self, allow: AllowList) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    /// The Prometheus exposition of the process's metrics.
+    async fn metrics_response(&self) -> Response {
+        let figures = metrics::page::store_figures(&*self.store).await;
+        let page = metrics::page::render(metrics::global(), &figures, SystemTime::now());
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), metrics::CONTENT_TYPE.into()),
+                ("Cache-Control".into(), "no-store".into()),
+            ],
+            body: page.into_bytes(),
+            log_note: None,
         }
     }
 
@@ -168,6 +195,7 @@ impl<S: Store> Endpoints<S> {
         }
 
         let Some(kind) = hook.kind() else {
+            metrics::global().webhook(Answer::Ignored);
             tracing::info!(event = %short(&hook.event), action = %short(&hook.action), "ignored: event/action not handled by this version");
             return Response::json(200, &json!({"message": "ignored"})).with_log_note(format!(
                 "ignored={}:{}",
@@ -204,10 +232,12 @@ impl<S: Store> Endpoints<S> {
                 // can still append inside its file while the store probe (the
                 // one authority for "writable") fails; flapping would follow.
                 self.relay_wake.notify_one();
+                metrics::global().webhook(Answer::Queued);
                 Response::json(200, &json!({"message": "queued", "id": seq}))
                     .with_log_note(format!("event_id={seq}"))
             }
             Ok(Appended::Duplicate(seq)) => {
+                metrics::global().webhook(Answer::Duplicate);
                 tracing::info!(
                     event_id = seq,
                     "replayed webhook: already queued, not queued again"
@@ -269,11 +299,39 @@ impl<S: Store> Handler for Endpoints<S> {
     }
 
     /// The service's own health checks (the presence task's `GET /health`
-    /// over loopback) are logged at debug: journald on an SD card is a writer.
+    /// over loopback) and Prometheus's scrapes are logged at debug: journald
+    /// on an SD card is a writer.
     fn is_routine(&self, head: &Head, peer: SocketAddr) -> bool {
-        head.path() == "/health"
-            && matches!(head.method.as_str(), "GET" | "HEAD")
-            && peer.ip().is_loopback()
+        match (head.path(), head.method.as_str()) {
+            ("/health", "GET" | "HEAD") => peer.ip().is_loopback(),
+            ("/metrics", "GET") => self.allow.permits(peer.ip()),
+            _ => false,
+        }
+    }
+
+    /// Webhook answers other than 200 are counted here, by status, whoever
+    /// gave them (the head check's 401, the handler's 400 and 503); the
+    /// three kinds of 200 are counted where `webhook` decides them.
+    fn answered(&self, method: &str, path: &str, status: u16, took: Duration) {
+        if (path, method) == ("/", "POST") {
+            metrics::global().webhook_answered(took);
+            if let Some(answer) = Answer::of_refusal(status) {
+                metrics::global().webhook(answer);
+            }
+        }
+    }
+
+    /// The server's own 400s and 413s for `POST /`, and for requests whose
+    /// head was too broken (or too large) to tell where they went.
+    fn refused(&self, route: Option<(&str, &str)>, status: u16) {
+        let answer = match status {
+            400 => Answer::BadRequest,
+            413 => Answer::TooLarge,
+            _ => return,
+        };
+        if matches!(route, None | Some(("POST", "/"))) {
+            metrics::global().webhook(answer);
+        }
     }
 
     async fn handle(&self, req: Request, peer: SocketAddr) -> Response {
@@ -281,11 +339,19 @@ impl<S: Store> Handler for Endpoints<S> {
             ("/health", "GET") => self.health_response(false),
             ("/health", "HEAD") => self.health_response(true),
             ("/health", _) => Response::error(405, "use GET").with_header("Allow", "GET, HEAD"),
-            // The queue and the preview are for the operator on the same machine only.
+            // The queue is for the operator on the same machine only.
             ("/queue", "GET") if operator_only(peer) => self.queue_response().await,
-            ("/preview" | "/preview/messages", "GET") if operator_only(peer) => {
+            // The preview, like /metrics, is for loopback and the METRICS_ALLOW networks,
+            // so a laptop on the LAN can open it.
+            ("/preview" | "/preview/messages", "GET") if self.allow.permits(peer.ip()) => {
                 self.preview_response(&req)
             }
+            ("/metrics", _) if !self.allow.permits(peer.ip()) => Response::error(
+                403,
+                "/metrics answers loopback and the networks in METRICS_ALLOW only",
+            ),
+            ("/metrics", "GET") => self.metrics_response().await,
+            ("/metrics", _) => Response::error(405, "use GET").with_header("Allow", "GET"),
             ("/", "POST") => self.webhook(&req).await,
             ("/", _) => {
                 Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST")
@@ -295,7 +361,7 @@ impl<S: Store> Handler for Endpoints<S> {
     }
 }
 
-/// Who may read the operator's endpoints (`/queue`, `/preview`): clients on
+/// Who may read the operator's queue endpoint (`/queue`): clients on
 /// this machine. Everyone else gets the 404 an unknown path gets.
 fn operator_only(peer: SocketAddr) -> bool {
     peer.ip().is_loopback()
@@ -308,7 +374,79 @@ fn short(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::operator_only;
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    fn endpoints(dir: &std::path::Path, allow: &str) -> Endpoints<EmbeddedStore> {
+        let store = Arc::new(EmbeddedStore::open(dir).unwrap());
+        let verifier = Verifier::new(b"a-webhook-secret".to_vec(), None);
+        Endpoints::new(
+            store,
+            verifier,
+            Arc::new(Health::new()),
+            Arc::new(Notify::new()),
+        )
+        .with_allow_list(AllowList::parse(allow).unwrap())
+    }
+
+    fn request(method: &str, target: &str) -> Request {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            version: 1,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn metrics_answer_loopback_and_the_allowed_networks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = endpoints(dir.path(), "192.168.1.0/24,fd00::/8");
+        for peer in ["127.0.0.1:9", "[::1]:9", "192.168.1.7:9", "[fd00::7]:9"] {
+            let r = e
+                .handle(request("GET", "/metrics"), peer.parse().unwrap())
+                .await;
+            assert_eq!(r.status, 200, "{peer}");
+            assert_eq!(header(&r, "content-type"), Some(metrics::CONTENT_TYPE));
+            let body = String::from_utf8(r.body).unwrap();
+            assert!(
+                body.contains("\ndrone_discord_queue_pending_events 0\n"),
+                "{body}"
+            );
+        }
+        for peer in ["192.168.2.7:9", "[fe80::1]:9", "10.0.0.1:9"] {
+            let r = e
+                .handle(request("GET", "/metrics"), peer.parse().unwrap())
+                .await;
+            assert_eq!(r.status, 403, "{peer}");
+            let body = String::from_utf8(r.body).unwrap();
+            assert!(body.contains("METRICS_ALLOW") && !body.contains("drone_discord_"));
+        }
+        let r = e
+            .handle(request("POST", "/metrics"), "127.0.0.1:9".parse().unwrap())
+            .await;
+        assert_eq!((r.status, header(&r, "allow")), (405, Some("GET")));
+
+        let dir = tempfile::tempdir().unwrap();
+        let default = endpoints(dir.path(), "");
+        let lan = "192.168.1.7:9".parse().unwrap();
+        assert_eq!(
+            default.handle(request("GET", "/metrics"), lan).await.status,
+            403
+        );
+        assert_eq!(
+            default.handle(request("GET", "/queue"), lan).await.status,
+            404
+        );
+    }
 
     #[test]
     fn operator_endpoints_are_for_this_machine_only() {

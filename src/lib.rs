@@ -1,5 +1,6 @@
 //! drone-discord as a library, so that the binary, the integration tests and the
 //! benchmarks share one implementation.
+pub mod allow_list;
 pub mod backoff;
 pub mod config;
 pub mod discord;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod httpdate;
 pub mod jitter;
 pub mod logging;
+pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;

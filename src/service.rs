@@ -141,6 +141,7 @@ pub async fn run_until<S: Store>(
 ) -> Result<(), StartError> {
     let health = Arc::new(Health::new());
     let wake = Arc::new(Notify::new());
+    crate::metrics::global().started(std::time::SystemTime::now());
 
     // Settings are checked before anything listens.
     let discord = match &cfg.discord {
@@ -202,7 +203,8 @@ pub async fn run_until<S: Store>(
     let preview = discord.is_none().then(|| Arc::new(Preview::default()));
     let endpoints = Arc::new(
         Endpoints::new(store.clone(), verifier, health.clone(), wake.clone())
-            .with_preview(preview.clone()),
+            .with_preview(preview.clone())
+            .with_allow_list(cfg.metrics_allow.clone()),
     );
     let limits = ServerLimits {
         max_body_bytes: cfg.max_body_bytes,

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::ratelimit::{Denied, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
+use super::ratelimit::{Denied, Limited, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
 use super::snowflake::is_snowflake;
 use crate::http::client::{Client, ClientOptions, Url};
+use crate::metrics::{self, LimitScope, RouteKind};
 
 /// Longest Discord error message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -278,6 +279,7 @@ impl Rest {
         let route = Route::new("POST", "/channels/{id}/messages", channel_id);
         let path = format!("/channels/{channel_id}/messages");
         let v = self.call_json("POST", &route, &path, Some(body)).await?;
+        metrics::global().message_created();
         message_id(&v)
     }
 
@@ -293,6 +295,7 @@ impl Rest {
         let route = Route::new("PATCH", "/channels/{id}/messages/{id}", channel_id);
         let path = format!("/channels/{channel_id}/messages/{message_id}");
         let v = self.call_json("PATCH", &route, &path, Some(body)).await?;
+        metrics::global().message_edited();
         self::message_id(&v)
     }
 
@@ -413,6 +416,7 @@ impl Rest {
                 Ok(r) => r,
                 Err(e) => {
                     drop(permit);
+                    metrics::global().rest_call(route_kind(route), None);
                     tracing::warn!(route = %route.key, error = %e, "Discord request failed");
                     return Err(RestError::Transient {
                         reason: e.to_string(),
@@ -424,6 +428,7 @@ impl Rest {
                 .rate_limits
                 .update(route, &resp.headers, resp.status, &resp.body);
             drop(permit);
+            metrics::global().rest_call(route_kind(route), Some(resp.status));
             tracing::debug!(method, route = %route.key, status = resp.status, "Discord call");
             let status = resp.status;
             if (200..300).contains(&status) {
@@ -432,6 +437,8 @@ impl Rest {
             let (code, message) = discord_error(&resp.body);
             match status {
                 429 => {
+                    metrics::global()
+                        .rate_limited(limit_scope(resp.header("x-ratelimit-scope"), limited));
                     let retry_after = limited.map(|l| l.retry_after);
                     let cloudflare = limited.is_some_and(|l| l.cloudflare);
                     // 30046 is about this one message: it comes back to the
@@ -486,6 +493,30 @@ impl Rest {
                 }
             }
         }
+    }
+}
+
+/// What kind of call `route` is, for the metrics: the message writes by
+/// their templates, everything else (the checks, `GET /gateway/bot`) `other`.
+fn route_kind(route: &Route) -> RouteKind {
+    match route.key.as_str() {
+        "POST /channels/{id}/messages" => RouteKind::Create,
+        "PATCH /channels/{id}/messages/{id}" => RouteKind::Edit,
+        _ => RouteKind::Other,
+    }
+}
+
+/// Whose limit a 429 was about: Cloudflare's when the limiter judged it so,
+/// else Discord's `X-RateLimit-Scope`, else global or per-user by what the
+/// limiter paused.
+fn limit_scope(scope_header: Option<&str>, limited: Option<Limited>) -> LimitScope {
+    match (scope_header.map(str::trim), limited) {
+        (_, Some(l)) if l.cloudflare => LimitScope::Cloudflare,
+        (Some(s), _) if s.eq_ignore_ascii_case("shared") => LimitScope::Shared,
+        (Some(s), _) if s.eq_ignore_ascii_case("global") => LimitScope::Global,
+        (Some(s), _) if s.eq_ignore_ascii_case("user") => LimitScope::User,
+        (_, Some(l)) if l.global => LimitScope::Global,
+        _ => LimitScope::User,
     }
 }
 
@@ -547,6 +578,38 @@ mod tests {
             extra_ca_file: None,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn calls_and_429s_are_labelled_for_the_metrics() {
+        let route = |m: &str, t: &str| route_kind(&Route::new(m, t, "1"));
+        assert_eq!(route("POST", "/channels/{id}/messages"), RouteKind::Create);
+        assert_eq!(
+            route("PATCH", "/channels/{id}/messages/{id}"),
+            RouteKind::Edit
+        );
+        assert_eq!(route("GET", "/gateway/bot"), RouteKind::Other);
+        assert_eq!(route("GET", "/channels/{id}"), RouteKind::Other);
+
+        let limited = |global, cloudflare| {
+            Some(Limited {
+                retry_after: Duration::from_secs(1),
+                global,
+                cloudflare,
+            })
+        };
+        for (header, l, scope) in [
+            (Some("user"), limited(false, false), LimitScope::User),
+            (Some(" Shared "), limited(false, false), LimitScope::Shared),
+            (Some("global"), limited(true, false), LimitScope::Global),
+            (None, limited(true, false), LimitScope::Global),
+            (None, limited(false, false), LimitScope::User),
+            (None, None, LimitScope::User),
+            (None, limited(true, true), LimitScope::Cloudflare),
+            (Some("user"), limited(true, true), LimitScope::Cloudflare),
+        ] {
+            assert_eq!(limit_scope(header, l), scope, "{header:?} {l:?}");
         }
     }
 

@@ -157,6 +157,16 @@ pub trait Handler: Send + Sync + 'static {
     fn is_routine(&self, _head: &request::Head, _peer: SocketAddr) -> bool {
         false
     }
+
+    /// Called after each answer to a request whose head was read, whether
+    /// the handler or its head check gave it, with the time since the
+    /// request's first byte (for metrics; the default does nothing).
+    fn answered(&self, _method: &str, _path: &str, _status: u16, _took: Duration) {}
+
+    /// Called when the server itself refused a request (a protocol error:
+    /// 400, 408, 411, 413, 431, ...) that the handler never saw; `route` is
+    /// the method and path when the head had been read (for metrics).
+    fn refused(&self, _route: Option<(&str, &str)>, _status: u16) {}
 }
 
 /// Where a local client reaches a listener bound to `addr`: the loopback

@@ -175,6 +175,7 @@ pub async fn deliver<S: Store, K: Sink>(
 
     match result {
         Ok((message_id, created)) => {
+            crate::metrics::global().delivered(&claim);
             let m = MessageRef {
                 channel_id: shown
                     .as_ref()
@@ -312,7 +313,10 @@ async fn finish_dead<S: Store>(
         .dead_letter(key, &cfg.owner, token, upto, reason, now_ms())
         .await
     {
-        Ok(()) => Outcome::DeadLettered,
+        Ok(()) => {
+            crate::metrics::global().dead_lettered();
+            Outcome::DeadLettered
+        }
         Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }
 }

@@ -348,6 +348,12 @@ pub trait Store: Send + Sync + 'static {
     fn writable(&self) -> impl Future<Output = Result<()>> + Send {
         self.probe()
     }
+
+    /// The size of the store's file on this machine, for `/metrics`; `None`
+    /// for a backend that keeps no local file.
+    fn file_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Whether a claim that already holds `count` events of `bytes` body bytes

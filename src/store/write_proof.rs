@@ -50,6 +50,7 @@ impl WriteProof {
             *last = Last::Failed;
         } else if wrote {
             *last = Last::Ok(Instant::now());
+            crate::metrics::global().committed(std::time::SystemTime::now());
         }
     }
 

@@ -153,6 +153,7 @@ pub async fn run(
         tracing::warn!(reason = %why, file = super::identify_ledger::FILE_NAME, "identify ledger unreadable");
     }
     let ledger = Arc::new(Mutex::new(ledger));
+    crate::metrics::global().watch_identify_ledger(&ledger);
     let machine_cfg = MachineConfig {
         url: cfg.url,
         token: cfg.token,
@@ -172,6 +173,7 @@ pub async fn run(
             match action {
                 Action::Status(status) => health.set(Component::Gateway, status),
                 Action::Stop(reason) => {
+                    crate::metrics::global().gateway_phase(machine.phase());
                     tracing::error!(reason = %reason, "gateway stopped");
                     if let Some(w) = ws.take() {
                         close_ws(w, super::machine::CLOSE_RESUMABLE).await;
@@ -185,6 +187,7 @@ pub async fn run(
                 }
                 Action::RecordIdentify => record_identify(&ledger).await,
                 Action::Connect { url, delay } => {
+                    crate::metrics::global().gateway_connect();
                     ws = None;
                     tracing::debug!(
                         delay_ms = delay.as_millis() as u64,
@@ -210,6 +213,7 @@ pub async fn run(
             }
         }
 
+        crate::metrics::global().gateway_phase(machine.phase());
         let deadline = machine.next_deadline();
         let connect_at = pending.as_ref().map(|(_, at)| *at);
         let wake = tokio::select! {

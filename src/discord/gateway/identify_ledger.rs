@@ -113,6 +113,16 @@ impl IdentifyLedger {
     pub fn times(&self) -> &[u64] {
         &self.times
     }
+
+    /// How many Identifies fall in the [`WINDOW`] before `now` (for `/metrics`).
+    pub fn used(&self, now: SystemTime) -> usize {
+        let now_ms = unix_ms(now);
+        let window = WINDOW.as_millis() as u64;
+        self.times
+            .iter()
+            .filter(|&&t| now_ms.saturating_sub(t) < window)
+            .count()
+    }
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -232,6 +242,17 @@ mod tests {
 
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn used_counts_the_identifies_of_the_last_24_hours() {
+        let mut ledger = IdentifyLedger::in_memory();
+        ledger.record(at(100 * HOUR_MS)).unwrap();
+        ledger.record(at(110 * HOUR_MS)).unwrap();
+        assert_eq!(ledger.used(at(110 * HOUR_MS)), 2);
+        assert_eq!(ledger.used(at(124 * HOUR_MS - 1)), 2);
+        assert_eq!(ledger.used(at(124 * HOUR_MS)), 1, "the first aged out");
+        assert_eq!(ledger.used(at(200 * HOUR_MS)), 0);
     }
 
     #[test]

@@ -107,7 +107,7 @@ async fn serve<S, H>(
                     status: 408,
                     reason: "timed out waiting for a request",
                 };
-                answer_error(&mut reader, timed_out, peer, limits).await;
+                answer_error(&mut reader, timed_out, peer, limits, handler, None).await;
                 return;
             }
             Err(ReadError::Io(error)) => {
@@ -124,7 +124,9 @@ async fn serve<S, H>(
         };
         let head = match reader.read_head(head_deadline).await {
             Ok(head) => head,
-            Err(error) => return answer_error(&mut reader, error, peer, limits).await,
+            Err(error) => {
+                return answer_error(&mut reader, error, peer, limits, handler, None).await
+            }
         };
         let routine = handler.is_routine(&head, peer);
         match handler.check_head(&head, peer) {
@@ -137,6 +139,7 @@ async fn serve<S, H>(
                     response::encode(&resp, head.method == "HEAD", false, SystemTime::now());
                 let written = write_all(reader.get_mut(), &bytes, limits.write_timeout).await;
                 log_request(&head.method, head.path(), &resp, started_at, peer, routine);
+                handler.answered(&head.method, head.path(), resp.status, started_at.elapsed());
                 if written.is_ok() {
                     linger_close(reader.get_mut(), linger_budget(limits)).await;
                 }
@@ -154,7 +157,10 @@ async fn serve<S, H>(
             .await
         {
             Ok(body) => body,
-            Err(error) => return answer_error(&mut reader, error, peer, limits).await,
+            Err(error) => {
+                let route = Some((head.method.as_str(), head.path()));
+                return answer_error(&mut reader, error, peer, limits, handler, route).await;
+            }
         };
         if !slot.begin_handling() {
             // Evicted while the body arrived; the select in serve_in_slot ends us.
@@ -172,6 +178,7 @@ async fn serve<S, H>(
         let bytes = response::encode(&resp, method == "HEAD", keep, SystemTime::now());
         let written = write_all(reader.get_mut(), &bytes, limits.write_timeout).await;
         log_request(&method, &path, &resp, started_at, peer, routine);
+        handler.answered(&method, &path, resp.status, started_at.elapsed());
         if let Err(error) = written {
             tracing::debug!(%peer, %error, "writing response failed");
             return;
@@ -205,18 +212,23 @@ fn log_request(
     }
 }
 
-/// Answers a failed read (when it deserves an answer) and closes.
-async fn answer_error<S>(
+/// Answers a failed read (when it deserves an answer), tells the handler
+/// ([`Handler::refused`]; `route` when the head was read), and closes.
+async fn answer_error<S, H>(
     reader: &mut RequestReader<S>,
     error: ReadError,
     peer: SocketAddr,
     limits: &ServerLimits,
+    handler: &H,
+    route: Option<(&str, &str)>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
 {
     match error {
         ReadError::Reject { status, reason } => {
             tracing::info!(%peer, status, reason, "rejected request");
+            handler.refused(route, status);
             let bytes = response::encode(
                 &Response::error(status, reason),
                 false,

@@ -457,6 +457,11 @@ impl Store for EmbeddedStore {
         }
         self.write_done(Op::Probe).await
     }
+
+    /// One `stat` of the database file.
+    fn file_bytes(&self) -> Option<u64> {
+        std::fs::metadata(self.path()).ok().map(|m| m.len())
+    }
 }
 
 #[cfg(test)]
