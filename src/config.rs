@@ -132,6 +132,8 @@ pub struct Config {
     /// Queue bounds and retentions (`QUEUE_MAX_EVENTS`, `QUEUE_MAX_BYTES`,
     /// `MESSAGE_RETENTION_DAYS`, `DEAD_LETTER_RETENTION_DAYS`).
     pub store_bounds: crate::store::Bounds,
+    /// Where "is the clock synchronised?" comes from (`CLOCK_SYNC`, see `clock::sync_source`).
+    pub clock_sync: crate::clock::SyncSource,
 }
 
 /// The merged key/value settings: env file, then the process environment,
@@ -354,6 +356,8 @@ impl Config {
             .unwrap_or("info")
             .to_string();
         let store_bounds = store_bounds(s)?;
+        let clock_sync = crate::clock::SyncSource::parse(s.get("CLOCK_SYNC").unwrap_or("auto"))
+            .map_err(|e| ConfigError::new("CLOCK_SYNC", e))?;
 
         Ok(Config {
             webhook_secret,
@@ -371,6 +375,7 @@ impl Config {
             extra_ca_file,
             log_filter,
             store_bounds,
+            clock_sync,
         })
     }
 }

@@ -155,6 +155,9 @@ impl<S: Store> Endpoints<S> {
                 // can still append inside its file while the store probe (the
                 // one authority for "writable") fails; flapping would follow.
                 self.relay_wake.notify_one();
+                if let Some(clock) = self.verifier.clock() {
+                    clock.note_work();
+                }
                 Response::json(200, &json!({"message": "queued", "id": seq}))
                     .with_log_note(format!("event_id={seq}"))
             }
