@@ -1,6 +1,7 @@
 //! Every HTTP endpoint of the service, and the routing between them:
 //! `POST /` (the Drone webhook: verify, parse, durably queue, answer),
-//! `GET /health`, and `GET /queue` (loopback only).
+//! `GET /health`, `GET /queue` and the dead-letter actions under
+//! `POST /queue/dead/` (loopback only; see `queue_admin`).
 //!
 //! Drone gives each webhook one try and never retries, so the webhook
 //! endpoint answers 200 only after the event is durably in the store, and answers
@@ -237,6 +238,12 @@ impl<S: Store> Handler for Endpoints<S> {
             ("/health", _) => Response::error(405, "use GET").with_header("Allow", "GET, HEAD"),
             // The queue is for the operator on the same machine only.
             ("/queue", "GET") if peer.ip().is_loopback() => self.queue_response().await,
+            (p, "POST") if p.starts_with(crate::queue_admin::PREFIX) => {
+                if !peer.ip().is_loopback() {
+                    return Response::error(403, "the queue is managed from this machine only");
+                }
+                crate::queue_admin::handle(&*self.store, &self.relay_wake, p).await
+            }
             ("/", "POST") => self.webhook(&req).await,
             ("/", _) => {
                 Response::error(405, "webhooks are POSTed to /").with_header("Allow", "POST")

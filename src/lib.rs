@@ -15,6 +15,7 @@ pub mod logging;
 #[cfg(feature = "mongodb")]
 pub mod migrate;
 pub mod presence;
+pub mod queue_admin;
 pub mod relay;
 pub mod render;
 pub mod rlimit;
