@@ -377,7 +377,8 @@ impl Latencies {
 /// connection as Drone sends them; the time to each one's 200.
 fn latencies(addr: &str, template: &serde_json::Value, first_id: u64, n: u64) -> Latencies {
     let mut times = Vec::new();
-    let mut buf = Vec::new();
+    // read_response reads into the buffer's length (and doubles it when full).
+    let mut buf = vec![0u8; 16 * 1024];
     for i in 0..n {
         let req = signed_update(template, first_id + i);
         let t0 = Instant::now();
