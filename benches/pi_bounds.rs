@@ -13,10 +13,20 @@
 //!    (REST, no gateway): RSS peak and after its drain.
 //! 3. A further service whose Discord is unreachable (delivery stalled), fed
 //!    the same burst: RSS with every event pending.
+//! 4. Start-up, exec to `READY=1`: with an empty store (1), with the burst's
+//!    builds' message ids stored (2b's state directory) and with every event
+//!    pending (3's).
+//! 5. A signed webhook's latency (one connection each, as Drone sends)
+//!    without and during the slowloris swarm of `tests/hostile_lan.rs`
+//!    (`support::swarm`: 1 000 slow heads, 256 slow bodies), and RSS then.
+//! 6. CPU time (user + system) over an idle period with the gateway
+//!    connected to the fake (heartbeats every 41.25 s, as Discord's).
 //!
 //! Run: `make bench` or `cargo bench --bench pi_bounds`. Env:
 //! `PI_BENCH_EVENTS` (webhooks per burst, 100000), `PI_BENCH_IDLE_S` (idle
-//! period, 600), `PI_BENCH_CONNS` (64). Prints a Markdown table.
+//! period, 600), `PI_BENCH_CONNS` (64), `PI_BENCH_SWARM_HOOKS` (timed
+//! webhooks, 50), `PI_BENCH_GATEWAY_IDLE_S` (idle period with the gateway,
+//! 600). Prints a Markdown table.
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -59,7 +69,8 @@ fn main() {
     // 1. Idle.
     let state = tempfile::tempdir().expect("tempdir");
     let dog = Watchdog::start();
-    let svc = Svc::start(state.path(), &["--dry-run"], &dog.env(WATCHDOG_30S));
+    let (svc, took) = start_until_ready(state.path(), &["--dry-run"], &[], &dog);
+    row("start-up: exec to READY=1, empty store", secs(took));
     svc.wait_health(|v| v["status"] == "ok");
     std::thread::sleep(Duration::from_secs(2));
     let m = svc.mem();
@@ -183,6 +194,16 @@ fn main() {
     svc.stop();
     drop(fake);
     drop(rt);
+    let dog = Watchdog::start();
+    let (svc, took) = start_until_ready(state.path(), &["--dry-run"], &[], &dog);
+    row(
+        &format!(
+            "start-up: exec to READY=1, {} builds' message ids stored",
+            burst.ok
+        ),
+        secs(took),
+    );
+    svc.stop();
 
     // 3. Delivery stalled: Discord unreachable, every event stays pending.
     let state = tempfile::tempdir().expect("tempdir");
@@ -216,12 +237,162 @@ fn main() {
         format!("{:.1} MiB", dir_bytes(state.path()) as f64 / MIB),
     );
     svc.stop();
+    let dog = Watchdog::start();
+    let (svc, took) = start_until_ready(state.path(), &["--no-gateway"], &env, &dog);
+    row(
+        &format!("start-up: exec to READY=1, {} events pending", burst.ok),
+        secs(took),
+    );
+    svc.stop();
+
+    // 4. A signed webhook's latency during the slowloris swarm.
+    drone_discord::rlimit::raise_open_files();
+    let state = tempfile::tempdir().expect("tempdir");
+    let svc = Svc::start(state.path(), &["--dry-run"], &[]);
+    svc.wait_health(|v| v["status"] == "ok");
+    let template = fixture_json("build_updated.json");
+    let hooks = env_or("PI_BENCH_SWARM_HOOKS", 50).max(1);
+    let quiet = latencies(&svc.addr, &template, 7_000_000, hooks);
+    row(
+        "signed webhook latency, no swarm (median / max)",
+        quiet.summary(),
+    );
+    let addr: std::net::SocketAddr = svc.addr.parse().expect("addr");
+    let swarm =
+        support::swarm::Swarm::start(addr, &support::fixtures::fixture("build_created.json"));
+    let during = latencies(&svc.addr, &template, 8_000_000, hooks);
+    let m = svc.mem();
+    let still = (swarm.opened, swarm.refused);
+    let writable = swarm.stop();
+    row(
+        "signed webhook latency during the swarm (1 000 slow heads + 256 slow bodies; median / max)",
+        format!(
+            "{} ({} connections opened, {} refused, {writable} still open at the end)",
+            during.summary(),
+            still.0,
+            still.1
+        ),
+    );
+    row(
+        "RSS during the swarm",
+        format!("{:.1} MiB (VmHWM {:.1} MiB)", m.rss, m.hwm),
+    );
+    svc.stop();
+
+    // 5. CPU time idle with the gateway connected to the fake.
+    let gateway_idle = Duration::from_secs(env_or("PI_BENCH_GATEWAY_IDLE_S", 600).max(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = rt.block_on(support::fake_discord::FakeDiscord::start());
+    fake.set_token(support::credentials::TOKEN);
+    let mut gw = rt.block_on(support::fake_gateway::FakeGateway::start());
+    let (base, url) = (fake.base_url(), gw.url());
+    let env = [
+        ("DISCORD_TOKEN", support::credentials::TOKEN),
+        ("DISCORD_CHANNEL_ID", support::credentials::CHANNEL),
+        ("DISCORD_API_BASE_URL", base.as_str()),
+        ("DISCORD_GATEWAY_URL", url.as_str()),
+    ];
+    let state = tempfile::tempdir().expect("tempdir");
+    let svc = Svc::start(state.path(), &[], &env);
+    let conn = rt.block_on(async {
+        let mut conn = gw.next_conn().await;
+        // Discord's heartbeat interval.
+        conn.hello(41_250);
+        conn.expect_op(2).await;
+        conn.ready(1, "session-bench", &gw.resume_url());
+        conn
+    });
+    svc.wait_health(|v| v["gateway"]["detail"] == "connected");
+    let cpu_before = svc.cpu();
+    std::thread::sleep(gateway_idle);
+    let used = svc.cpu().saturating_sub(cpu_before);
+    row(
+        &format!(
+            "CPU time idle with the gateway connected, over {} s",
+            gateway_idle.as_secs()
+        ),
+        format!(
+            "{:.2} s ({:.2} s per 10 minutes; {} gateway connection(s))",
+            used.as_secs_f64(),
+            used.as_secs_f64() * 600.0 / gateway_idle.as_secs_f64(),
+            gw.connections()
+        ),
+    );
+    svc.stop();
+    drop(conn);
+    drop(fake);
+    drop(rt);
 
     println!("| figure | value |");
     println!("|---|---|");
     for (what, value) in rows {
         println!("| {what} | {value} |");
     }
+}
+
+/// Start a service reporting to `dog` (`WatchdogSec=30`) and time it from
+/// exec to `READY=1`.
+fn start_until_ready(
+    state: &Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+    dog: &Watchdog,
+) -> (Svc, Duration) {
+    let env: Vec<(&str, &str)> = extra.iter().copied().chain(dog.env(WATCHDOG_30S)).collect();
+    let t0 = Instant::now();
+    let svc = Svc::start(state, args, &env);
+    let ready = dog
+        .wait_ready(Duration::from_secs(600))
+        .expect("READY=1 within 10 minutes");
+    (svc, ready.saturating_duration_since(t0))
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+/// Sorted answer times of signed webhooks sent one after another.
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn summary(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        match (self.0.get(self.0.len() / 2), self.0.last()) {
+            (Some(mid), Some(max)) => format!(
+                "{:.1} ms / {:.1} ms over {} webhooks",
+                ms(*mid),
+                ms(*max),
+                self.0.len()
+            ),
+            _ => "no webhook answered 200".into(),
+        }
+    }
+}
+
+/// `n` signed webhooks (distinct builds from `first_id`), each on a new
+/// connection as Drone sends them; the time to each one's 200.
+fn latencies(addr: &str, template: &serde_json::Value, first_id: u64, n: u64) -> Latencies {
+    let mut times = Vec::new();
+    // read_response reads into the buffer's length (and doubles it when full).
+    let mut buf = vec![0u8; 16 * 1024];
+    for i in 0..n {
+        let req = signed_update(template, first_id + i);
+        let t0 = Instant::now();
+        let ok = TcpStream::connect(addr).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            s.write_all(&req)?;
+            read_response(&mut s, &mut buf)
+        });
+        if let Ok((200, _)) = ok {
+            times.push(t0.elapsed());
+        }
+    }
+    times.sort();
+    Latencies(times)
 }
 
 /// A running `drone-discord serve` started from this benchmark.
@@ -305,6 +476,22 @@ impl Svc {
             rss: kb("VmRSS:") / 1024.0,
             hwm: kb("VmHWM:") / 1024.0,
         }
+    }
+
+    /// User plus system CPU time so far (`/proc/PID/stat`).
+    fn cpu(&self) -> Duration {
+        let stat = self.proc_file("stat");
+        // Fields after the command name (which may hold spaces): utime is
+        // the 12th and stime the 13th of them, in clock ticks.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     fn io(&self) -> Io {

@@ -1,5 +1,5 @@
-//! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue`,
-//! `migrate`; `route` and the routes' part of `check` are in
+//! The one-shot commands behind the CLI (`send`, `check`, `render`, `queue` and its
+//! `retry`/`purge`, `migrate`; `route` and the routes' part of `check` are in
 //! `routing_commands.rs`) and the shared start-up helpers (logging, runtime).
 //!
 //! Each command prints its result on stdout and returns its failure, with
@@ -8,8 +8,9 @@ use crate::cli_error::CliError;
 use drone_discord::config::{self, ConfigError, Settings, StoreConfig};
 use drone_discord::discord::rest::Rest;
 use drone_discord::http::client::{Client, ClientOptions, Url};
+use drone_discord::queue_admin::{self, Action};
 use drone_discord::store::embedded::EmbeddedStore;
-use drone_discord::store::Store;
+use drone_discord::store::{DeadSelection, Store};
 use drone_discord::{drone, preview, render, signature};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -252,8 +253,8 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
             Err(e) => {
                 // A running service holds the embedded store: ask it instead.
                 let listen = service_addr(&s);
-                match rt.block_on(from_service(&listen, "/health")) {
-                    Ok(h) => line(
+                match rt.block_on(from_service(&listen, "GET", "/health")) {
+                    Ok((_, h)) => line(
                         h["store"]["ok"].as_bool().unwrap_or(false),
                         "store",
                         format!(
@@ -297,8 +298,8 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<(), CliError> {
         Err(open_err) => {
             // Most likely a running service holds the embedded store: ask it.
             let listen = service_addr(&s);
-            return match rt.block_on(from_service(&listen, "/queue")) {
-                Ok(v) => {
+            return match rt.block_on(from_service(&listen, "GET", "/queue")) {
+                Ok((_, v)) => {
                     print_queue_json(&v, limit);
                     Ok(())
                 }
@@ -321,13 +322,90 @@ pub fn queue(env_file: Option<&Path>, limit: usize) -> Result<(), CliError> {
             e.seq, e.key, e.event, e.action
         );
     }
+    let now = drone_discord::store::now_ms();
     for d in dead {
         println!(
-            "dead     #{:<6} {:<24} {} {}: {}",
-            d.event.seq, d.event.key, d.event.event, d.event.action, d.reason
+            "dead     #{:<6} {:<24} {} {} ({} ago): {}",
+            d.event.seq,
+            d.event.key,
+            d.event.event,
+            d.event.action,
+            age(now, d.failed_ms),
+            d.reason
         );
     }
     Ok(())
+}
+
+/// `queue retry|purge ID|all`: on the store directly when no service holds
+/// it, else through the running service (`POST /queue/dead/…`, loopback).
+pub fn queue_act(
+    env_file: Option<&Path>,
+    action: &str,
+    target: Option<&str>,
+) -> Result<(), CliError> {
+    let action = Action::parse(action)
+        .ok_or_else(|| CliError::usage("queue", format!("{action:?} is not retry or purge")))?;
+    let which = target.and_then(DeadSelection::parse).ok_or_else(|| {
+        CliError::usage(
+            format!("queue {}", action.as_str()),
+            "name a dead letter's id (see `drone-discord queue`) or all",
+        )
+    })?;
+    let s = Settings::load(env_file)?;
+    let cfg = config::store_config(&s)?;
+    let label = store_label(&cfg);
+    let rt = runtime()?;
+    let direct = with_store!(rt, cfg, |store| async move {
+        match action {
+            Action::Retry => store.retry_dead(which).await,
+            Action::Purge => store.purge_dead(which).await,
+        }
+    });
+    let count = match direct {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(CliError::store(&e, format!("{label}: {e}"))),
+        Err(open_err) if drone_discord::store::embedded::is_held_elsewhere(&open_err) => {
+            let listen = service_addr(&s);
+            let path = queue_admin::path(action, which);
+            let (status, v) = rt
+                .block_on(from_service(&listen, "POST", &path))
+                .map_err(|e| {
+                    CliError::failed(
+                        format!("queue {}", action.as_str()),
+                        format!("{label} is held by a running service, which did not answer on {listen}: {e}"),
+                    )
+                })?;
+            if status != 200 {
+                let why = v["error"].as_str().unwrap_or("no reason given");
+                return Err(CliError::failed(
+                    format!("queue {} {which}", action.as_str()),
+                    format!("the service on {listen} answered {status}: {why}"),
+                ));
+            }
+            v[action.done()].as_u64().unwrap_or(0)
+        }
+        Err(e) => return Err(CliError::store(&e, format!("{label}: {e}"))),
+    };
+    if count == 0 && which != DeadSelection::All {
+        return Err(CliError::failed(
+            format!("queue {} {which}", action.as_str()),
+            format!("no dead letter #{which}"),
+        ));
+    }
+    println!("{} {count} dead letter(s)", action.done());
+    Ok(())
+}
+
+/// How long ago `then_ms` was, in one rounded unit (`42 s`, `5 min`, `3 h`, `2 d`).
+fn age(now_ms: u64, then_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
 }
 
 /// `migrate --from URI`: import the old Python service's build → message map
@@ -391,16 +469,24 @@ pub fn migrate(
     .into())
 }
 
-/// GET `path` from the service running on `listen` (loopback) and parse its
-/// JSON; `/health` answers 503 with a JSON report too, so any JSON body counts.
-async fn from_service(listen: &str, path: &str) -> Result<serde_json::Value, String> {
+/// `method` `path` on the service running on `listen` (loopback): the
+/// status and the JSON body (`/health` answers 503 with a JSON report too,
+/// so any JSON body counts).
+async fn from_service(
+    listen: &str,
+    method: &str,
+    path: &str,
+) -> Result<(u16, serde_json::Value), String> {
     let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
     let url = Url::parse(&format!("http://{listen}{path}")).map_err(|e| e.to_string())?;
+    let body = (method == "POST").then_some(&[][..]);
     let resp = client
-        .request("GET", &url, &[], None)
+        .request(method, &url, &[], body)
         .await
         .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&resp.body).map_err(|_| format!("answered {} without JSON", resp.status))
+    let v = serde_json::from_slice(&resp.body)
+        .map_err(|_| format!("answered {} without JSON", resp.status))?;
+    Ok((resp.status, v))
 }
 
 /// The configured store as the error lines name it (no URI: it may hold a password).
@@ -437,13 +523,15 @@ fn print_queue_json(v: &serde_json::Value, limit: usize) {
             t(&e["action"])
         );
     }
+    let now = drone_discord::store::now_ms();
     for d in v["dead"].as_array().into_iter().flatten().take(limit) {
         println!(
-            "dead     #{:<6} {:<24} {} {}: {}",
+            "dead     #{:<6} {:<24} {} {} ({} ago): {}",
             n(&d["id"]),
             t(&d["key"]),
             t(&d["event"]),
             t(&d["action"]),
+            age(now, n(&d["failed_ms"])),
             t(&d["reason"])
         );
     }

@@ -134,6 +134,8 @@ pub struct Config {
     pub store_bounds: crate::store::Bounds,
     /// Who besides loopback may read `/metrics` and `/preview` (`METRICS_ALLOW`, CIDRs).
     pub metrics_allow: crate::allow_list::AllowList,
+    /// Where "is the clock synchronised?" comes from (`CLOCK_SYNC`, see `clock::sync_source`).
+    pub clock_sync: crate::clock::SyncSource,
 }
 
 /// The merged key/value settings: env file, then the process environment,
@@ -360,6 +362,8 @@ impl Config {
         let metrics_allow =
             crate::allow_list::AllowList::parse(s.get("METRICS_ALLOW").unwrap_or(""))
                 .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
+        let clock_sync = crate::clock::SyncSource::parse(s.get("CLOCK_SYNC").unwrap_or("auto"))
+            .map_err(|e| ConfigError::new("CLOCK_SYNC", e))?;
 
         Ok(Config {
             webhook_secret,
@@ -378,6 +382,7 @@ impl Config {
             log_filter,
             store_bounds,
             metrics_allow,
+            clock_sync,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! `GET /health`, `GET /queue` (loopback only), `GET /metrics` (loopback and the
 //! `METRICS_ALLOW` networks, see `allow_list`), and with `--dry-run` `GET /preview` and
 //! `GET /preview/messages` (the same allow-list as `/metrics`).
+//! The dead-letter actions under `POST /queue/dead/` are loopback only (see `queue_admin`).
 //!
 //! Drone gives each webhook one try and never retries, so the webhook
 //! endpoint answers 200 only after the event is durably in the store, and answers
@@ -233,6 +234,9 @@ impl<S: Store> Endpoints<S> {
                 // one authority for "writable") fails; flapping would follow.
                 self.relay_wake.notify_one();
                 metrics::global().webhook(Answer::Queued);
+                if let Some(clock) = self.verifier.clock() {
+                    clock.note_work();
+                }
                 Response::json(200, &json!({"message": "queued", "id": seq}))
                     .with_log_note(format!("event_id={seq}"))
             }
@@ -341,6 +345,12 @@ impl<S: Store> Handler for Endpoints<S> {
             ("/health", _) => Response::error(405, "use GET").with_header("Allow", "GET, HEAD"),
             // The queue is for the operator on the same machine only.
             ("/queue", "GET") if operator_only(peer) => self.queue_response().await,
+            (p, "POST") if p.starts_with(crate::queue_admin::PREFIX) => {
+                if !operator_only(peer) {
+                    return Response::error(403, "the queue is managed from this machine only");
+                }
+                crate::queue_admin::handle(&*self.store, &self.relay_wake, p).await
+            }
             // The preview, like /metrics, is for loopback and the METRICS_ALLOW networks,
             // so a laptop on the LAN can open it.
             ("/preview" | "/preview/messages", "GET") if self.allow.permits(peer.ip()) => {

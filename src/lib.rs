@@ -1,7 +1,9 @@
 //! drone-discord as a library, so that the binary, the integration tests and the
 //! benchmarks share one implementation.
 pub mod allow_list;
+pub mod atomic_file;
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod discord;
 pub mod drone;
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod presence;
 pub mod preview;
+pub mod queue_admin;
 pub mod relay;
 pub mod render;
 pub mod rlimit;

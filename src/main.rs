@@ -146,10 +146,13 @@ struct RenderArgs {
     out: Option<PathBuf>,
 }
 
-/// List queued events and dead letters in the store.
+/// List queued events and dead letters; `queue retry ID|all` queues dead letters again, `queue purge ID|all` removes them.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "queue")]
 struct QueueArgs {
+    /// nothing (list), or retry ID|all, or purge ID|all (dead letters)
+    #[argh(positional)]
+    action: Vec<String>,
     /// read settings from this env file
     #[argh(option)]
     env_file: Option<PathBuf>,
@@ -197,7 +200,15 @@ fn main() -> ExitCode {
         Command::Route(a) => {
             routing_commands::route(&a.fixture, a.env_file.as_deref(), a.config.as_deref())
         }
-        Command::Queue(a) => commands::queue(a.env_file.as_deref(), a.limit),
+        Command::Queue(a) => match a.action.as_slice() {
+            [] => commands::queue(a.env_file.as_deref(), a.limit),
+            [action] => commands::queue_act(a.env_file.as_deref(), action, None),
+            [action, target] => commands::queue_act(a.env_file.as_deref(), action, Some(target)),
+            _ => Err(CliError::usage(
+                "queue",
+                "too many arguments; use retry|purge ID|all",
+            )),
+        },
         Command::Migrate(a) => {
             commands::migrate(a.env_file.as_deref(), &a.from, a.from_database.as_deref())
         }

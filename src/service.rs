@@ -3,6 +3,7 @@
 //!
 //! listener (endpoints) → store ← relay → Discord; health is fed by all of them
 //! and read by `/health`, the presence task and the systemd watchdog.
+use crate::clock::Clock;
 use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
 use crate::discord::rest::{Rest, RestError};
@@ -195,10 +196,14 @@ pub async fn run_until<S: Store>(
     );
     tracing::info!(addr = %local, socket_activated = activated, dry_run = cfg.dry_run, version = env!("CARGO_PKG_VERSION"), "listening for Drone webhooks");
 
+    // Dates are judged by the last known time while the clock is not
+    // synchronised (a Pi without RTC at boot); start-up does not wait for NTP.
+    let clock = Arc::new(Clock::open(&cfg.state_dir, cfg.clock_sync.clone()));
     let verifier = Verifier::new(
         cfg.webhook_secret.expose().as_bytes().to_vec(),
         cfg.date_window,
-    );
+    )
+    .with_clock(clock.clone());
     // Dry-run: what the sink would have sent, for `GET /preview`.
     let preview = discord.is_none().then(|| Arc::new(Preview::default()));
     let endpoints = Arc::new(
@@ -283,6 +288,7 @@ pub async fn run_until<S: Store>(
     for task in background {
         let _ = task.await;
     }
+    clock.save_at_shutdown();
     tracing::info!("stopped");
     Ok(())
 }

@@ -30,9 +30,11 @@
 //! * `keyId` must be present but its value is not checked: there is one secret.
 //! * The signature may arrive as `Signature: <params>` or as
 //!   `Authorization: Signature <params>` (both forms are in the draft).
+use crate::clock::{decision, Clock, ClockState, Verdict};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// HMAC-SHA256 on ring, which the binary carries for TLS anyway (the `hmac`
@@ -98,6 +100,9 @@ const MAX_NAME_IN_ERROR: usize = 40;
 pub struct Verifier {
     secret: Vec<u8>,
     window: Option<Duration>,
+    /// Judges the `Date` while the system clock is not synchronised
+    /// (`crate::clock`); `None`: the system clock is trusted.
+    clock: Option<Arc<Clock>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -105,6 +110,7 @@ impl fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("secret", &"<redacted>")
             .field("window", &self.window)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -163,6 +169,9 @@ pub enum VerifyError {
     DigestMismatch,
     /// The signed date is further from now than the window (positive: in the past).
     DateOutOfWindow { skew_s: i64 },
+    /// The clock is not synchronised and the signed date is older than the
+    /// last time known for certain minus the window (`crate::clock`).
+    DateBeforeKnownTime { behind_s: i64 },
     /// The HMAC does not match: wrong secret or altered headers.
     BadSignature,
 }
@@ -179,6 +188,10 @@ impl fmt::Display for VerifyError {
             VerifyError::DateOutOfWindow { skew_s } => {
                 write!(f, "date out of window (skew {skew_s} s)")
             }
+            VerifyError::DateBeforeKnownTime { behind_s } => write!(
+                f,
+                "date older than the last time known for certain (by {behind_s} s; clock not synchronised)"
+            ),
             VerifyError::BadSignature => f.write_str("bad signature"),
         }
     }
@@ -198,7 +211,23 @@ impl Verifier {
     /// `window: None` turns the date check off (the date must still be signed
     /// and well-formed).
     pub fn new(secret: Vec<u8>, window: Option<Duration>) -> Self {
-        Verifier { secret, window }
+        Verifier {
+            secret,
+            window,
+            clock: None,
+        }
+    }
+
+    /// Judge dates with `clock`'s state and last known time instead of
+    /// trusting the system clock (`crate::clock::decision`).
+    pub fn with_clock(mut self, clock: Arc<Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The clock dates are judged with, for the caller to report real work.
+    pub fn clock(&self) -> Option<&Arc<Clock>> {
+        self.clock.as_ref()
     }
 
     /// Verify a request. `headers` are (lower-case name, raw value) in request
@@ -294,9 +323,18 @@ impl Verifier {
             .and_then(crate::httpdate::parse)
             .ok_or(VerifyError::Malformed("date is not an HTTP date"))?;
         if let Some(window) = self.window {
-            let skew_s = skew_seconds(now, date);
-            if skew_s.unsigned_abs() > window.as_secs() {
-                return Err(VerifyError::DateOutOfWindow { skew_s });
+            let verdict = match &self.clock {
+                Some(clock) => clock.judge(window, now, date),
+                None => decision::judge(ClockState::Synced, None, window, now, date),
+            };
+            match verdict {
+                Verdict::InWindow | Verdict::AfterKnownTime => {}
+                Verdict::OutOfWindow { skew_s } => {
+                    return Err(VerifyError::DateOutOfWindow { skew_s })
+                }
+                Verdict::BeforeKnownTime { behind_s } => {
+                    return Err(VerifyError::DateBeforeKnownTime { behind_s })
+                }
             }
         }
         Ok(date)
@@ -319,14 +357,6 @@ fn missing(name: &str) -> VerifyError {
     let mut name = crate::text::cut_chars(name, MAX_NAME_IN_ERROR);
     name.retain(|c| c.is_ascii_graphic());
     VerifyError::Missing(name)
-}
-
-/// `now - date` in whole seconds (positive when the date is in the past).
-fn skew_seconds(now: SystemTime, date: SystemTime) -> i64 {
-    match now.duration_since(date) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
-    }
 }
 
 /// The parameter list from `Signature:` or `Authorization: Signature …`.

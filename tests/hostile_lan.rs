@@ -6,28 +6,16 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
 use support::binary::start;
 use support::credentials::SECRET;
 use support::fixtures::fixture;
+use support::swarm::{signed_head, Swarm};
 use support::webhook::signed_request;
 
 /// How long a test waits for any one answer (a bound, not an assertion).
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The head of a signed webhook for `body` (signed with `secret`), declaring
-/// `content_length` and any `extra` header lines; no body follows.
-fn signed_head(body: &[u8], secret: &str, content_length: usize, extra: &str) -> Vec<u8> {
-    let raw = signed_request(body, secret, SystemTime::now());
-    let text = String::from_utf8(raw).unwrap();
-    let (head, _) = text.split_once("\r\n\r\n").unwrap();
-    let head = head.replace(
-        &format!("Content-Length: {}\r\n", body.len()),
-        &format!("Content-Length: {content_length}\r\n{extra}"),
-    );
-    format!("{head}\r\n\r\n").into_bytes()
-}
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
@@ -118,26 +106,6 @@ fn a_forged_webhook_is_refused_from_its_headers_alone() {
     assert_eq!(svc.sigterm(), Some(0));
 }
 
-/// A connection to `addr` from the loopback address `127.0.0.<host>`.
-fn connect_from(
-    rt: &tokio::runtime::Runtime,
-    host: u8,
-    addr: SocketAddr,
-) -> std::io::Result<TcpStream> {
-    rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), 0)))?;
-        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
-        let stream = stream.into_std()?;
-        stream.set_nonblocking(false)?;
-        Ok(stream)
-    })
-}
-
 /// Resident memory of `pid` in KiB, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -155,56 +123,12 @@ fn a_slow_connection_swarm_cannot_keep_a_signed_webhook_out() {
     let state = tempfile::tempdir().unwrap();
     let svc = start(state.path(), &["--dry-run"], &[("RUST_LOG", "info")]);
     let addr: SocketAddr = svc.addr.parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let body = fixture("build_created.json");
 
-    // 1 000 connections trickling headers, 100 from each of 127.0.0.2..=11.
-    let mut swarm: Vec<TcpStream> = Vec::new();
-    let mut refused = 0;
-    for i in 0..1000 {
-        match connect_from(&rt, 2 + (i / 100) as u8, addr) {
-            Ok(mut s) => {
-                let _ = s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nX-Slow: ");
-                swarm.push(s);
-            }
-            Err(_) => refused += 1,
-        }
-    }
-    // 256 trickling bodies from 127.0.0.12..=15: half unsigned, half signed
-    // with the wrong key, each declaring a 1 MiB body.
-    for i in 0..256 {
-        let head = if i % 2 == 0 {
-            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n".to_vec()
-        } else {
-            signed_head(&body, "not-the-secret", 1024 * 1024, "")
-        };
-        match connect_from(&rt, 12 + (i / 64) as u8, addr) {
-            Ok(mut s) => {
-                let _ = s.write_all(&head);
-                let _ = s.write_all(b"{");
-                swarm.push(s);
-            }
-            Err(_) => refused += 1,
-        }
-    }
-    let opened = swarm.len();
-
-    // Keep trickling a byte per connection while Drone sends.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let trickler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut open = swarm;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                open.retain_mut(|s| s.write_all(b"a").is_ok());
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            open.len()
-        })
-    };
+    // 1 000 connections trickling headers and 256 trickling bodies
+    // (support::swarm), a byte per connection every 200 ms while Drone sends.
+    let swarm = Swarm::start(addr, &body);
+    let (opened, refused) = (swarm.opened, swarm.refused);
 
     // Drone (127.0.0.1) sends signed webhooks: every one is queued.
     for n in 0..5 {
@@ -216,8 +140,7 @@ fn a_slow_connection_swarm_cannot_keep_a_signed_webhook_out() {
     }
     let rss = rss_kib(svc.child.id());
     let fds = std::fs::read_dir(format!("/proc/{}/fd", svc.child.id())).map_or(0, |d| d.count());
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let still_open = trickler.join().unwrap();
+    let still_open = swarm.stop();
     eprintln!(
         "swarm: {opened} connections opened ({refused} refused), {still_open} still writable at the end; \
          5 signed webhooks answered 200; service: {fds} open files, RSS {rss} KiB"

@@ -626,6 +626,12 @@ impl Store for FlakyStore {
     async fn dead_letters(&self, limit: usize) -> store::Result<Vec<store::DeadLetter>> {
         self.inner.dead_letters(limit).await
     }
+    async fn retry_dead(&self, which: store::DeadSelection) -> store::Result<u64> {
+        self.inner.retry_dead(which).await
+    }
+    async fn purge_dead(&self, which: store::DeadSelection) -> store::Result<u64> {
+        self.inner.purge_dead(which).await
+    }
     async fn stats(&self) -> store::Result<store::Stats> {
         self.inner.stats().await
     }

@@ -124,6 +124,7 @@ cases!(
     coalescing_and_partial_complete,
     message_map,
     dead_letters,
+    dead_letters_are_retried_and_purged,
     replay_dedupe,
     concurrent_writers,
     stats_and_limits,

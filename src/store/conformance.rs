@@ -11,8 +11,8 @@
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
 use super::{
-    build_key, Appended, Bounds, Claim, MessageRef, NewEvent, Result, Seq, Stats, Store,
-    MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+    build_key, Appended, Bounds, Claim, DeadSelection, MessageRef, NewEvent, Result, Seq, Stats,
+    Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -46,6 +46,7 @@ pub async fn run_all<B: Backend>(b: &B) {
     coalescing_and_partial_complete(b).await;
     message_map(b).await;
     dead_letters(b).await;
+    dead_letters_are_retried_and_purged(b).await;
     replay_dedupe(b).await;
     concurrent_writers(b).await;
     stats_and_limits(b).await;
@@ -632,6 +633,113 @@ pub async fn dead_letters<B: Backend>(b: &B) {
         }
     );
     assert_eq!(ok(s.dead_letters(10).await, "dead_letters").len(), 2);
+}
+
+/// Dead letters the operator retries are pending again as new events of
+/// their key (after everything pending), once; purged ones are gone; a
+/// retry that does not fit below the bounds changes nothing.
+pub async fn dead_letters_are_retried_and_purged<B: Backend>(b: &B) {
+    use super::StoreError;
+    let bounds = Bounds {
+        max_events: 4,
+        ..Bounds::default()
+    };
+    let s = ok(
+        b.open_bounded("dead_letters_retried", bounds).await,
+        "open bounded",
+    );
+    let a1 = append(&s, Some("A"), 1).await;
+    let b1 = append(&s, Some("B"), 2).await;
+    let c1 = append(&s, Some("C"), 3).await;
+    let c = claim(&s, "w", 10).await;
+    for (key, upto) in [("A", a1), ("B", b1), ("C", c1)] {
+        ok(
+            s.dead_letter(key, "w", token(&c, key), upto, "HTTP 400", T0 + 9)
+                .await,
+            "dead_letter",
+        );
+    }
+    let a2 = append(&s, Some("A"), 4).await;
+
+    assert_eq!(
+        ok(
+            s.retry_dead(DeadSelection::One(a2)).await,
+            "retry a pending id"
+        ),
+        0,
+        "an id that is not a dead letter retries nothing"
+    );
+    assert_eq!(
+        ok(s.retry_dead(DeadSelection::One(a1)).await, "retry one"),
+        1
+    );
+    let pending = ok(s.pending(10).await, "pending");
+    let got: Vec<(&str, &[u8], u64)> = pending
+        .iter()
+        .map(|e| (e.key.as_str(), e.body.as_slice(), e.received_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("A", &b"{\"n\":4}"[..], T0 + 4),
+            ("A", &b"{\"n\":1}"[..], T0 + 1)
+        ],
+        "the retried event is queued after what is pending, as it was"
+    );
+    assert!(pending[1].seq > a2, "a fresh seq");
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 2,
+            dead_letters: 2
+        }
+    );
+    assert_eq!(ok(s.retry_dead(DeadSelection::One(a1)).await, "again"), 0);
+
+    // Two left, room for two more events: `all` fits exactly once.
+    append(&s, None, 5).await;
+    match s.retry_dead(DeadSelection::All).await {
+        Err(StoreError::Full(_)) => {}
+        other => panic!("a retry past the bound must be Full, got {other:?}"),
+    }
+    assert_eq!(
+        ok(s.stats().await, "stats"),
+        Stats {
+            pending: 3,
+            dead_letters: 2
+        },
+        "a refused retry changes nothing"
+    );
+    assert_eq!(
+        ok(s.purge_dead(DeadSelection::One(b1)).await, "purge one"),
+        1
+    );
+    assert_eq!(ok(s.purge_dead(DeadSelection::One(b1)).await, "again"), 0);
+    assert_eq!(ok(s.retry_dead(DeadSelection::All).await, "retry all"), 1);
+    let keys_pending: Vec<String> = ok(s.pending(10).await, "pending")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys_pending.last().map(String::as_str), Some("C"));
+    assert_eq!(ok(s.stats().await, "stats").dead_letters, 0);
+
+    let c = claim(&s, "w", 10).await;
+    let seq_of_c = c
+        .iter()
+        .find(|c| c.key == "C")
+        .map(|c| c.upto())
+        .unwrap_or(0);
+    ok(
+        s.dead_letter("C", "w", token(&c, "C"), seq_of_c, "again", T0 + 10)
+            .await,
+        "dead_letter",
+    );
+    assert_eq!(ok(s.purge_dead(DeadSelection::All).await, "purge all"), 1);
+    assert_eq!(ok(s.stats().await, "stats").dead_letters, 0);
+    assert_eq!(
+        ok(s.purge_dead(DeadSelection::All).await, "nothing left"),
+        0
+    );
 }
 
 /// A replayed webhook (same replay key) stores nothing and names the first seq.

@@ -128,6 +128,42 @@ pub struct DeadLetter {
     pub failed_ms: u64,
 }
 
+/// Which dead letters an operator's retry or purge acts on
+/// (`drone-discord queue retry|purge ID|all`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadSelection {
+    /// The dead letter with this id (its event's seq).
+    One(Seq),
+    All,
+}
+
+impl DeadSelection {
+    /// `all` or a dead letter's id.
+    pub fn parse(s: &str) -> Option<DeadSelection> {
+        match s {
+            "all" => Some(DeadSelection::All),
+            id if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                id.parse().ok().map(DeadSelection::One)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeadSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadSelection::One(seq) => write!(f, "{seq}"),
+            DeadSelection::All => f.write_str("all"),
+        }
+    }
+}
+
+/// Whether `n` more events of `bytes` body bytes in all fit below `b`.
+pub fn fits_all(events: u64, bytes: u64, n: u64, more_bytes: u64, b: &Bounds) -> bool {
+    events.saturating_add(n) <= b.max_events && bytes.saturating_add(more_bytes) <= b.max_bytes
+}
+
 /// What the store may hold: the queue's bounds, past which [`Store::append`]
 /// answers [`StoreError::Full`], and how long delivered builds' message ids
 /// and dead letters are kept.
@@ -327,6 +363,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dead letters, oldest first, at most `limit`.
     fn dead_letters(&self, limit: usize) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// Queue the selected dead letters again, each as a new event of its
+    /// key (a fresh seq, after everything pending; body, event, action and
+    /// receive time as they were), and remove them from the dead letters, in
+    /// one step. Answers how many; a selected id that is not a dead letter
+    /// is `Ok(0)`. When they do not all fit below the queue's [`Bounds`]:
+    /// [`StoreError::Full`], nothing changed.
+    fn retry_dead(&self, which: DeadSelection) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Remove the selected dead letters for good; answers how many.
+    fn purge_dead(&self, which: DeadSelection) -> impl Future<Output = Result<u64>> + Send;
 
     /// Pending and dead-letter counts.
     fn stats(&self) -> impl Future<Output = Result<Stats>> + Send;

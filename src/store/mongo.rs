@@ -44,9 +44,9 @@
 use super::mongo_uri::redact_uri;
 use super::schema::{self, Step, UNVERSIONED};
 use super::{
-    build_key_of_body, claim_has_room, fits, full_message, legacy_build_id, legacy_key_of,
-    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store,
-    StoreError, Usage, MAX_CLAIM_EVENTS, REPLAY_RETENTION_MS,
+    build_key_of_body, claim_has_room, fits, fits_all, full_message, legacy_build_id,
+    legacy_key_of, Appended, Bounds, Claim, DeadLetter, DeadSelection, Event, MessageRef, NewEvent,
+    Result, Seq, Stats, Store, StoreError, Usage, MAX_CLAIM_EVENTS, REPLAY_RETENTION_MS,
 };
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
@@ -1018,6 +1018,77 @@ impl MongoStore {
         .await
     }
 
+    /// The selected dead letters as documents (`{_id}` or all, oldest first).
+    async fn selected_dead(&self, which: DeadSelection) -> Result<Vec<Document>> {
+        let filter = match which {
+            DeadSelection::One(seq) => doc! { "_id": i64_of(seq, "seq")? },
+            DeadSelection::All => doc! {},
+        };
+        self.find_all(self.dead(), filter, usize::MAX, "read dead letters", |d| {
+            Ok(d.clone())
+        })
+        .await
+    }
+
+    /// Each selected dead letter becomes a new event (fresh seq) and is then
+    /// deleted: a crash between the two repeats a delivery, never loses one.
+    async fn op_retry_dead(&self, which: DeadSelection) -> Result<u64> {
+        let mut events = Vec::new();
+        for d in self.selected_dead(which).await? {
+            match decode_event(&d) {
+                Ok(e) => events.push(e),
+                Err(e) if which == DeadSelection::All => {
+                    tracing::warn!(error = %e, "dead letter cannot be decoded; left for purge");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let usage = self.op_usage().await?;
+        let more: u64 = events.iter().map(|e| e.body.len() as u64).sum();
+        if !fits_all(
+            usage.events,
+            usage.bytes,
+            events.len() as u64,
+            more,
+            &self.bounds,
+        ) {
+            return Err(StoreError::Full(full_message(&self.bounds)));
+        }
+        for e in &events {
+            let seq = self.next_seq().await?;
+            let ev = NewEvent {
+                key: None,
+                event: e.event.clone(),
+                action: e.action.clone(),
+                received_ms: e.received_ms,
+                replay_key: None,
+                body: e.body.clone(),
+            };
+            self.events()
+                .insert_one(event_doc(seq, &e.key, &ev)?)
+                .await
+                .map_err(|err| unavailable("insert retried event", err))?;
+            self.dead()
+                .delete_one(doc! { "_id": i64_of(e.seq, "seq")? })
+                .await
+                .map_err(|err| unavailable("delete retried dead letter", err))?;
+        }
+        Ok(events.len() as u64)
+    }
+
+    async fn op_purge_dead(&self, which: DeadSelection) -> Result<u64> {
+        let filter = match which {
+            DeadSelection::One(seq) => doc! { "_id": i64_of(seq, "seq")? },
+            DeadSelection::All => doc! {},
+        };
+        let done = self
+            .dead()
+            .delete_many(filter)
+            .await
+            .map_err(|e| unavailable("purge dead letters", e))?;
+        Ok(done.deleted_count)
+    }
+
     async fn op_stats(&self) -> Result<Stats> {
         let pending = self
             .events()
@@ -1139,6 +1210,14 @@ impl Store for MongoStore {
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         within("dead_letters", self.op_dead_letters(limit)).await
+    }
+
+    async fn retry_dead(&self, which: DeadSelection) -> Result<u64> {
+        within("retry_dead", self.op_retry_dead(which)).await
+    }
+
+    async fn purge_dead(&self, which: DeadSelection) -> Result<u64> {
+        within("purge_dead", self.op_purge_dead(which)).await
     }
 
     async fn stats(&self) -> Result<Stats> {

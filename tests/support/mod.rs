@@ -2,7 +2,7 @@
 //! the real binary driven from outside ([`binary`]), the requests sent to it
 //! ([`webhook`], [`raw_http`]), its inputs ([`credentials`], [`fixtures`],
 //! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
-//! over [`tls`] when asked), a disk that fills up ([`tmpfs`]), and a
+//! over [`tls`] when asked), a disk that fills up ([`tmpfs`]), a slowloris swarm ([`swarm`]), and a
 //! systemd notify socket that counts watchdog pings ([`watchdog`]).
 //!
 //! Each test binary declares `mod support;` and compiles this tree
@@ -19,6 +19,7 @@ pub mod fake_discord;
 pub mod fake_gateway;
 pub mod fixtures;
 pub mod raw_http;
+pub mod swarm;
 pub mod tls;
 pub mod tmpfs;
 pub mod watchdog;

@@ -1,15 +1,17 @@
 //! A `$NOTIFY_SOCKET` that counts the service's `WATCHDOG=1` pings, so a test
 //! or benchmark can run the real binary with systemd's watchdog on (each ping
-//! follows a liveness check) and know how many checks ran.
+//! follows a liveness check) and know how many checks ran; it also notes
+//! when `READY=1` arrived (the benchmark's start-up time).
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Watchdog {
     _dir: tempfile::TempDir,
     path: String,
     pings: Arc<AtomicUsize>,
+    ready: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Watchdog {
@@ -19,10 +21,17 @@ impl Watchdog {
         let socket = UnixDatagram::bind(&path).expect("bind notify socket");
         let pings = Arc::new(AtomicUsize::new(0));
         let counted = pings.clone();
+        let ready: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let noted = ready.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 1024];
             while let Ok(n) = socket.recv(&mut buf) {
-                if buf[..n].split(|b| *b == b'\n').any(|l| l == b"WATCHDOG=1") {
+                let mut lines = buf[..n].split(|b| *b == b'\n');
+                if lines.clone().any(|l| l == b"READY=1") {
+                    let mut at = noted.lock().unwrap_or_else(|p| p.into_inner());
+                    at.get_or_insert_with(Instant::now);
+                }
+                if lines.any(|l| l == b"WATCHDOG=1") {
                     counted.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -31,6 +40,7 @@ impl Watchdog {
             _dir: dir,
             path: path.to_string_lossy().into_owned(),
             pings,
+            ready,
         }
     }
 
@@ -41,6 +51,18 @@ impl Watchdog {
             ("NOTIFY_SOCKET", self.path.as_str()),
             ("WATCHDOG_USEC", watchdog_usec),
         ]
+    }
+
+    /// When the first `READY=1` arrived, waiting at most `timeout` for it.
+    pub fn wait_ready(&self, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let at = *self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some() || Instant::now() > deadline {
+                return at;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     pub fn pings(&self) -> usize {

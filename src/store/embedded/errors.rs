@@ -29,13 +29,22 @@ pub(super) fn config_from(file: &str, e: StoreError) -> StoreError {
         | StoreError::Full(m)
         | StoreError::Fenced(m) => {
             let hint = if m.contains("already open") || m.contains("lock") {
-                " (is another drone-discord running on this state directory?)"
+                HELD_HINT
             } else {
                 ""
             };
             StoreError::Config(format!("cannot open {file}{m}{hint}"))
         }
     }
+}
+
+/// The hint on an open refused because another process holds the file's lock.
+const HELD_HINT: &str = " (is another drone-discord running on this state directory?)";
+
+/// Whether `e` is an open refused because another process (a running
+/// service) holds the store: `queue retry|purge` then asks that service.
+pub fn is_held_elsewhere(e: &StoreError) -> bool {
+    matches!(e, StoreError::Config(m) if m.ends_with(HELD_HINT))
 }
 
 /// `.ctx("what")`: map a redb result with [`db_error`].

@@ -15,13 +15,16 @@ use super::codec::{encode_dead, encode_event};
 use super::compact::{
     compact_if_worth_it, queue_is_empty, Compaction, IDLE_BEFORE_COMPACT, MIN_INTERVAL, RETRY_BUSY,
 };
+use super::dead_letters::{self, Retried};
 use super::errors::Ctx;
 use super::leases::Leases;
 use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
 use super::retention::RetentionTables;
 use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
-use crate::store::{Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError};
+use crate::store::{
+    Appended, Bounds, DeadSelection, MessageRef, NewEvent, Result, Seq, StoreError,
+};
 use redb::{Database, Durability, ReadableTable};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,6 +67,10 @@ pub(super) enum Op {
         reason: String,
         now_ms: u64,
     },
+    /// The operator queues dead letters again (`queue retry`).
+    RetryDead(DeadSelection),
+    /// The operator removes dead letters (`queue purge`).
+    PurgeDead(DeadSelection),
     Probe,
 }
 
@@ -82,6 +89,8 @@ pub(super) enum Reply {
     Appended(Appended),
     /// The append was refused: the queue is at its bounds (the text says which).
     Full(String),
+    /// How many dead letters a retry or purge moved.
+    Count(u64),
     Done,
 }
 
@@ -374,6 +383,13 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     }
                     Reply::Done
                 }
+                Op::RetryDead(which) => {
+                    match dead_letters::retry(&mut t, *which, &mut next_seq, &mut bytes, bounds)? {
+                        Retried::Queued(n) => Reply::Count(n),
+                        Retried::Full(m) => Reply::Full(m),
+                    }
+                }
+                Op::PurgeDead(which) => Reply::Count(dead_letters::purge(&mut t, *which)?),
                 Op::Probe => {
                     let n = t
                         .meta

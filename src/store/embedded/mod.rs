@@ -11,6 +11,7 @@
 //! * [`tables`]: the redb tables and what each holds.
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
 //! * [`retention`]: pruning old message ids and dead letters.
+//! * [`dead_letters`]: the operator's retry and purge of dead letters.
 //! * [`codec`]: the byte layout of stored records.
 //! * [`migrations`]: the schema chain's steps, run on open.
 //! * [`leases`]: the in-memory map of which worker delivers which key.
@@ -22,10 +23,11 @@
 //! tokio's blocking pool; redb gives them a consistent snapshot and they
 //! never wait for the writer.
 use crate::store::{
-    Appended, Bounds, Claim, DeadLetter, Event, MessageRef, NewEvent, Result, Seq, Stats, Store,
-    StoreError, Usage,
+    Appended, Bounds, Claim, DeadLetter, DeadSelection, Event, MessageRef, NewEvent, Result, Seq,
+    Stats, Store, StoreError, Usage,
 };
 use codec::{decode_dead, decode_event, decode_message};
+pub use errors::is_held_elsewhere;
 use errors::{config_from, open_error, Ctx};
 use group_commit::{Op, Reply, Writer};
 use leases::{drop_lease, Leases};
@@ -40,6 +42,7 @@ use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
 mod codec;
 mod compact;
+mod dead_letters;
 mod errors;
 #[cfg(test)]
 mod fixtures;
@@ -277,8 +280,27 @@ impl Store for EmbeddedStore {
         match self.write(Op::Append(ev)).await? {
             Reply::Appended(a) => Ok(a),
             Reply::Full(m) => Err(StoreError::Full(m)),
-            Reply::Done => Err(StoreError::Unavailable(
+            Reply::Done | Reply::Count(_) => Err(StoreError::Unavailable(
                 "store writer answered an append oddly".into(),
+            )),
+        }
+    }
+
+    async fn retry_dead(&self, which: DeadSelection) -> Result<u64> {
+        match self.write(Op::RetryDead(which)).await? {
+            Reply::Count(n) => Ok(n),
+            Reply::Full(m) => Err(StoreError::Full(m)),
+            Reply::Appended(_) | Reply::Done => Err(StoreError::Unavailable(
+                "store writer answered a retry oddly".into(),
+            )),
+        }
+    }
+
+    async fn purge_dead(&self, which: DeadSelection) -> Result<u64> {
+        match self.write(Op::PurgeDead(which)).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(StoreError::Unavailable(
+                "store writer answered a purge oddly".into(),
             )),
         }
     }
@@ -645,8 +667,12 @@ mod tests {
     fn a_second_open_of_the_same_directory_is_a_config_error() {
         let dir = tempfile::tempdir().unwrap();
         let _first = EmbeddedStore::open(dir.path()).unwrap();
-        let m = config_msg(EmbeddedStore::open(dir.path()));
+        let second = EmbeddedStore::open(dir.path());
+        assert!(matches!(&second, Err(e) if is_held_elsewhere(e)));
+        let m = config_msg(second);
         assert!(m.contains("another drone-discord"), "{m}");
+        drop(_first);
+        assert!(!is_held_elsewhere(&StoreError::Config("bad path".into())));
     }
 
     /// Root ignores permission bits, so "read-only" is made with the ext4

@@ -86,19 +86,7 @@ pub(super) fn append(
             .ctx("remove replay key")?;
     }
     super::migrations::adopt_legacy_message(t, &key)?;
-    let seq = *next_seq;
-    *next_seq = seq
-        .checked_add(1)
-        .ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
-    t.events.insert(seq, blob.as_slice()).ctx("insert event")?;
-    *bytes = bytes.saturating_add(blob.len() as u64);
-    let had_pending = first_seq(&t.key_seqs, &key)?.is_some();
-    t.key_seqs
-        .insert((key.as_str(), seq), ())
-        .ctx("insert key index")?;
-    if !had_pending {
-        t.heads.insert(seq, key.as_str()).ctx("insert head")?;
-    }
+    let seq = enqueue(t, &key, &blob, next_seq, bytes)?;
     if let Some(rk) = ev.replay_key.as_deref() {
         t.replay
             .insert(rk, (seq, ev.received_ms))
@@ -108,6 +96,29 @@ pub(super) fn append(
             .ctx("insert replay time")?;
     }
     Ok(Appended::Queued(seq))
+}
+
+/// Insert the encoded event `blob` of `key` under the next seq, after every
+/// pending event, and index it; returns its seq. No bound is checked here.
+pub(super) fn enqueue(
+    t: &mut Tables<'_>,
+    key: &str,
+    blob: &[u8],
+    next_seq: &mut Seq,
+    bytes: &mut u64,
+) -> Result<Seq> {
+    let seq = *next_seq;
+    *next_seq = seq
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt("meta next_seq: exhausted".into()))?;
+    t.events.insert(seq, blob).ctx("insert event")?;
+    *bytes = bytes.saturating_add(blob.len() as u64);
+    let had_pending = first_seq(&t.key_seqs, key)?.is_some();
+    t.key_seqs.insert((key, seq), ()).ctx("insert key index")?;
+    if !had_pending {
+        t.heads.insert(seq, key).ctx("insert head")?;
+    }
+    Ok(seq)
 }
 
 /// Store `m` as the message of `key`.
