@@ -183,11 +183,12 @@ pub async fn deliver<S: Store, K: Sink>(
                     .unwrap_or_else(|| cfg.channel_id.clone()),
                 message_id,
                 status,
+                uncertain: None,
             };
             if created {
                 // Remember the message before anything else can fail, so a
                 // later retry edits it instead of posting a second one.
-                if let Err(e) = store.put_message(&key, m.clone()).await {
+                if let Err(e) = store.put_message(&key, &cfg.owner, token, m.clone()).await {
                     return release_after_store_error(cfg, store, &key, token, e).await;
                 }
             }
