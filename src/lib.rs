@@ -1,6 +1,7 @@
 //! drone-discord as a library, so that the binary, the integration tests and the
 //! benchmarks share one implementation.
 pub mod backoff;
+pub mod clock;
 pub mod config;
 pub mod discord;
 pub mod drone;

@@ -284,7 +284,10 @@ mod tests {
             status: "success".into(),
             uncertain: None,
         };
-        assert!(store.import_message("build:3", newer.clone()).await.unwrap());
+        assert!(store
+            .import_message("build:3", newer.clone())
+            .await
+            .unwrap());
         let docs = [
             build(Bson::Int64(1), Bson::String("11".into())),
             build(Bson::Int64(2), Bson::String("22".into())),

@@ -320,7 +320,10 @@ impl Rest {
         match self.call_json("GET", &route, &path, None).await? {
             serde_json::Value::Array(list) => Ok(list),
             _ => Err(RestError::Transient {
-                reason: format!("{} answered 2xx with something other than a list", route.key),
+                reason: format!(
+                    "{} answered 2xx with something other than a list",
+                    route.key
+                ),
                 retry_after: None,
             }),
         }

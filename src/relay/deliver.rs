@@ -207,9 +207,11 @@ async fn deliver_claim<S: Store, K: Sink>(
 
     let result = match &shown {
         // A create of this key is uncertain: find its message, or repeat it.
-        Some(m @ MessageRef {
-            uncertain: Some(u), ..
-        }) => {
+        Some(
+            m @ MessageRef {
+                uncertain: Some(u), ..
+            },
+        ) => {
             let replaces = Some(m).filter(|m| !m.message_id.is_empty());
             target
                 .post(&mut body, u.generation, replaces, Some(u))

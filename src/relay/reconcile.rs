@@ -83,7 +83,11 @@ mod tests {
         let ours = msg("2", BOT, Some(URL));
         let older_ours = msg("1", BOT, Some(URL));
         let list = vec![other_build, someone_else, no_link, ours, older_ours];
-        assert_eq!(find_own(&list, BOT, URL, None), Some("2"), "the newest of ours");
+        assert_eq!(
+            find_own(&list, BOT, URL, None),
+            Some("2"),
+            "the newest of ours"
+        );
         assert_eq!(
             find_own(&list, BOT, URL, Some("2")),
             Some("1"),
@@ -92,7 +96,11 @@ mod tests {
         assert_eq!(find_own(&list[..3], BOT, URL, None), None);
         assert_eq!(find_own(&[], BOT, URL, None), None);
         // Garbage in the list is skipped, never a panic.
-        let junk = vec![json!(null), json!({ "id": 1 }), json!({ "id": "9", "author": 3 })];
+        let junk = vec![
+            json!(null),
+            json!({ "id": 1 }),
+            json!({ "id": "9", "author": 3 }),
+        ];
         assert_eq!(find_own(&junk, BOT, URL, None), None);
     }
 }

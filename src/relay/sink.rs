@@ -76,7 +76,11 @@ impl Sink for DryRun {
         Ok(message_id.to_string())
     }
     /// Nothing was posted, so there is nothing to find.
-    async fn recent_messages(&self, _channel_id: &str, _limit: u8) -> Result<Vec<Value>, RestError> {
+    async fn recent_messages(
+        &self,
+        _channel_id: &str,
+        _limit: u8,
+    ) -> Result<Vec<Value>, RestError> {
         Ok(Vec::new())
     }
     async fn own_user_id(&self) -> Result<String, RestError> {

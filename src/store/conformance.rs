@@ -618,7 +618,8 @@ pub async fn put_message_is_fenced<B: Backend>(b: &B) {
         "import over a known message stores nothing"
     );
     assert!(ok(
-        s.import_message("build:new", message("m2", "pending")).await,
+        s.import_message("build:new", message("m2", "pending"))
+            .await,
         "import"
     ));
     assert_eq!(
@@ -696,8 +697,7 @@ pub async fn uncertain_creates_are_kept<B: Backend>(b: &B) {
     let t = token(&c, &k);
     assert!(t > first, "a later claim carries a larger token");
     ok(
-        s.put_message(&k, "w2", t, message("m1", "pending"))
-            .await,
+        s.put_message(&k, "w2", t, message("m1", "pending")).await,
         "the outcome replaces the intent",
     );
     assert_eq!(

@@ -393,13 +393,10 @@ pub fn claim_has_room(count: usize, bytes: usize, next: usize) -> bool {
     count == 0 || (count < MAX_CLAIM_EVENTS && bytes.saturating_add(next) <= MAX_CLAIM_BYTES)
 }
 
-/// Wall-clock time in ms since the Unix epoch: the unit of the timestamps
-/// the store keeps (received, failed); never used for leases.
+/// Wall-clock time in ms since the Unix epoch ([`crate::clock`]): the unit
+/// of the timestamps the store keeps (received, failed); never used for leases.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }
 
 /// Ordering key for a build event: `build:<host>:<repo id>:<build id>`.

@@ -243,7 +243,9 @@ fn decode_uncertain(d: &Document, what: &str) -> Result<Option<UncertainCreate>>
         return Ok(None);
     };
     let Some(u) = u.as_document() else {
-        return Err(StoreError::Corrupt(format!("{what}: uncertain is not a document")));
+        return Err(StoreError::Corrupt(format!(
+            "{what}: uncertain is not a document"
+        )));
     };
     let generation = u32::try_from(u64_field(u, "generation", what)?)
         .map_err(|_| StoreError::Corrupt(format!("{what}: generation out of range")))?;

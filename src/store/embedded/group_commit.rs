@@ -369,11 +369,7 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     Reply::Done
                 }
                 Op::ImportMessage { key, message } => {
-                    let known = t
-                        .messages
-                        .get(key.as_str())
-                        .ctx("read message")?
-                        .is_some();
+                    let known = t.messages.get(key.as_str()).ctx("read message")?.is_some();
                     if !known {
                         put_message(&mut t, key, message)?;
                         kept.touch(key, now)?;
