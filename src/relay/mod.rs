@@ -11,7 +11,10 @@
 //! Drone server, the build, the channel and the generation ([`nonce`]) with
 //! `enforce_nonce`, so a create that reached Discord just before a
 //! crash returns the same message when repeated; the message id is stored
-//! before the events are marked done.
+//! before the events are marked done. Discord forgets nonces after a few
+//! minutes, so a create's intent is stored before it goes out, and one whose
+//! outcome is uncertain is repeated as is only within `nonce_window`; later
+//! it is looked up in the channel first ([`reconcile`]).
 //!
 //! Failure policy (see README): network errors, timeouts, 5xx and lingering
 //! 429s retry with capped exponential backoff and jitter, forever, the event
@@ -28,7 +31,7 @@
 //!
 //! The parts: [`scheduler`] decides what to do when (a pure state machine
 //! fed `Instant`s), [`deliver`] delivers one claim, [`nonce`] names each
-//! create, [`sink`] is where
+//! create, [`reconcile`] finds an uncertain create's message, [`sink`] is where
 //! messages go, and [`run`] here is the driver that moves claims, outcomes
 //! and time between the store, the sink and the scheduler.
 pub mod deliver;
