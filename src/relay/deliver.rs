@@ -564,3 +564,70 @@ async fn release_after_store_error<S: Store>(
     release(cfg, store, key, token).await;
     Outcome::StoreFailed(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::NewEvent;
+
+    /// A sink whose create takes longer than a lease.
+    struct Slow(Duration);
+
+    impl Sink for Slow {
+        async fn create(&self, _channel: &str, _body: &Value) -> Result<String, RestError> {
+            tokio::time::sleep(self.0).await;
+            Ok("1".into())
+        }
+        async fn edit(&self, _c: &str, id: &str, _body: &Value) -> Result<String, RestError> {
+            Ok(id.into())
+        }
+        async fn recent_messages(&self, _c: &str, _limit: u8) -> Result<Vec<Value>, RestError> {
+            Ok(Vec::new())
+        }
+        async fn own_user_id(&self) -> Result<String, RestError> {
+            Ok("1".into())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_longer_than_its_lease_keeps_the_key_by_renewing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test/fixtures/drone/build_created.json"
+        ))
+        .unwrap();
+        store
+            .append(NewEvent {
+                key: Some("build:h:1:1".into()),
+                event: "build".into(),
+                action: "created".into(),
+                received_ms: now_ms(),
+                replay_key: None,
+                body,
+            })
+            .await
+            .unwrap();
+        let mut cfg = RelayConfig::new("100000000000000001");
+        cfg.lease = Duration::from_millis(150);
+        let claim = store
+            .claim(&cfg.owner, cfg.lease, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let sink = Slow(Duration::from_millis(900));
+        let other = async {
+            // Well past the first expiry: a second worker finds nothing to claim.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            store.claim("other", cfg.lease, 10).await.unwrap()
+        };
+        let ((outcome, notes), stolen) =
+            tokio::join!(deliver(&cfg, &store, &sink, claim, None), other);
+        assert!(stolen.is_empty(), "the renewed lease held: {stolen:?}");
+        assert_eq!(outcome, Outcome::Done);
+        assert!(!notes.create_uncertain, "the message id was stored");
+        assert_eq!(store.stats().await.unwrap().pending, 0);
+    }
+}
