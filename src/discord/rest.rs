@@ -458,6 +458,12 @@ impl Rest {
                     });
                 }
             };
+            // A 401 may have come back while this call waited for its lane:
+            // then it must not go out either.
+            if let Err(e) = self.check_suspended() {
+                drop(permit);
+                return Err(e);
+            }
             let resp = inner
                 .client
                 .request(method, &url, &headers, payload.as_deref())
