@@ -181,8 +181,9 @@ pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<(), CliEr
     Ok(())
 }
 
-/// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`), the
-/// routing file and each route's destination, store.
+/// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`, and
+/// `GET /channels/{id}/messages` for READ_MESSAGE_HISTORY), the routing file
+/// and each route's destination, store.
 pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), CliError> {
     let mut s = Settings::load(env_file)?;
     if let Some(path) = config_file {
@@ -221,11 +222,36 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
                         Err(e) => line(false, "token", e.to_string()),
                     }
                     match rt.block_on(rest.channel(&d.channel_id)) {
-                        Ok(ch) => line(
-                            true,
-                            "channel",
-                            format!("#{} ({})", ch["name"].as_str().unwrap_or("?"), d.channel_id),
-                        ),
+                        Ok(ch) => {
+                            let name = format!(
+                                "#{} ({})",
+                                ch["name"].as_str().unwrap_or("?"),
+                                d.channel_id
+                            );
+                            // READ_MESSAGE_HISTORY: how the relay finds a
+                            // message whose create's answer was lost once
+                            // Discord forgot the nonce (relay::reconcile).
+                            // Without it Discord lists nothing, so an empty
+                            // list cannot tell; a refusal can.
+                            const WHY: &str = "READ_MESSAGE_HISTORY, which the relay needs to find a message whose create's answer was lost";
+                            match rt.block_on(rest.recent_messages(&d.channel_id, 1)) {
+                                Ok(list) if !list.is_empty() => line(
+                                    true,
+                                    "channel",
+                                    format!("{name}; reads its messages (READ_MESSAGE_HISTORY)"),
+                                ),
+                                Ok(_) => line(
+                                    true,
+                                    "channel",
+                                    format!("{name}; no messages visible: the channel is empty, or the bot lacks {WHY}"),
+                                ),
+                                Err(e) => line(
+                                    false,
+                                    "channel",
+                                    format!("{name}: cannot read its messages ({WHY}): {e}"),
+                                ),
+                            }
+                        }
                         Err(e) => line(false, "channel", format!("{}: {e}", d.channel_id)),
                     }
                     bot = Some(rest);

@@ -76,6 +76,9 @@ pub struct DiscordConfig {
     pub api_base: String,
     /// Gateway URL override (`ws://` allowed for tests); `None` → ask `GET /gateway/bot`.
     pub gateway_url: Option<String>,
+    /// How long Discord is trusted to remember a create's nonce
+    /// (`DISCORD_NONCE_WINDOW`, seconds; see `RelayConfig::nonce_window`).
+    pub nonce_window: Duration,
 }
 
 impl DiscordConfig {
@@ -524,11 +527,23 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
             ));
         }
     }
+    // Discord remembers a nonce "for the past few minutes": trusting it
+    // longer than 5 minutes would repeat creates it has forgotten.
+    let nonce_window =
+        match s.parse::<u64>("DISCORD_NONCE_WINDOW", "a number of seconds")? {
+            None => crate::relay::DEFAULT_NONCE_WINDOW,
+            Some(n) if n <= 300 => Duration::from_secs(n),
+            Some(_) => return Err(ConfigError::new(
+                "DISCORD_NONCE_WINDOW",
+                "must be at most 300 seconds (Discord remembers a nonce for a few minutes only)",
+            )),
+        };
     Ok(DiscordConfig {
         token,
         channel_id,
         api_base,
         gateway_url,
+        nonce_window,
     })
 }
 
@@ -865,6 +880,26 @@ mod tests {
         s.set("DISCORD_TOKEN", format!("{TOKEN} {TOKEN}"));
         let e = err(&s, &Overrides::default());
         assert!(!e.to_string().contains(TOKEN));
+    }
+
+    #[test]
+    fn the_nonce_window_defaults_to_a_minute_and_stays_inside_discords() {
+        let window = |v: Option<&str>| {
+            let mut s = base();
+            if let Some(v) = v {
+                s.set("DISCORD_NONCE_WINDOW", v);
+            }
+            discord_config(&s).map(|d| d.nonce_window)
+        };
+        assert_eq!(window(None).unwrap(), Duration::from_secs(60));
+        assert_eq!(window(Some("0")).unwrap(), Duration::ZERO);
+        assert_eq!(window(Some("300")).unwrap(), Duration::from_secs(300));
+        for bad in ["301", "-1", "soon"] {
+            assert_eq!(
+                window(Some(bad)).unwrap_err().setting,
+                "DISCORD_NONCE_WINDOW"
+            );
+        }
     }
 
     fn token_of(value: &str) -> Result<String, ConfigError> {

@@ -97,6 +97,7 @@ pub fn message_from_build_doc(
         channel_id: channel_id.to_owned(),
         message_id,
         status,
+        uncertain: None,
     };
     Ok((legacy_build_key(id), m))
 }
@@ -118,11 +119,10 @@ pub async fn import_document<S: Store>(
     report.read += 1;
     match message_from_build_doc(d, channel_id) {
         Ok((key, message)) => {
-            if store.message(&key).await?.is_some() {
-                report.already_present += 1;
-            } else {
-                store.put_message(&key, message).await?;
+            if store.import_message(&key, message).await? {
                 report.imported += 1;
+            } else {
+                report.already_present += 1;
             }
         }
         Err(reason) => {
@@ -216,6 +216,7 @@ mod tests {
                 channel_id: "42".into(),
                 message_id: "1099511627776123456".into(),
                 status: "running".into(),
+                uncertain: None,
             }
         );
     }
@@ -281,8 +282,12 @@ mod tests {
             channel_id: "c".into(),
             message_id: "999".into(),
             status: "success".into(),
+            uncertain: None,
         };
-        store.put_message("build:3", newer.clone()).await.unwrap();
+        assert!(store
+            .import_message("build:3", newer.clone())
+            .await
+            .unwrap());
         let docs = [
             build(Bson::Int64(1), Bson::String("11".into())),
             build(Bson::Int64(2), Bson::String("22".into())),

@@ -237,7 +237,8 @@ pub async fn run_until<S: Store>(
                     shutdown.clone(),
                 ));
             }
-            let rc = RelayConfig::new(d.channel_id.clone());
+            let mut rc = RelayConfig::new(d.channel_id.clone());
+            rc.nonce_window = d.nonce_window;
             tokio::spawn(relay::run(
                 rc,
                 store.clone(),

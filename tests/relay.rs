@@ -69,6 +69,14 @@ impl Sink for ScriptedSink {
     ) -> Result<String, RestError> {
         self.answer(Some(message_id), body)
     }
+    /// No create is ever uncertain here long enough to be looked up (the
+    /// scripted failures are retried within the nonce window).
+    async fn recent_messages(&self, _channel: &str, _limit: u8) -> Result<Vec<Value>, RestError> {
+        Ok(Vec::new())
+    }
+    async fn own_user_id(&self) -> Result<String, RestError> {
+        Ok("1".into())
+    }
 }
 
 /// A build event for build `id` with `status`, from the fixtures.

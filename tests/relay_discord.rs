@@ -617,8 +617,17 @@ impl Store for FlakyStore {
     async fn message(&self, key: &str) -> store::Result<Option<store::MessageRef>> {
         self.inner.message(key).await
     }
-    async fn put_message(&self, key: &str, message: store::MessageRef) -> store::Result<()> {
-        self.inner.put_message(key, message).await
+    async fn put_message(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        message: store::MessageRef,
+    ) -> store::Result<()> {
+        self.inner.put_message(key, owner, token, message).await
+    }
+    async fn import_message(&self, key: &str, message: store::MessageRef) -> store::Result<bool> {
+        self.inner.import_message(key, message).await
     }
     async fn pending(&self, limit: usize) -> store::Result<Vec<store::Event>> {
         self.inner.pending(limit).await

@@ -8,6 +8,9 @@
 //!   a way that works inside the unit's sandbox.
 //! * [`known_time`]: the small file in the state directory.
 //!
+//! * [`wall`]: the wall clock the store stamps records with, read in one
+//!   place so that a test can step it under a running binary.
+//!
 //! [`Clock`] ties them together for the running service. Start-up is never
 //! delayed (a Pi that cannot reach NTP must still take webhooks).
 //!
@@ -23,9 +26,11 @@
 pub mod decision;
 pub mod known_time;
 pub mod sync_source;
+pub mod wall;
 
 pub use decision::{ClockState, Verdict};
 pub use sync_source::SyncSource;
+pub use wall::{now, now_ms, TEST_OFFSET_FILE_ENV};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

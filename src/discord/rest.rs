@@ -94,6 +94,10 @@ pub enum RestError {
     },
     /// The client refuses to call (invalid-request budget spent, or a recent 401).
     Suspended { reason: String },
+    /// A 2xx whose body is not the message Discord sends (a proxy's HTML
+    /// page, JSON without an `id`): the call may well have taken effect, so
+    /// a create must not simply be repeated (the relay looks the message up).
+    Malformed { reason: String },
 }
 
 impl RestError {
@@ -139,6 +143,7 @@ impl fmt::Display for RestError {
                 None => write!(f, "rejected ({status}): {message}"),
             },
             RestError::Suspended { reason } => write!(f, "calls suspended: {reason}"),
+            RestError::Malformed { reason } => write!(f, "malformed answer: {reason}"),
         }
     }
 }
@@ -179,6 +184,8 @@ struct Inner {
     tuning: RestTuning,
     /// Set by a 401: no calls until then.
     suspended_until: Mutex<Option<Instant>>,
+    /// The bot user's id, once `GET /users/@me` told it.
+    user_id: Mutex<Option<String>>,
 }
 
 /// The Discord REST client. Cheap to clone (shared state inside).
@@ -247,6 +254,7 @@ impl Rest {
                 ),
                 tuning,
                 suspended_until: Mutex::new(None),
+                user_id: Mutex::new(None),
             }),
         })
     }
@@ -278,9 +286,10 @@ impl Rest {
         check_id("channel id", channel_id)?;
         let route = Route::new("POST", "/channels/{id}/messages", channel_id);
         let path = format!("/channels/{channel_id}/messages");
-        let v = self.call_json("POST", &route, &path, Some(body)).await?;
+        let bytes = self.call("POST", &route, &path, Some(body)).await?;
+        let id = message_id_of(&route, &bytes)?;
         metrics::global().message_created();
-        message_id(&v)
+        Ok(id)
     }
 
     /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
@@ -294,9 +303,55 @@ impl Rest {
         check_id("message id", message_id)?;
         let route = Route::new("PATCH", "/channels/{id}/messages/{id}", channel_id);
         let path = format!("/channels/{channel_id}/messages/{message_id}");
-        let v = self.call_json("PATCH", &route, &path, Some(body)).await?;
+        let bytes = self.call("PATCH", &route, &path, Some(body)).await?;
+        let id = message_id_of(&route, &bytes)?;
         metrics::global().message_edited();
-        self::message_id(&v)
+        Ok(id)
+    }
+
+    /// `GET /channels/{id}/messages?limit=n`: the channel's newest messages,
+    /// newest first, `limit` clamped to Discord's 1–100. The body is bounded
+    /// like every answer (`max_response_bytes`). Without
+    /// READ_MESSAGE_HISTORY Discord answers an empty list, not an error.
+    pub async fn recent_messages(
+        &self,
+        channel_id: &str,
+        limit: u8,
+    ) -> Result<Vec<serde_json::Value>, RestError> {
+        check_id("channel id", channel_id)?;
+        let limit = limit.clamp(1, 100);
+        let route = Route::new("GET", "/channels/{id}/messages", channel_id);
+        let path = format!("/channels/{channel_id}/messages?limit={limit}");
+        match self.call_json("GET", &route, &path, None).await? {
+            serde_json::Value::Array(list) => Ok(list),
+            _ => Err(RestError::Transient {
+                reason: format!(
+                    "{} answered 2xx with something other than a list",
+                    route.key
+                ),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// The bot user's id (`GET /users/@me`, asked once and remembered): the
+    /// `author.id` of every message this bot posts.
+    pub async fn own_user_id(&self) -> Result<String, RestError> {
+        if let Some(id) = crate::sync::lock(&self.inner.user_id).clone() {
+            return Ok(id);
+        }
+        let me = self.current_user().await?;
+        let id = match me.get("id") {
+            Some(serde_json::Value::String(id)) if is_snowflake(id) => id.clone(),
+            _ => {
+                return Err(RestError::Transient {
+                    reason: "GET /users/@me answered without a user id".into(),
+                    retry_after: None,
+                })
+            }
+        };
+        *crate::sync::lock(&self.inner.user_id) = Some(id.clone());
+        Ok(id)
     }
 
     /// `GET /users/@me`: proves the token works.
@@ -408,6 +463,12 @@ impl Rest {
                     });
                 }
             };
+            // A 401 may have come back while this call waited for its lane:
+            // then it must not go out either.
+            if let Err(e) = self.check_suspended() {
+                drop(permit);
+                return Err(e);
+            }
             let resp = inner
                 .client
                 .request(method, &url, &headers, payload.as_deref())
@@ -538,6 +599,17 @@ fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
             retry_after: None,
         }),
     }
+}
+
+/// The message id in a create's or edit's 2xx body; a body that is not
+/// JSON (a proxy's page) or has no id is [`RestError::Malformed`].
+fn message_id_of(route: &Route, body: &[u8]) -> Result<String, RestError> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| RestError::Malformed {
+        reason: format!("{} answered 2xx with a body that is not JSON", route.key),
+    })?;
+    message_id(&v).map_err(|e| RestError::Malformed {
+        reason: format!("{}: {e}", route.key),
+    })
 }
 
 /// Discord's error JSON (`code`, `message`, optional `errors`), truncated;

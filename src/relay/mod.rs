@@ -11,7 +11,10 @@
 //! Drone server, the build, the channel and the generation ([`nonce`]) with
 //! `enforce_nonce`, so a create that reached Discord just before a
 //! crash returns the same message when repeated; the message id is stored
-//! before the events are marked done.
+//! before the events are marked done. Discord forgets nonces after a few
+//! minutes, so a create's intent is stored before it goes out, and one whose
+//! outcome is uncertain is repeated as is only within `nonce_window`; later
+//! it is looked up in the channel first ([`reconcile`]).
 //!
 //! Failure policy (see README): network errors, timeouts, 5xx and lingering
 //! 429s retry with capped exponential backoff and jitter, forever, the event
@@ -28,11 +31,12 @@
 //!
 //! The parts: [`scheduler`] decides what to do when (a pure state machine
 //! fed `Instant`s), [`deliver`] delivers one claim, [`nonce`] names each
-//! create, [`sink`] is where
+//! create, [`reconcile`] finds an uncertain create's message, [`sink`] is where
 //! messages go, and [`run`] here is the driver that moves claims, outcomes
 //! and time between the store, the sink and the scheduler.
 pub mod deliver;
 pub mod nonce;
+pub mod reconcile;
 pub mod scheduler;
 pub mod sink;
 
@@ -43,13 +47,17 @@ use crate::health::{Component, Health, Status};
 use crate::jitter::Jitter;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use deliver::{deliver, release, Outcome};
+use deliver::{deliver, release, Notes, Outcome};
 use scheduler::{Action, Admission, Scheduler, SchedulerConfig, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+
+/// The default of [`RelayConfig::nonce_window`]: a minute, well inside the
+/// "few minutes" Discord remembers a nonce for.
+pub const DEFAULT_NONCE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Relay tuning.
 #[derive(Clone, Debug)]
@@ -68,6 +76,11 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// How long delivery pauses after Discord refused the token or channel.
     pub auth_pause: Duration,
+    /// How long Discord is trusted to remember a create's nonce: within it a
+    /// create with an uncertain outcome is repeated as is, after it the
+    /// channel is searched first (`DISCORD_NONCE_WINDOW`; Discord says "a
+    /// few minutes", so the default stays well inside).
+    pub nonce_window: Duration,
 }
 
 impl RelayConfig {
@@ -81,6 +94,7 @@ impl RelayConfig {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             auth_pause: Duration::from_secs(600),
+            nonce_window: DEFAULT_NONCE_WINDOW,
         }
     }
 
@@ -95,6 +109,7 @@ impl RelayConfig {
             stats_interval: Duration::from_secs(1),
             probe_interval: Duration::from_secs(1),
             drain: Duration::from_secs(5),
+            nonce_window: self.nonce_window,
         }
     }
 }
@@ -129,7 +144,7 @@ pub async fn run<S: Store, K: Sink>(
         Jitter::random(),
         Instant::now(),
     );
-    let mut tasks: JoinSet<Outcome> = JoinSet::new();
+    let mut tasks: JoinSet<(Outcome, Notes)> = JoinSet::new();
     let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
 
     loop {
@@ -141,10 +156,14 @@ pub async fn run<S: Store, K: Sink>(
         sched.set_store_writable(health.get(Component::Store).ok);
         match sched.next(Instant::now()) {
             Action::Stop { drain_until } => {
-                drain(&mut tasks, &mut keys, drain_until, |key, outcome| {
-                    let verdict = sched.finished(&key, &outcome, Instant::now());
-                    report(&cfg, &health, &sched, &key, outcome, verdict);
-                })
+                drain(
+                    &mut tasks,
+                    &mut keys,
+                    drain_until,
+                    |key, (outcome, notes)| {
+                        finished(&cfg, &health, &mut sched, &key, outcome, notes)
+                    },
+                )
                 .await;
                 return;
             }
@@ -178,8 +197,9 @@ pub async fn run<S: Store, K: Sink>(
                             Admission::Deliver => {
                                 let (cfg, store, sink) = (cfg.clone(), store.clone(), sink.clone());
                                 let key = claim.key.clone();
+                                let trusted = sched.nonce_trusted_until(&key);
                                 let handle = tasks.spawn(async move {
-                                    deliver(&cfg, &*store, &*sink, claim).await
+                                    deliver(&cfg, &*store, &*sink, claim, trusted).await
                                 });
                                 keys.insert(handle.id(), key);
                             }
@@ -202,17 +222,16 @@ pub async fn run<S: Store, K: Sink>(
                     biased;
                     _ = shutdown.wait() => sched.shutdown(Instant::now()),
                     Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                        let (id, outcome) = match joined {
+                        let (id, (outcome, notes)) = match joined {
                             Ok(r) => r,
                             Err(e) => {
                                 tracing::error!(error = %e, "delivery task failed");
                                 let reason = "delivery task failed".to_string();
-                                (e.id(), Outcome::Retry { after: Duration::ZERO, reason })
+                                (e.id(), (Outcome::Retry { after: Duration::ZERO, reason }, Notes::default()))
                             }
                         };
                         if let Some(key) = keys.remove(&id) {
-                            let verdict = sched.finished(&key, &outcome, Instant::now());
-                            report(&cfg, &health, &sched, &key, outcome, verdict);
+                            finished(&cfg, &health, &mut sched, &key, outcome, notes);
                         }
                     }
                     _ = wake.notified() => sched.woke(),
@@ -220,6 +239,29 @@ pub async fn run<S: Store, K: Sink>(
                 }
             }
         }
+    }
+}
+
+/// A delivery task ended: tell the scheduler, the logs and health.
+fn finished(
+    cfg: &RelayConfig,
+    health: &Health,
+    sched: &mut Scheduler,
+    key: &str,
+    outcome: Outcome,
+    notes: Notes,
+) {
+    if notes.create_uncertain {
+        sched.create_uncertain(key);
+    }
+    let verdict = sched.finished(key, &outcome, Instant::now());
+    report(cfg, health, sched, key, outcome, verdict);
+    if let Some(why) = notes.malformed {
+        // Until a later delivery succeeds (that sets "delivering").
+        tracing::warn!(key = %key, reason = %why, "Discord answered with a malformed 2xx");
+        health.set(Component::Discord, Status::failed(format!(
+            "Discord answered with a malformed 2xx ({why}); the message is looked up in the channel before anything is posted again"
+        )));
     }
 }
 
@@ -260,10 +302,10 @@ fn report(
 /// that finishes meanwhile is reported like any other, so health does not keep
 /// a stale failure that the last deliveries already cleared.
 async fn drain(
-    tasks: &mut JoinSet<Outcome>,
+    tasks: &mut JoinSet<(Outcome, Notes)>,
     keys: &mut HashMap<tokio::task::Id, String>,
     until: Instant,
-    mut finished: impl FnMut(String, Outcome),
+    mut finished: impl FnMut(String, (Outcome, Notes)),
 ) {
     let drained = tokio::time::timeout_at(until.into(), async {
         while let Some(joined) = tasks.join_next_with_id().await {

@@ -19,7 +19,9 @@
 //! * slot accounting (at most `max_in_flight` deliveries) and starvation
 //!   avoidance: keys that are backing off are claimed and handed straight
 //!   back, so they never hold a slot and healthy keys behind them go on;
-//! * when to refresh the queue figures and when to wake next.
+//! * when to refresh the queue figures and when to wake next;
+//! * how long a create with an uncertain outcome may be repeated as is
+//!   (Discord's nonce window, [`Scheduler::nonce_trusted_until`]).
 //!
 //! Because every deadline is an `Instant` handed in by the driver (the
 //! monotonic clock), a step of the wall clock cannot shorten or stretch a
@@ -48,6 +50,10 @@ pub struct SchedulerConfig {
     pub probe_interval: Duration,
     /// At shutdown, deliveries in flight get this long to finish.
     pub drain: Duration,
+    /// How long after a create with an uncertain outcome it may be repeated
+    /// as is, trusting Discord to remember its nonce; later it is looked up
+    /// first (`relay::reconcile`).
+    pub nonce_window: Duration,
 }
 
 /// What the driver should do now.
@@ -126,6 +132,9 @@ pub struct Scheduler {
     destinations: Vec<String>,
     in_flight: HashMap<String, Flight>,
     backoffs: HashMap<String, KeyBackoff>,
+    /// Keys whose create in this process had an uncertain outcome: when the
+    /// first such delivery was admitted (the earliest the nonce was sent).
+    uncertain: HashMap<String, Instant>,
     refused_all: Option<Pause>,
     refused: HashMap<String, Pause>,
     store_writable: bool,
@@ -159,6 +168,7 @@ impl Scheduler {
             destinations,
             in_flight: HashMap::new(),
             backoffs: HashMap::new(),
+            uncertain: HashMap::new(),
             refused_all: None,
             refused: HashMap::new(),
             store_writable: true,
@@ -248,6 +258,25 @@ impl Scheduler {
         Admission::Deliver
     }
 
+    /// The delivery of `key`, still in flight, sent a create whose outcome
+    /// is uncertain. Call before [`Scheduler::finished`].
+    pub fn create_uncertain(&mut self, key: &str) {
+        if let Some(f) = self.in_flight.get(key) {
+            self.uncertain.entry(key.to_string()).or_insert(f.admitted);
+        }
+    }
+
+    /// Until when a create of `key` may be repeated as is: Discord still
+    /// remembers the nonce of the uncertain create this process sent. `None`
+    /// (no such create in this process, e.g. after a restart): look it up
+    /// first. Measured on the monotonic clock, from the admission of the
+    /// delivery that first sent it, so no wall-clock step stretches it.
+    pub fn nonce_trusted_until(&self, key: &str) -> Option<Instant> {
+        self.uncertain
+            .get(key)
+            .map(|t| later(*t, self.cfg.nonce_window))
+    }
+
     /// The delivery of `key` ended with `outcome`: free its slot, and back
     /// off, pause or resume accordingly.
     pub fn finished(&mut self, key: &str, outcome: &Outcome, now: Instant) -> Verdict {
@@ -256,6 +285,7 @@ impl Scheduler {
         match outcome {
             Outcome::Done | Outcome::DeadLettered => {
                 self.backoffs.remove(key);
+                self.uncertain.remove(key);
                 // Fresh queue figures soon after a change.
                 self.next_stats = self.next_stats.min(now);
                 let mut resumed = false;

@@ -25,6 +25,16 @@ pub trait Sink: Send + Sync + 'static {
         message_id: &str,
         body: &Value,
     ) -> impl Future<Output = Result<String, RestError>> + Send;
+    /// The channel's newest messages (as Discord returns them), newest
+    /// first, at most `limit`: where the relay looks for a message whose
+    /// create had an uncertain outcome.
+    fn recent_messages(
+        &self,
+        channel_id: &str,
+        limit: u8,
+    ) -> impl Future<Output = Result<Vec<Value>, RestError>> + Send;
+    /// The id of the user this sink posts as (the `author.id` of its messages).
+    fn own_user_id(&self) -> impl Future<Output = Result<String, RestError>> + Send;
 }
 
 impl Sink for Rest {
@@ -38,6 +48,12 @@ impl Sink for Rest {
         body: &Value,
     ) -> Result<String, RestError> {
         self.edit_message(channel_id, message_id, body).await
+    }
+    async fn recent_messages(&self, channel_id: &str, limit: u8) -> Result<Vec<Value>, RestError> {
+        Rest::recent_messages(self, channel_id, limit).await
+    }
+    async fn own_user_id(&self) -> Result<String, RestError> {
+        Rest::own_user_id(self).await
     }
 }
 
@@ -76,5 +92,16 @@ impl Sink for DryRun {
         tracing::info!(channel = channel_id, message_id, body = %body, "dry-run: would edit message");
         self.preview.record(channel_id, message_id, body);
         Ok(message_id.to_string())
+    }
+    /// Nothing was posted, so there is nothing to find.
+    async fn recent_messages(
+        &self,
+        _channel_id: &str,
+        _limit: u8,
+    ) -> Result<Vec<Value>, RestError> {
+        Ok(Vec::new())
+    }
+    async fn own_user_id(&self) -> Result<String, RestError> {
+        Ok("dry-run".into())
     }
 }

@@ -45,6 +45,9 @@ pub async fn run_all<B: Backend>(b: &B) {
     stale_holders_are_fenced(b).await;
     coalescing_and_partial_complete(b).await;
     message_map(b).await;
+    put_message_is_fenced(b).await;
+    renew_extends_a_lease(b).await;
+    uncertain_creates_are_kept(b).await;
     dead_letters(b).await;
     dead_letters_are_retried_and_purged(b).await;
     replay_dedupe(b).await;
@@ -98,6 +101,7 @@ fn message(id: &str, status: &str) -> MessageRef {
         channel_id: "111".into(),
         message_id: id.into(),
         status: status.into(),
+        uncertain: None,
     }
 }
 
@@ -130,12 +134,13 @@ pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
         let seq_a = append(&s, Some(&k1), 1).await;
         let seq_b = append(&s, None, 2).await;
         append(&s, Some("build:2"), 3).await;
-        ok(
-            s.put_message(&k1, message("m1", "running")).await,
-            "put_message",
-        );
         let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
         assert_eq!(keys(&c).len(), 3);
+        ok(
+            s.put_message(&k1, "w", token(&c, &k1), message("m1", "running"))
+                .await,
+            "put_message",
+        );
         ok(
             s.dead_letter(
                 "build:2",
@@ -512,8 +517,12 @@ pub async fn message_map<B: Backend>(b: &B) {
     {
         let s = open(b, name).await;
         assert_eq!(ok(s.message("build:1").await, "message"), None);
+        let seq1 = append(&s, Some("build:1"), 0).await;
+        let c1 = claim(&s, "w", 10).await;
+        let t1 = token(&c1, "build:1");
         ok(
-            s.put_message("build:1", message("m1", "pending")).await,
+            s.put_message("build:1", "w", t1, message("m1", "pending"))
+                .await,
             "put",
         );
         assert_eq!(
@@ -521,12 +530,17 @@ pub async fn message_map<B: Backend>(b: &B) {
             Some(message("m1", "pending"))
         );
         ok(
-            s.put_message("build:1", message("m1", "running")).await,
+            s.put_message("build:1", "w", t1, message("m1", "running"))
+                .await,
             "overwrite",
         );
         assert_eq!(
             ok(s.message("build:1").await, "message"),
             Some(message("m1", "running"))
+        );
+        ok(
+            s.complete("build:1", "w", t1, seq1, None).await,
+            "complete without a message keeps the stored one",
         );
         let seq = append(&s, Some("build:2"), 1).await;
         let c = claim(&s, "w", 10).await;
@@ -553,6 +567,144 @@ pub async fn message_map<B: Backend>(b: &B) {
         Some(message("m2", "success"))
     );
     assert_eq!(ok(s.message("build:3").await, "message"), None);
+}
+
+/// `put_message` is fenced like `complete`: a holder whose lease expired
+/// and was claimed again cannot overwrite what the new holder stored (nor
+/// store anything first), and a key nobody holds cannot be written at all.
+/// `import_message` never replaces a known message.
+pub async fn put_message_is_fenced<B: Backend>(b: &B) {
+    let s = open(b, "put_message_is_fenced").await;
+    let k = build_key("drone.test", 7, 9);
+    append(&s, Some(&k), 1).await;
+    let stale = ok(s.claim("w1", SHORT_LEASE, 10).await, "claim");
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
+    let fresh = claim(&s, "w2", 10).await;
+    assert_eq!(keys(&fresh), vec![k.as_str()]);
+    let fenced = |r: Result<()>, what: &str| match r {
+        Err(super::StoreError::Fenced(_)) => {}
+        other => panic!("{what}: expected Fenced, got {other:?}"),
+    };
+    fenced(
+        s.put_message(&k, "w1", stale[0].token, message("m-stale", "running"))
+            .await,
+        "stale put_message before the holder wrote",
+    );
+    assert_eq!(ok(s.message(&k).await, "message"), None, "nothing stored");
+    ok(
+        s.put_message(&k, "w2", fresh[0].token, message("m1", "success"))
+            .await,
+        "put_message by the holder",
+    );
+    fenced(
+        s.put_message(&k, "w1", stale[0].token, message("m-stale", "running"))
+            .await,
+        "stale put_message after the holder wrote",
+    );
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        Some(message("m1", "success")),
+        "the holder's message stays"
+    );
+    fenced(
+        s.put_message("build:404", "w", 1, message("m", "running"))
+            .await,
+        "put_message without a lease",
+    );
+    assert!(
+        !ok(
+            s.import_message(&k, message("m-old", "pending")).await,
+            "import"
+        ),
+        "import over a known message stores nothing"
+    );
+    assert!(ok(
+        s.import_message("build:new", message("m2", "pending"))
+            .await,
+        "import"
+    ));
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        Some(message("m1", "success"))
+    );
+    assert_eq!(
+        ok(s.message("build:new").await, "message"),
+        Some(message("m2", "pending"))
+    );
+}
+
+/// A renewed lease holds past its first expiry (by the store's clock), so a
+/// long delivery keeps its key; the holder can still complete it after.
+pub async fn renew_extends_a_lease<B: Backend>(b: &B) {
+    let s = open(b, "renew_extends_a_lease").await;
+    let seq = append(&s, Some("A"), 1).await;
+    let c = ok(s.claim("w1", SHORT_LEASE, 10).await, "claim");
+    assert_eq!(keys(&c), vec!["A"]);
+    for _ in 0..3 {
+        tokio::time::sleep(SHORT_LEASE / 2).await;
+        ok(s.renew("A", "w1", c[0].token, LEASE).await, "renew");
+    }
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
+    assert!(
+        claim(&s, "w2", 10).await.is_empty(),
+        "a renewed lease is not taken over after its first expiry"
+    );
+    ok(
+        s.complete("A", "w1", c[0].token, seq, None).await,
+        "the holder completes",
+    );
+    assert_eq!(ok(s.stats().await, "stats").pending, 0);
+}
+
+/// A message with an uncertain create (written before the create goes out)
+/// reads back as written, survives a reopen, and is cleared by the next
+/// `put_message`.
+pub async fn uncertain_creates_are_kept<B: Backend>(b: &B) {
+    let name = "uncertain_creates_are_kept";
+    let k = build_key("drone.test", 7, 11);
+    let pending_create = MessageRef {
+        channel_id: "111".into(),
+        message_id: String::new(),
+        status: "pending".into(),
+        uncertain: Some(super::UncertainCreate {
+            channel_id: "111".into(),
+            generation: 7,
+            since_ms: T0,
+        }),
+    };
+    let first = {
+        let s = open(b, name).await;
+        append(&s, Some(&k), 1).await;
+        let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
+        ok(
+            s.put_message(&k, "w", c[0].token, pending_create.clone())
+                .await,
+            "put the intent",
+        );
+        assert_eq!(
+            ok(s.message(&k).await, "message"),
+            Some(pending_create.clone())
+        );
+        c[0].token
+    };
+    let s = open(b, name).await;
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        Some(pending_create.clone()),
+        "the intent survives a reopen"
+    );
+    tokio::time::sleep(SHORT_LEASE + Duration::from_millis(200)).await;
+    let c = claim(&s, "w2", 10).await;
+    let t = token(&c, &k);
+    assert!(t > first, "a later claim carries a larger token");
+    ok(
+        s.put_message(&k, "w2", t, message("m1", "pending")).await,
+        "the outcome replaces the intent",
+    );
+    assert_eq!(
+        ok(s.message(&k).await, "message"),
+        Some(message("m1", "pending"))
+    );
 }
 
 /// Dead-lettered events are moved aside with their reason, are no longer

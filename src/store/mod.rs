@@ -98,6 +98,27 @@ pub struct MessageRef {
     /// Drone build status last shown in the message (for the rule that a
     /// final status never regresses to running/pending).
     pub status: String,
+    /// A create for this key that was sent (or about to be) and whose outcome
+    /// is not known yet: written before the create goes out and cleared when
+    /// its message id is stored, so it survives a crash, a lost answer, a
+    /// malformed 2xx or a store failure after the create. `message_id` is
+    /// then the message the create replaces, or empty. The relay looks for
+    /// the message in the channel before it creates again (see
+    /// `relay::reconcile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<UncertainCreate>,
+}
+
+/// A create whose outcome is not known (see [`MessageRef::uncertain`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncertainCreate {
+    /// Where the create went.
+    pub channel_id: String,
+    /// The generation of its nonce (`relay::nonce`), so a repeat reuses it.
+    pub generation: u32,
+    /// Wall-clock ms when it was first sent: for people reading the store,
+    /// never for timing (a clock step must not matter).
+    pub since_ms: u64,
 }
 
 /// A unit of relay work: the oldest pending events of one key, in seq order,
@@ -351,12 +372,28 @@ pub trait Store: Send + Sync + 'static {
     fn message(&self, key: &str) -> impl Future<Output = Result<Option<MessageRef>>> + Send;
 
     /// Record (durably) the message for `key` without touching the queue:
-    /// called right after a create succeeds, before anything else can fail.
+    /// called before a create is sent (its intent, see
+    /// [`MessageRef::uncertain`]) and right after it succeeded, before
+    /// anything else can fail. Fenced like [`Store::complete`]: refused with
+    /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
+    /// the lease `token` on `key`, so a stale holder cannot overwrite what
+    /// the current one stored.
     fn put_message(
         &self,
         key: &str,
+        owner: &str,
+        token: u64,
         message: MessageRef,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Record `message` for `key` unless `key` already has one (`Ok(false)`
+    /// then, and nothing changes). Not fenced: for `migrate`, which imports
+    /// the old service's map and never replaces a message already known.
+    fn import_message(
+        &self,
+        key: &str,
+        message: MessageRef,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Pending events, oldest first, at most `limit`.
     fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Event>>> + Send;
@@ -409,13 +446,10 @@ pub fn claim_has_room(count: usize, bytes: usize, next: usize) -> bool {
     count == 0 || (count < MAX_CLAIM_EVENTS && bytes.saturating_add(next) <= MAX_CLAIM_BYTES)
 }
 
-/// Wall-clock time in ms since the Unix epoch: the unit of the timestamps
-/// the store keeps (received, failed); never used for leases.
+/// Wall-clock time in ms since the Unix epoch ([`crate::clock`]): the unit
+/// of the timestamps the store keeps (received, failed); never used for leases.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }
 
 /// Ordering key for a build event: `build:<host>:<repo id>:<build id>`.

@@ -46,7 +46,8 @@ use super::schema::{self, Step, UNVERSIONED};
 use super::{
     build_key_of_body, claim_has_room, fits, fits_all, full_message, legacy_build_id,
     legacy_key_of, Appended, Bounds, Claim, DeadLetter, DeadSelection, Event, MessageRef, NewEvent,
-    Result, Seq, Stats, Store, StoreError, Usage, MAX_CLAIM_EVENTS, REPLAY_RETENTION_MS,
+    Result, Seq, Stats, Store, StoreError, UncertainCreate, Usage, MAX_CLAIM_EVENTS,
+    REPLAY_RETENTION_MS,
 };
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
@@ -218,12 +219,42 @@ fn decode_event(d: &Document) -> Result<Event> {
 }
 
 fn message_doc(key: &str, m: &MessageRef) -> Result<Document> {
-    Ok(doc! {
+    let mut d = doc! {
         "_id": key,
         "channel_id": &m.channel_id,
         "message_id": &m.message_id,
         "status": &m.status,
-    })
+    };
+    if let Some(u) = &m.uncertain {
+        d.insert(
+            "uncertain",
+            doc! {
+                "channel_id": &u.channel_id,
+                "generation": i64::from(u.generation),
+                "since_ms": i64_of(u.since_ms, "since_ms")?,
+            },
+        );
+    }
+    Ok(d)
+}
+
+/// The optional `uncertain` sub-document of a message (see [`MessageRef::uncertain`]).
+fn decode_uncertain(d: &Document, what: &str) -> Result<Option<UncertainCreate>> {
+    let Some(u) = d.get("uncertain") else {
+        return Ok(None);
+    };
+    let Some(u) = u.as_document() else {
+        return Err(StoreError::Corrupt(format!(
+            "{what}: uncertain is not a document"
+        )));
+    };
+    let generation = u32::try_from(u64_field(u, "generation", what)?)
+        .map_err(|_| StoreError::Corrupt(format!("{what}: generation out of range")))?;
+    Ok(Some(UncertainCreate {
+        channel_id: str_field(u, "channel_id", what)?,
+        generation,
+        since_ms: u64_field(u, "since_ms", what)?,
+    }))
 }
 
 fn decode_message(key: &str, d: &Document) -> Result<MessageRef> {
@@ -232,6 +263,7 @@ fn decode_message(key: &str, d: &Document) -> Result<MessageRef> {
         channel_id: str_field(d, "channel_id", &what)?,
         message_id: str_field(d, "message_id", &what)?,
         status: str_field(d, "status", &what)?,
+        uncertain: decode_uncertain(d, &what)?,
     })
 }
 
@@ -440,15 +472,17 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn insert_message_if_absent(&self, key: &str, m: &MessageRef) -> Result<()> {
+    /// Store `m` for `key` unless it has a message; whether it stored it.
+    async fn insert_message_if_absent(&self, key: &str, m: &MessageRef) -> Result<bool> {
         let mut fields = message_doc(key, m)?;
         fields.remove("_id");
-        self.messages()
+        let r = self
+            .messages()
             .update_one(doc! { "_id": key }, doc! { "$setOnInsert": fields })
             .upsert(true)
             .await
             .map_err(|e| unavailable("store message", e))?;
-        Ok(())
+        Ok(r.upserted_id.is_some())
     }
 
     /// See `embedded::migrations::adopt_legacy_message`: a namespaced build
@@ -861,6 +895,8 @@ impl MongoStore {
         let t = i64_of(token, "token")?;
         let mut d = message_doc(key, m)?;
         d.insert("fence", t);
+        // Its time, for retention.
+        d.insert("updated_ms", i64_of(crate::store::now_ms(), "updated_ms")?);
         let filter = doc! { "_id": key, "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
         match self.messages().replace_one(filter, d).upsert(true).await {
             Ok(_) => Ok(()),
@@ -982,16 +1018,19 @@ impl MongoStore {
         }
     }
 
-    async fn op_put_message(&self, key: &str, message: MessageRef) -> Result<()> {
-        let mut d = message_doc(key, &message)?;
-        // Its time, for retention.
-        d.insert("updated_ms", i64_of(crate::store::now_ms(), "updated_ms")?);
-        self.messages()
-            .replace_one(doc! { "_id": key }, d)
-            .upsert(true)
-            .await
-            .map_err(|e| unavailable("store message", e))?;
-        Ok(())
+    async fn op_put_message(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        message: MessageRef,
+    ) -> Result<()> {
+        self.check_lease(key, owner, token).await?;
+        self.put_fenced_message(key, token, &message).await
+    }
+
+    async fn op_import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
+        self.insert_message_if_absent(key, &message).await
     }
 
     async fn op_pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -1200,8 +1239,22 @@ impl Store for MongoStore {
         within("message", self.op_message(key)).await
     }
 
-    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
-        within("put_message", self.op_put_message(key, message)).await
+    async fn put_message(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        message: MessageRef,
+    ) -> Result<()> {
+        within(
+            "put_message",
+            self.op_put_message(key, owner, token, message),
+        )
+        .await
+    }
+
+    async fn import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
+        within("import_message", self.op_import_message(key, message)).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -1310,6 +1363,7 @@ mod tests {
             channel_id: "1".into(),
             message_id: "2".into(),
             status: "success".into(),
+            uncertain: None,
         };
         assert_eq!(
             decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(),
@@ -1335,6 +1389,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: "1100000000000000001".into(),
             status: "success".into(),
+            uncertain: None,
         };
         assert_eq!(decode_message("build:2088", &old).unwrap(), m);
     }

@@ -534,6 +534,24 @@ impl FakeDiscord {
         id
     }
 
+    /// [`seed_message`](Self::seed_message) with a given id: a message an
+    /// older release posted, whose id a store from that release holds.
+    pub fn seed_message_with_id(&self, id: &str, channel: &str, author: Value, body: Value) {
+        let mut s = self.lock();
+        let mut msg = match body {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        msg.insert("id".into(), json!(id));
+        msg.insert("channel_id".into(), json!(channel));
+        msg.insert("author".into(), author);
+        msg.insert("timestamp".into(), json!(snowflake_timestamp(id)));
+        let msg = Value::Object(msg);
+        s.messages.insert(id.to_string(), msg.clone());
+        s.history.insert(id.to_string(), vec![msg]);
+        s.order.push(id.to_string());
+    }
+
     /// Next call (any route) gets `resp`, once.
     pub fn push(&self, resp: Canned) {
         self.push_n(1, resp);

@@ -16,6 +16,7 @@ fn cfg() -> SchedulerConfig {
         stats_interval: S,
         probe_interval: S,
         drain: 5 * S,
+        nonce_window: 60 * S,
     }
 }
 
@@ -473,4 +474,32 @@ fn backoff_grows_and_is_capped_with_random_jitter() {
         assert!(*d <= c.max_backoff, "attempt {}: {d:?}", a + 1);
     }
     assert!(delays[29] >= c.max_backoff / 2);
+}
+
+#[test]
+fn an_uncertain_create_is_trusted_for_the_nonce_window_from_its_admission() {
+    let t0 = Instant::now();
+    let mut s = sched(t0);
+    assert_eq!(s.nonce_trusted_until("build:1"), None, "nothing sent yet");
+    assert_eq!(s.admit("build:1", CH, t0), Admission::Deliver);
+    s.create_uncertain("build:1");
+    s.finished("build:1", &retry(), t0 + 5 * S);
+    assert_eq!(
+        s.nonce_trusted_until("build:1"),
+        Some(t0 + 60 * S),
+        "from the admission, not the finish"
+    );
+    // A later uncertain attempt does not move the window: Discord counts
+    // from the first create with that nonce.
+    assert_eq!(s.admit("build:1", CH, t0 + 30 * S), Admission::Deliver);
+    s.create_uncertain("build:1");
+    s.finished("build:1", &retry(), t0 + 31 * S);
+    assert_eq!(s.nonce_trusted_until("build:1"), Some(t0 + 60 * S));
+    // Delivered: forgotten.
+    assert_eq!(s.admit("build:1", CH, t0 + 90 * S), Admission::Deliver);
+    s.finished("build:1", &Outcome::Done, t0 + 91 * S);
+    assert_eq!(s.nonce_trusted_until("build:1"), None);
+    // Only a key in flight can be marked.
+    s.create_uncertain("build:2");
+    assert_eq!(s.nonce_trusted_until("build:2"), None);
 }

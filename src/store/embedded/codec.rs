@@ -163,7 +163,7 @@ mod tests {
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             s.append(ev(Some("build:1"), 1, None, b"ok")).await.unwrap();
-            s.put_message("build:1", msg("m")).await.unwrap();
+            assert!(s.import_message("build:1", msg("m")).await.unwrap());
             let txn = s.shared.current().unwrap().begin_write().unwrap();
             {
                 txn.open_table(EVENTS)
@@ -269,6 +269,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: "1100000000000000001".into(),
             status: "success".into(),
+            uncertain: None,
         };
         assert_eq!(decode_message("build:1", MESSAGE_0_1_0).unwrap(), want);
         let dir = tempfile::tempdir().unwrap();

@@ -56,6 +56,13 @@ pub(super) enum Op {
     },
     PutMessage {
         key: String,
+        owner: String,
+        token: u64,
+        message: MessageRef,
+    },
+    /// Store a message unless the key has one (answers [`Reply::Imported`]).
+    ImportMessage {
+        key: String,
         message: MessageRef,
     },
     /// Move a key's events up to an undecodable one to the dead letters
@@ -87,6 +94,8 @@ impl Op {
 /// What a committed [`Op`] answers.
 pub(super) enum Reply {
     Appended(Appended),
+    /// Whether an [`Op::ImportMessage`] stored its message.
+    Imported(bool),
     /// The append was refused: the queue is at its bounds (the text says which).
     Full(String),
     /// How many dead letters a retry or purge moved.
@@ -357,10 +366,24 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     }
                     Reply::Done
                 }
-                Op::PutMessage { key, message } => {
+                Op::PutMessage {
+                    key,
+                    owner,
+                    token,
+                    message,
+                } => {
+                    leases.check(key, owner, *token)?;
                     put_message(&mut t, key, message)?;
                     kept.touch(key, now)?;
                     Reply::Done
+                }
+                Op::ImportMessage { key, message } => {
+                    let known = t.messages.get(key.as_str()).ctx("read message")?.is_some();
+                    if !known {
+                        put_message(&mut t, key, message)?;
+                        kept.touch(key, now)?;
+                    }
+                    Reply::Imported(!known)
                 }
                 Op::SetAside {
                     key,

@@ -197,6 +197,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: id.into(),
             status: status.into(),
+            uncertain: None,
         }
     }
 

@@ -280,7 +280,7 @@ impl Store for EmbeddedStore {
         match self.write(Op::Append(ev)).await? {
             Reply::Appended(a) => Ok(a),
             Reply::Full(m) => Err(StoreError::Full(m)),
-            Reply::Done | Reply::Count(_) => Err(StoreError::Unavailable(
+            Reply::Done | Reply::Count(_) | Reply::Imported(_) => Err(StoreError::Unavailable(
                 "store writer answered an append oddly".into(),
             )),
         }
@@ -290,7 +290,7 @@ impl Store for EmbeddedStore {
         match self.write(Op::RetryDead(which)).await? {
             Reply::Count(n) => Ok(n),
             Reply::Full(m) => Err(StoreError::Full(m)),
-            Reply::Appended(_) | Reply::Done => Err(StoreError::Unavailable(
+            Reply::Appended(_) | Reply::Done | Reply::Imported(_) => Err(StoreError::Unavailable(
                 "store writer answered a retry oddly".into(),
             )),
         }
@@ -386,12 +386,35 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_message(&self, key: &str, message: MessageRef) -> Result<()> {
+    async fn put_message(
+        &self,
+        key: &str,
+        owner: &str,
+        token: u64,
+        message: MessageRef,
+    ) -> Result<()> {
         self.write_done(Op::PutMessage {
             key: key.to_owned(),
+            owner: owner.to_owned(),
+            token,
             message,
         })
         .await
+    }
+
+    async fn import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
+        match self
+            .write(Op::ImportMessage {
+                key: key.to_owned(),
+                message,
+            })
+            .await?
+        {
+            Reply::Imported(stored) => Ok(stored),
+            _ => Err(StoreError::Unavailable(
+                "store writer answered an import oddly".into(),
+            )),
+        }
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -522,7 +545,7 @@ mod tests {
                     .unwrap(),
                 Appended::Queued(3)
             );
-            s.put_message("build:1", msg("m1")).await.unwrap();
+            assert!(s.import_message("build:1", msg("m1")).await.unwrap());
         }
         let mode = std::fs::metadata(&state).unwrap().permissions();
         assert_eq!(
@@ -604,7 +627,7 @@ mod tests {
             .await
             .unwrap();
         }
-        s.put_message("build:9", msg("m9")).await.unwrap();
+        assert!(s.import_message("build:9", msg("m9")).await.unwrap());
         std::process::abort();
     }
 

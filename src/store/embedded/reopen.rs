@@ -109,7 +109,10 @@ mod tests {
             "append",
         );
         unavailable(s.probe().await, "probe");
-        unavailable(s.put_message("build:1", msg("m")).await, "put_message");
+        unavailable(
+            s.import_message("build:1", msg("m")).await.map(drop),
+            "import_message",
+        );
 
         faults.set_full(false);
         s.probe()

@@ -162,9 +162,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let b = Bounds::default();
-        s.put_message("build:old", msg("m-old")).await.unwrap();
-        s.put_message("build:new", msg("m-new")).await.unwrap();
-        s.put_message("build:busy", msg("m-busy")).await.unwrap();
+        assert!(s.import_message("build:old", msg("m-old")).await.unwrap());
+        assert!(s.import_message("build:new", msg("m-new")).await.unwrap());
+        assert!(s.import_message("build:busy", msg("m-busy")).await.unwrap());
         // A key with pending events keeps its message.
         s.append(ev(Some("build:busy"), 1, None, b"z"))
             .await
@@ -248,7 +248,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
-            s.put_message("build:1", msg("m1")).await.unwrap();
+            assert!(s.import_message("build:1", msg("m1")).await.unwrap());
             // As if written by a release without the retention tables.
             let txn = s.shared.current().unwrap().begin_write().unwrap();
             txn.delete_table(MESSAGE_TIMES).unwrap();
