@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::builds::build_update;
-use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord};
+use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord, Fault};
 use support::fixtures::fixture_json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -1284,6 +1284,39 @@ async fn lost_create_answer_is_retried_with_the_same_nonce_and_posts_once() {
     assert_eq!(fake.messages().len(), 1, "the nonce kept it to one message");
     assert_history_in_order(fake, 7, 1);
     assert!(shows(fake, 7, &build_body(7, 1, "success")));
+}
+
+/// Found by the fault suite (SIGKILL mid-burst): a create reached Discord,
+/// its answer was lost, and by the retry the build had moved on. Discord
+/// answers the retry's nonce with the first message, unchanged, showing the
+/// older state; the relay must still bring it to the newest one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_with_its_nonces_earlier_message_is_edited_to_the_newest_state() {
+    let fake = FakeDiscord::start().await;
+    fake.push_fault_for("POST", "/channels/", 1, Fault::ProcessThenDrop);
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    // A retry well after the next event is queued.
+    let mut cfg = relay_config();
+    cfg.base_backoff = Duration::from_secs(6);
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    rig.push(8, build_body(8, 0, "pending")).await;
+    assert!(
+        rig.fake
+            .wait_until(LONG, |f| f.messages().len() == 1)
+            .await,
+        "the first create reached Discord"
+    );
+    rig.push(8, build_body(8, 1, "success")).await;
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let fake = &rig.fake;
+    assert_eq!(fake.count("POST /channels/{id}/messages"), 2, "{:?}", fake.calls());
+    assert_eq!(fake.messages().len(), 1, "the nonce kept it to one message");
+    assert!(
+        shows(fake, 8, &build_body(8, 1, "success")),
+        "the build must end showing its final state: {:?}",
+        fake.messages()
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -274,11 +274,26 @@ impl Rest {
         channel_id: &str,
         body: &serde_json::Value,
     ) -> Result<String, RestError> {
+        self.create_message_checked(channel_id, body)
+            .await
+            .map(|c| c.id)
+    }
+
+    /// [`Rest::create_message`], also telling whether the message Discord
+    /// answered with shows `body` (see [`Created`]).
+    pub async fn create_message_checked(
+        &self,
+        channel_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<Created, RestError> {
         check_id("channel id", channel_id)?;
         let route = Route::new("POST", "/channels/{id}/messages", channel_id);
         let path = format!("/channels/{channel_id}/messages");
         let v = self.call_json("POST", &route, &path, Some(body)).await?;
-        message_id(&v)
+        Ok(Created {
+            id: message_id(&v)?,
+            shows_body: answer_shows(&v, body),
+        })
     }
 
     /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
@@ -498,6 +513,47 @@ fn check_id(what: &str, id: &str) -> Result<(), RestError> {
     Ok(())
 }
 
+/// What a create returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    /// Whether the message shows the text that was sent. It does not when
+    /// Discord matched the create's nonce (`enforce_nonce`) to an earlier
+    /// attempt, one whose answer was lost or whose process died, and
+    /// answered with that attempt's message, unchanged: it shows the state
+    /// that attempt sent, not this one's.
+    pub shows_body: bool,
+}
+
+/// Whether a create's answer shows the `content` and the embeds' titles and
+/// descriptions that were sent (the text a newer state changes). Anything
+/// Discord might normalise is left out; a false "no" costs one edit.
+fn answer_shows(answer: &serde_json::Value, sent: &serde_json::Value) -> bool {
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if sent.get("content").is_some() && text(answer, "content") != text(sent, "content") {
+        return false;
+    }
+    let Some(want) = sent.get("embeds").and_then(serde_json::Value::as_array) else {
+        return true;
+    };
+    let have = answer
+        .get("embeds")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    have.len() == want.len()
+        && want.iter().zip(have).all(|(w, h)| {
+            ["title", "description"]
+                .iter()
+                .all(|k| w.get(*k).is_none() || text(w, k) == text(h, k))
+        })
+}
+
 fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
     match v.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 32 => Ok(s.clone()),
@@ -539,6 +595,19 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_create_answered_with_an_earlier_message_is_told_apart() {
+        let sent = serde_json::json!({"content": "", "embeds": [{"title": "#7", "description": "update 3"}], "nonce": "n"});
+        let same = serde_json::json!({"id": "1", "content": "", "embeds": [{"type": "rich", "title": "#7", "description": "update 3", "color": 5}]});
+        assert!(answer_shows(&same, &sent));
+        let earlier = serde_json::json!({"id": "1", "content": "", "embeds": [{"title": "#7", "description": "update 0"}]});
+        assert!(!answer_shows(&earlier, &sent));
+        assert!(!answer_shows(&serde_json::json!({"id": "1"}), &sent));
+        let text = serde_json::json!({"content": "hello"});
+        assert!(answer_shows(&serde_json::json!({"id": "1", "content": "hello"}), &text));
+        assert!(!answer_shows(&serde_json::json!({"id": "1", "content": "bye"}), &text));
+    }
 
     fn cfg(token: &str) -> RestConfig {
         RestConfig {

@@ -283,7 +283,21 @@ async fn create<K: Sink>(
         obj.insert("nonce".into(), Value::String(nonce));
         obj.insert("enforce_nonce".into(), Value::Bool(true));
     }
-    sink.create(channel, body).await.map(|id| (id, true))
+    let (id, shows_body) = sink.create_checked(channel, body).await?;
+    if !shows_body {
+        // Discord answered with the message an earlier attempt of this
+        // create made (the same nonce, after a lost answer or a crash): it
+        // shows that attempt's state. Bring it to this one before the
+        // events are completed, or the build would stay shown out of date.
+        tracing::info!(key = %t.key, message_id = %id, "create answered with its nonce's earlier message; editing it to the newest state");
+        let mut edit = body.clone();
+        if let Some(obj) = edit.as_object_mut() {
+            obj.remove("nonce");
+            obj.remove("enforce_nonce");
+        }
+        sink.edit(channel, &id, &edit).await?;
+    }
+    Ok((id, true))
 }
 
 async fn complete<S: Store>(
