@@ -192,10 +192,19 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             }
         }
         let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
+        // Why the handle is missing, when a reopen just failed: the batch's
+        // errors (and so /health) say that rather than "reopening".
+        let mut reopen_failed: Option<String> = None;
         if broken {
             match shared.reopen() {
                 Ok(()) => broken = false,
-                Err(e) => tracing::warn!(error = %e, "store reopen failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store reopen failed");
+                    reopen_failed = Some(match e {
+                        StoreError::Unavailable(m) => m,
+                        other => other.to_string(),
+                    });
+                }
             }
         }
         // The lease map is held from the fence check to the lease drop, so
@@ -208,10 +217,12 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 commit_batch(&db, &ops, &shared.bounds, &held)
             }
-            Err(e) => ops
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(e.to_string())))
-                .collect(),
+            Err(e) => {
+                let why = reopen_failed.unwrap_or_else(|| e.to_string());
+                ops.iter()
+                    .map(|_| Err(StoreError::Unavailable(why.clone())))
+                    .collect()
+            }
         };
         shared.proof.record(&results);
         // redb refuses every later write on a handle that saw an I/O error:
