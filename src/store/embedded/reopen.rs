@@ -78,11 +78,13 @@ impl Shared {
         // empty store there: the accepted queue would be hidden, and what is
         // accepted meanwhile lost when the real file comes back. Wait for it.
         if !self.path.exists() {
-            return Err(StoreError::Unavailable(format!(
-                "store reopen: {shown} is gone (file system unmounted?); waiting for it to come back"
-            )));
+            return Err(StoreError::Unavailable(
+                "store reopen: the store file is gone (file system unmounted?); waiting for it to come back"
+                    .into(),
+            ));
         }
-        let db = (self.opener)(&self.path).map_err(|e| db_error(&format!("reopen {shown}"), e))?;
+        // (No path in the error: it reaches /health.)
+        let db = (self.opener)(&self.path).map_err(|e| db_error("reopen", e))?;
         *sync::write(&self.db) = Some(Arc::new(db));
         tracing::info!(path = %shown, "embedded store reopened after an I/O error");
         Ok(())
