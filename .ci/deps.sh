@@ -24,7 +24,8 @@ log() { printf '==> deps: %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-HOST_PKGS=(curl openssl ca-certificates)
+# faketime: the fault suite's clock steps; e2fsprogs: its ext4 loop mounts (tests/faults/).
+HOST_PKGS=(curl openssl ca-certificates faketime e2fsprogs)
 CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)
 
 missing_pkgs() {

@@ -1301,16 +1301,19 @@ async fn a_create_answered_with_its_nonces_earlier_message_is_edited_to_the_newe
     let rig = Rig::start_full(fake, rest, cfg).await;
     rig.push(8, build_body(8, 0, "pending")).await;
     assert!(
-        rig.fake
-            .wait_until(LONG, |f| f.messages().len() == 1)
-            .await,
+        rig.fake.wait_until(LONG, |f| f.messages().len() == 1).await,
         "the first create reached Discord"
     );
     rig.push(8, build_body(8, 1, "success")).await;
     rig.drained().await;
     let rig = rig.stop().await;
     let fake = &rig.fake;
-    assert_eq!(fake.count("POST /channels/{id}/messages"), 2, "{:?}", fake.calls());
+    assert_eq!(
+        fake.count("POST /channels/{id}/messages"),
+        2,
+        "{:?}",
+        fake.calls()
+    );
     assert_eq!(fake.messages().len(), 1, "the nonce kept it to one message");
     assert!(
         shows(fake, 8, &build_body(8, 1, "success")),
