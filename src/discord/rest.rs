@@ -605,8 +605,14 @@ mod tests {
         assert!(!answer_shows(&earlier, &sent));
         assert!(!answer_shows(&serde_json::json!({"id": "1"}), &sent));
         let text = serde_json::json!({"content": "hello"});
-        assert!(answer_shows(&serde_json::json!({"id": "1", "content": "hello"}), &text));
-        assert!(!answer_shows(&serde_json::json!({"id": "1", "content": "bye"}), &text));
+        assert!(answer_shows(
+            &serde_json::json!({"id": "1", "content": "hello"}),
+            &text
+        ));
+        assert!(!answer_shows(
+            &serde_json::json!({"id": "1", "content": "bye"}),
+            &text
+        ));
     }
 
     fn cfg(token: &str) -> RestConfig {

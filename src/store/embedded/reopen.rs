@@ -120,7 +120,9 @@ mod tests {
         }
         assert!(!file.exists(), "no empty store was created in its place");
         std::fs::rename(&aside, &file).unwrap();
-        s.probe().await.expect("the file is back: the store reopens");
+        s.probe()
+            .await
+            .expect("the file is back: the store reopens");
         let pending = s.pending(10).await.unwrap();
         assert_eq!(pending.len(), 1, "the queue came back with the file");
     }
