@@ -61,7 +61,7 @@ LINES    = 100
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
 .PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu amd64 dist deb unit size bloat test test-host \
-        test-mongodb test-curls deploy logs bench run cross-deps cross-ci smoke preview-screenshot
+        test-mongodb test-curls deploy logs bench faults run cross-deps cross-ci smoke preview-screenshot
 
 help: ## list the targets
 	@echo "drone-discord make targets:"
@@ -187,6 +187,10 @@ logs: ## follow the service's journal on a Pi: make logs PI=user@host [LINES=100
 	@test -n "$(PI)" || { echo "usage: make logs PI=user@host" >&2; exit 2; }
 	$(call say,ssh $(PI) journalctl -u drone-discord -n $(LINES) -f)
 	ssh -t "$(PI)" journalctl -u drone-discord -n $(LINES) -f --no-pager
+
+faults: ## the fault suite, long version: kills, full/read-only/stalled disk, Discord and gateway faults, clock steps (FAULTS_SEED=<seed> replays a run)
+	$(call say,FAULTS_SCALE=$${FAULTS_SCALE:-long} cargo test --test faults -- --nocapture (every scenario prints its seed))
+	FAULTS_SCALE=$${FAULTS_SCALE:-long} $(NICE) $(CARGO) test --test faults -- --nocapture
 
 bench: ## benchmarks (bench profile = release + unwind, symbols kept)
 	$(call say,cargo bench)

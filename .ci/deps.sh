@@ -29,7 +29,8 @@ log() { printf '==> deps: %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-HOST_PKGS=(curl openssl ca-certificates)
+# faketime: the fault suite's clock steps; e2fsprogs: its ext4 loop mounts (tests/faults/).
+HOST_PKGS=(curl openssl ca-certificates faketime e2fsprogs)
 # tests/metrics_e2e.rs parses /metrics with a real Prometheus parser (prometheus_client).
 HOST_PKGS+=(python3-prometheus-client)
 CROSS_PKGS=(clang llvm qemu-user-static gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf file shellcheck)

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::builds::build_update;
-use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord};
+use support::fake_discord::{Canned, EmulatedLimit, FakeDiscord, Fault};
 use support::fixtures::fixture_json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -1301,6 +1301,42 @@ async fn lost_create_answer_is_retried_with_the_same_nonce_and_posts_once() {
     assert!(shows(fake, 7, &build_body(7, 1, "success")));
 }
 
+/// Found by the fault suite (SIGKILL mid-burst): a create reached Discord,
+/// its answer was lost, and by the retry the build had moved on. Discord
+/// answers the retry's nonce with the first message, unchanged, showing the
+/// older state; the relay must still bring it to the newest one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_with_its_nonces_earlier_message_is_edited_to_the_newest_state() {
+    let fake = FakeDiscord::start().await;
+    fake.push_fault_for("POST", "/channels/", 1, Fault::ProcessThenDrop);
+    let rest = Rest::new(fake.rest_config()).expect("rest");
+    // A retry well after the next event is queued.
+    let mut cfg = relay_config();
+    cfg.base_backoff = Duration::from_secs(6);
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    rig.push(8, build_body(8, 0, "pending")).await;
+    assert!(
+        rig.fake.wait_until(LONG, |f| f.messages().len() == 1).await,
+        "the first create reached Discord"
+    );
+    rig.push(8, build_body(8, 1, "success")).await;
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let fake = &rig.fake;
+    assert_eq!(
+        fake.count("POST /channels/{id}/messages"),
+        2,
+        "{:?}",
+        fake.calls()
+    );
+    assert_eq!(fake.messages().len(), 1, "the nonce kept it to one message");
+    assert!(
+        shows(fake, 8, &build_body(8, 1, "success")),
+        "the build must end showing its final state: {:?}",
+        fake.messages()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6. A scaled-down burst under an emulated limit: coalescing happens.
 
@@ -1427,8 +1463,19 @@ fn two_drone_hosts_with_the_same_build_id_get_two_messages() {
             assert_eq!(s, 200, "{b}");
         }
     }
-    wait_for("an empty queue", LONG, || {
-        health_json(&svc).1["queue"]["pending"] == 0
+    // /health's queue figure is refreshed by the relay, so under load it can
+    // still read 0 from before these posts: wait for what Discord shows.
+    let shows_finals = || {
+        let messages = fake.messages();
+        finals.iter().all(|(host, last)| {
+            let want = on_host(host, build_body(77, 2, last));
+            messages
+                .iter()
+                .any(|(_, m)| matches_render(m, &want).is_ok())
+        })
+    };
+    wait_for("both servers' final states", LONG, || {
+        shows_finals() && health_json(&svc).1["queue"]["pending"] == 0
     });
     let messages = fake.messages();
     assert_eq!(

@@ -283,13 +283,28 @@ impl Rest {
         channel_id: &str,
         body: &serde_json::Value,
     ) -> Result<String, RestError> {
+        self.create_message_checked(channel_id, body)
+            .await
+            .map(|c| c.id)
+    }
+
+    /// [`Rest::create_message`], also telling whether the message Discord
+    /// answered with shows `body` (see [`Created`]).
+    pub async fn create_message_checked(
+        &self,
+        channel_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<Created, RestError> {
         check_id("channel id", channel_id)?;
         let route = Route::new("POST", "/channels/{id}/messages", channel_id);
         let path = format!("/channels/{channel_id}/messages");
         let bytes = self.call("POST", &route, &path, Some(body)).await?;
-        let id = message_id_of(&route, &bytes)?;
+        let (answer, id) = message_of(&route, &bytes)?;
         metrics::global().message_created();
-        Ok(id)
+        Ok(Created {
+            id,
+            shows_body: answer_shows(&answer, body),
+        })
     }
 
     /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
@@ -304,7 +319,7 @@ impl Rest {
         let route = Route::new("PATCH", "/channels/{id}/messages/{id}", channel_id);
         let path = format!("/channels/{channel_id}/messages/{message_id}");
         let bytes = self.call("PATCH", &route, &path, Some(body)).await?;
-        let id = message_id_of(&route, &bytes)?;
+        let (_, id) = message_of(&route, &bytes)?;
         metrics::global().message_edited();
         Ok(id)
     }
@@ -590,6 +605,47 @@ fn check_id(what: &str, id: &str) -> Result<(), RestError> {
     Ok(())
 }
 
+/// What a create returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    /// Whether the message shows the text that was sent. It does not when
+    /// Discord matched the create's nonce (`enforce_nonce`) to an earlier
+    /// attempt, one whose answer was lost or whose process died, and
+    /// answered with that attempt's message, unchanged: it shows the state
+    /// that attempt sent, not this one's.
+    pub shows_body: bool,
+}
+
+/// Whether a create's answer shows the `content` and the embeds' titles and
+/// descriptions that were sent (the text a newer state changes). Anything
+/// Discord might normalise is left out; a false "no" costs one edit.
+fn answer_shows(answer: &serde_json::Value, sent: &serde_json::Value) -> bool {
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if sent.get("content").is_some() && text(answer, "content") != text(sent, "content") {
+        return false;
+    }
+    let Some(want) = sent.get("embeds").and_then(serde_json::Value::as_array) else {
+        return true;
+    };
+    let have = answer
+        .get("embeds")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    have.len() == want.len()
+        && want.iter().zip(have).all(|(w, h)| {
+            ["title", "description"]
+                .iter()
+                .all(|k| w.get(*k).is_none() || text(w, k) == text(h, k))
+        })
+}
+
 fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
     match v.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 32 => Ok(s.clone()),
@@ -603,13 +659,14 @@ fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
 
 /// The message id in a create's or edit's 2xx body; a body that is not
 /// JSON (a proxy's page) or has no id is [`RestError::Malformed`].
-fn message_id_of(route: &Route, body: &[u8]) -> Result<String, RestError> {
+fn message_of(route: &Route, body: &[u8]) -> Result<(serde_json::Value, String), RestError> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| RestError::Malformed {
         reason: format!("{} answered 2xx with a body that is not JSON", route.key),
     })?;
-    message_id(&v).map_err(|e| RestError::Malformed {
+    let id = message_id(&v).map_err(|e| RestError::Malformed {
         reason: format!("{}: {e}", route.key),
-    })
+    })?;
+    Ok((v, id))
 }
 
 /// Discord's error JSON (`code`, `message`, optional `errors`), truncated;
@@ -642,6 +699,25 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_create_answered_with_an_earlier_message_is_told_apart() {
+        let sent = serde_json::json!({"content": "", "embeds": [{"title": "#7", "description": "update 3"}], "nonce": "n"});
+        let same = serde_json::json!({"id": "1", "content": "", "embeds": [{"type": "rich", "title": "#7", "description": "update 3", "color": 5}]});
+        assert!(answer_shows(&same, &sent));
+        let earlier = serde_json::json!({"id": "1", "content": "", "embeds": [{"title": "#7", "description": "update 0"}]});
+        assert!(!answer_shows(&earlier, &sent));
+        assert!(!answer_shows(&serde_json::json!({"id": "1"}), &sent));
+        let text = serde_json::json!({"content": "hello"});
+        assert!(answer_shows(
+            &serde_json::json!({"id": "1", "content": "hello"}),
+            &text
+        ));
+        assert!(!answer_shows(
+            &serde_json::json!({"id": "1", "content": "bye"}),
+            &text
+        ));
+    }
 
     fn cfg(token: &str) -> RestConfig {
         RestConfig {

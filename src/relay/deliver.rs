@@ -444,12 +444,35 @@ impl<S: Store, K: Sink> Target<'_, S, K> {
             obj.insert("enforce_nonce".into(), Value::Bool(true));
         }
         self.notes.create_uncertain = true;
-        match self.sink.create(channel, body).await {
-            Ok(id) => Ok(Shown {
-                channel_id: channel.clone(),
-                message_id: id,
-                fresh: true,
-            }),
+        match self.sink.create_checked(channel, body).await {
+            Ok((id, shows_body)) => {
+                if !shows_body {
+                    // Discord answered with the message an earlier attempt of
+                    // this create made (the same nonce, after a lost answer or
+                    // a crash): it shows that attempt's state. Bring it to this
+                    // one before the events are completed, or the build would
+                    // stay shown out of date. Should the edit fail, the create
+                    // stays uncertain and the next attempt gets the same
+                    // answer (or, past the nonce window, finds the message).
+                    tracing::info!(key = %self.key, message_id = %id, "create answered with its nonce's earlier message; editing it to the newest state");
+                    let mut edit = body.clone();
+                    if let Some(obj) = edit.as_object_mut() {
+                        obj.remove("nonce");
+                        obj.remove("enforce_nonce");
+                    }
+                    if let Err(e) = self.sink.edit(channel, &id, &edit).await {
+                        if let RestError::Malformed { reason } = &e {
+                            self.notes.malformed = Some(reason.clone());
+                        }
+                        return Err(Failure::Rest(e));
+                    }
+                }
+                Ok(Shown {
+                    channel_id: channel.clone(),
+                    message_id: id,
+                    fresh: true,
+                })
+            }
             Err(e) => {
                 match &e {
                     // Refused: nothing was created.

@@ -18,6 +18,18 @@ pub trait Sink: Send + Sync + 'static {
         channel_id: &str,
         body: &Value,
     ) -> impl Future<Output = Result<String, RestError>> + Send;
+    /// Post a new message; returns its id and whether Discord's answer
+    /// shows `body` (false: Discord matched the nonce to an earlier attempt
+    /// and answered with that attempt's message, see
+    /// [`Created`](crate::discord::rest::Created)). A sink that cannot tell
+    /// says it does.
+    fn create_checked(
+        &self,
+        channel_id: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<(String, bool), RestError>> + Send {
+        async move { self.create(channel_id, body).await.map(|id| (id, true)) }
+    }
     /// Replace an existing message; returns its id.
     fn edit(
         &self,
@@ -40,6 +52,14 @@ pub trait Sink: Send + Sync + 'static {
 impl Sink for Rest {
     async fn create(&self, channel_id: &str, body: &Value) -> Result<String, RestError> {
         self.create_message(channel_id, body).await
+    }
+    async fn create_checked(
+        &self,
+        channel_id: &str,
+        body: &Value,
+    ) -> Result<(String, bool), RestError> {
+        let c = self.create_message_checked(channel_id, body).await?;
+        Ok((c.id, c.shows_body))
     }
     async fn edit(
         &self,

@@ -22,6 +22,9 @@
 //! fake.push_fault_for("POST", "/channels/", 1, Fault::ProcessThenAnswer(Canned::html(200)));
 //! fake.refuse_connections(true);                  // drop every connection unanswered
 //! fake.refuse_for(Duration::from_secs(2));        // ... or only for a while
+//! fake.stop_listening();                          // the fake is gone: connection refused
+//! fake.listen_again().await;                      // ... and back on the same port
+//! fake.always_fault(Fault::Stall);                // accept, never answer, until clear_script()
 //! fake.set_rate_limit(Some(EmulatedLimit { limit: 5, window: Duration::from_secs(1) }));
 //! fake.set_nonce_window(Duration::from_millis(300)); // nonces forgotten sooner
 //! fake.set_read_history(false);                   // channel reads return []
@@ -261,6 +264,9 @@ pub enum Fault {
     /// Handle it for real (a create creates, an edit edits), then close the
     /// connection without answering: the client sees EOF or a reset.
     ProcessThenDrop,
+    /// Do not handle it and do not answer: hold the connection open until
+    /// the client gives up (a Discord that accepts and then hangs).
+    Stall,
     /// Handle it for real, then send this answer instead of the real one,
     /// e.g. [`Canned::html`]`(200)`, a 200 without `id`, or a real-looking
     /// answer [`Canned::delayed`] past the client's timeout.
@@ -340,12 +346,15 @@ pub struct FakeDiscord {
     tls: Option<Arc<TestTls>>,
     state: Arc<Mutex<State>>,
     connections: Arc<AtomicUsize>,
-    accept_task: JoinHandle<()>,
+    /// None while stopped ([`FakeDiscord::stop_listening`]).
+    accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for FakeDiscord {
     fn drop(&mut self) {
-        self.accept_task.abort();
+        if let Some(t) = drone_discord::sync::lock(&self.accept_task).take() {
+            t.abort();
+        }
     }
 }
 
@@ -414,8 +423,43 @@ impl FakeDiscord {
             tls,
             state,
             connections,
-            accept_task,
+            accept_task: Mutex::new(Some(accept_task)),
         }
+    }
+
+    /// Stop listening, as a Discord that is gone: new connections are
+    /// refused by the kernel (nothing listens on the port), kept-alive ones
+    /// are dropped at their next request. [`FakeDiscord::listen_again`] ends it.
+    pub fn stop_listening(&self) {
+        self.lock().refusing = true;
+        if let Some(t) = drone_discord::sync::lock(&self.accept_task).take() {
+            t.abort();
+        }
+    }
+
+    /// Listen on the same port again after [`FakeDiscord::stop_listening`],
+    /// with all the state (messages, nonces, limits) kept.
+    pub async fn listen_again(&self) {
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                // The aborted accept task may not have dropped its listener yet.
+                Err(_) if tries < 200 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        let task = tokio::spawn(accept_loop(
+            listener,
+            self.tls.clone(),
+            self.state.clone(),
+            self.connections.clone(),
+        ));
+        *drone_discord::sync::lock(&self.accept_task) = Some(task);
+        self.lock().refusing = false;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -592,6 +636,11 @@ impl FakeDiscord {
     /// Every call gets `resp` until [`FakeDiscord::clear_script`].
     pub fn always(&self, resp: Canned) {
         self.script(None, None, None, Action::Answer(resp));
+    }
+
+    /// Every call suffers `fault` until [`FakeDiscord::clear_script`].
+    pub fn always_fault(&self, fault: Fault) {
+        self.script(None, None, None, Action::Fault(fault));
     }
 
     fn script(
@@ -832,16 +881,26 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         if is_refusing(&state) {
             return;
         }
-        let Some(resp) = handle(
+        let resp = match handle(
             &state,
             req.method,
             &req.target,
             req.headers,
             &req.body,
             conn_no,
-        ) else {
+        ) {
+            Reply::Answer(resp) => resp,
             // A fault: close without answering (the client sees EOF or a reset).
-            return;
+            Reply::Drop => return,
+            Reply::Stall => {
+                // Read (and ignore) until the client hangs up, or 10 minutes.
+                let mut sink = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(600), async {
+                    while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
+                return;
+            }
         };
         if let Some(d) = resp.delay {
             tokio::time::sleep(d).await;
@@ -1439,7 +1498,16 @@ fn take_script(s: &mut State, method: &str, path: &str) -> Option<Action> {
     Some(action)
 }
 
-/// Handle one request; `None` means: close the connection without answering.
+/// What the connection does after a request.
+enum Reply {
+    Answer(Canned),
+    /// Close without answering.
+    Drop,
+    /// Never answer; wait for the client to hang up.
+    Stall,
+}
+
+/// Handle one request.
 fn handle(
     state: &Arc<Mutex<State>>,
     method: String,
@@ -1447,7 +1515,7 @@ fn handle(
     headers: Vec<(String, String)>,
     raw_body: &[u8],
     conn_no: usize,
-) -> Option<Canned> {
+) -> Reply {
     let mut s = drone_discord::sync::lock(state);
     let now = Instant::now();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -1461,9 +1529,14 @@ fn handle(
         headers: &headers,
         raw_body,
     };
+    let mut stall = false;
     let (answer, processed) = match take_script(&mut s, &method, &path) {
         Some(Action::Answer(c)) => (Some(c), None),
         Some(Action::Fault(Fault::Drop)) => (None, None),
+        Some(Action::Fault(Fault::Stall)) => {
+            stall = true;
+            (None, None)
+        }
         Some(Action::Fault(Fault::ProcessThenDrop)) => {
             let real = process(&mut s, now, &req);
             (None, Some(real.status))
@@ -1491,5 +1564,9 @@ fn handle(
         connection: conn_no,
         query,
     });
-    answer
+    match answer {
+        Some(c) => Reply::Answer(c),
+        None if stall => Reply::Stall,
+        None => Reply::Drop,
+    }
 }

@@ -163,10 +163,24 @@ impl FakeGateway {
     }
 
     pub async fn next_conn(&mut self) -> FakeConn {
-        tokio::time::timeout(WAIT, self.conns.recv())
+        self.next_conn_within(WAIT).await
+    }
+
+    /// The next connection, waiting up to `wait` (a client backing off
+    /// after many failures takes longer than [`WAIT`]).
+    pub async fn next_conn_within(&mut self, wait: Duration) -> FakeConn {
+        tokio::time::timeout(wait, self.conns.recv())
             .await
             .expect("client did not connect in time")
             .expect("fake gateway stopped")
+    }
+
+    /// A connection if the client opens one within `wait`, else None.
+    pub async fn try_next_conn(&mut self, wait: Duration) -> Option<FakeConn> {
+        tokio::time::timeout(wait, self.conns.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Close a connection with 4008 once it sent more than `limit` payloads

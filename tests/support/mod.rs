@@ -2,8 +2,9 @@
 //! the real binary driven from outside ([`binary`]), the requests sent to it
 //! ([`webhook`], [`raw_http`]), its inputs ([`credentials`], [`fixtures`],
 //! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
-//! over [`tls`] when asked), a disk that fills up ([`tmpfs`]), a slowloris swarm ([`swarm`]), and a
-//! systemd notify socket that counts watchdog pings ([`watchdog`]).
+//! over [`tls`] when asked), a disk that fills up ([`tmpfs`]) or stalls and fails ([`loopfs`]), a
+//! slowloris swarm ([`swarm`]), a systemd notify socket that counts watchdog pings ([`watchdog`]),
+//! and the fault suite's Drone, seed and invariant checker ([`faults`]).
 //!
 //! Each test binary declares `mod support;` and compiles this tree
 //! separately, using only part of it, hence the `dead_code` allowance; the
@@ -17,7 +18,9 @@ pub mod builds;
 pub mod credentials;
 pub mod fake_discord;
 pub mod fake_gateway;
+pub mod faults;
 pub mod fixtures;
+pub mod loopfs;
 pub mod raw_http;
 pub mod swarm;
 pub mod tls;

@@ -210,10 +210,19 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
             }
         }
         let ops: Vec<&Op> = batch.iter().map(|r| &r.op).collect();
+        // Why the handle is missing, when a reopen just failed: the batch's
+        // errors (and so /health) say that rather than "reopening".
+        let mut reopen_failed: Option<String> = None;
         if broken {
             match shared.reopen() {
                 Ok(()) => broken = false,
-                Err(e) => tracing::warn!(error = %e, "store reopen failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "store reopen failed");
+                    reopen_failed = Some(match e {
+                        StoreError::Unavailable(m) => m,
+                        other => other.to_string(),
+                    });
+                }
             }
         }
         // The lease map is held from the fence check to the lease drop, so
@@ -226,10 +235,12 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, leases: &Mutex<Lea
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 commit_batch(&db, &ops, &shared.bounds, &held)
             }
-            Err(e) => ops
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(e.to_string())))
-                .collect(),
+            Err(e) => {
+                let why = reopen_failed.unwrap_or_else(|| e.to_string());
+                ops.iter()
+                    .map(|_| Err(StoreError::Unavailable(why.clone())))
+                    .collect()
+            }
         };
         shared.proof.record(&results);
         // redb refuses every later write on a handle that saw an I/O error:
@@ -457,6 +468,52 @@ mod tests {
     use crate::store::{Store, StoreError};
     use std::sync::Arc;
     use std::time::Duration;
+
+    /// Found by the fault suite (a frozen file system): the writer holds the
+    /// lease map through a commit that hangs on the disk, and a release took
+    /// the map on the async thread itself, wedging the runtime (`/health`
+    /// stopped answering). On a one-thread runtime, another task must run
+    /// while a release waits for the map.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_release_during_a_stalled_commit_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let s = Arc::new(EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap());
+        s.append(ev(Some("build:1"), 1, None, b"first"))
+            .await
+            .unwrap();
+        faults.set_stalled(true);
+        // If the runtime wedges, this thread ends the stall, so the test
+        // fails instead of hanging.
+        let rescue = faults.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(20));
+            rescue.set_stalled(false);
+        });
+        let writer = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.append(ev(Some("build:2"), 2, None, b"slow")).await })
+        };
+        // Let the append reach the writer, which now hangs holding the map.
+        while s.shared.batches.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let release = s.release("build:1", "nobody", 1);
+        tokio::pin!(release);
+        let ran_meanwhile = tokio::select! {
+            biased;
+            _ = &mut release => false,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => true,
+        };
+        faults.set_stalled(false);
+        assert!(
+            ran_meanwhile,
+            "the release blocked the runtime's only thread"
+        );
+        release.await.unwrap();
+        writer.await.unwrap().unwrap();
+    }
 
     /// A stalled disk turns into `Unavailable` after [`OP_TIMEOUT`] instead
     /// of a caller that waits forever; the write itself lands once the disk

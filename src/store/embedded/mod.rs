@@ -233,6 +233,20 @@ impl EmbeddedStore {
         self.write(op).await.map(|_| ())
     }
 
+    /// Run `f` on the lease map off the async threads: the writer holds
+    /// the map through each commit, so on a stalled disk (a frozen or dying
+    /// SD card) taking it blocks until the commit ends. On a runtime worker
+    /// that wedged the whole service, `/health` included.
+    async fn with_leases<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mutex<Leases>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let leases = Arc::clone(&self.leases);
+        tokio::task::spawn_blocking(move || f(&leases))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store lease task failed: {e}")))
+    }
+
     /// [`headroom::check_headroom`] on the blocking pool: `statvfs` can
     /// hang on a stalled disk like any other file-system call.
     async fn headroom(&self) -> Result<()> {
@@ -347,12 +361,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
-        drop_lease(&self.leases, key, owner, token);
-        Ok(())
+        let (key, owner) = (key.to_owned(), owner.to_owned());
+        self.with_leases(move |leases| drop_lease(leases, &key, &owner, token))
+            .await
     }
 
     async fn renew(&self, key: &str, owner: &str, token: u64, lease: Duration) -> Result<()> {
-        crate::sync::lock(&self.leases).renew(key, owner, token, lease)
+        let (key, owner) = (key.to_owned(), owner.to_owned());
+        self.with_leases(move |leases| crate::sync::lock(leases).renew(&key, &owner, token, lease))
+            .await?
     }
 
     async fn dead_letter(

@@ -72,7 +72,19 @@ impl Shared {
             }
         }
         let shown = self.path.display().to_string();
-        let db = (self.opener)(&self.path).map_err(|e| db_error(&format!("reopen {shown}"), e))?;
+        // The file was there when the store opened. If it is gone now (its
+        // file system was unmounted, or lazily detached after an error, and
+        // the directory below shows through), creating it would make an
+        // empty store there: the accepted queue would be hidden, and what is
+        // accepted meanwhile lost when the real file comes back. Wait for it.
+        if !self.path.exists() {
+            return Err(StoreError::Unavailable(
+                "store reopen: the store file is gone (file system unmounted?); waiting for it to come back"
+                    .into(),
+            ));
+        }
+        // (No path in the error: it reaches /health.)
+        let db = (self.opener)(&self.path).map_err(|e| db_error("reopen", e))?;
         *sync::write(&self.db) = Some(Arc::new(db));
         tracing::info!(path = %shown, "embedded store reopened after an I/O error");
         Ok(())
@@ -84,6 +96,36 @@ mod tests {
     use super::super::fixtures::{ev, msg, DiskFaults};
     use super::super::EmbeddedStore;
     use crate::store::{Appended, Result, Store, StoreError};
+
+    /// Found by the fault suite (a file system that turned read-only and was
+    /// mounted again): a reopen while the file is gone must not create an
+    /// empty store in its place.
+    #[tokio::test]
+    async fn a_reopen_waits_for_a_vanished_file_instead_of_creating_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::default();
+        let s = EmbeddedStore::open_with(dir.path(), faults.opener()).unwrap();
+        s.append(ev(Some("build:1"), 1, Some("sig-1"), b"kept"))
+            .await
+            .unwrap();
+        let file = s.shared.path.clone();
+        let aside = dir.path().join("aside");
+        faults.set_full(true);
+        assert!(s.probe().await.is_err(), "the failing disk is noticed");
+        std::fs::rename(&file, &aside).unwrap();
+        faults.set_full(false);
+        match s.probe().await {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("gone"), "{m}"),
+            other => panic!("expected Unavailable while the file is gone, got {other:?}"),
+        }
+        assert!(!file.exists(), "no empty store was created in its place");
+        std::fs::rename(&aside, &file).unwrap();
+        s.probe()
+            .await
+            .expect("the file is back: the store reopens");
+        let pending = s.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 1, "the queue came back with the file");
+    }
 
     #[tokio::test]
     async fn a_full_disk_is_unavailable_and_the_store_recovers_when_space_returns() {
