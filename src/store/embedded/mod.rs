@@ -38,7 +38,7 @@ use std::time::Duration;
 use tables::META_LEASE_EPOCH;
 use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
-mod codec;
+pub(crate) mod codec;
 mod compact;
 mod errors;
 #[cfg(test)]
