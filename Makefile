@@ -45,6 +45,10 @@ AARCH64_LEAN_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link
 AARCH64_STD := -Z build-std=std,panic_abort -Z build-std-features=
 ARMV7_FLAGS   := CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no $(REMAP)"
 
+# make fuzz: seconds per fuzz target; make test's bounded pass: seconds per target after its seeds.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+
 # Lean aarch64 binary must stay within this (bytes); CI fails otherwise.
 SIZE_BUDGET ?= 2097152
 
@@ -60,7 +64,7 @@ LINES    = 100
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
 .PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu dist size bloat test test-host test-mongodb \
-        test-curls deploy logs bench run cross-deps cross-ci smoke
+        test-curls deploy logs bench fuzz run cross-deps cross-ci smoke
 
 help: ## list the targets
 	@echo "drone-discord make targets:"
@@ -111,11 +115,12 @@ bloat: ## where the lean aarch64 binary's bytes go, per crate (needs cargo-bloat
 	$(call say,scripts/bloat.sh $(AARCH64) (cargo bloat --release --crates -n 30))
 	@$(AARCH64_FLAGS) NICE="$(NICE)" scripts/bloat.sh $(AARCH64)
 
-test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, Pi builds under qemu
-	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; Pi leg)
+test: ## all tests, as CI runs them: deps, lint, host tests, fuzz smoke, MongoDB suite, systemd unit, test-curls, Pi builds under qemu
+	$(call say,.ci/deps.sh; lint; cargo test; fuzz smoke; MongoDB suite; systemd unit; test-curls smoke; Pi leg)
 	.ci/deps.sh
 	NICE="$(NICE)" .ci/lint.sh
 	$(NICE) $(CARGO) test --all-targets
+	NICE="$(NICE)" NIGHTLY=$(NIGHTLY) FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh --smoke
 	NICE="$(NICE)" .ci/mongo-test.sh
 	.ci/systemd-check.sh
 	scripts/curls-smoke.sh
@@ -151,6 +156,10 @@ logs: ## follow the service's journal on a Pi: make logs PI=user@host [LINES=100
 	@test -n "$(PI)" || { echo "usage: make logs PI=user@host" >&2; exit 2; }
 	$(call say,ssh $(PI) journalctl -u drone-discord -n $(LINES) -f)
 	ssh -t "$(PI)" journalctl -u drone-discord -n $(LINES) -f --no-pager
+
+fuzz: ## every cargo fuzz target for FUZZ_SECONDS (default 600) in turn; prints executions, exec/s, coverage
+	$(call say,scripts/fuzz.sh ($(FUZZ_SECONDS) s per target; findings in fuzz/artifacts/))
+	NIGHTLY=$(NIGHTLY) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 bench: ## benchmarks (bench profile = release + unwind, symbols kept)
 	$(call say,cargo bench)

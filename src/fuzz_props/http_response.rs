@@ -30,7 +30,7 @@ pub fn read(mut io: SplitReader<'_>, method: &str) -> Outcome {
 
 /// A response on the wire, body framed by `Content-Length`.
 pub fn serialise(resp: &ClientResponse) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} X\r\n", resp.status).into_bytes();
+    let mut out = format!("HTTP/1.1 {:03} X\r\n", resp.status).into_bytes();
     for (name, value) in unframed(resp) {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }

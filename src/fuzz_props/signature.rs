@@ -57,7 +57,12 @@ fn parse_round_trip(raw: &str) {
         Ok(&first),
         "{raw:?} re-serialised as {again:?}"
     );
-    // The verifier cannot tell the two forms apart.
+    // The verifier cannot tell the two forms apart (when both are within
+    // its length bound: dropping unknown parameters or adding quotes can
+    // move a value across it).
+    if raw.len().max(again.len()) > 4096 {
+        return;
+    }
     let verifier = Verifier::new(b"secret".to_vec(), None);
     let with = |sig: &str| -> Headers {
         vec![
