@@ -84,9 +84,9 @@ for t in "${targets[@]}"; do
         exit 1
     fi
     [ "$smoke" = true ] && rm -rf "$work"
-    done_line=$(grep -E '^#[0-9]+ +DONE ' "$out" | tail -n 1 || true)
-    runs=$(grep -E '^stat::number_of_executed_units:' "$out" | awk '{print $2}' || true)
-    speed=$(grep -E '^stat::average_exec_per_sec:' "$out" | awk '{print $2}' || true)
+    done_line=$(grep -aE '^#[0-9]+ +DONE ' "$out" | tail -n 1 || true)
+    runs=$(grep -aE '^stat::number_of_executed_units:' "$out" | awk '{print $2}' || true)
+    speed=$(grep -aE '^stat::average_exec_per_sec:' "$out" | awk '{print $2}' || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$done_line")
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$done_line")
     corp=$(sed -nE 's/.* corp: ([0-9]+\/[0-9a-zA-Z]+).*/\1/p' <<<"$done_line")

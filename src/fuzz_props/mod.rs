@@ -18,10 +18,13 @@ mod runtime;
 pub mod signature;
 pub mod split_reader;
 
+/// A property: panics, saying what broke, when the code under test misbehaves on the input.
+pub type Property = fn(&[u8]);
+
 /// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` file and the
 /// `fuzz/corpus/<name>/` directory) and its property.
 /// The chunked decoder is fuzzed through `http_response` (inputs starting with `~`).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Property); 6] = [
     ("http_request", http_request::check),
     ("signature", signature::check),
     ("drone_render", render::check),
