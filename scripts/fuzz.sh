@@ -41,16 +41,25 @@ if ! cargo +"$NIGHTLY" fuzz --version >/dev/null 2>&1; then
 fi
 
 start=$(date +%s)
-# cargo fuzz's defaults: release with debug info, address sanitizer, no debug assertions.
-log "building ${targets[*]} (cargo +$NIGHTLY fuzz build, address sanitizer)"
-build() { (cd fuzz && $BUILD_NICE cargo +"$NIGHTLY" fuzz build --target-dir "../$TARGET_DIR" "$@"); }
+# Long runs: cargo fuzz's defaults (optimised, with debug assertions and overflow checks,
+# address sanitizer). The smoke pass: --dev (the same checks without optimisation, so a
+# cold build on a CI machine costs less; its few seconds need no speed).
+if [ "$smoke" = true ]; then
+    profile=(--dev)
+    bin_dir=debug
+else
+    profile=()
+    bin_dir=release
+fi
+log "building ${targets[*]} (cargo +$NIGHTLY fuzz build ${profile[*]}, address sanitizer)"
+build() { (cd fuzz && $BUILD_NICE cargo +"$NIGHTLY" fuzz build "${profile[@]}" --target-dir "../$TARGET_DIR" "$@"); }
 if [ "${#targets[@]}" -eq "${#ALL[@]}" ]; then
     build
 else
     for t in "${targets[@]}"; do build "$t"; done
 fi
 for t in "${targets[@]}"; do
-    test -x "$TARGET_DIR/x86_64-unknown-linux-gnu/release/$t" || { log "target $t did not build"; exit 1; }
+    test -x "$TARGET_DIR/x86_64-unknown-linux-gnu/$bin_dir/$t" || { log "target $t did not build"; exit 1; }
 done
 built=$(date +%s)
 log "built in $(( built - start )) s"
@@ -76,7 +85,7 @@ for t in "${targets[@]}"; do
     mkdir -p fuzz/work
     log "$t: ${seconds}s over ${seeds[*]}"
     # -max_len bounds generated inputs (the long Drone fixtures are read up to it).
-    if ! $NICE cargo +"$NIGHTLY" fuzz run --target-dir "$TARGET_DIR" --fuzz-dir fuzz "$t" \
+    if ! $NICE cargo +"$NIGHTLY" fuzz run "${profile[@]}" --target-dir "$TARGET_DIR" --fuzz-dir fuzz "$t" \
         "$work" "${seeds[@]}" -- -max_total_time="$seconds" -max_len=20000 -timeout=10 -rss_limit_mb=1024 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$out" 2>&1; then
         tail -n 40 "$out"
@@ -84,7 +93,7 @@ for t in "${targets[@]}"; do
         exit 1
     fi
     [ "$smoke" = true ] && rm -rf "$work"
-    done_line=$(grep -aE '^#[0-9]+ +DONE ' "$out" | tail -n 1 || true)
+    done_line=$(grep -aE '^#[0-9]+[[:space:]]+DONE ' "$out" | tail -n 1 || true)
     runs=$(grep -aE '^stat::number_of_executed_units:' "$out" | awk '{print $2}' || true)
     speed=$(grep -aE '^stat::average_exec_per_sec:' "$out" | awk '{print $2}' || true)
     cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$done_line")
