@@ -81,7 +81,8 @@ for t in "${targets[@]}"; do
     fi
     mkdir -p "$work" "fuzz/artifacts/$t"
     mapfile -t seeds < <(seed_dirs "$t")
-    out="fuzz/work/$t.log"
+    # The smoke pass logs apart, so it never mixes with a long run of the same target.
+    out="fuzz/work/$t$([ "$smoke" = true ] && echo .smoke).log"
     mkdir -p fuzz/work
     log "$t: ${seconds}s over ${seeds[*]}"
     # -max_len bounds generated inputs (the long Drone fixtures are read up to it).
