@@ -46,6 +46,10 @@ AARCH64_LEAN_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link
 AARCH64_STD := -Z build-std=std,panic_abort -Z build-std-features=
 ARMV7_FLAGS   := CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no $(REMAP)"
 
+# make fuzz: seconds per fuzz target; make test's bounded pass: seconds per target after its seeds.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+
 # Lean aarch64 binary must stay within this (bytes); CI fails otherwise.
 SIZE_BUDGET ?= 2097152
 
@@ -61,7 +65,7 @@ LINES    = 100
 say = @printf '\n==> make %s: %s\n' '$@' "$(1)"
 
 .PHONY: lint help build aarch64 armv7 aarch64-mongodb armv7-gnu amd64 dist deb unit size bloat test test-host \
-        test-mongodb test-curls deploy logs bench faults run cross-deps cross-ci smoke preview-screenshot
+        test-mongodb test-curls deploy logs bench faults fuzz run cross-deps cross-ci smoke preview-screenshot
 
 help: ## list the targets
 	@echo "drone-discord make targets:"
@@ -140,11 +144,12 @@ bloat: ## where the lean aarch64 binary's bytes go, per crate (needs cargo-bloat
 	$(call say,scripts/bloat.sh $(AARCH64) (cargo bloat --release --crates -n 30))
 	@$(AARCH64_FLAGS) NICE="$(NICE)" scripts/bloat.sh $(AARCH64)
 
-test: ## all tests, as CI runs them: deps, lint, host tests, MongoDB suite, systemd unit, test-curls, /preview in chromium, Pi builds under qemu, Debian packages
-	$(call say,.ci/deps.sh; lint; cargo test; MongoDB suite; systemd unit; test-curls smoke; /preview in chromium; Pi leg; Debian packages)
+test: ## all tests, as CI runs them: deps, lint, host tests, fuzz smoke, MongoDB suite, systemd unit, test-curls, /preview in chromium, Pi builds under qemu, Debian packages
+	$(call say,.ci/deps.sh; lint; cargo test; fuzz smoke; MongoDB suite; systemd unit; test-curls smoke; /preview in chromium; Pi leg; Debian packages)
 	.ci/deps.sh
 	NICE="$(NICE)" .ci/lint.sh
 	$(NICE) $(CARGO) test --all-targets
+	NICE="$(NICE)" NIGHTLY=$(NIGHTLY) FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) scripts/fuzz.sh --smoke
 	NICE="$(NICE)" .ci/mongo-test.sh
 	.ci/systemd-check.sh
 	scripts/curls-smoke.sh
@@ -191,6 +196,10 @@ logs: ## follow the service's journal on a Pi: make logs PI=user@host [LINES=100
 faults: ## the fault suite, long version: kills, full/read-only/stalled disk, Discord and gateway faults, clock steps (FAULTS_SEED=<seed> replays a run)
 	$(call say,FAULTS_SCALE=$${FAULTS_SCALE:-long} cargo test --test faults -- --nocapture (every scenario prints its seed))
 	FAULTS_SCALE=$${FAULTS_SCALE:-long} $(NICE) $(CARGO) test --test faults -- --nocapture
+
+fuzz: ## every cargo fuzz target for FUZZ_SECONDS (default 600) in turn; prints executions, exec/s, coverage
+	$(call say,scripts/fuzz.sh ($(FUZZ_SECONDS) s per target; findings in fuzz/artifacts/))
+	NIGHTLY=$(NIGHTLY) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 bench: ## benchmarks (bench profile = release + unwind, symbols kept)
 	$(call say,cargo bench)

@@ -11,6 +11,7 @@
 #     musl start files and libc.a), the x86_64-unknown-linux-musl std (the amd64
 #     package's static binary), and nightly's rust-src for the build-std routes
 #     (aarch64 without std's backtrace; armv7, for which rustup ships no musl std);
+#   - cargo-fuzz (crates.io), for the fuzz targets in fuzz/;
 #   - the armv7 musl sysroot: Debian's armhf musl + musl-dev, fetched with a private
 #     apt state (never `dpkg --add-architecture armhf`) and unpacked into
 #     .cross-toolchains/armv7-musl inside the repo.
@@ -87,6 +88,17 @@ nightly_rust_src() {
     fi
 }
 
+# cargo-fuzz, for the bounded libFuzzer pass of `make test` (scripts/fuzz.sh --smoke)
+# and `make fuzz`; built from crates.io once per machine.
+cargo_fuzz() {
+    if cargo +"$NIGHTLY" fuzz --version >/dev/null 2>&1; then
+        log "cargo-fuzz present"
+    else
+        log "cargo install cargo-fuzz --locked"
+        cargo install cargo-fuzz --locked
+    fi
+}
+
 # Debian's armhf musl, unpacked into the repo. A private apt state keeps the host's
 # dpkg architecture list untouched (adding armhf breaks later `apt-get update` here).
 armv7_musl_sysroot() {
@@ -130,6 +142,7 @@ main() {
     rustup_target "$(rustup show active-toolchain | cut -d" " -f1)" aarch64-unknown-linux-musl
     rustup_target "$(rustup show active-toolchain | cut -d" " -f1)" x86_64-unknown-linux-musl
     nightly_rust_src
+    cargo_fuzz
     armv7_musl_sysroot
     log "ok"
 }

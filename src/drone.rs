@@ -206,7 +206,7 @@ pub const STATUSES: [&str; 10] = [
 
 /// Every build event Drone uses (drone `core/event.go`). Only tests need the
 /// list (the renderer shows any event), so it is not part of the library.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) const EVENTS: [&str; 7] = [
     "push",
     "pull_request",

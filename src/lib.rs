@@ -8,6 +8,8 @@ pub mod config;
 pub mod discord;
 pub mod drone;
 pub mod endpoints;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fuzz_props;
 pub mod health;
 pub mod http;
 pub mod httpdate;

@@ -200,11 +200,11 @@ impl fmt::Display for VerifyError {
 impl std::error::Error for VerifyError {}
 
 /// The parameters of a `Signature` header that we use.
-#[derive(Debug)]
-struct Params<'a> {
-    algorithm: Option<&'a str>,
-    signature: &'a str,
-    headers: Vec<String>,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Params<'a> {
+    pub(crate) algorithm: Option<&'a str>,
+    pub(crate) signature: &'a str,
+    pub(crate) headers: Vec<String>,
 }
 
 impl Verifier {
@@ -394,7 +394,7 @@ fn strip_scheme(value: &[u8]) -> Option<&[u8]> {
 
 /// Parse `name="value", name=value, …`: any order, optional whitespace around
 /// `,` and `=`, unknown parameters ignored, a repeated parameter refused.
-fn parse_params(raw: &str) -> Result<Params<'_>, VerifyError> {
+pub(crate) fn parse_params(raw: &str) -> Result<Params<'_>, VerifyError> {
     let mut seen: Vec<String> = Vec::new();
     let mut key_id = None;
     let mut algorithm = None;

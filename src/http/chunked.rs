@@ -280,14 +280,14 @@ impl ChunkedDecoder {
             return Ok(None);
         };
         self.scanned = 0;
+        // The same bound as for a line still arriving above, in both modes:
+        // whether a long line came in one read or in several must not matter.
+        if lf > max {
+            return Err(over);
+        }
         let line = input.get(..lf).unwrap_or_default();
         let content = match self.strictness {
-            Strictness::Strict => {
-                if lf > max {
-                    return Err(over);
-                }
-                line.strip_suffix(b"\r").ok_or(ChunkedError::NotCrlf)?
-            }
+            Strictness::Strict => line.strip_suffix(b"\r").ok_or(ChunkedError::NotCrlf)?,
             Strictness::Lenient => line.strip_suffix(b"\r").unwrap_or(line),
         };
         Ok(Some((content, lf + 1)))
@@ -506,6 +506,26 @@ mod tests {
                 decode(mode, &long),
                 Err(Some(ChunkedError::LineTooLong)),
                 "{mode:?}"
+            );
+        }
+    }
+
+    /// Found by the `chunked` fuzz target: a lenient line over `max_line`
+    /// was refused when it trickled in but accepted when its line end came in
+    /// the same read, so the bound depended on how the peer's bytes were split.
+    #[test]
+    fn a_long_line_is_refused_however_it_arrives() {
+        let mut size_line = [b' '; 40].to_vec();
+        size_line.extend_from_slice(b"1\nx\n0\n\n");
+        let mut trailer = b"0\n".to_vec();
+        trailer.extend_from_slice(&[b'a'; 40]);
+        trailer.extend_from_slice(b"\n\n");
+        for wire in [size_line, trailer] {
+            assert_eq!(
+                decode(Strictness::Lenient, &wire),
+                Err(Some(ChunkedError::LineTooLong)),
+                "{}",
+                String::from_utf8_lossy(&wire)
             );
         }
     }

@@ -214,7 +214,12 @@ impl IdentifyBudget {
 
     /// An Identify goes out at `now`.
     pub fn record(&mut self, now: Instant) {
-        let t = self.at(now);
+        // Rounded up to the next whole ms: rounded down, the next Identify could
+        // be allowed up to 1 ms before the spacing has really passed.
+        let since = now.saturating_duration_since(self.origin);
+        let t = self
+            .at(now)
+            .saturating_add(i64::from(since.subsec_nanos() % 1_000_000 != 0));
         self.sent.push_back(t);
         while self.sent.front().is_some_and(|s| t - s >= DAY_MS) {
             self.sent.pop_front();
@@ -266,6 +271,22 @@ mod tests {
             b.blocked(t0 + Duration::from_secs(2)),
             Some((t0 + SPACING, Blocked::Spacing))
         );
+    }
+
+    /// Found by the `gateway` fuzz target: an Identify sent at a fraction of a
+    /// millisecond was recorded rounded down, so the next one was allowed
+    /// 4.9997 s after it.
+    #[test]
+    fn spacing_is_never_short_by_a_fraction_of_a_millisecond() {
+        let (mut b, t0) = budget(History::default(), None, 1000);
+        let first = t0 + Duration::from_micros(1_000_900);
+        b.record(first);
+        let next = first + b.wait(first);
+        assert!(next - first >= SPACING, "{:?} apart", next - first);
+        assert!(b
+            .blocked(first + SPACING - Duration::from_micros(1))
+            .is_some());
+        assert_eq!(b.blocked(next), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 mod error;
 mod pool;
 mod request_head;
-mod response;
+pub(crate) mod response;
 mod stream;
 mod tls;
 mod url;

@@ -36,7 +36,7 @@ impl ClientResponse {
 }
 
 /// Buffered reading over a stream, tracking whether anything arrived.
-pub(super) struct Reader<'a, R> {
+pub(crate) struct Reader<'a, R> {
     inner: &'a mut R,
     buf: Vec<u8>,
     pos: usize,
@@ -44,7 +44,7 @@ pub(super) struct Reader<'a, R> {
 }
 
 impl<'a, R: AsyncRead + Unpin> Reader<'a, R> {
-    pub(super) fn new(inner: &'a mut R) -> Self {
+    pub(crate) fn new(inner: &'a mut R) -> Self {
         Reader {
             inner,
             buf: Vec::with_capacity(8192),
@@ -112,7 +112,7 @@ struct Head {
 
 /// Read the response head (skipping 1xx interim responses) and body.
 /// Returns the response and whether the connection may be reused.
-pub(super) async fn read_response<R: AsyncRead + Unpin>(
+pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     reader: &mut Reader<'_, R>,
     method: &str,
     max_body: usize,

@@ -22,7 +22,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-pub(super) fn encode_event(
+pub(crate) fn encode_event(
     key: &str,
     event: &str,
     action: &str,
@@ -40,7 +40,7 @@ pub(super) fn encode_event(
     out
 }
 
-pub(super) fn encode_dead(reason: &str, failed_ms: u64, event_blob: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_dead(reason: &str, failed_ms: u64, event_blob: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 4 + reason.len() + event_blob.len());
     out.push(ENCODING_V1);
     out.extend_from_slice(&failed_ms.to_le_bytes());
@@ -96,7 +96,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(super) fn decode_event(seq: Seq, blob: &[u8]) -> Result<Event> {
+pub(crate) fn decode_event(seq: Seq, blob: &[u8]) -> Result<Event> {
     let what = format!("event {seq}");
     let mut r = Reader {
         buf: blob,
@@ -118,7 +118,7 @@ pub(super) fn decode_event(seq: Seq, blob: &[u8]) -> Result<Event> {
     })
 }
 
-pub(super) fn decode_dead(seq: Seq, blob: &[u8]) -> Result<DeadLetter> {
+pub(crate) fn decode_dead(seq: Seq, blob: &[u8]) -> Result<DeadLetter> {
     let what = format!("dead letter {seq}");
     let mut r = Reader {
         buf: blob,
@@ -140,11 +140,11 @@ pub(super) fn decode_dead(seq: Seq, blob: &[u8]) -> Result<DeadLetter> {
 
 /// A [`MessageRef`] as stored in `messages`: JSON, so a field can be added
 /// (or dropped) without a new encoding version.
-pub(super) fn encode_message(key: &str, m: &MessageRef) -> Result<Vec<u8>> {
+pub(crate) fn encode_message(key: &str, m: &MessageRef) -> Result<Vec<u8>> {
     serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(format!("message for {key}: {e}")))
 }
 
-pub(super) fn decode_message(key: &str, blob: &[u8]) -> Result<MessageRef> {
+pub(crate) fn decode_message(key: &str, blob: &[u8]) -> Result<MessageRef> {
     serde_json::from_slice(blob).map_err(|e| StoreError::Corrupt(format!("message for {key}: {e}")))
 }
 

@@ -40,7 +40,7 @@ use std::time::Duration;
 use tables::META_LEASE_EPOCH;
 use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
 
-mod codec;
+pub(crate) mod codec;
 mod compact;
 mod dead_letters;
 mod errors;
