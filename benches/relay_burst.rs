@@ -179,6 +179,16 @@ async fn run(builds: i64, updates: usize, limit: u32, window: Duration) {
         queued.as_secs_f64(),
         drained.as_secs_f64()
     );
+    // The floor: the fewest calls that show every build's final state is one
+    // create per build, and the fewest seconds are those calls at the limit.
+    let floor_calls = builds as f64;
+    let floor_s = (floor_calls / f64::from(limit)).ceil() * window.as_secs_f64();
+    println!(
+        "floor: {floor_calls:.0} calls (one create per build), {floor_s:.0} s at {limit} calls / {} s; ratio to it: calls {:.2}, drain time {:.2}",
+        window.as_secs(),
+        calls.len() as f64 / floor_calls,
+        drained.as_secs_f64() / floor_s
+    );
 }
 
 /// Update `n` of `updates` for build `id`: step states advance with `n`.

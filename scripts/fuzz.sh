@@ -20,6 +20,8 @@ NIGHTLY=${NIGHTLY:-nightly}
 BUILD_NICE=${NICE:-nice -n 10}
 NICE=${FUZZ_NICE:-nice -n 19}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}/fuzz
+# Absolute, so that it means the same from fuzz/ (the build) and from here (the runs).
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$PWD/$TARGET_DIR" ;; esac
 smoke=false
 if [ "${1:-}" = "--smoke" ]; then
     smoke=true
@@ -52,7 +54,7 @@ else
     bin_dir=release
 fi
 log "building ${targets[*]} (cargo +$NIGHTLY fuzz build ${profile[*]}, address sanitizer)"
-build() { (cd fuzz && $BUILD_NICE cargo +"$NIGHTLY" fuzz build "${profile[@]}" --target-dir "../$TARGET_DIR" "$@"); }
+build() { (cd fuzz && $BUILD_NICE cargo +"$NIGHTLY" fuzz build "${profile[@]}" --target-dir "$TARGET_DIR" "$@"); }
 if [ "${#targets[@]}" -eq "${#ALL[@]}" ]; then
     build
 else
