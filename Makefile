@@ -33,7 +33,8 @@ AARCH64_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(REMAP)"
 # addr2line, miniz_oxide, rustc-demangle) and no backtrace printer, which panic = "abort" and
 # the discarded unwind tables (build.rs) had left with nothing to show; a panic still
 # prints its message and location. std is then also compiled at the profile's opt-level.
-# ~230 KB less. nightly needs only rust-src (as for armv7): the musl start files and
+# ~230 KB less. std's optimize_for_size feature picks its smaller implementations (sorting,
+# formatting helpers): ~23 KB less again. nightly needs only rust-src (as for armv7): the musl start files and
 # libc.a come from the stable toolchain's aarch64 musl target, which .ci/deps.sh installs.
 RUSTC_STABLE ?= rustc
 # std's panic locations then name rust-src's absolute path; print them as library/<crate>/src/...
@@ -43,7 +44,7 @@ AARCH64_LEAN_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link
     -L native=$(AARCH64_SC) -Z pre-link-arg=$(AARCH64_SC)/crt1.o -Z pre-link-arg=$(AARCH64_SC)/crti.o \
     -Z pre-link-arg=$(AARCH64_SC)/crtbegin.o -C link-arg=$(AARCH64_SC)/crtend.o -C link-arg=$(AARCH64_SC)/crtn.o \
     --remap-path-prefix=$(NIGHTLY_STD_SRC)= $(REMAP)"
-AARCH64_STD := -Z build-std=std,panic_abort -Z build-std-features=
+AARCH64_STD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 ARMV7_FLAGS   := CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no $(REMAP)"
 
 # make fuzz: seconds per fuzz target; make test's bounded pass: seconds per target after its seeds.
