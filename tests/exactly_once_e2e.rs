@@ -14,7 +14,7 @@ use drone_discord::relay::reconcile;
 use drone_discord::{drone, render};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::builds::build_update;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fake_discord::{EmulatedLimit, FakeDiscord, Fault};
@@ -126,12 +126,8 @@ fn health(svc: &support::binary::Service) -> Value {
     serde_json::from_str(&body).unwrap_or(Value::Null)
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait::wait_for(what, LONG, cond)
 }
 
 fn drained(svc: &support::binary::Service) {

@@ -34,12 +34,8 @@ fn build(name: &str, id: i64, status: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    support::wait::wait_for(what, LONG, cond)
 }
 
 fn post(svc: &Service, raw: &[u8], status: u16, message: Option<&str>) {

@@ -12,6 +12,8 @@
 //! a period, which a slow machine can only make smaller.
 mod support;
 
+use support::wait::wait_for;
+
 use drone_discord::discord::rest::{Rest, RestConfig, RestTuning};
 use drone_discord::health::{Component, Health, Status};
 use drone_discord::relay::{self, RelayConfig};
@@ -979,14 +981,6 @@ fn start_bin(state: &std::path::Path, env: &[(&'static str, String)]) -> support
 fn health_json(svc: &support::binary::Service) -> (u16, Value) {
     let (status, body) = svc.get("/health");
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -4,7 +4,8 @@
 //! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
 //! over [`tls`] when asked), a disk that fills up ([`tmpfs`]) or stalls and fails ([`loopfs`]), a
 //! slowloris swarm ([`swarm`]), a systemd notify socket that counts watchdog pings ([`watchdog`]),
-//! and the fault suite's Drone, seed and invariant checker ([`faults`]).
+//! the fault suite's Drone, seed and invariant checker ([`faults`]), and the one polling loop the
+//! tests wait with ([`wait`]).
 //!
 //! Each test binary declares `mod support;` and compiles this tree
 //! separately, using only part of it, hence the `dead_code` allowance; the
@@ -25,5 +26,6 @@ pub mod raw_http;
 pub mod swarm;
 pub mod tls;
 pub mod tmpfs;
+pub mod wait;
 pub mod watchdog;
 pub mod webhook;
