@@ -15,7 +15,7 @@ use support::binary::{start, wait_health, Service};
 use support::builds::build_created;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
 use support::fake_discord::FakeDiscord;
-use support::fake_gateway::{FakeConn, FakeGateway, Got};
+use support::fake_gateway::{is_watching_drone, FakeConn, FakeGateway, Got};
 use support::tmpfs::Tmpfs;
 use tokio::task::block_in_place;
 
@@ -95,12 +95,6 @@ async fn presence_until(
             return p;
         }
     }
-}
-
-fn is_watching_drone(p: &Value) -> bool {
-    p["status"] == "online"
-        && p["activities"][0]["type"] == 3
-        && p["activities"][0]["name"] == "Drone"
 }
 
 /// Healthy → full disk → unhealthy presence → freed → healthy; SIGTERM closes 1000.

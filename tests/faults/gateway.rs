@@ -12,7 +12,7 @@
 use crate::common::{health, service_env, start_service, wait_delivered, WAIT};
 use crate::support::binary::{wait_health, Service};
 use crate::support::fake_discord::FakeDiscord;
-use crate::support::fake_gateway::{FakeConn, FakeGateway, Got};
+use crate::support::fake_gateway::{is_watching_drone, FakeConn, FakeGateway, Got};
 use crate::support::faults::checker::{check, Bound};
 use crate::support::faults::drone::{Drone, Plan};
 use crate::support::faults::knobs::Knobs;
@@ -41,12 +41,6 @@ fn start_with_gateway(state: &Path, rest: &FakeDiscord, gw: &FakeGateway) -> Ser
     env.retain(|(k, _)| k != "NO_GATEWAY");
     env.push(("DISCORD_GATEWAY_URL".into(), gw.url()));
     tokio::task::block_in_place(|| start_service(state, &env))
-}
-
-fn is_watching_drone(p: &Value) -> bool {
-    p["status"] == "online"
-        && p["activities"][0]["type"] == 3
-        && p["activities"][0]["name"] == "Drone"
 }
 
 /// Hello, then answer the client's Identify (READY, a new session) or

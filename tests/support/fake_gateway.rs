@@ -561,3 +561,10 @@ impl FakeConn {
         }
     }
 }
+
+/// The presence a healthy service sends: online, "Watching Drone" (activity type 3).
+pub fn is_watching_drone(p: &Value) -> bool {
+    p["status"] == "online"
+        && p["activities"][0]["type"] == 3
+        && p["activities"][0]["name"] == "Drone"
+}
