@@ -177,7 +177,17 @@ async fn deliver_claim<S: Store, K: Sink>(
         return finish_dead(cfg, store, &key, token, upto, &reason).await;
     }
 
+    // A message stored at another destination (before the upgrade to the
+    // per-destination map, or before DISCORD_CHANNEL_ID changed) is still
+    // this build's message: edited where it is, as before.
     let shown = match store.message(&key, &channel_dest(&cfg.channel_id)).await {
+        Ok(None) => store
+            .messages(&key)
+            .await
+            .map(|all| all.into_iter().next().map(|(_, m)| m)),
+        other => other,
+    };
+    let shown = match shown {
         Ok(m) => m,
         Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
     };

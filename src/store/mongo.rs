@@ -1568,8 +1568,19 @@ mod tests {
             ..MessageRef::default()
         };
         assert_eq!(
-            decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(),
+            decode_message("build:1", &message_doc("build:1", "channel:1", &m).unwrap()).unwrap(),
             m
+        );
+        let threaded = MessageRef {
+            thread_id: Some("3".into()),
+            pinged: true,
+            ..m.clone()
+        };
+        let d = message_doc("build:1", "webhook:ops", &threaded).unwrap();
+        assert_eq!(decode_message("build:1", &d).unwrap(), threaded);
+        assert_eq!(
+            d.get_document("_id").unwrap(),
+            &doc! { "k": "build:1", "d": "webhook:ops" }
         );
         assert!(
             matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1"))
