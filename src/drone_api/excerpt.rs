@@ -75,7 +75,9 @@ pub fn excerpt_embed(
     let (text, shown) = excerpt(&log.text);
     let mut head = format!("Exit code {}", failed.step.exit_code);
     if log.lines > 0 {
-        head.push_str(&format!(" · the last {shown} of {} lines", log.lines));
+        // Drone's lines are output lines, but one may hold several.
+        let of = log.lines.max(shown as u64);
+        head.push_str(&format!(" · the last {shown} of {of} lines"));
     }
     let description = format!("{head}\n```\n{text}\n```");
     let mut embed = json!({

@@ -124,8 +124,7 @@ impl LogReader {
         }
         let v: serde_json::Value = serde_json::from_slice(&self.object)
             .map_err(|e| format!("garbled log line {}: {e}", self.lines))?;
-        let out = v["out"].as_str().unwrap_or_default().to_string();
-        self.push(out.as_bytes());
+        self.push(v["out"].as_str().unwrap_or_default().as_bytes());
         Ok(())
     }
 

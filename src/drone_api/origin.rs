@@ -21,7 +21,7 @@ pub fn serves(server: &Url, system: Option<&System>) -> bool {
         _ => (host, None),
     };
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case(&server.host) && port.is_none_or(|p| p == server.port)
+    name.eq_ignore_ascii_case(&server.host) && port.map_or(true, |p| p == server.port)
 }
 
 #[cfg(test)]
