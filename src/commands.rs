@@ -308,8 +308,8 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
 
 /// `check`'s Drone line: `GET {DRONE_SERVER}/api/user` tells whom the token
 /// belongs to and whether it works; without a token, which features are
-/// off. Nothing Drone-related configured: a note on stderr only, so the
-/// lines of the checks that ran stay as they were.
+/// off. With neither `DRONE_SERVER` nor a token, no line: `check` prints
+/// what it printed before the Drone API existed (the README says what is off).
 fn check_drone(
     s: &Settings,
     rt: &tokio::runtime::Runtime,
@@ -318,9 +318,7 @@ fn check_drone(
     const OFF: &str = "the failed steps' logs and the Restart button are off";
     let d = match config::drone_api_config(s) {
         Err(e) => return line(false, "drone", e.to_string()),
-        Ok(None) => {
-            return eprintln!("note: drone: no DRONE_SERVER and no DRONE_TOKEN: {OFF}");
-        }
+        Ok(None) => return,
         Ok(Some(d)) => d,
     };
     let Some(token) = &d.token else {
