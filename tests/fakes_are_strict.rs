@@ -1150,3 +1150,127 @@ async fn webhooks_are_authorized_by_their_token_only() {
     assert_eq!(with_bot.status, 401);
     assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 4);
 }
+
+// ---------------------------------------------------------------------------
+// Multipart uploads
+
+/// A raw multipart create with `parts` (name, filename, content) under
+/// `boundary`.
+async fn post_multipart(
+    fake: &FakeDiscord,
+    boundary: &str,
+    parts: &[(&str, Option<&str>, String)],
+) -> Answer {
+    let mut body = String::new();
+    for (name, filename, content) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(f) = filename {
+            body.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.push_str(&format!("\r\n\r\n{content}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let req = format!(
+        "POST /api/v10/channels/222/messages HTTP/1.1\r\nHost: discord.test\r\nAuthorization: Bot {TEST_TOKEN}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    send_raw(fake, req).await.expect("an answer")
+}
+
+#[tokio::test]
+async fn multipart_uploads_are_parsed_strictly() {
+    let fake = FakeDiscord::start().await;
+    let payload = |files: &[(u64, &str)]| {
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|(id, f)| json!({"id": id, "filename": f}))
+            .collect();
+        json!({"content": "log", "attachments": listed}).to_string()
+    };
+    // Well formed: stored with the file, which tests can read.
+    let ok = post_multipart(
+        &fake,
+        "b0",
+        &[
+            ("payload_json", None, payload(&[(0, "a.log")])),
+            ("files[0]", Some("a.log"), "the log".into()),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let files = fake.files(&id_of(&ok));
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].bytes, b"the log");
+
+    let refused = [
+        // No payload_json.
+        vec![("files[0]", Some("a.log"), "x".to_string())],
+        // A file without a filename.
+        vec![
+            ("payload_json", None, payload(&[(0, "a.log")])),
+            ("files[0]", None, "x".into()),
+        ],
+        // attachments do not name the file.
+        vec![
+            ("payload_json", None, payload(&[(1, "a.log")])),
+            ("files[0]", Some("a.log"), "x".into()),
+        ],
+        vec![
+            ("payload_json", None, payload(&[])),
+            ("files[0]", Some("a.log"), "x".into()),
+        ],
+        // An unknown part name.
+        vec![
+            ("payload_json", None, payload(&[])),
+            ("file", Some("a.log"), "x".into()),
+        ],
+        // payload_json that is not JSON.
+        vec![("payload_json", None, "{".into())],
+    ];
+    for parts in refused {
+        let a = post_multipart(&fake, "b1", &parts).await;
+        assert_eq!(a.status, 400, "{parts:?}: {}", a.body);
+    }
+    // Eleven files.
+    let names: Vec<String> = (0..11).map(|n| format!("files[{n}]")).collect();
+    let listed: Vec<(u64, &str)> = (0..11).map(|n| (n, "f.log")).collect();
+    let mut parts = vec![("payload_json", None, payload(&listed))];
+    parts.extend(
+        names
+            .iter()
+            .map(|n| (n.as_str(), Some("f.log"), "x".to_string())),
+    );
+    assert_eq!(post_multipart(&fake, "b2", &parts).await.status, 400);
+    // A wrong boundary in the header.
+    let a = post_multipart(&fake, "b3", &[("payload_json", None, payload(&[]))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let raw = "POST /api/v10/channels/222/messages HTTP/1.1\r\nHost: d\r\nAuthorization: Bot test-token\r\n\
+        Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 17\r\nConnection: close\r\n\r\n--b3\r\n\r\nx\r\n--b3--";
+    assert_eq!(
+        send_raw(&fake, raw.into()).await.expect("answer").status,
+        400
+    );
+    // One byte over 10 MiB in one file: 413 40005.
+    let big = "x".repeat(10 * 1024 * 1024 + 1);
+    let a = post_multipart(
+        &fake,
+        "b4",
+        &[
+            ("payload_json", None, payload(&[(0, "big.log")])),
+            ("files[0]", Some("big.log"), big),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 413);
+    assert_eq!(a.json()["code"], 40005);
+    assert_eq!(a.json()["message"], "Request entity too large");
+    assert_eq!(
+        fake.messages().len(),
+        2,
+        "only the well-formed creates stored a message"
+    );
+}

@@ -1,9 +1,10 @@
 //! Everything that talks to Discord: the REST client (messages, checks), its
 //! rate limiter, the gateway client that keeps the bot's presence, the rule
-//! for Discord ids, and webhook URLs (a secret).
+//! for Discord ids, file uploads (multipart), and webhook URLs (a secret).
 mod decimal;
 pub mod gateway;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;
+pub mod upload;
 pub mod webhook;

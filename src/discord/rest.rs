@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::ratelimit::{Denied, Limited, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
 use super::snowflake::is_snowflake;
+use super::upload::{self, Attachment};
 use crate::http::client::{Client, ClientOptions, Url};
 use crate::metrics::{self, LimitScope, RouteKind};
 
@@ -59,6 +60,8 @@ pub struct RestTuning {
     pub max_rate_limit_wait: Duration,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
+    /// The most a message's files may hold, summed ([`upload::encode`]).
+    pub max_upload_bytes: usize,
     pub rate_limits: RateLimitConfig,
 }
 
@@ -69,6 +72,7 @@ impl Default for RestTuning {
             max_429_retries: 3,
             max_rate_limit_wait: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
+            max_upload_bytes: upload::DEFAULT_UPLOAD_CAP,
             rate_limits: RateLimitConfig::default(),
         }
     }
@@ -307,6 +311,28 @@ impl Rest {
         })
     }
 
+    /// [`Rest::create_message`] with files attached: one `multipart/form-data`
+    /// request ([`upload::encode`]) on the same route, limiter and error
+    /// mapping. Too many or too big files are refused without calling.
+    pub async fn create_message_with_files(
+        &self,
+        channel_id: &str,
+        body: &serde_json::Value,
+        files: &[Attachment],
+    ) -> Result<String, RestError> {
+        check_id("channel id", channel_id)?;
+        let (ctype, form) = upload::encode(body, files, self.inner.tuning.max_upload_bytes)
+            .map_err(config_error)?;
+        let route = Route::new("POST", "/channels/{id}/messages", channel_id);
+        let path = format!("/channels/{channel_id}/messages");
+        let bytes = self
+            .send("POST", &route, &path, Some((&form, &ctype)))
+            .await?;
+        let (_, id) = message_of(&route, &bytes)?;
+        metrics::global().message_created();
+        Ok(id)
+    }
+
     /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
     pub async fn edit_message(
         &self,
@@ -433,11 +459,23 @@ impl Rest {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, RestError> {
-        let inner = &self.inner;
         let payload = match body {
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| config_error(format!("body: {e}")))?),
             None => None,
         };
+        let typed = payload.as_deref().map(|p| (p, "application/json"));
+        self.send(method, route, path, typed).await
+    }
+
+    /// [`Rest::call`] with a body already encoded, and its `Content-Type`.
+    async fn send(
+        &self,
+        method: &str,
+        route: &Route,
+        path: &str,
+        payload: Option<(&[u8], &str)>,
+    ) -> Result<Vec<u8>, RestError> {
+        let inner = &self.inner;
         let url = Url {
             path_and_query: format!(
                 "{}{}",
@@ -451,8 +489,8 @@ impl Rest {
             ("User-Agent", inner.user_agent.as_str()),
             ("Accept", "application/json"),
         ];
-        if payload.is_some() {
-            headers.push(("Content-Type", "application/json"));
+        if let Some((_, ctype)) = payload {
+            headers.push(("Content-Type", ctype));
         }
         let mut attempt = 0;
         loop {
@@ -486,7 +524,7 @@ impl Rest {
             }
             let resp = inner
                 .client
-                .request(method, &url, &headers, payload.as_deref())
+                .request(method, &url, &headers, payload.map(|p| p.0))
                 .await;
             let resp = match resp {
                 Ok(r) => r,

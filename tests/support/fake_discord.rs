@@ -76,8 +76,10 @@
 //!   [`FakeDiscord::add_token`], else 401. Each token is its own bot user.
 //! * A channel without access ([`FakeDiscord::set_channel_access`]) answers
 //!   every route under it with 403 50001 Missing Access.
-//! * Multipart bodies (file uploads) are not parsed: the relay sends none,
-//!   and they are answered like an empty body.
+//! * Multipart bodies (a create or edit with files) are parsed strictly
+//!   (see `multipart.rs`): the message is `payload_json`, the files are
+//!   recorded per message ([`FakeDiscord::files`]) and shown in the stored
+//!   message's `attachments` (id, filename, size).
 //!
 //! # Rate limits
 //!
@@ -100,6 +102,7 @@
 //! and the handlers (so a create creates), then replaces the answer. Then
 //! come authentication, channel access, the rate limit and the handlers.
 pub mod form;
+pub mod multipart;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -142,7 +145,8 @@ pub struct Call {
     pub route: String,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
-    /// The body parsed as JSON (None if empty or not JSON).
+    /// The body parsed as JSON (a multipart body: its `payload_json`; None if
+    /// empty or not JSON).
     pub body: Option<Value>,
     /// When the request was fully received.
     pub at: Instant,
@@ -338,6 +342,8 @@ struct State {
     no_access: HashSet<String>,
     /// Webhook id → (token, channel id, name).
     webhooks: HashMap<String, (String, String, String)>,
+    /// Message id → the files uploaded with it.
+    uploads: HashMap<String, Vec<multipart::UploadedFile>>,
 }
 
 /// The fake Discord server. Stops accepting when dropped.
@@ -405,6 +411,7 @@ impl FakeDiscord {
             refusing: false,
             refusing_until: None,
             history: HashMap::new(),
+            uploads: HashMap::new(),
             limit: Some(DEFAULT_LIMIT),
             windows: HashMap::new(),
             read_history: true,
@@ -723,6 +730,11 @@ impl FakeDiscord {
     }
 
     /// One message's current JSON.
+    /// The files uploaded with message `id`, in `files[n]` order.
+    pub fn files(&self, id: &str) -> Vec<multipart::UploadedFile> {
+        self.lock().uploads.get(id).cloned().unwrap_or_default()
+    }
+
     pub fn message(&self, id: &str) -> Option<Value> {
         self.lock().messages.get(id).cloned()
     }
@@ -831,7 +843,8 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
                 let len: usize = find("content-length")
                     .map(|v| v.trim().parse().ok())
                     .unwrap_or(Some(0))?;
-                if len > 1024 * 1024 {
+                // Discord takes up to 25 MiB in one request (files included).
+                if len > 26 * 1024 * 1024 {
                     return None;
                 }
                 let conn = find("connection").unwrap_or_default().to_ascii_lowercase();
@@ -1181,12 +1194,29 @@ impl Req<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The JSON object body; an empty (or multipart) body is an empty object.
+    fn multipart(&self) -> Option<&str> {
+        self.header("content-type")
+            .filter(|c| c.to_ascii_lowercase().starts_with("multipart/"))
+    }
+
+    /// The JSON object body (a multipart body's `payload_json`) and the
+    /// files uploaded with it; an empty body is an empty object.
+    fn upload(&self) -> Result<(Map<String, Value>, Vec<multipart::UploadedFile>), Canned> {
+        if let Some(ctype) = self.multipart() {
+            let up =
+                multipart::parse(ctype, self.raw_body).map_err(|(st, b)| Canned::json(st, b))?;
+            return Ok((up.payload, up.files));
+        }
+        Ok((self.object()?, Vec::new()))
+    }
+
+    /// The JSON object body; an empty body is an empty object, a multipart
+    /// one is its `payload_json` (its files are left out).
     fn object(&self) -> Result<Map<String, Value>, Canned> {
-        let multipart = self
-            .header("content-type")
-            .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/"));
-        if multipart || self.raw_body.iter().all(u8::is_ascii_whitespace) {
+        if self.multipart().is_some() {
+            return self.upload().map(|(m, _)| m);
+        }
+        if self.raw_body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Map::new());
         }
         match serde_json::from_slice::<Value>(self.raw_body) {
@@ -1273,10 +1303,17 @@ fn webhook(s: &State, req: &Req, id: &str, token: &str) -> Canned {
 }
 
 fn create(s: &mut State, now: Instant, token: &str, ch: &str, req: &Req) -> Canned {
-    let fields = match req.object() {
+    let (mut fields, files) = match req.upload() {
         Ok(f) => f,
         Err(refused) => return refused,
     };
+    if !files.is_empty() {
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|f| json!({ "id": next_snowflake(s), "filename": f.filename, "size": f.bytes.len() }))
+            .collect();
+        fields.insert("attachments".into(), Value::Array(listed));
+    }
     if let Err(body) = form::check_message(&fields) {
         return Canned::json(400, body);
     }
@@ -1309,6 +1346,9 @@ fn create(s: &mut State, now: Instant, token: &str, ch: &str, req: &Req) -> Cann
             message_id: id.clone(),
             at: now,
         });
+    }
+    if !files.is_empty() {
+        s.uploads.insert(id.clone(), files);
     }
     s.messages.insert(id.clone(), msg.clone());
     s.history.insert(id.clone(), vec![msg.clone()]);
@@ -1521,7 +1561,7 @@ fn handle(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.strip_prefix("/api/v10").unwrap_or(path).to_string();
     let route = format!("{method} {}", route_template(&path));
-    let body: Option<Value> = serde_json::from_slice(raw_body).ok();
+    let mut body: Option<Value> = serde_json::from_slice(raw_body).ok();
     let req = Req {
         method: &method,
         path: &path,
@@ -1529,6 +1569,9 @@ fn handle(
         headers: &headers,
         raw_body,
     };
+    if req.multipart().is_some() {
+        body = req.object().ok().map(Value::Object);
+    }
     let mut stall = false;
     let (answer, processed) = match take_script(&mut s, &method, &path) {
         Some(Action::Answer(c)) => (Some(c), None),
