@@ -1274,3 +1274,101 @@ async fn multipart_uploads_are_parsed_strictly() {
         "only the well-formed creates stored a message"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Components
+
+#[tokio::test]
+async fn buttons_are_checked_as_discord_checks_them() {
+    let fake = FakeDiscord::start().await;
+    let with = |rows: Value| json!({ "content": "build", "components": rows });
+    let link = |url: &str| json!({ "type": 2, "style": 5, "label": "Open in Drone", "url": url });
+    let row = |buttons: Vec<Value>| json!({ "type": 1, "components": buttons });
+    let restart = |id: &str| json!({ "type": 2, "style": 4, "label": "Restart", "custom_id": id });
+    let ok = post(
+        &fake,
+        "222",
+        with(json!([row(vec![
+            link("https://d.example/1"),
+            restart("r:1")
+        ])])),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let refused = [
+        // Six rows; six buttons in a row; a row that is not type 1.
+        (
+            with(json!(vec![row(vec![restart("a")]); 6])),
+            vec!["components"],
+        ),
+        (
+            with(json!([row((0..6)
+                .map(|n| restart(&n.to_string()))
+                .collect())])),
+            vec!["components", "0", "components"],
+        ),
+        (
+            with(json!([{ "type": 2, "components": [restart("a")] }])),
+            vec!["components", "0"],
+        ),
+        // A link button without a url, with a custom_id, or with a non-http url.
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x" })
+            ])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x", "url": "https://d.example", "custom_id": "c" })
+            ])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![link("javascript:alert(1)")])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+        // A label over 80; a custom_id over 100 or missing; a duplicate custom_id; a url on style 4.
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x".repeat(81), "url": "https://d.example" })
+            ])])),
+            vec!["components", "0", "components", "0", "label"],
+        ),
+        (
+            with(json!([row(vec![restart(&"x".repeat(101))])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 1, "label": "x" })
+            ])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![restart("a"), restart("a")])])),
+            vec!["components", "0", "components", "1", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 4, "label": "x", "custom_id": "c", "url": "https://d.example" })
+            ])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+    ];
+    for (body, path) in refused {
+        let a = post(&fake, "222", body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        let mut node = &a.json()["errors"];
+        for seg in &path {
+            node = &node[*seg];
+        }
+        assert!(
+            node.get("_errors").is_some(),
+            "{body}: no error at {path:?}: {}",
+            a.body
+        );
+    }
+    assert_eq!(fake.messages().len(), 1);
+}
