@@ -1372,3 +1372,98 @@ async fn buttons_are_checked_as_discord_checks_them() {
     }
     assert_eq!(fake.messages().len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Interactions
+
+#[tokio::test]
+async fn interaction_callbacks_are_due_within_3_s_and_only_once() {
+    let fake = FakeDiscord::start().await;
+    let callback = |id: &str, token: &str, body: Value| {
+        let body = body.to_string();
+        format!(
+            "POST /api/v10/interactions/{id}/{token}/callback HTTP/1.1\r\nHost: d\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let original = |app: &str, token: &str, body: Value| {
+        let body = body.to_string();
+        format!(
+            "PATCH /api/v10/webhooks/{app}/{token}/messages/@original HTTP/1.1\r\nHost: d\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let d = fake.click("c", "1", None, json!({ "channel_id": "222" }));
+    let (id, token, app) = (
+        d["id"].as_str().unwrap(),
+        d["token"].as_str().unwrap(),
+        d["application_id"].as_str().unwrap(),
+    );
+    let deferred = json!({ "type": 5, "data": { "flags": 64 } });
+    // The original response cannot be edited before the callback.
+    let early = send_raw(&fake, original(app, token, json!({ "content": "x" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        (early.status, early.json()["code"].as_u64()),
+        (404, Some(10015))
+    );
+    // A wrong token, a bad type or bad flags are refused (and do not count).
+    let wrong = send_raw(&fake, callback(id, "not-the-token", deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (wrong.status, wrong.json()["code"].as_u64()),
+        (404, Some(10062))
+    );
+    for bad in [
+        json!({ "type": 1 }),
+        json!({ "type": 5, "data": { "flags": 65 } }),
+    ] {
+        assert_eq!(
+            send_raw(&fake, callback(id, token, bad))
+                .await
+                .unwrap()
+                .status,
+            400
+        );
+    }
+    let ok = send_raw(&fake, callback(id, token, deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 204, "{}", ok.body);
+    let again = send_raw(&fake, callback(id, token, deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.json()["code"].as_u64()),
+        (400, Some(40060))
+    );
+    let edit = send_raw(&fake, original(app, token, json!({ "content": "done" })))
+        .await
+        .unwrap();
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    let empty = send_raw(&fake, original(app, token, json!({ "content": "" })))
+        .await
+        .unwrap();
+    assert_eq!(empty.status, 400);
+    assert_eq!(
+        fake.interaction(id).unwrap().edits,
+        vec![json!({ "content": "done" })]
+    );
+
+    // Past the 3 s, the interaction is unknown.
+    let late = fake.click("c", "1", Some(&["2"]), json!({}));
+    assert_eq!(late["member"]["roles"], json!(["2"]));
+    let late_id = late["id"].as_str().unwrap();
+    fake.age_interaction(late_id, Duration::from_millis(3001));
+    let a = send_raw(
+        &fake,
+        callback(late_id, late["token"].as_str().unwrap(), deferred),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.status, a.json()["code"].as_u64()), (404, Some(10062)));
+}

@@ -395,6 +395,47 @@ impl Rest {
         Ok(id)
     }
 
+    /// `POST /interactions/{id}/{token}/callback`: the first answer to a
+    /// click, due within 3 s. The interaction token is a secret like a
+    /// webhook's: it is in the path only, never in a log or an error.
+    pub async fn interaction_callback(
+        &self,
+        interaction_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), RestError> {
+        check_id("interaction id", interaction_id)?;
+        check_interaction_token(token)?;
+        let route = Route::new(
+            "POST",
+            "/interactions/{id}/{token}/callback",
+            interaction_id,
+        );
+        let path = format!("/interactions/{interaction_id}/{token}/callback");
+        self.call("POST", &route, &path, Some(body)).await.map(drop)
+    }
+
+    /// `PATCH /webhooks/{application id}/{token}/messages/@original`: the
+    /// answer that replaces a deferred one (within the token's 15 minutes).
+    pub async fn edit_original_response(
+        &self,
+        application_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), RestError> {
+        check_id("application id", application_id)?;
+        check_interaction_token(token)?;
+        let route = Route::new(
+            "PATCH",
+            "/webhooks/{id}/{token}/messages/@original",
+            application_id,
+        );
+        let path = format!("/webhooks/{application_id}/{token}/messages/@original");
+        self.call("PATCH", &route, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
     /// `GET /users/@me`: proves the token works.
     pub async fn current_user(&self) -> Result<serde_json::Value, RestError> {
         let route = Route::new("GET", "/users/@me", "");
@@ -639,6 +680,17 @@ fn limit_scope(scope_header: Option<&str>, limited: Option<Limited>) -> LimitSco
 fn check_id(what: &str, id: &str) -> Result<(), RestError> {
     if !is_snowflake(id) {
         return Err(config_error(format!("{what} is not a Discord snowflake")));
+    }
+    Ok(())
+}
+
+/// An interaction token may reach a path only if it cannot change the path.
+fn check_interaction_token(token: &str) -> Result<(), RestError> {
+    let plain = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if token.is_empty() || token.len() > 1000 || !plain {
+        return Err(config_error("malformed interaction token".into()));
     }
     Ok(())
 }

@@ -67,6 +67,10 @@
 //!   path is the authorization, as on Discord); an unknown id → 404 10015
 //!   Unknown Webhook, a wrong token → 401 50027 Invalid Webhook Token; other
 //!   methods → 405. Recorded with the route `GET /webhooks/{id}/{token}`.
+//! * Button clicks (see `interactions.rs`): [`FakeDiscord::click`] makes
+//!   an interaction for the fake gateway to deliver;
+//!   `POST /interactions/{id}/{token}/callback` (3 s deadline, once) and
+//!   `PATCH /webhooks/{app}/{token}/messages/@original` answer it.
 //! * `GET /users/@me` (the bot user of the calling token: the same id its
 //!   messages carry as `author.id`), `GET /channels/{id}`, `GET /gateway/bot`
 //!   (URL settable).
@@ -102,6 +106,7 @@
 //! and the handlers (so a create creates), then replaces the answer. Then
 //! come authentication, channel access, the rate limit and the handlers.
 pub mod form;
+pub mod interactions;
 pub mod multipart;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -344,6 +349,7 @@ struct State {
     webhooks: HashMap<String, (String, String, String)>,
     /// Message id → the files uploaded with it.
     uploads: HashMap<String, Vec<multipart::UploadedFile>>,
+    interactions: Vec<interactions::Interaction>,
 }
 
 /// The fake Discord server. Stops accepting when dropped.
@@ -412,6 +418,7 @@ impl FakeDiscord {
             refusing_until: None,
             history: HashMap::new(),
             uploads: HashMap::new(),
+            interactions: Vec::new(),
             limit: Some(DEFAULT_LIMIT),
             windows: HashMap::new(),
             read_history: true,
@@ -730,6 +737,56 @@ impl FakeDiscord {
     }
 
     /// One message's current JSON.
+    /// A click on the button `custom_id` of `message` (as the fake stores
+    /// it) by user `user`: in a server with `roles` (`member`), or in a DM
+    /// (`user`) when `roles` is None. Returns the `INTERACTION_CREATE`
+    /// payload's `d`; the interaction's 3 s start now.
+    pub fn click(
+        &self,
+        custom_id: &str,
+        user: &str,
+        roles: Option<&[&str]>,
+        message: Value,
+    ) -> Value {
+        let mut s = self.lock();
+        let id = next_snowflake(&mut s);
+        let token = format!("aW50ZXJhY3Rpb246{id}.tok-en_x");
+        let app = user_id_for(&s.token);
+        s.interactions.push(interactions::Interaction {
+            id: id.clone(),
+            token: token.clone(),
+            application_id: app.clone(),
+            created: Instant::now(),
+            callback: None,
+            edits: Vec::new(),
+        });
+        let who = json!({ "id": user, "username": format!("user{user}") });
+        let mut d = json!({ "id": id, "application_id": app, "type": 3, "token": token, "version": 1,
+            "channel_id": message["channel_id"], "message": message,
+            "data": { "custom_id": custom_id, "component_type": 2 } });
+        match roles {
+            Some(r) => d["member"] = json!({ "user": who, "roles": r }),
+            None => d["user"] = who,
+        }
+        d
+    }
+
+    /// Interaction `id` as the fake saw it answered.
+    pub fn interaction(&self, id: &str) -> Option<interactions::Interaction> {
+        self.lock()
+            .interactions
+            .iter()
+            .find(|i| i.id == id)
+            .cloned()
+    }
+
+    /// Make interaction `id` older by `by` (its 3 s pass without waiting).
+    pub fn age_interaction(&self, id: &str, by: Duration) {
+        for i in self.lock().interactions.iter_mut().filter(|i| i.id == id) {
+            i.created -= by;
+        }
+    }
+
     /// The files uploaded with message `id`, in `files[n]` order.
     pub fn files(&self, id: &str) -> Vec<multipart::UploadedFile> {
         self.lock().uploads.get(id).cloned().unwrap_or_default()
@@ -970,7 +1027,7 @@ fn route_template(path: &str) -> String {
     path.split('/')
         .enumerate()
         .map(|(i, seg)| {
-            if i == 3 && path.starts_with("/webhooks/") {
+            if i == 3 && (path.starts_with("/webhooks/") || path.starts_with("/interactions/")) {
                 return "{token}";
             }
             if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
@@ -1238,6 +1295,21 @@ impl Req<'_> {
 /// Discord itself does with a request.
 fn process(s: &mut State, now: Instant, req: &Req) -> Canned {
     let segs: Vec<&str> = req.path.split('/').filter(|x| !x.is_empty()).collect();
+    match (req.method, segs.as_slice()) {
+        ("POST", ["interactions", id, token, "callback"]) => {
+            return match req.object() {
+                Ok(b) => interactions::callback(&mut s.interactions, now, id, token, &b),
+                Err(refused) => refused,
+            }
+        }
+        ("PATCH", ["webhooks", app, token, "messages", "@original"]) => {
+            return match req.object() {
+                Ok(b) => interactions::edit_original(&mut s.interactions, now, app, token, b),
+                Err(refused) => refused,
+            }
+        }
+        _ => {}
+    }
     if let ["webhooks", id, token, ..] = segs.as_slice() {
         return webhook(s, req, id, token);
     }
