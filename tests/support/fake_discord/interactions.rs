@@ -67,7 +67,7 @@ pub fn callback(
         );
     }
     let flags = body.get("data").and_then(|d| d.get("flags"));
-    if flags.is_some_and(|f| f.as_u64().is_none_or(|f| f & !(64 | 4) != 0)) {
+    if flags.is_some_and(|f| !matches!(f.as_u64(), Some(f) if f & !(64 | 4) == 0)) {
         return Canned::json(
             400,
             form::invalid_form(
