@@ -14,6 +14,7 @@ pub mod fuzz_props;
 pub mod health;
 pub mod http;
 pub mod httpdate;
+pub mod interactions;
 pub mod jitter;
 pub mod logging;
 pub mod metrics;

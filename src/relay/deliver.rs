@@ -201,6 +201,9 @@ async fn deliver_claim<S: Store, K: Sink>(
         tracing::warn!(key = %key, event = %hook.event, action = %hook.action, "no rendering for queued event; dropped");
         return complete(cfg, store, &key, token, upto, None).await;
     };
+    if cfg.restart_buttons {
+        crate::interactions::button::add_for_failure(&mut body, hook);
+    }
     let status = hook
         .build
         .as_ref()

@@ -81,6 +81,10 @@ pub struct RelayConfig {
     /// channel is searched first (`DISCORD_NONCE_WINDOW`; Discord says "a
     /// few minutes", so the default stays well inside).
     pub nonce_window: Duration,
+    /// Whether a failed build's message gets a Restart button: only while
+    /// someone answers the clicks (`crate::interactions`: an allow-list and
+    /// a Drone API client that can restart).
+    pub restart_buttons: bool,
 }
 
 impl RelayConfig {
@@ -95,6 +99,7 @@ impl RelayConfig {
             max_backoff: Duration::from_secs(60),
             auth_pause: Duration::from_secs(600),
             nonce_window: DEFAULT_NONCE_WINDOW,
+            restart_buttons: false,
         }
     }
 
