@@ -281,9 +281,15 @@ async fn check_tries_every_route() {
     let last = err.lines().last().unwrap_or_default();
     assert!(last.contains("route 5, route 6, route 7 failed"), "{err}");
 
-    // Two channels, each read once, besides the bot's own channel line.
-    assert_eq!(fake.count("GET /channels/{id}"), 3);
-    assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 2);
+    // Two channels, each read once, besides the bot's own channel line, and
+    // route 7's webhook channel (a forum could take its posts as threads).
+    assert_eq!(fake.count("GET /channels/{id}"), 4);
+    // One server: its roles and the bot's, asked once.
+    assert_eq!(fake.count("GET /guilds/{id}"), 1);
+    assert_eq!(fake.count("GET /guilds/{id}/members/{id}"), 1);
+    // Routes 2, 5 and 7: route 7's webhook is asked where it posts before
+    // its thread is judged.
+    assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 3);
     for c in fake
         .calls()
         .iter()
@@ -299,6 +305,164 @@ async fn check_tries_every_route() {
         let token = url.rsplit('/').next().unwrap();
         assert!(!out.contains(token) && !err.contains(token), "{out}{err}");
     }
+}
+
+/// `check` names, per route, what the bot lacks in the route's channel, from
+/// the server's roles, the bot's roles and the channel's overwrites: the
+/// thread permissions only when `thread` is on, none for a forum (a post is a
+/// thread made with its first message); a webhook may keep `thread` only
+/// when it posts in a forum. One call per channel however many routes name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_the_permissions_each_route_lacks() {
+    use drone_discord::discord::permissions::*;
+    let fake = FakeDiscord::start_tls().await;
+    fake.set_token(TOKEN);
+    // @everyone may post, embed and read, not use threads; the bot's role
+    // adds CREATE_PUBLIC_THREADS.
+    let post = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | READ_MESSAGE_HISTORY;
+    let role = "400000000000000001";
+    fake.set_roles(
+        post,
+        &[
+            (role, CREATE_PUBLIC_THREADS),
+            ("400000000000000002", 1 << 3),
+        ],
+        &[role],
+    );
+    // Channel 5: @everyone may not embed there.
+    let no_embeds = format!(
+        r#"[{{"id": "100000000000000001", "type": 0, "allow": "0", "deny": "{EMBED_LINKS}"}}]"#
+    );
+    fake.set_overwrites(
+        "200000000000000005",
+        serde_json::from_str(&no_embeds).unwrap(),
+    );
+    // Channel 7: the bot's own overwrite allows posting in threads.
+    let bot = support::fake_discord::user_id_for(TOKEN);
+    fake.set_overwrites(
+        "200000000000000007",
+        serde_json::json!([{"id": bot, "type": 1, "allow": SEND_MESSAGES_IN_THREADS.to_string(), "deny": "0"}]),
+    );
+    fake.set_channel_type("200000000000000006", 15);
+    fake.set_channel_type("300000000000000003", 15);
+    let ops = fake.add_webhook("300000000000000003", "ops");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        r#"[[route]]
+channel = "200000000000000005"
+
+[[route]]
+channel = "200000000000000005"
+when = "failed"
+
+[[route]]
+channel = "200000000000000002"
+thread = "failed"
+
+[[route]]
+channel = "200000000000000006"
+thread = "always"
+
+[[route]]
+channel = "200000000000000007"
+thread = "always"
+
+[[route]]
+webhook = "ops"
+thread = "failed"
+"#,
+    );
+    let (base, ca) = (fake.base_url(), fake.ca_file().unwrap());
+    let state = dir.path().join("state");
+    let run = move || {
+        run_cmd(
+            &["check", "--config", config.to_str().unwrap()],
+            &[
+                ("DISCORD_TOKEN", TOKEN),
+                ("DISCORD_CHANNEL_ID", CHANNEL),
+                ("DISCORD_API_BASE_URL", &base),
+                ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                ("STATE_DIR", state.to_str().unwrap()),
+                ("DISCORD_WEBHOOK_OPS", &ops),
+            ],
+        )
+    };
+    let (code, out, err) = tokio::task::spawn_blocking(run).await.unwrap();
+    assert_eq!(code, 1, "routes 1-3 fail: {out}{err}");
+    let line = |prefix: &str| {
+        out.lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {out}"))
+            .to_string()
+    };
+    for n in [1, 2] {
+        assert!(
+            line(&format!("route {n}:")).starts_with(&format!(
+                "FAIL route {n}: line {}: channel 200000000000000005 #builds: the bot lacks EMBED_LINKS;",
+                [1, 4][n - 1]
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        line("route 3:").starts_with(
+            "FAIL route 3: line 8: channel 200000000000000002 #builds: the bot lacks SEND_MESSAGES_IN_THREADS;"
+        ),
+        "{out}"
+    );
+    assert!(
+        line("route 4:").starts_with(
+            "ok   route 4: line 12: channel 200000000000000006 #builds (a forum: one post per build);"
+        ),
+        "{out}"
+    );
+    assert!(
+        line("route 5:").starts_with("ok   route 5: line 16: channel 200000000000000007 #builds;"),
+        "{out}"
+    );
+    let r6 = line("route 6:");
+    assert!(
+        r6.starts_with("ok   route 6: line 20: webhook ops …/webhooks/")
+            && r6.contains("posts in channel 300000000000000003), a forum: one post per build;"),
+        "{out}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("route 1, route 2, route 3 failed"), "{err}");
+    // The bot's channel line, then channels 5, 2, 6, 7 and the webhook's, once each.
+    assert_eq!(fake.count("GET /channels/{id}"), 6);
+    assert_eq!(fake.count("GET /guilds/{id}"), 1);
+
+    // The same webhook in a text channel may not thread.
+    fake.set_channel_type("300000000000000003", 0);
+    let config = write(
+        dir.path(),
+        "[[route]]\nwebhook = \"ops\"\nthread = \"failed\"\n",
+    );
+    let (base, ca) = (fake.base_url(), fake.ca_file().unwrap());
+    let state = dir.path().join("state");
+    let ops = fake.add_webhook("300000000000000003", "ops");
+    let (code, out, _) = tokio::task::spawn_blocking(move || {
+        run_cmd(
+            &["check", "--config", config.to_str().unwrap()],
+            &[
+                ("DISCORD_TOKEN", TOKEN),
+                ("DISCORD_CHANNEL_ID", CHANNEL),
+                ("DISCORD_API_BASE_URL", &base),
+                ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                ("STATE_DIR", state.to_str().unwrap()),
+                ("DISCORD_WEBHOOK_OPS", &ops),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL route 1: ")
+            && l.contains("cannot start a thread from a message")),
+        "{out}"
+    );
 }
 
 /// `serve` does not apply routes yet, so it refuses a file with `[[route]]`

@@ -1,8 +1,10 @@
 //! Everything that talks to Discord: the REST client (messages, checks), its
 //! rate limiter, the gateway client that keeps the bot's presence, the rule
-//! for Discord ids, and webhook URLs (a secret).
+//! for Discord ids, webhook URLs (a secret), and the bot's permissions in a
+//! channel (for `check`).
 mod decimal;
 pub mod gateway;
+pub mod permissions;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;
