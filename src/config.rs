@@ -395,6 +395,19 @@ pub fn routing_file(s: &Settings) -> Option<PathBuf> {
     s.get("CONFIG_FILE").map(PathBuf::from)
 }
 
+/// A setup that needs no bot: no `DISCORD_TOKEN` (nor its file or
+/// credential), and a routing file whose routes are all webhook routes.
+/// Only then may the token be absent; otherwise its absence is an error.
+pub fn webhook_only(s: &Settings) -> Result<bool, ConfigError> {
+    if s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)?.is_some() {
+        return Ok(false);
+    }
+    Ok(match routing_file(s) {
+        Some(path) => crate::routes::load(&path)?.webhook_only(),
+        None => false,
+    })
+}
+
 /// `serve` does not apply routes yet: a file with `[[route]]` stops it rather
 /// than being ignored (a file with only `[users]`, or none, is today's single
 /// channel). The file is checked either way, so a bad one is found now.

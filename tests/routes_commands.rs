@@ -465,6 +465,69 @@ thread = "failed"
     );
 }
 
+/// A setup whose routes are all webhook routes needs no bot token: `check`
+/// says the bot's checks are skipped and tries the webhooks; a file with one
+/// channel route still needs the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_a_token_when_every_route_is_a_webhook() {
+    let fake = FakeDiscord::start_tls().await;
+    let ops = fake.add_webhook("300000000000000003", "ops");
+    let dir = tempfile::tempdir().unwrap();
+    let webhooks_only = write(
+        dir.path(),
+        "[[route]]\nwebhook = \"ops\"\nwhen = \"failed\"\n",
+    );
+    let (base, ca) = (fake.base_url(), fake.ca_file().unwrap());
+    let state = dir.path().join("state");
+    let run = move |config: PathBuf| {
+        run_cmd(
+            &["check", "--config", config.to_str().unwrap()],
+            &[
+                ("DISCORD_API_BASE_URL", &base),
+                ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                ("STATE_DIR", state.to_str().unwrap()),
+                ("DISCORD_WEBHOOK_OPS", &ops),
+            ],
+        )
+    };
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(webhooks_only)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("ok   discord: no DISCORD_TOKEN, and every route is a webhook route")
+            && lines[0].contains("are skipped"),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("ok   config: "), "{out}");
+    assert!(
+        lines[2].starts_with("ok   route 1: line 1: webhook ops …/webhooks/"),
+        "{out}"
+    );
+    assert!(lines[3].starts_with("ok   store: "), "{out}");
+    assert_eq!(fake.count("GET /users/@me"), 0);
+    assert_eq!(fake.count("GET /channels/{id}"), 0);
+
+    let mixed = write(
+        dir.path(),
+        "[[route]]\nwebhook = \"ops\"\n[[route]]\nchannel = \"200000000000000002\"\n",
+    );
+    let (code, out, _) = tokio::task::spawn_blocking(move || run(mixed))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("FAIL discord: configuration error: DISCORD_TOKEN: not set")),
+        "{out}"
+    );
+}
+
 /// `serve` does not apply routes yet, so it refuses a file with `[[route]]`
 /// (one line, exit 2) instead of ignoring it; `[users]` alone is today's service.
 #[test]

@@ -54,6 +54,18 @@ pub struct Routing {
     pub routes: Vec<Route>,
 }
 
+impl Routing {
+    /// Every route posts through a webhook, and there is one: a setup that
+    /// needs no bot (no token, no presence).
+    pub fn webhook_only(&self) -> bool {
+        !self.routes.is_empty()
+            && self
+                .routes
+                .iter()
+                .all(|r| matches!(r.destination, Destination::Webhook(_)))
+    }
+}
+
 /// One `[[route]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
