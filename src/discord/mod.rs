@@ -1,11 +1,13 @@
-//! Everything that talks to Discord: the REST client (messages, checks), its
-//! rate limiter, the gateway client that keeps the bot's presence, the rule
-//! for Discord ids, webhook URLs (a secret), and the bot's permissions in a
-//! channel (for `check`).
+//! Everything that talks to Discord: the REST client (messages, checks,
+//! threads and forum posts, webhook execution), its rate limiter, the gateway
+//! client that keeps the bot's presence, the rule for Discord ids, webhook
+//! URLs (a secret), and the bot's permissions in a channel (for `check`).
 mod decimal;
 pub mod gateway;
 pub mod permissions;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;
+pub mod threads;
 pub mod webhook;
+pub mod webhook_exec;
