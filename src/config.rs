@@ -135,6 +135,9 @@ pub struct Config {
     /// Queue bounds and retentions (`QUEUE_MAX_EVENTS`, `QUEUE_MAX_BYTES`,
     /// `MESSAGE_RETENTION_DAYS`, `DEAD_LETTER_RETENTION_DAYS`).
     pub store_bounds: crate::store::Bounds,
+    /// The routing file's routes, reloaded on `SIGHUP`, and the webhook
+    /// credentials it names (loaded once).
+    pub routing: std::sync::Arc<crate::routes::live::Live>,
     /// Who besides loopback may read `/metrics` and `/preview` (`METRICS_ALLOW`, CIDRs).
     pub metrics_allow: crate::allow_list::AllowList,
     /// Where "is the clock synchronised?" comes from (`CLOCK_SYNC`, see `clock::sync_source`).
@@ -361,7 +364,7 @@ impl Config {
             .unwrap_or("info")
             .to_string();
         let store_bounds = store_bounds(s)?;
-        refuse_routes(s)?;
+        let routing = std::sync::Arc::new(crate::routes::live::Live::start(s)?);
         let metrics_allow =
             crate::allow_list::AllowList::parse(s.get("METRICS_ALLOW").unwrap_or(""))
                 .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
@@ -386,6 +389,7 @@ impl Config {
             store_bounds,
             metrics_allow,
             clock_sync,
+            routing,
         })
     }
 }
@@ -406,28 +410,6 @@ pub fn webhook_only(s: &Settings) -> Result<bool, ConfigError> {
         Some(path) => crate::routes::load(&path)?.webhook_only(),
         None => false,
     })
-}
-
-/// `serve` does not apply routes yet: a file with `[[route]]` stops it rather
-/// than being ignored (a file with only `[users]`, or none, is today's single
-/// channel). The file is checked either way, so a bad one is found now.
-fn refuse_routes(s: &Settings) -> Result<(), ConfigError> {
-    let Some(path) = routing_file(s) else {
-        return Ok(());
-    };
-    let routing = crate::routes::load(&path)?;
-    if routing.routes.is_empty() {
-        return Ok(());
-    }
-    Err(ConfigError::new(
-        "CONFIG_FILE",
-        format!(
-            "{} has {} [[route]]; routing is not yet supported by serve (use `drone-discord route` \
-             and `check` to try the file; remove the routes or the file to serve today's single channel)",
-            path.display(),
-            routing.routes.len()
-        ),
-    ))
 }
 
 /// The queue's bounds and the retentions, each within a range that keeps
@@ -1078,24 +1060,30 @@ mod tests {
     }
 
     #[test]
-    fn serve_refuses_a_routing_file_with_routes_and_accepts_users_only() {
+    fn serve_loads_a_routing_file_with_routes_or_users_only() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("config.toml");
         let mut s = base();
         s.set("CONFIG_FILE", f.to_str().unwrap());
         std::fs::write(&f, "[users]\nanon = \"1\"\n").unwrap();
-        assert!(Config::from_settings(&s, &Overrides::default()).is_ok());
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert_eq!(c.routing.report().unwrap().routes, 0);
         std::fs::write(&f, "[[route]]\nchannel = \"123456789012345678\"\n").unwrap();
-        let e = err(&s, &Overrides::default());
-        assert_eq!(e.setting, "CONFIG_FILE");
-        assert!(
-            e.problem.contains("routing is not yet supported by serve"),
-            "{e}"
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert_eq!(c.routing.report().unwrap().routes, 1);
+        assert_eq!(
+            c.routing.routing().routes[0].destination,
+            crate::routes::Destination::Channel("123456789012345678".into())
         );
         std::fs::write(&f, "[[route]]\nwhen = \"soon\"\n").unwrap();
         assert!(err(&s, &Overrides::default())
             .setting
             .ends_with("config.toml:2"));
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        assert_eq!(
+            err(&s, &Overrides::default()).setting,
+            "DISCORD_WEBHOOK_OPS"
+        );
         s.set(
             "CONFIG_FILE",
             dir.path().join("missing.toml").to_str().unwrap(),

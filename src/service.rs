@@ -134,6 +134,29 @@ async fn wait_for_signal() {
     }
 }
 
+/// `SIGHUP` (the unit's `ExecReload`) reloads the routing file; `/health`
+/// shows the outcome. Without a handler the signal would end the process.
+async fn reload_on_sighup(
+    routing: Arc<crate::routes::live::Live>,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; the routing file is not reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = hup.recv() => {
+                routing.reload();
+                health.set_routing(routing.report());
+            }
+        }
+    }
+}
+
 /// Run with an open store until `shutdown` fires (tests call this directly).
 pub async fn run_until<S: Store>(
     cfg: Config,
@@ -223,8 +246,14 @@ pub async fn run_until<S: Store>(
     ));
 
     let prober = tokio::spawn(watch_store(store.clone(), health.clone(), shutdown.clone()));
+    health.set_routing(cfg.routing.report());
+    let reloader = tokio::spawn(reload_on_sighup(
+        cfg.routing.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
 
-    let mut background = vec![prober];
+    let mut background = vec![prober, reloader];
     let relay = match discord {
         Some((d, rest)) => {
             if cfg.gateway_enabled {
@@ -239,6 +268,7 @@ pub async fn run_until<S: Store>(
             }
             let mut rc = RelayConfig::new(d.channel_id.clone());
             rc.nonce_window = d.nonce_window;
+            rc.routing = cfg.routing.clone();
             tokio::spawn(relay::run(
                 rc,
                 store.clone(),
@@ -249,7 +279,8 @@ pub async fn run_until<S: Store>(
             ))
         }
         None => {
-            let rc = RelayConfig::new("dry-run");
+            let mut rc = RelayConfig::new("dry-run");
+            rc.routing = cfg.routing.clone();
             tokio::spawn(relay::run(
                 rc,
                 store.clone(),

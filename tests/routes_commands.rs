@@ -2,7 +2,7 @@
 //! binary: the dry run of routing over the real fixtures, errors that name
 //! the line and the key, each route's destination tried against the fake
 //! Discord (channels with the bot, webhooks by their own token), and `serve`
-//! refusing a file with routes until it applies them.
+//! refusing a file whose webhooks it has no URL for.
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -528,10 +528,11 @@ async fn check_without_a_token_when_every_route_is_a_webhook() {
     );
 }
 
-/// `serve` does not apply routes yet, so it refuses a file with `[[route]]`
-/// (one line, exit 2) instead of ignoring it; `[users]` alone is today's service.
+/// `serve` applies the routes, so it needs the URL of every webhook the
+/// file names at start (credentials are fixed while it runs): one line, exit 2,
+/// naming the variable.
 #[test]
-fn serve_refuses_routes_it_cannot_apply() {
+fn serve_needs_the_named_webhooks_and_a_good_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), FILE);
     let (code, out, err) = run_cmd(
@@ -545,8 +546,8 @@ fn serve_refuses_routes_it_cannot_apply() {
     assert_eq!(code, 2, "{out}{err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("drone-discord: configuration error: CONFIG_FILE: ")
-            && last.contains("has 4 [[route]]; routing is not yet supported by serve"),
+        last.starts_with("drone-discord: configuration error: DISCORD_WEBHOOK_OPS: not set")
+            && last.contains("webhook \"ops\""),
         "{err}"
     );
     // A bad file stops it too, naming the line.

@@ -81,6 +81,8 @@ pub struct RelayConfig {
     /// channel is searched first (`DISCORD_NONCE_WINDOW`; Discord says "a
     /// few minutes", so the default stays well inside).
     pub nonce_window: Duration,
+    /// The routes in force (reloaded on `SIGHUP`) and the webhooks' URLs.
+    pub routing: Arc<crate::routes::live::Live>,
 }
 
 impl RelayConfig {
@@ -95,6 +97,11 @@ impl RelayConfig {
             max_backoff: Duration::from_secs(60),
             auth_pause: Duration::from_secs(600),
             nonce_window: DEFAULT_NONCE_WINDOW,
+            routing: Arc::new(crate::routes::live::Live::new(
+                None,
+                HashMap::new(),
+                crate::routes::Routing::default(),
+            )),
         }
     }
 
