@@ -111,8 +111,13 @@ pub enum StoreConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub webhook_secret: Secret,
-    /// `None` in dry-run: events are rendered and logged, not sent.
+    /// `None` in dry-run: events are rendered and logged, not sent; and in
+    /// a webhook-only setup.
     pub discord: Option<DiscordConfig>,
+    /// A setup whose routes are all webhook routes, without a bot token
+    /// ([`webhook_only`]): the API base for a REST client without a token.
+    /// No gateway, no presence.
+    pub webhook_only: Option<String>,
     pub dry_run: bool,
     pub listen_addr: SocketAddr,
     pub store: StoreConfig,
@@ -288,7 +293,12 @@ impl Config {
         }
 
         let dry_run = o.dry_run || parse_bool(s, "DRY_RUN")?.unwrap_or(false);
-        let discord = if dry_run {
+        // Only webhook routes and no bot token: no bot at all.
+        let webhook_only = match !dry_run && webhook_only(s)? {
+            true => Some(api_base(s)?),
+            false => None,
+        };
+        let discord = if dry_run || webhook_only.is_some() {
             None
         } else {
             Some(discord_config(s)?)
@@ -374,6 +384,7 @@ impl Config {
         Ok(Config {
             webhook_secret,
             discord,
+            webhook_only,
             dry_run,
             listen_addr,
             store,
@@ -397,6 +408,22 @@ impl Config {
 /// The routing file (`--config` / `CONFIG_FILE`), if one is named.
 pub fn routing_file(s: &Settings) -> Option<PathBuf> {
     s.get("CONFIG_FILE").map(PathBuf::from)
+}
+
+/// `DISCORD_API_BASE_URL`, without a trailing `/`.
+fn api_base(s: &Settings) -> Result<String, ConfigError> {
+    let api_base = s
+        .get("DISCORD_API_BASE_URL")
+        .unwrap_or("https://discord.com/api/v10")
+        .trim_end_matches('/')
+        .to_string();
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        return Err(ConfigError::new(
+            "DISCORD_API_BASE_URL",
+            format!("{api_base:?} is not an http(s):// URL"),
+        ));
+    }
+    Ok(api_base)
 }
 
 /// A setup that needs no bot: no `DISCORD_TOKEN` (nor its file or
@@ -502,17 +529,7 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
             format!("{channel_id:?} is not a Discord id (digits only, e.g. 123456789012345678)"),
         ));
     }
-    let api_base = s
-        .get("DISCORD_API_BASE_URL")
-        .unwrap_or("https://discord.com/api/v10")
-        .trim_end_matches('/')
-        .to_string();
-    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-        return Err(ConfigError::new(
-            "DISCORD_API_BASE_URL",
-            format!("{api_base:?} is not an http(s):// URL"),
-        ));
-    }
+    let api_base = api_base(s)?;
     let gateway_url = s.get("DISCORD_GATEWAY_URL").map(str::to_string);
     if let Some(g) = &gateway_url {
         if !(g.starts_with("wss://") || g.starts_with("ws://")) {
@@ -1057,6 +1074,37 @@ mod tests {
         assert!(parse_env_file("no equals sign").is_err());
         assert!(parse_env_file("A=\"open").is_err());
         assert!(parse_env_file("BAD-NAME=1").is_err());
+    }
+
+    /// Only when every route is a webhook route may the token be absent:
+    /// then there is no bot, no gateway; otherwise the token stays required.
+    #[test]
+    fn webhook_only_routes_need_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        let mut s = Settings::from_pairs([
+            ("DRONE_WEBHOOK_SECRET", "webhook-secret"),
+            ("CONFIG_FILE", f.to_str().unwrap()),
+            (
+                "DISCORD_WEBHOOK_OPS",
+                "https://discord.com/api/webhooks/223456789012345678/secret-token_123",
+            ),
+        ]);
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(c.discord.is_none() && !c.dry_run && !c.gateway_enabled);
+        assert_eq!(
+            c.webhook_only.as_deref(),
+            Some("https://discord.com/api/v10")
+        );
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n[[route]]\n").unwrap();
+        assert_eq!(err(&s, &Overrides::default()).setting, "DISCORD_TOKEN");
+        // With a token, webhook routes keep the bot (its presence).
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        s.set("DISCORD_TOKEN", TOKEN);
+        s.set("DISCORD_CHANNEL_ID", "123456789012345678");
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(c.discord.is_some() && c.webhook_only.is_none() && c.gateway_enabled);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
-use crate::discord::rest::{Rest, RestError};
+use crate::discord::rest::{Rest, RestConfig, RestError, RestTuning};
 use crate::endpoints::Endpoints;
 use crate::health::{Component, Health, Status};
 use crate::http::{self, ServerLimits};
@@ -176,6 +176,23 @@ pub async fn run_until<S: Store>(
         }
         None => None,
     };
+    // Only webhook routes, no bot token: a REST client for the webhooks alone.
+    let webhooks_only = match &cfg.webhook_only {
+        Some(base) => Some(
+            Rest::without_token(
+                RestConfig {
+                    base_url: base.clone(),
+                    token: String::new(),
+                    extra_ca_file: cfg.extra_ca_file.clone(),
+                    connect_timeout: Duration::from_secs(10),
+                    request_timeout: Duration::from_secs(30),
+                },
+                RestTuning::default(),
+            )
+            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?,
+        ),
+        None => None,
+    };
 
     // Prove the store can write before telling anyone we are ready.
     store
@@ -228,7 +245,8 @@ pub async fn run_until<S: Store>(
     )
     .with_clock(clock.clone());
     // Dry-run: what the sink would have sent, for `GET /preview`.
-    let preview = discord.is_none().then(|| Arc::new(Preview::default()));
+    let preview =
+        (discord.is_none() && webhooks_only.is_none()).then(|| Arc::new(Preview::default()));
     let endpoints = Arc::new(
         Endpoints::new(store.clone(), verifier, health.clone(), wake.clone())
             .with_preview(preview.clone())
@@ -254,8 +272,8 @@ pub async fn run_until<S: Store>(
     ));
 
     let mut background = vec![prober, reloader];
-    let relay = match discord {
-        Some((d, rest)) => {
+    let relay = match (discord, webhooks_only) {
+        (Some((d, rest)), _) => {
             if cfg.gateway_enabled {
                 background.extend(start_presence(
                     &cfg,
@@ -278,7 +296,23 @@ pub async fn run_until<S: Store>(
                 shutdown.clone(),
             ))
         }
-        None => {
+        (None, Some(rest)) => {
+            health.set(
+                Component::Gateway,
+                Status::ok("off: webhook-only routes, no bot token"),
+            );
+            let mut rc = RelayConfig::new("webhook-only");
+            rc.routing = cfg.routing.clone();
+            tokio::spawn(relay::run(
+                rc,
+                store.clone(),
+                Arc::new(rest),
+                health.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            ))
+        }
+        (None, None) => {
             let mut rc = RelayConfig::new("dry-run");
             rc.routing = cfg.routing.clone();
             tokio::spawn(relay::run(

@@ -6,6 +6,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use support::binary::run_cmd;
 use support::credentials::{CHANNEL, SECRET, TOKEN};
@@ -565,4 +566,51 @@ fn serve_needs_the_named_webhooks_and_a_good_file() {
         err.contains("config.toml:2: route 1: when: \"never\" is not one of"),
         "{err}"
     );
+}
+
+/// A setup whose routes are all webhook routes runs without a bot token:
+/// `serve` starts and is healthy, opens no gateway (`/health` says why), and
+/// neither the log nor `/health` shows the webhook's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_a_token_when_every_route_is_a_webhook() {
+    let fake = FakeDiscord::start_tls().await;
+    let ops = fake.add_webhook("300000000000000003", "ops");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "[[route]]\nwebhook = \"ops\"\nwhen = \"failed\"\n",
+    );
+    let (base, ca) = (fake.base_url(), fake.ca_file().unwrap());
+    let state = dir.path().join("state");
+    let token = ops.rsplit('/').next().unwrap().to_string();
+    let health = tokio::task::spawn_blocking(move || {
+        let svc = support::binary::start(
+            &state,
+            &["--config", config.to_str().unwrap()],
+            &[
+                ("DISCORD_API_BASE_URL", &base),
+                ("SSL_CERT_FILE", ca.to_str().unwrap()),
+                ("DISCORD_WEBHOOK_OPS", &ops),
+            ],
+        );
+        let health = support::binary::wait_health(&svc, Duration::from_secs(30), |status, v| {
+            status == 200 && v["healthy"] == true
+        });
+        let log = svc.log_text();
+        assert_eq!(svc.sigterm(), Some(0), "{log}");
+        (health, log)
+    })
+    .await
+    .unwrap();
+    let (health, log) = health;
+    assert_eq!(
+        health["gateway"]["detail"], "off: webhook-only routes, no bot token",
+        "{health}"
+    );
+    assert!(
+        !health.to_string().contains(&token) && !log.contains(&token),
+        "{log}"
+    );
+    assert_eq!(fake.count("GET /users/@me"), 0, "no bot call");
+    assert_eq!(fake.count("GET /gateway/bot"), 0, "no gateway");
 }
