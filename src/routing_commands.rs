@@ -275,7 +275,10 @@ pub fn check_routes(
                                     t.word(),
                                     match found {
                                         Ok(_) => String::new(),
-                                        Err(e) => format!(" (a forum's posts it can, but its channel: {e})"),
+                                        Err(e) => format!(
+                                            " (only a forum would do; channel {}: {e})",
+                                            info.channel_id
+                                        ),
                                     }
                                 ),
                             ),
