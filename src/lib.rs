@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod discord;
 pub mod drone;
+pub mod drone_api;
 pub mod endpoints;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzz_props;

@@ -332,7 +332,7 @@ async fn check_names_the_permissions_each_route_lacks() {
     );
     // Channel 5: @everyone may not embed there.
     let no_embeds = format!(
-        r#"[{{"id": "100000000000000001", "type": 0, "allow": "0", "deny": "{EMBED_LINKS}"}}]"#
+        r#"[{{"id": "100000000000000042", "type": 0, "allow": "0", "deny": "{EMBED_LINKS}"}}]"#
     );
     fake.set_overwrites(
         "200000000000000005",

@@ -1,19 +1,18 @@
 //! The one server (guild) of the fake Discord, for the calls `check` makes to
-//! compute the bot's permissions in a channel: `GET /channels/{id}` answers
-//! the channel's `guild_id`, `type` and `permission_overwrites`,
+//! compute the bot's permissions in a channel: `GET /channels/{id}`
+//! (`threads.rs`) answers the channel's `permission_overwrites` from here,
 //! `GET /guilds/{id}` its `owner_id` and `roles`, and
 //! `GET /guilds/{id}/members/{user}` the bot's `roles` (any other member is
 //! 404 10007 Unknown Member, as on Discord).
 //!
 //! By default `@everyone` may view, post, embed, read history and use threads,
-//! the bot has no other role, and channels are text channels (type 0) without
-//! overwrites.
+//! the bot has no other role, and channels have no overwrites.
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-/// The fake server's id.
-pub const GUILD_ID: &str = "100000000000000001";
+/// The fake server's id: the `guild_id` of its channels.
+pub use super::threads::GUILD_ID;
 /// The server owner (never the bot).
 const OWNER_ID: &str = "100000000000000009";
 /// VIEW_CHANNEL, SEND_MESSAGES, EMBED_LINKS, READ_MESSAGE_HISTORY,
@@ -22,8 +21,6 @@ pub const EVERYONE_DEFAULT: u64 =
     (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 35) | (1 << 38);
 
 pub struct Guild {
-    /// Channel id → type (0 text, 5 announcement, 15 forum, 16 media).
-    pub kinds: HashMap<String, u8>,
     /// Channel id → its `permission_overwrites` array.
     pub overwrites: HashMap<String, Value>,
     /// Every role but `@everyone`: (id, permissions).
@@ -36,7 +33,6 @@ pub struct Guild {
 impl Default for Guild {
     fn default() -> Guild {
         Guild {
-            kinds: HashMap::new(),
             overwrites: HashMap::new(),
             roles: Vec::new(),
             everyone: EVERYONE_DEFAULT,
@@ -46,15 +42,12 @@ impl Default for Guild {
 }
 
 impl Guild {
-    /// `GET /channels/{id}`.
-    pub fn channel(&self, id: &str) -> Value {
-        json!({
-            "id": id,
-            "guild_id": GUILD_ID,
-            "type": self.kinds.get(id).copied().unwrap_or(0),
-            "name": "builds",
-            "permission_overwrites": self.overwrites.get(id).cloned().unwrap_or_else(|| json!([])),
-        })
+    /// A channel's `permission_overwrites` (`GET /channels/{id}`).
+    pub fn overwrites(&self, ch: &str) -> Value {
+        self.overwrites
+            .get(ch)
+            .cloned()
+            .unwrap_or_else(|| json!([]))
     }
 
     /// `GET /guilds/{id}`, or None for another server.
