@@ -29,7 +29,7 @@ if [ "${1:-}" = "--smoke" ]; then
 fi
 seconds=$([ "$smoke" = true ] && echo "${FUZZ_SMOKE_SECONDS:-5}" || echo "${FUZZ_SECONDS:-600}")
 # The chunked decoder is fuzzed through http_response (inputs starting with `~`).
-ALL=(http_request signature drone_render http_response gateway store_codec)
+ALL=(http_request signature drone_render http_response gateway store_codec routing_file)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${ALL[@]}")
 

@@ -201,6 +201,15 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
     let mut bot = None;
 
     match config::discord_config(&s) {
+        Err(e) if e.setting == "DISCORD_TOKEN" && config::webhook_only(&s).unwrap_or(false) => {
+            line(
+                true,
+                "discord",
+                "no DISCORD_TOKEN, and every route is a webhook route: the bot's checks \
+             (token, DISCORD_CHANNEL_ID, the routes' channels and permissions) are skipped"
+                    .into(),
+            )
+        }
         Err(e) => line(false, "discord", e.to_string()),
         Ok(d) => {
             let rest = Rest::new(d.rest_config(

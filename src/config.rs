@@ -124,8 +124,13 @@ pub enum StoreConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub webhook_secret: Secret,
-    /// `None` in dry-run: events are rendered and logged, not sent.
+    /// `None` in dry-run: events are rendered and logged, not sent; and in
+    /// a webhook-only setup.
     pub discord: Option<DiscordConfig>,
+    /// A setup whose routes are all webhook routes, without a bot token
+    /// ([`webhook_only`]): the API base for a REST client without a token.
+    /// No gateway, no presence.
+    pub webhook_only: Option<String>,
     pub dry_run: bool,
     pub listen_addr: SocketAddr,
     pub store: StoreConfig,
@@ -148,6 +153,9 @@ pub struct Config {
     /// Queue bounds and retentions (`QUEUE_MAX_EVENTS`, `QUEUE_MAX_BYTES`,
     /// `MESSAGE_RETENTION_DAYS`, `DEAD_LETTER_RETENTION_DAYS`).
     pub store_bounds: crate::store::Bounds,
+    /// The routing file's routes, reloaded on `SIGHUP`, and the webhook
+    /// credentials it names (loaded once).
+    pub routing: std::sync::Arc<crate::routes::live::Live>,
     /// Who besides loopback may read `/metrics` and `/preview` (`METRICS_ALLOW`, CIDRs).
     pub metrics_allow: crate::allow_list::AllowList,
     /// Where "is the clock synchronised?" comes from (`CLOCK_SYNC`, see `clock::sync_source`).
@@ -301,7 +309,12 @@ impl Config {
         }
 
         let dry_run = o.dry_run || parse_bool(s, "DRY_RUN")?.unwrap_or(false);
-        let discord = if dry_run {
+        // Only webhook routes and no bot token: no bot at all.
+        let webhook_only = match !dry_run && webhook_only(s)? {
+            true => Some(api_base(s)?),
+            false => None,
+        };
+        let discord = if dry_run || webhook_only.is_some() {
             None
         } else {
             Some(discord_config(s)?)
@@ -377,7 +390,7 @@ impl Config {
             .unwrap_or("info")
             .to_string();
         let store_bounds = store_bounds(s)?;
-        refuse_routes(s)?;
+        let routing = std::sync::Arc::new(crate::routes::live::Live::start(s)?);
         let metrics_allow =
             crate::allow_list::AllowList::parse(s.get("METRICS_ALLOW").unwrap_or(""))
                 .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
@@ -388,6 +401,7 @@ impl Config {
         Ok(Config {
             webhook_secret,
             discord,
+            webhook_only,
             dry_run,
             listen_addr,
             store,
@@ -403,6 +417,7 @@ impl Config {
             store_bounds,
             metrics_allow,
             clock_sync,
+            routing,
             drone_api,
         })
     }
@@ -413,26 +428,33 @@ pub fn routing_file(s: &Settings) -> Option<PathBuf> {
     s.get("CONFIG_FILE").map(PathBuf::from)
 }
 
-/// `serve` does not apply routes yet: a file with `[[route]]` stops it rather
-/// than being ignored (a file with only `[users]`, or none, is today's single
-/// channel). The file is checked either way, so a bad one is found now.
-fn refuse_routes(s: &Settings) -> Result<(), ConfigError> {
-    let Some(path) = routing_file(s) else {
-        return Ok(());
-    };
-    let routing = crate::routes::load(&path)?;
-    if routing.routes.is_empty() {
-        return Ok(());
+/// `DISCORD_API_BASE_URL`, without a trailing `/`.
+fn api_base(s: &Settings) -> Result<String, ConfigError> {
+    let api_base = s
+        .get("DISCORD_API_BASE_URL")
+        .unwrap_or("https://discord.com/api/v10")
+        .trim_end_matches('/')
+        .to_string();
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        return Err(ConfigError::new(
+            "DISCORD_API_BASE_URL",
+            format!("{api_base:?} is not an http(s):// URL"),
+        ));
     }
-    Err(ConfigError::new(
-        "CONFIG_FILE",
-        format!(
-            "{} has {} [[route]]; routing is not yet supported by serve (use `drone-discord route` \
-             and `check` to try the file; remove the routes or the file to serve today's single channel)",
-            path.display(),
-            routing.routes.len()
-        ),
-    ))
+    Ok(api_base)
+}
+
+/// A setup that needs no bot: no `DISCORD_TOKEN` (nor its file or
+/// credential), and a routing file whose routes are all webhook routes.
+/// Only then may the token be absent; otherwise its absence is an error.
+pub fn webhook_only(s: &Settings) -> Result<bool, ConfigError> {
+    if s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)?.is_some() {
+        return Ok(false);
+    }
+    Ok(match routing_file(s) {
+        Some(path) => crate::routes::load(&path)?.webhook_only(),
+        None => false,
+    })
 }
 
 /// The queue's bounds and the retentions, each within a range that keeps
@@ -525,17 +547,7 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
             format!("{channel_id:?} is not a Discord id (digits only, e.g. 123456789012345678)"),
         ));
     }
-    let api_base = s
-        .get("DISCORD_API_BASE_URL")
-        .unwrap_or("https://discord.com/api/v10")
-        .trim_end_matches('/')
-        .to_string();
-    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-        return Err(ConfigError::new(
-            "DISCORD_API_BASE_URL",
-            format!("{api_base:?} is not an http(s):// URL"),
-        ));
-    }
+    let api_base = api_base(s)?;
     let gateway_url = s.get("DISCORD_GATEWAY_URL").map(str::to_string);
     if let Some(g) = &gateway_url {
         if !(g.starts_with("wss://") || g.starts_with("ws://")) {
@@ -1193,25 +1205,62 @@ mod tests {
         assert!(parse_env_file("BAD-NAME=1").is_err());
     }
 
+    /// Only when every route is a webhook route may the token be absent:
+    /// then there is no bot, no gateway; otherwise the token stays required.
     #[test]
-    fn serve_refuses_a_routing_file_with_routes_and_accepts_users_only() {
+    fn webhook_only_routes_need_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        let mut s = Settings::from_pairs([
+            ("DRONE_WEBHOOK_SECRET", "webhook-secret"),
+            ("CONFIG_FILE", f.to_str().unwrap()),
+            (
+                "DISCORD_WEBHOOK_OPS",
+                "https://discord.com/api/webhooks/223456789012345678/secret-token_123",
+            ),
+        ]);
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(c.discord.is_none() && !c.dry_run && !c.gateway_enabled);
+        assert_eq!(
+            c.webhook_only.as_deref(),
+            Some("https://discord.com/api/v10")
+        );
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n[[route]]\n").unwrap();
+        assert_eq!(err(&s, &Overrides::default()).setting, "DISCORD_TOKEN");
+        // With a token, webhook routes keep the bot (its presence).
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        s.set("DISCORD_TOKEN", TOKEN);
+        s.set("DISCORD_CHANNEL_ID", "123456789012345678");
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(c.discord.is_some() && c.webhook_only.is_none() && c.gateway_enabled);
+    }
+
+    #[test]
+    fn serve_loads_a_routing_file_with_routes_or_users_only() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("config.toml");
         let mut s = base();
         s.set("CONFIG_FILE", f.to_str().unwrap());
         std::fs::write(&f, "[users]\nanon = \"1\"\n").unwrap();
-        assert!(Config::from_settings(&s, &Overrides::default()).is_ok());
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert_eq!(c.routing.report().unwrap().routes, 0);
         std::fs::write(&f, "[[route]]\nchannel = \"123456789012345678\"\n").unwrap();
-        let e = err(&s, &Overrides::default());
-        assert_eq!(e.setting, "CONFIG_FILE");
-        assert!(
-            e.problem.contains("routing is not yet supported by serve"),
-            "{e}"
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert_eq!(c.routing.report().unwrap().routes, 1);
+        assert_eq!(
+            c.routing.routing().routes[0].destination,
+            crate::routes::Destination::Channel("123456789012345678".into())
         );
         std::fs::write(&f, "[[route]]\nwhen = \"soon\"\n").unwrap();
         assert!(err(&s, &Overrides::default())
             .setting
             .ends_with("config.toml:2"));
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        assert_eq!(
+            err(&s, &Overrides::default()).setting,
+            "DISCORD_WEBHOOK_OPS"
+        );
         s.set(
             "CONFIG_FILE",
             dir.path().join("missing.toml").to_str().unwrap(),

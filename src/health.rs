@@ -69,6 +69,22 @@ pub struct Report {
     pub queue: Stats,
     /// The queue against its bounds; `full` means webhooks get 503.
     pub queue_usage: Usage,
+    /// With a routing file: its routes in force, the last reload and its error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<RoutingReport>,
+}
+
+/// `/health`'s `routing`: the reload state and the events no route matched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RoutingReport {
+    pub routes: usize,
+    /// When the routes in force were loaded (Unix ms).
+    pub reloaded_at_ms: u64,
+    /// Why the last reload was refused, until a good one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Events that matched no route since start (not posted).
+    pub unmatched: u64,
 }
 
 #[derive(Debug)]
@@ -79,6 +95,7 @@ struct State {
     gateway: Status,
     queue: Stats,
     queue_usage: Usage,
+    routing: Option<RoutingReport>,
 }
 
 /// Shared health state. Cheap to read; every change bumps a generation
@@ -109,6 +126,7 @@ impl Health {
                 gateway: Status::ok("off"),
                 queue: Stats::default(),
                 queue_usage: Usage::default(),
+                routing: None,
             }),
             generation,
         }
@@ -167,6 +185,28 @@ impl Health {
         self.set_queue_usage(usage);
     }
 
+    /// Record the routing's reload state (`None`: no routing file).
+    pub fn set_routing(&self, reload: Option<crate::routes::live::Reload>) {
+        self.with(|s| {
+            let unmatched = s.routing.as_ref().map_or(0, |r| r.unmatched);
+            s.routing = reload.map(|r| RoutingReport {
+                routes: r.routes,
+                reloaded_at_ms: r.reloaded_at_ms,
+                error: r.error,
+                unmatched,
+            });
+        });
+    }
+
+    /// Count an event that matched no route (shown only with a routing file).
+    pub fn count_unmatched(&self) {
+        self.with(|s| {
+            if let Some(r) = &mut s.routing {
+                r.unmatched += 1;
+            }
+        });
+    }
+
     pub fn get(&self, component: Component) -> Status {
         self.with(|s| match component {
             Component::Store => s.store.clone(),
@@ -219,6 +259,7 @@ impl Health {
                 gateway: s.gateway.clone(),
                 queue: s.queue,
                 queue_usage: s.queue_usage,
+                routing: s.routing.clone(),
             }
         })
     }

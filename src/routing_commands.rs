@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use drone_discord::config::{self, Settings};
+use drone_discord::discord::permissions;
 use drone_discord::discord::rest::Rest;
 use drone_discord::discord::webhook;
 use drone_discord::drone::{self, Webhook};
@@ -18,6 +19,7 @@ use drone_discord::routes::{
     self, Destination, MentionDecision, Miss, Plan, Route, Routing, Thread, When,
 };
 use drone_discord::text::controls_to_spaces;
+use serde_json::Value;
 
 use crate::cli_error::CliError;
 use crate::commands::read_payload;
@@ -146,8 +148,9 @@ fn describe_plan(r: &Route, hook: &Webhook, p: &Plan) -> String {
 }
 
 /// The routes' lines of `check`: the file, then one line per route with its
-/// destination tried (`GET /channels/{id}` with the bot, `GET
-/// /webhooks/{id}/{token}` for a webhook). Nothing when no file is named.
+/// destination tried: a channel with the bot (`GET /channels/{id}`, and the
+/// permissions the route needs there, `discord::permissions`), a webhook with
+/// `GET /webhooks/{id}/{token}`. Nothing when no file is named.
 pub fn check_routes(
     s: &Settings,
     rt: &tokio::runtime::Runtime,
@@ -182,38 +185,62 @@ pub fn check_routes(
         request_timeout: Duration::from_secs(20),
         ..ClientOptions::default()
     });
-    // One call per channel, however many routes name it.
-    let mut channels: HashMap<String, Result<String, String>> = HashMap::new();
+    // One call per channel however many routes name it, and one per server
+    // for its roles and the bot's; the bot's id is asked once.
+    let mut channels: HashMap<String, Result<Value, String>> = HashMap::new();
+    let mut guilds: HashMap<String, Result<(Value, Value), String>> = HashMap::new();
+    let mut bot_id = None;
+    let mut channel = |id: &str| -> Result<Value, String> {
+        channels
+            .entry(id.to_string())
+            .or_insert_with(|| match bot {
+                None => Err("not checked: no working bot settings (see the discord line)".into()),
+                Some(rest) => rt.block_on(rest.channel(id)).map_err(|e| e.to_string()),
+            })
+            .clone()
+    };
     for r in &routing.routes {
         let (ok, destination) = match r.destination.resolve(default_channel) {
             Destination::Channel(id) => {
-                let answer = channels.entry(id.clone()).or_insert_with(|| match bot {
-                    None => Err("not checked: no working bot settings (see the discord line)".into()),
-                    Some(rest) => rt
-                        .block_on(rest.channel(&id))
-                        .map(|ch| ch["name"].as_str().unwrap_or("?").to_string())
-                        .map_err(|e| e.to_string()),
-                });
                 let label = match r.destination {
                     Destination::Default => format!("channel {id} (DISCORD_CHANNEL_ID)"),
                     _ => format!("channel {id}"),
                 };
-                match answer {
-                    Ok(name) => (true, format!("{label} #{name}")),
+                match channel(&id) {
                     Err(e) => (false, format!("{label}: {e}")),
+                    Ok(ch) => {
+                        let forum = permissions::is_forum(&ch);
+                        let head = format!(
+                            "{label} #{}{}",
+                            ch["name"].as_str().unwrap_or("?"),
+                            if forum {
+                                " (a forum: one post per build)"
+                            } else {
+                                ""
+                            }
+                        );
+                        let need = permissions::needed(forum, r.thread != Thread::Never);
+                        match bot
+                            .map(|rest| bot_permissions(rt, rest, &ch, &mut bot_id, &mut guilds))
+                        {
+                            Some(Ok(have)) => match permissions::missing(need, have) {
+                                lack if lack.is_empty() => (true, head),
+                                lack => {
+                                    (false, format!("{head}: the bot lacks {}", lack.join(", ")))
+                                }
+                            },
+                            Some(Err(e)) => (
+                                false,
+                                format!("{head}: cannot tell the bot's permissions: {e}"),
+                            ),
+                            None => (false, head),
+                        }
+                    }
                 }
             }
             Destination::Default => (
                 false,
                 "DISCORD_CHANNEL_ID: not set, and the route names no channel or webhook".into(),
-            ),
-            Destination::Webhook(name) if r.thread != Thread::Never => (
-                false,
-                format!(
-                    "webhook {name}: thread = {:?}, but a webhook cannot start a thread from a message; \
-                     use a channel route or thread = \"never\"",
-                    r.thread.word()
-                ),
             ),
             Destination::Webhook(name) => match (routes::webhook_url(s, &name), &client) {
                 (Err(e), _) => (false, format!("webhook {name}: {e}")),
@@ -226,14 +253,37 @@ pub fn check_routes(
                 }
                 (Ok(Some(_)), Err(e)) => (false, format!("webhook {name}: {e}")),
                 (Ok(Some(url)), Ok(client)) => match rt.block_on(webhook::get(client, &url)) {
-                    Ok(info) => (
-                        true,
-                        format!(
+                    Err(e) => (false, format!("webhook {name} {url}: {e}")),
+                    Ok(info) => {
+                        let head = format!(
                             "webhook {name} {url} ({:?}, posts in channel {})",
                             info.name, info.channel_id
-                        ),
-                    ),
-                    Err(e) => (false, format!("webhook {name} {url}: {e}")),
+                        );
+                        // A webhook can post a forum's post (thread_name) but
+                        // cannot start a thread from a message: only the
+                        // bot can tell which the channel is.
+                        match (r.thread, channel(&info.channel_id)) {
+                            (Thread::Never, _) => (true, head),
+                            (_, Ok(ch)) if permissions::is_forum(&ch) => {
+                                (true, format!("{head}, a forum: one post per build"))
+                            }
+                            (t, found) => (
+                                false,
+                                format!(
+                                    "{head}: thread = {:?}, but a webhook cannot start a thread from a message{}; \
+                                     use a channel route or thread = \"never\"",
+                                    t.word(),
+                                    match found {
+                                        Ok(_) => String::new(),
+                                        Err(e) => format!(
+                                            " (only a forum would do; channel {}: {e})",
+                                            info.channel_id
+                                        ),
+                                    }
+                                ),
+                            ),
+                        }
+                    }
                 },
             },
         };
@@ -243,6 +293,33 @@ pub fn check_routes(
             controls_to_spaces(&format!("line {}: {destination}; {}", r.line, summary(r))),
         );
     }
+}
+
+/// The bot's permissions in `ch`, from its server's roles and the bot's
+/// (asked once per server) and the channel's overwrites. A channel outside a
+/// server has no roles to lack: everything.
+fn bot_permissions(
+    rt: &tokio::runtime::Runtime,
+    rest: &Rest,
+    ch: &Value,
+    bot_id: &mut Option<Result<String, String>>,
+    guilds: &mut HashMap<String, Result<(Value, Value), String>>,
+) -> Result<u64, String> {
+    let Some(guild_id) = ch["guild_id"].as_str() else {
+        return Ok(u64::MAX);
+    };
+    let me = bot_id
+        .get_or_insert_with(|| rt.block_on(rest.own_user_id()).map_err(|e| e.to_string()))
+        .clone()?;
+    let (guild, member) = guilds
+        .entry(guild_id.to_string())
+        .or_insert_with(|| {
+            rt.block_on(rest.guild_and_member(guild_id, &me))
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
+    Ok(permissions::effective(guild, member, ch, &me))
 }
 
 /// A route's filters and modes, as one line's tail.

@@ -1,9 +1,11 @@
 //! Everything that talks to Discord: the REST client (messages, checks,
 //! threads and forum posts, webhook execution, interaction answers), its
 //! rate limiter, the gateway client that keeps the bot's presence, the rule
-//! for Discord ids, file uploads (multipart), and webhook URLs (a secret).
+//! for Discord ids, file uploads (multipart), webhook URLs (a secret), and
+//! the bot's permissions in a channel (for `check`).
 mod decimal;
 pub mod gateway;
+pub mod permissions;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;

@@ -491,6 +491,24 @@ impl Rest {
         })
     }
 
+    /// `GET /guilds/{id}` (its `owner_id` and `roles`) and `GET
+    /// /guilds/{id}/members/{user}` (that member's `roles`): what `check`
+    /// needs for the bot's permissions in a channel (`discord::permissions`).
+    pub async fn guild_and_member(
+        &self,
+        guild_id: &str,
+        user_id: &str,
+    ) -> Result<(serde_json::Value, serde_json::Value), RestError> {
+        check_id("guild id", guild_id)?;
+        check_id("user id", user_id)?;
+        let route = Route::new("GET", "/guilds/{id}", guild_id);
+        let path = format!("/guilds/{guild_id}");
+        let guild = self.call_json("GET", &route, &path, None).await?;
+        let route = Route::new("GET", "/guilds/{id}/members/{id}", guild_id);
+        let path = format!("{path}/members/{user_id}");
+        Ok((guild, self.call_json("GET", &route, &path, None).await?))
+    }
+
     async fn call_json(
         &self,
         method: &str,

@@ -14,6 +14,7 @@ pub mod http_request;
 pub mod http_response;
 pub mod input;
 pub mod render;
+pub mod routing;
 mod runtime;
 pub mod signature;
 pub mod split_reader;
@@ -24,11 +25,12 @@ pub type Property = fn(&[u8]);
 /// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` file and the
 /// `fuzz/corpus/<name>/` directory) and its property.
 /// The chunked decoder is fuzzed through `http_response` (inputs starting with `~`).
-pub const TARGETS: [(&str, Property); 6] = [
+pub const TARGETS: [(&str, Property); 7] = [
     ("http_request", http_request::check),
     ("signature", signature::check),
     ("drone_render", render::check),
     ("http_response", http_response::check),
     ("gateway", gateway::check),
     ("store_codec", codec::check),
+    ("routing_file", routing::check),
 ];

@@ -85,6 +85,8 @@ pub struct RelayConfig {
     /// someone answers the clicks (`crate::interactions`: an allow-list and
     /// a Drone API client that can restart).
     pub restart_buttons: bool,
+    /// The routes in force (reloaded on `SIGHUP`) and the webhooks' URLs.
+    pub routing: Arc<crate::routes::live::Live>,
 }
 
 impl RelayConfig {
@@ -100,6 +102,11 @@ impl RelayConfig {
             auth_pause: Duration::from_secs(600),
             nonce_window: DEFAULT_NONCE_WINDOW,
             restart_buttons: false,
+            routing: Arc::new(crate::routes::live::Live::new(
+                None,
+                HashMap::new(),
+                crate::routes::Routing::default(),
+            )),
         }
     }
 

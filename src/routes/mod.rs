@@ -19,11 +19,11 @@
 //! * `when`: `live | finished | failed | changed` and the "changed" record;
 //! * `mention`: who to ping, and the `allowed_mentions` that says so;
 //! * `plan`: what one destination gets for one event (the dry run prints it);
-//! * `destination`: channels and named webhooks, and the webhook's credential.
+//! * `destination`: channels and named webhooks, and the webhook's credential;
+//! * `live`: the routing `serve` applies now, swapped on `SIGHUP`.
 //!
-//! `serve` does not apply routes yet (ARCHITECTURE.md, README "Routing,
-//! mentions and threads"): it refuses a file with `[[route]]`, and `check` and
-//! `route` are the parts that act.
+//! `serve`'s relay applies these decisions (`relay::destination`); `check`
+//! and `route` show them.
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -33,6 +33,7 @@ use crate::config::ConfigError;
 mod config;
 mod destination;
 mod glob;
+pub mod live;
 mod matching;
 mod mention;
 mod plan;
@@ -54,6 +55,18 @@ pub struct Routing {
     pub routes: Vec<Route>,
     /// `[drone]`: who may press Restart.
     pub restart: crate::interactions::RestartAllow,
+}
+
+impl Routing {
+    /// Every route posts through a webhook, and there is one: a setup that
+    /// needs no bot (no token, no presence).
+    pub fn webhook_only(&self) -> bool {
+        !self.routes.is_empty()
+            && self
+                .routes
+                .iter()
+                .all(|r| matches!(r.destination, Destination::Webhook(_)))
+    }
 }
 
 /// One `[[route]]`.

@@ -76,6 +76,9 @@
 //!   `PATCH /webhooks/{app}/{token}/messages/@original` answer it.
 //! * `GET /users/@me` (the bot user of the calling token: the same id its
 //!   messages carry as `author.id`), `GET /gateway/bot` (URL settable).
+//! * `GET /guilds/{id}` and `GET /guilds/{id}/members/{bot}`: the one server,
+//!   its roles and the bot's (`fake_discord/guild.rs`, which also gives
+//!   `GET /channels/{id}` its `permission_overwrites`).
 //! * Anything else → 404 `{"code": 0, "message": "404: Not Found"}`.
 //! * `Authorization` must be `Bot <token>` for the token set with
 //!   [`FakeDiscord::set_token`] (default `test-token`) or one added with
@@ -108,6 +111,7 @@
 //! and the handlers (so a create creates), then replaces the answer. Then
 //! come authentication, channel access, the rate limit and the handlers.
 pub mod form;
+pub mod guild;
 pub mod interactions;
 pub mod mentions;
 pub mod multipart;
@@ -353,6 +357,8 @@ struct State {
     no_access: HashSet<String>,
     /// Webhook id → (token, channel id, name).
     webhooks: HashMap<String, (String, String, String)>,
+    /// Channel types, overwrites and roles (`guild.rs`).
+    guild: guild::Guild,
     /// Channel types, unknown channels, threads.
     channels: threads::Channels,
     /// What webhook executions sent that Discord ignores.
@@ -434,6 +440,7 @@ impl FakeDiscord {
             read_history: true,
             no_access: HashSet::new(),
             webhooks: HashMap::new(),
+            guild: guild::Guild::default(),
             channels: threads::Channels::default(),
             hooks: webhooks::Hooks::default(),
         }));
@@ -568,6 +575,24 @@ impl FakeDiscord {
         } else {
             s.no_access.insert(channel.to_string());
         }
+    }
+
+    /// The `permission_overwrites` of `channel` (default none), e.g.
+    /// `json!([{"id": role, "type": 0, "allow": "0", "deny": "2048"}])`.
+    pub fn set_overwrites(&self, channel: &str, overwrites: Value) {
+        self.lock()
+            .guild
+            .overwrites
+            .insert(channel.into(), overwrites);
+    }
+
+    /// The server's roles: `@everyone`'s permissions, the other roles
+    /// (id, permissions), and which of them the bot holds.
+    pub fn set_roles(&self, everyone: u64, roles: &[(&str, u64)], bot_roles: &[&str]) {
+        let g = &mut self.lock().guild;
+        g.everyone = everyone;
+        g.roles = roles.iter().map(|(id, p)| (id.to_string(), *p)).collect();
+        g.bot_roles = bot_roles.iter().map(|r| r.to_string()).collect();
     }
 
     /// Make a webhook named `name` that posts in `channel`; returns its URL
@@ -1353,6 +1378,16 @@ fn route(s: &mut State, now: Instant, token: &str, req: &Req, segs: &[&str]) -> 
         ("GET", ["channels", ch, "messages"]) => list(s, ch, req.query),
         ("GET", ["users", "@me"]) => Canned::json(200, bot_user(token)),
         ("GET", ["channels", ch]) => threads::channel(s, ch),
+        ("GET", ["guilds", g]) => s.guild.guild(g).map_or_else(
+            || error(404, 10004, "Unknown Guild"),
+            |v| Canned::json(200, v),
+        ),
+        ("GET", ["guilds", g, "members", u]) => {
+            s.guild.member(g, u, &user_id_for(token)).map_or_else(
+                || error(404, 10007, "Unknown Member"),
+                |v| Canned::json(200, v),
+            )
+        }
         ("POST", ["channels", ch, "messages", mid, "threads"]) => {
             threads::start_thread(s, ch, mid, req)
         }

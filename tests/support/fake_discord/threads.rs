@@ -108,6 +108,8 @@ pub(super) fn channel(s: &State, ch: &str) -> Canned {
         json!({ "id": ch, "type": s.channels.kind(ch), "guild_id": GUILD_ID, "name": "builds" });
     if let Some(t) = s.channels.thread(ch) {
         v = thread_view(ch, t);
+    } else {
+        v["permission_overwrites"] = s.guild.overwrites(ch);
     }
     Canned::json(200, v)
 }
