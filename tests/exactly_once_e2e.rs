@@ -3,7 +3,7 @@
 //! duplicate: a create whose answer is lost followed by an outage longer
 //! than the nonce window, a malformed 2xx on the create, the wall clock
 //! stepping ±1 h while deliveries are in flight, a corrupt stored record,
-//! and a store written by the previous release.
+//! and stores written by the previous releases.
 //!
 //! Waits are event-based (the fake's records, `/health`) with generous
 //! timeouts; the few sleeps only let time pass (an outage, a clock step),
@@ -453,6 +453,91 @@ fn a_store_from_the_previous_release_keeps_editing_its_messages() {
             .is_some_and(|t| t.contains("User")),
         "{}",
         creates[0]
+    );
+    assert_eq!(svc.sigterm(), Some(0));
+}
+
+/// The real binary on a copy of a store written by the release before the
+/// per-destination message map (`test/fixtures/store/schema2.redb`, schema
+/// 2): it delivers the store's pending events by editing the builds'
+/// existing messages, and finds the message of the create whose answer was
+/// lost. That store's messages are in channel `111`, not this service's
+/// `DISCORD_CHANNEL_ID`: a build's message stored under another destination
+/// is still edited where it is, never posted again.
+#[test]
+fn a_store_from_before_the_per_destination_map_keeps_editing_its_messages() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeDiscord::start());
+    let state = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test/fixtures/store/schema2.redb"
+        ),
+        state.path().join(drone_discord::store::embedded::FILE_NAME),
+    )
+    .expect("copy the fixture");
+    assert_ne!(CHANNEL, "111", "the stored messages are at another channel");
+    let env = env(&fake, &[]);
+    let bot = json!({ "id": fake.bot_user_id(), "username": "fake-bot", "bot": true });
+    // What the fixture's writer stored (its README): a fixture webhook with
+    // the build's id and number.
+    let hook = |file: &str, id: i64| {
+        let mut v = fixture_json(file);
+        v["build"]["id"] = id.into();
+        v["build"]["number"] = id.into();
+        serde_json::to_vec(&v).expect("json")
+    };
+    // The messages the previous release posted, with the ids it stored.
+    for (id, file) in [
+        (2088, "build_created.json"),
+        (2087, "build_updated.json"),
+        (2000, "build_success.json"),
+    ] {
+        fake.seed_message_with_id(
+            &format!("11000000000000{id:0>5}"),
+            "111",
+            bot.clone(),
+            rendered(&hook(file, id)),
+        );
+    }
+    // Build 2089's create reached Discord; its answer did not.
+    let m2089 = fake.seed_message(
+        "111",
+        bot.clone(),
+        rendered(&hook("build_created.json", 2089)),
+    );
+    let svc = start(state.path(), &env);
+    // The two pending events edit their builds' messages.
+    let m2088 = "1100000000000002088";
+    let (updated, created) = (
+        hook("build_updated.json", 2088),
+        hook("build_created.json", 2089),
+    );
+    wait_for("the pending events delivered", || {
+        shows(&fake, m2088, &updated) && shows(&fake, &m2089, &created)
+    });
+    // New updates of builds the previous release posted edit their messages.
+    let (done, later) = (body(2088, 1, "success"), body(2087, 1, "running"));
+    post(&svc, &done);
+    post(&svc, &later);
+    wait_final(&fake, &done);
+    wait_final(&fake, &later);
+    drained(&svc);
+    for last in [&done, &later, &created] {
+        assert_one_final(&fake, last);
+    }
+    let calls = routes(&fake);
+    assert!(
+        fake.calls().iter().all(|c| c.method != "POST"),
+        "no build that had a message is posted again: {calls:?}"
+    );
+    assert!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.method == "PATCH")
+            .all(|c| c.path.starts_with("/channels/111/")),
+        "edited where the messages are: {calls:?}"
     );
     assert_eq!(svc.sigterm(), Some(0));
 }

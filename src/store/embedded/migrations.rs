@@ -318,6 +318,86 @@ mod tests {
         assert_eq!(s.stats().await.unwrap().pending, 3);
     }
 
+    /// `test/fixtures/store/schema2.redb`: written by the release before the
+    /// per-destination message map (schema 2, see its README).
+    const SCHEMA_2: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/test/fixtures/store/schema2.redb"
+    );
+
+    #[tokio::test]
+    async fn a_store_written_by_schema_2_has_each_message_at_its_channels_destination() {
+        use crate::store::{channel_dest, UncertainCreate};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(SCHEMA_2, dir.path().join(FILE_NAME)).unwrap();
+        {
+            // As written: version 2, messages in the key → message table.
+            use redb::ReadableTableMetadata;
+            let db = redb::Database::open(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            let v = meta
+                .get(super::META_SCHEMA_VERSION)
+                .unwrap()
+                .map(|g| g.value());
+            assert_eq!(v, Some(2));
+            assert_eq!(
+                txn.open_table(super::LEGACY_MESSAGES)
+                    .unwrap()
+                    .len()
+                    .unwrap(),
+                4
+            );
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(version(&s), Some(schema::CURRENT));
+        let key = |id: u32| format!("build:drone.kiwi-labs.net:35:{id}");
+        let dest = channel_dest("111");
+        for (id, status) in [(2088, "pending"), (2087, "running"), (2000, "success")] {
+            let want = msg(&format!("11000000000000{id:0>5}"), status);
+            assert_eq!(
+                s.messages(&key(id)).await.unwrap(),
+                vec![(dest.clone(), want)],
+                "build {id}: one message, under its channel's destination"
+            );
+        }
+        // Build 2089's create was sent and its answer lost: the intent is
+        // kept under the create's channel, so the relay looks it up there.
+        let uncertain = MessageRef {
+            channel_id: "111".into(),
+            uncertain: Some(UncertainCreate {
+                channel_id: "111".into(),
+                generation: 0,
+                since_ms: 1_764_630_000_002,
+            }),
+            ..MessageRef::default()
+        };
+        assert_eq!(
+            s.messages(&key(2089)).await.unwrap(),
+            vec![(dest.clone(), uncertain)]
+        );
+        // The old key → message table is gone.
+        {
+            let txn = s.shared.current().unwrap().begin_read().unwrap();
+            assert!(txn.open_table(super::LEGACY_MESSAGES).is_err());
+        }
+        // The pending events are still pending, in their order.
+        let pending = s.pending(10).await.unwrap();
+        let keys: Vec<(u64, &str)> = pending.iter().map(|e| (e.seq, e.key.as_str())).collect();
+        assert_eq!(keys, vec![(1, K2088), (2, key(2089).as_str())]);
+        let c = s.claim("w", Duration::from_secs(60), 10).await.unwrap();
+        let claimed: Vec<&str> = c.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(claimed, vec![K2088, key(2089).as_str()]);
+        drop(s);
+        // A second open finds the current version and changes nothing.
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.message(K2088, &dest).await.unwrap(),
+            Some(msg("1100000000000002088", "pending"))
+        );
+        assert_eq!(s.stats().await.unwrap().pending, 2);
+    }
+
     #[tokio::test]
     async fn a_running_legacy_message_is_adopted_by_its_builds_next_webhook_a_final_one_never() {
         let dir = fixture_copy();
