@@ -32,7 +32,7 @@ AARCH64_FLAGS := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="$(REMAP)"
 # std's "backtrace" feature (-Z build-std-features= lists none): no symbolizer (gimli,
 # addr2line, miniz_oxide, rustc-demangle) and no backtrace printer, which panic = "abort" and
 # the discarded unwind tables (build.rs) had left with nothing to show; a panic still
-# prints its message and location. std is then also compiled at the profile's opt-level.
+# prints its message (and no location, see NO_PANIC_LOCATION). std is then also compiled at the profile's opt-level.
 # ~230 KB less. std's optimize_for_size feature picks its smaller implementations (sorting,
 # formatting helpers): ~23 KB less again. nightly needs only rust-src (as for armv7): the musl start files and
 # libc.a come from the stable toolchain's aarch64 musl target, which .ci/deps.sh installs.

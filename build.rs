@@ -6,7 +6,8 @@
 //! 400 KiB of the aarch64 binary, a sixth of it. The release profile sets
 //! `panic = "abort"`, so nothing in that binary ever unwinds; the tables would
 //! only feed `RUST_BACKTRACE`, and a stripped binary prints no function names
-//! there anyway. A panic still prints its message and location and aborts.
+//! there anyway. A panic still prints its message (and, in builds that keep
+//! panic locations, its location) and aborts.
 //! rustc's own switch (`-C force-unwind-tables=no`) does not help: the prebuilt
 //! std and LLVM's aarch64 backend emit the tables regardless.
 //!
