@@ -119,7 +119,8 @@ pub fn render(path: &Path, html: bool, out: Option<&Path>) -> Result<(), CliErro
         };
         preview::standalone(&preview::card(&msg, &meta))
     } else {
-        serde_json::to_string_pretty(&msg).map_err(|e| CliError::failed(&what, e))?
+        // `{:#}` is serde_json's pretty writer, as to_string_pretty (one instantiation fewer).
+        format!("{msg:#}")
     };
     match out {
         None => println!("{text}"),

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 mod cli_error;
 mod commands;
+#[cfg(drone_discord_no_unwind_tables)]
+mod no_backtrace;
 mod routing_commands;
 
 /// Drone CI webhooks to Discord: one message per build, edited live.

@@ -477,7 +477,8 @@ impl Machine {
         if let Some(h) = &mut self.heartbeat {
             h.unanswered = false;
         }
-        let msg: Incoming = match serde_json::from_str(text) {
+        // from_slice, as every other JSON read here: one serde_json reader in the binary.
+        let msg: Incoming = match serde_json::from_slice(text.as_bytes()) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, bytes = text.len(), "ignoring malformed gateway frame");
