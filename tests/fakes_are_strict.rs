@@ -1150,3 +1150,402 @@ async fn webhooks_are_authorized_by_their_token_only() {
     assert_eq!(with_bot.status, 401);
     assert_eq!(fake.count("GET /webhooks/{id}/{token}"), 4);
 }
+
+// ---------------------------------------------------------------------------
+// REST: channel types, threads, forums, replies, mentions, webhooks (issue 13)
+
+async fn post_path(fake: &FakeDiscord, path: &str, body: Value) -> Answer {
+    call(fake, TEST_TOKEN, "POST", path, Some(&body))
+        .await
+        .expect("an answer")
+}
+
+fn assert_code(a: &Answer, status: u16, code: u64) {
+    let v = a.json();
+    assert_eq!((a.status, v["code"].clone()), (status, json!(code)), "{v}");
+}
+
+#[tokio::test]
+async fn channels_answer_their_type_and_unknown_ones_are_404() {
+    let fake = FakeDiscord::start().await;
+    let text = get(&fake, &format!("/channels/{CH}")).await;
+    assert_eq!((text.status, text.json()["type"].clone()), (200, json!(0)));
+    assert!(text.json()["guild_id"].is_string(), "{}", text.body);
+    for kind in [5, 15, 16] {
+        fake.set_channel_type(CH, kind);
+        assert_eq!(
+            get(&fake, &format!("/channels/{CH}")).await.json()["type"],
+            kind
+        );
+    }
+    fake.remove_channel(OTHER_CH);
+    assert_code(
+        &get(&fake, &format!("/channels/{OTHER_CH}")).await,
+        404,
+        10003,
+    );
+    assert_code(
+        &post(&fake, OTHER_CH, json!({"content": "x"})).await,
+        404,
+        10003,
+    );
+    fake.set_channel_access("444", false);
+    assert_code(&get(&fake, "/channels/444").await, 403, 50001);
+}
+
+#[tokio::test]
+async fn a_thread_starts_once_from_a_message_of_that_channel_with_a_valid_name() {
+    let fake = FakeDiscord::start().await;
+    let mid = id_of(&post(&fake, CH, json!({"content": "build #1 failed"})).await);
+    let path = format!("/channels/{CH}/messages/{mid}/threads");
+    let thread =
+        |name: Value, minutes: u64| json!({"name": name, "auto_archive_duration": minutes});
+    for name in [json!("   "), json!("x".repeat(101))] {
+        let a = post_path(&fake, &path, thread(name, 1440)).await;
+        assert_form_error(&a, &["name"], "BASE_TYPE_BAD_LENGTH");
+    }
+    let a = post_path(&fake, &path, json!({"auto_archive_duration": 60})).await;
+    assert_form_error(&a, &["name"], "BASE_TYPE_REQUIRED");
+    let a = post_path(&fake, &path, thread(json!("ok"), 30)).await;
+    assert_form_error(&a, &["auto_archive_duration"], "BASE_TYPE_CHOICES");
+    let missing = format!("/channels/{CH}/messages/{}1/threads", mid);
+    assert_code(
+        &post_path(&fake, &missing, thread(json!("ok"), 60)).await,
+        404,
+        10008,
+    );
+    let elsewhere = format!("/channels/{OTHER_CH}/messages/{mid}/threads");
+    assert_code(
+        &post_path(&fake, &elsewhere, thread(json!("ok"), 60)).await,
+        404,
+        10008,
+    );
+
+    let name = format!("  ❌ {}  ", "é".repeat(98));
+    let ok = post_path(&fake, &path, thread(json!(name), 1440)).await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    assert_eq!(
+        (ok.json()["id"].clone(), ok.json()["type"].clone()),
+        (json!(mid), json!(11))
+    );
+    assert_eq!(ok.json()["parent_id"], json!(CH));
+    let again = post_path(&fake, &path, thread(json!("again"), 1440)).await;
+    assert_code(&again, 400, 160004);
+
+    let t = fake.thread(&mid).expect("the thread");
+    assert_eq!((t.parent.as_str(), t.name.as_str()), (CH, name.trim()));
+    assert_eq!(t.auto_archive_duration, 1440);
+    id_of(&post(&fake, &mid, json!({"content": "failing steps"})).await);
+    assert_eq!(fake.channel_messages(&mid).len(), 1);
+    assert_eq!(
+        get(&fake, &format!("/channels/{mid}")).await.json()["type"],
+        11
+    );
+}
+
+#[tokio::test]
+async fn forums_take_posts_and_refuse_plain_messages() {
+    let fake = FakeDiscord::start().await;
+    fake.set_channel_type(CH, 15);
+    assert_code(&post(&fake, CH, json!({"content": "x"})).await, 400, 40058);
+    let path = format!("/channels/{CH}/threads");
+    let a = post_path(&fake, &path, json!({"name": "build #1"})).await;
+    assert_form_error(&a, &["message"], "BASE_TYPE_REQUIRED");
+    let a = post_path(
+        &fake,
+        &path,
+        json!({"name": "", "message": {"content": "x"}}),
+    )
+    .await;
+    assert_form_error(&a, &["name"], "BASE_TYPE_BAD_LENGTH");
+    let a = post_path(&fake, &path, json!({"name": "#1", "message": {}})).await;
+    assert_empty_message(&a);
+
+    let ok = post_path(
+        &fake,
+        &path,
+        json!({"name": "#1", "auto_archive_duration": 1440, "message": {"content": "running"}}),
+    )
+    .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let thread = ok.json()["id"].as_str().expect("thread id").to_string();
+    assert_eq!(ok.json()["message"]["id"], json!(thread));
+    assert_eq!(ok.json()["message"]["channel_id"], json!(thread));
+    assert_eq!(fake.thread(&thread).expect("post").parent, CH);
+    let edited = patch(&fake, &thread, &thread, json!({"content": "passed"})).await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(fake.channel_messages(&thread)[0]["content"], "passed");
+
+    let text = post_path(
+        &fake,
+        &format!("/channels/{OTHER_CH}/threads"),
+        json!({"name": "#1", "message": {"content": "x"}}),
+    )
+    .await;
+    assert_code(&text, 400, 50024);
+}
+
+#[tokio::test]
+async fn a_reply_must_reference_a_message_in_its_channel_unless_told_not_to_fail() {
+    let fake = FakeDiscord::start().await;
+    let mid = id_of(&post(&fake, CH, json!({"content": "build"})).await);
+    let other = id_of(&post(&fake, OTHER_CH, json!({"content": "elsewhere"})).await);
+    let reply =
+        |id: &str| json!({"content": "<@1> broke it", "message_reference": {"message_id": id}});
+    let ok = post(&fake, CH, reply(&mid)).await;
+    let rid = id_of(&ok);
+    assert_eq!(ok.json()["type"], 19);
+    assert_eq!(ok.json()["message_reference"]["message_id"], json!(mid));
+    assert_eq!(
+        fake.message(&rid).expect("reply")["message_reference"]["channel_id"],
+        json!(CH)
+    );
+    for missing in [format!("{mid}9"), other] {
+        let a = post(&fake, CH, reply(&missing)).await;
+        assert_form_error(
+            &a,
+            &["message_reference"],
+            "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
+        );
+    }
+    let lenient = json!({"content": "x", "message_reference": {"message_id": format!("{mid}9"), "fail_if_not_exists": false}});
+    let a = post(&fake, CH, lenient).await;
+    let id = id_of(&a);
+    assert!(a.json().get("message_reference").is_none(), "{}", a.body);
+    assert_eq!(fake.message(&id).expect("posted")["type"], Value::Null);
+}
+
+#[tokio::test]
+async fn allowed_mentions_must_have_discords_shape() {
+    let fake = FakeDiscord::start().await;
+    let user = "80351110224678912";
+    for ok in [
+        json!({"parse": []}),
+        json!({"users": [user]}),
+        json!({"parse": ["roles"], "users": [user], "replied_user": false}),
+    ] {
+        let a = post(&fake, CH, json!({"content": "x", "allowed_mentions": ok})).await;
+        let id = id_of(&a);
+        assert_eq!(fake.message(&id).expect("stored")["allowed_mentions"], ok);
+    }
+    let refused = [
+        (
+            json!({"parse": ["users"], "users": [user]}),
+            vec![],
+            "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+        ),
+        (
+            json!({"parse": ["roles"], "roles": ["1"]}),
+            vec![],
+            "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+        ),
+        (
+            json!({"parse": ["channels"]}),
+            vec!["parse", "0"],
+            "BASE_TYPE_CHOICES",
+        ),
+        (json!({"parse": "users"}), vec!["parse"], "BASE_TYPE_LIST"),
+        (
+            json!({"users": vec![user; 101]}),
+            vec!["users"],
+            "BASE_TYPE_MAX_LENGTH",
+        ),
+        (
+            json!({"users": ["@everyone"]}),
+            vec!["users", "0"],
+            "NUMBER_TYPE_COERCE",
+        ),
+        (
+            json!({"replied_user": "yes"}),
+            vec!["replied_user"],
+            "BASE_TYPE_BOOLEAN",
+        ),
+        (json!({"user": [user]}), vec!["user"], "UNKNOWN_FIELD"),
+        (json!(["users"]), vec![], "DICT_TYPE_CONVERT"),
+    ];
+    let mid = id_of(&post(&fake, CH, json!({"content": "x"})).await);
+    for (mentions, path, code) in refused {
+        let path: Vec<&str> = std::iter::once("allowed_mentions").chain(path).collect();
+        let a = post(
+            &fake,
+            CH,
+            json!({"content": "x", "allowed_mentions": mentions}),
+        )
+        .await;
+        assert_form_error(&a, &path, code);
+        let a = patch(&fake, CH, &mid, json!({"allowed_mentions": mentions})).await;
+        assert_form_error(&a, &path, code);
+    }
+}
+
+/// The path (under `/api/v10`) of a webhook URL the fake made.
+fn webhook_path(url: &str) -> String {
+    url.split("/api/v10")
+        .nth(1)
+        .expect("the webhook path")
+        .to_string()
+}
+
+#[tokio::test]
+async fn webhook_execution_and_edits_are_checked_as_discord_does() {
+    let fake = FakeDiscord::start().await;
+    let hook = webhook_path(&fake.add_webhook(CH, "ops"));
+    let id = hook.split('/').nth(2).expect("webhook id").to_string();
+    assert_code(
+        &post_path(
+            &fake,
+            &format!("{hook}x?wait=true"),
+            json!({"content": "x"}),
+        )
+        .await,
+        401,
+        50027,
+    );
+    assert_code(
+        &post_path(
+            &fake,
+            &format!("/webhooks/1{id}/t?wait=true"),
+            json!({"content": "x"}),
+        )
+        .await,
+        404,
+        10015,
+    );
+
+    let silent = post_path(&fake, &hook, json!({"content": "no wait"})).await;
+    assert_eq!((silent.status, silent.body.as_str()), (204, ""));
+    assert_code(&post_path(&fake, &hook, json!({})).await, 400, 50006);
+
+    let buttons = json!([{"type": 1, "components": [{"type": 2, "style": 5, "label": "Open", "url": "https://drone.test/1"}]}]);
+    let body = json!({"content": "build", "nonce": "n1", "components": buttons});
+    let a = post_path(&fake, &format!("{hook}?wait=true"), body.clone()).await;
+    let mid = id_of(&a);
+    assert_eq!(
+        (
+            a.json()["channel_id"].clone(),
+            a.json()["author"]["id"].clone()
+        ),
+        (json!(CH), json!(id))
+    );
+    assert_eq!(fake.webhook_nonces(), vec![json!("n1")]);
+    assert_eq!(fake.ignored_components(), vec![mid.clone()]);
+    assert!(fake.message(&mid).expect("stored").get("nonce").is_none());
+    assert_eq!(a.json()["components"], json!([]));
+    let kept = post_path(
+        &fake,
+        &format!("{hook}?wait=true&with_components=true"),
+        body,
+    )
+    .await;
+    assert_eq!(kept.json()["components"], buttons, "{}", kept.body);
+
+    let named = json!({"content": "x", "thread_name": "build #1"});
+    assert_code(
+        &post_path(&fake, &format!("{hook}?wait=true"), named).await,
+        400,
+        220003,
+    );
+    let bad = json!({"content": "x", "allowed_mentions": {"parse": ["users"], "users": ["1"]}});
+    let a = post_path(&fake, &format!("{hook}?wait=true"), bad).await;
+    assert_form_error(
+        &a,
+        &["allowed_mentions"],
+        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+    );
+
+    let edit = |m: &str, q: &str| format!("{hook}/messages/{m}{q}");
+    let e = call(
+        &fake,
+        TEST_TOKEN,
+        "PATCH",
+        &edit(&mid, ""),
+        Some(&json!({"content": "passed"})),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(e.status, 200, "{}", e.body);
+    assert_eq!(fake.message(&mid).expect("edited")["content"], "passed");
+    let bots = id_of(&post(&fake, CH, json!({"content": "the bot's"})).await);
+    let e = call(
+        &fake,
+        TEST_TOKEN,
+        "PATCH",
+        &edit(&bots, ""),
+        Some(&json!({"content": "x"})),
+    )
+    .await
+    .expect("an answer");
+    assert_code(&e, 404, 10008);
+    let e = call(
+        &fake,
+        TEST_TOKEN,
+        "PATCH",
+        &format!("{hook}x/messages/{mid}"),
+        Some(&json!({"content": "x"})),
+    )
+    .await
+    .expect("an answer");
+    assert_code(&e, 401, 50027);
+}
+
+#[tokio::test]
+async fn a_webhook_to_a_forum_needs_a_thread_name_or_id() {
+    let fake = FakeDiscord::start().await;
+    fake.set_channel_type(CH, 15);
+    let hook = webhook_path(&fake.add_webhook(CH, "ops"));
+    let wait = format!("{hook}?wait=true");
+    assert_code(
+        &post_path(&fake, &wait, json!({"content": "x"})).await,
+        400,
+        220001,
+    );
+    let a = post_path(&fake, &wait, json!({"content": "x", "thread_name": " "})).await;
+    assert_form_error(&a, &["thread_name"], "BASE_TYPE_BAD_LENGTH");
+    let a = post_path(
+        &fake,
+        &wait,
+        json!({"content": "running", "thread_name": "build #1"}),
+    )
+    .await;
+    let mid = id_of(&a);
+    assert_eq!(
+        a.json()["channel_id"],
+        json!(mid),
+        "the post's thread has the message's id"
+    );
+    assert_eq!(fake.thread(&mid).expect("post").name, "build #1");
+    let both = post_path(
+        &fake,
+        &format!("{wait}&thread_id={mid}"),
+        json!({"content": "x", "thread_name": "y"}),
+    )
+    .await;
+    assert_code(&both, 400, 220002);
+    let into = post_path(
+        &fake,
+        &format!("{wait}&thread_id={mid}"),
+        json!({"content": "more"}),
+    )
+    .await;
+    assert_eq!(into.json()["channel_id"], json!(mid), "{}", into.body);
+    let e = call(
+        &fake,
+        TEST_TOKEN,
+        "PATCH",
+        &format!("{hook}/messages/{mid}"),
+        Some(&json!({"content": "passed"})),
+    )
+    .await
+    .expect("an answer");
+    assert_code(&e, 404, 10008);
+    let e = call(
+        &fake,
+        TEST_TOKEN,
+        "PATCH",
+        &format!("{hook}/messages/{mid}?thread_id={mid}"),
+        Some(&json!({"content": "passed"})),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(e.status, 200, "{}", e.body);
+}

@@ -5,6 +5,9 @@
 mod support;
 
 use drone_discord::discord::rest::RestError;
+use drone_discord::discord::threads::ChannelKind;
+use drone_discord::discord::webhook::WebhookUrl;
+use drone_discord::discord::webhook_exec::WebhookMessage;
 use drone_discord::health::{Component, Health};
 use drone_discord::relay::{self, RelayConfig, Sink};
 use drone_discord::shutdown;
@@ -76,6 +79,42 @@ impl Sink for ScriptedSink {
     }
     async fn own_user_id(&self) -> Result<String, RestError> {
         Ok("1".into())
+    }
+    async fn channel_kind(&self, _channel: &str) -> Result<ChannelKind, RestError> {
+        Ok(ChannelKind::Text)
+    }
+    /// As on Discord, the thread has its message's id.
+    async fn start_thread(&self, _c: &str, message: &str, _n: &str) -> Result<String, RestError> {
+        Ok(message.to_string())
+    }
+    async fn create_forum_post(
+        &self,
+        _forum: &str,
+        _name: &str,
+        body: &Value,
+    ) -> Result<(String, String), RestError> {
+        let id = self.answer(None, body)?;
+        Ok((id.clone(), id))
+    }
+    async fn execute_webhook(
+        &self,
+        url: &WebhookUrl,
+        body: &Value,
+        _thread_name: Option<&str>,
+    ) -> Result<WebhookMessage, RestError> {
+        Ok(WebhookMessage {
+            channel_id: url.id().to_string(),
+            message_id: self.answer(None, body)?,
+        })
+    }
+    async fn edit_webhook_message(
+        &self,
+        _url: &WebhookUrl,
+        message_id: &str,
+        body: &Value,
+        _thread_id: Option<&str>,
+    ) -> Result<String, RestError> {
+        self.answer(Some(message_id), body)
     }
 }
 

@@ -616,3 +616,230 @@ async fn emulated_limit_answers_429_to_a_client_that_did_not_know_and_it_recover
     assert_eq!(limited.path, format!("/channels/{CH}/messages"));
     assert_eq!(fake.messages().len(), 3);
 }
+
+// ---------------------------------------------------------------------------
+// Threads, forums, replies and webhooks (issue 13)
+
+use drone_discord::discord::threads::ChannelKind;
+use drone_discord::discord::webhook::WebhookUrl;
+
+#[tokio::test]
+async fn threads_forum_posts_and_replies_through_the_client() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    const FORUM: &str = "555";
+    fake.set_channel_type(FORUM, 15);
+    assert_eq!(rest.channel_kind(CH).await, Ok(ChannelKind::Text));
+    assert_eq!(rest.channel_kind(FORUM).await, Ok(ChannelKind::Forum));
+    fake.set_channel_type("556", 5);
+    assert_eq!(rest.channel_kind("556").await, Ok(ChannelKind::Other(5)));
+
+    let mid = rest
+        .create_message(CH, &json!({"content": "build #1 failed"}))
+        .await
+        .expect("create");
+    let long = format!("❌ {}", "x".repeat(150));
+    let thread = rest.start_thread(CH, &mid, &long).await.expect("thread");
+    assert_eq!(thread, mid, "a thread has its message's id");
+    let t = fake.thread(&thread).expect("recorded");
+    assert_eq!(
+        (t.name.chars().count(), t.auto_archive_duration),
+        (100, 1440)
+    );
+    let again = rest.start_thread(CH, &mid, "again").await.unwrap_err();
+    assert!(
+        matches!(
+            again,
+            RestError::Rejected {
+                status: 400,
+                code: Some(160004),
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    let other = rest
+        .create_message(CH, &json!({"content": "x"}))
+        .await
+        .expect("create");
+    let blank = rest.start_thread(CH, &other, "   ").await.unwrap_err();
+    assert!(
+        matches!(
+            blank,
+            RestError::Rejected {
+                status: 400,
+                code: Some(50035),
+                ..
+            }
+        ),
+        "{blank:?}"
+    );
+    rest.create_message(&thread, &json!({"content": "failing steps"}))
+        .await
+        .expect("a post in the thread");
+
+    let reply = json!({"content": "<@1>", "allowed_mentions": {"users": ["1"]},
+        "message_reference": {"message_id": mid, "fail_if_not_exists": false}});
+    let rid = rest.create_message(CH, &reply).await.expect("reply");
+    let stored = fake.message(&rid).expect("stored reply");
+    assert_eq!(
+        (
+            stored["type"].clone(),
+            stored["message_reference"]["message_id"].clone()
+        ),
+        (json!(19), json!(mid))
+    );
+
+    let (post, starter) = rest
+        .create_forum_post(FORUM, "❌ build #1", &json!({"content": "running"}))
+        .await
+        .expect("forum post");
+    assert_eq!(post, starter);
+    assert_eq!(fake.thread(&post).expect("post").parent, FORUM);
+    rest.edit_message(&post, &starter, &json!({"content": "failed"}))
+        .await
+        .expect("edit in the post's thread");
+    assert_eq!(fake.channel_messages(&post)[0]["content"], "failed");
+    assert_eq!(fake.count("POST /channels/{id}/threads"), 1);
+}
+
+#[tokio::test]
+async fn webhooks_execute_and_edit_without_a_bot_token_and_never_show_theirs() {
+    let fake = FakeDiscord::start().await;
+    let text = fake.add_webhook(CH, "ops");
+    let token = text.rsplit('/').next().expect("token").to_string();
+    let url = WebhookUrl::parse(&text).expect("webhook URL");
+    let rest = Rest::without_token(fake.rest_config(), RestTuning::default()).expect("rest");
+    let err = rest.current_user().await.unwrap_err();
+    assert!(
+        matches!(err, RestError::Rejected { status: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        fake.calls().len(),
+        0,
+        "a bot call without a token is not sent"
+    );
+
+    let buttons = json!([{"type": 1, "components": [{"type": 2, "style": 5, "label": "Open", "url": "https://drone.test/1"}]}]);
+    let body =
+        json!({"content": "build #1", "nonce": "n", "enforce_nonce": true, "components": buttons});
+    let m = rest
+        .execute_webhook(&url, &body, None)
+        .await
+        .expect("execute");
+    assert_eq!(m.channel_id, CH);
+    assert!(
+        fake.webhook_nonces().is_empty(),
+        "no nonce is sent to a webhook"
+    );
+    assert!(
+        fake.ignored_components().is_empty(),
+        "with_components was asked for"
+    );
+    let edited = rest
+        .edit_webhook_message(&url, &m.message_id, &json!({"content": "passed"}), None)
+        .await
+        .expect("edit");
+    assert_eq!(edited, m.message_id);
+    assert_eq!(
+        fake.message(&m.message_id).expect("stored")["content"],
+        "passed"
+    );
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.header("authorization").is_none()));
+    assert_eq!(calls[0].query, "wait=true&with_components=true");
+    assert_eq!(calls[0].route, "POST /webhooks/{id}/{token}");
+    assert_eq!(calls[1].query, "");
+
+    const FORUM: &str = "555";
+    fake.set_channel_type(FORUM, 15);
+    let forum = WebhookUrl::parse(&fake.add_webhook(FORUM, "posts")).expect("url");
+    let post = rest
+        .execute_webhook(&forum, &json!({"content": "running"}), Some("❌ build #2"))
+        .await
+        .expect("forum post");
+    assert_eq!(post.channel_id, post.message_id, "a new post's thread");
+    rest.edit_webhook_message(
+        &forum,
+        &post.message_id,
+        &json!({"content": "failed"}),
+        Some(&post.channel_id),
+    )
+    .await
+    .expect("edit in the post");
+    assert_eq!(
+        fake.calls().last().expect("a call").query,
+        format!("thread_id={}", post.channel_id)
+    );
+
+    // Wrong token and unknown webhook: Discord's codes, never the token.
+    let wrong = WebhookUrl::parse(&format!("{text}x")).expect("url");
+    let err = rest
+        .execute_webhook(&wrong, &json!({"content": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RestError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains(&token), "{err}");
+    let (head, _) = text.split_once("/webhooks/").expect("path");
+    let unknown =
+        WebhookUrl::parse(&format!("{head}/webhooks/1{}/{token}", url.id())).expect("url");
+    let err = rest
+        .edit_webhook_message(&unknown, &m.message_id, &json!({"content": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RestError::NotFound {
+                code: Some(10015),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains(&token), "{err}");
+}
+
+#[tokio::test]
+async fn a_webhook_401_does_not_suspend_the_bot_and_execute_times_out_early() {
+    let fake = FakeDiscord::start().await;
+    let rest = rest_tuned(
+        &fake,
+        RestTuning {
+            webhook_execute_timeout: Duration::from_millis(300),
+            ..RestTuning::default()
+        },
+    );
+    let text = fake.add_webhook(CH, "ops");
+    let wrong = WebhookUrl::parse(&format!("{text}x")).expect("url");
+    let err = rest
+        .execute_webhook(&wrong, &json!({"content": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RestError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    rest.create_message(CH, &json!({"content": "the bot still posts"}))
+        .await
+        .expect("no suspension from a webhook's 401");
+
+    let url = WebhookUrl::parse(&text).expect("url");
+    fake.push_for(
+        "POST",
+        "/webhooks/",
+        1,
+        Canned::status(200).delayed(Duration::from_secs(5)),
+    );
+    let err = rest
+        .execute_webhook(&url, &json!({"content": "x"}), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+    assert!(!err.to_string().contains(url.expose()), "{err}");
+}

@@ -1,9 +1,12 @@
-//! Everything that talks to Discord: the REST client (messages, checks), its
-//! rate limiter, the gateway client that keeps the bot's presence, the rule
-//! for Discord ids, and webhook URLs (a secret).
+//! Everything that talks to Discord: the REST client (messages, checks,
+//! threads and forum posts, webhook execution), its rate limiter, the gateway
+//! client that keeps the bot's presence, the rule for Discord ids, and webhook
+//! URLs (a secret).
 mod decimal;
 pub mod gateway;
 pub mod ratelimit;
 pub mod rest;
 pub mod snowflake;
+pub mod threads;
 pub mod webhook;
+pub mod webhook_exec;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::ratelimit::{Denied, Limited, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
 use super::snowflake::is_snowflake;
-use crate::http::client::{Client, ClientOptions, Url};
+use crate::http::client::{Client, ClientError, ClientOptions, Url};
 use crate::metrics::{self, LimitScope, RouteKind};
 
 /// Longest Discord error message kept in an error.
@@ -60,6 +60,9 @@ pub struct RestTuning {
     /// Largest response body accepted.
     pub max_response_bytes: usize,
     pub rate_limits: RateLimitConfig,
+    /// The whole of one webhook execution (no nonce there: a lost answer
+    /// can leave one duplicate, so the window stays short).
+    pub webhook_execute_timeout: Duration,
 }
 
 impl Default for RestTuning {
@@ -70,6 +73,7 @@ impl Default for RestTuning {
             max_rate_limit_wait: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
             rate_limits: RateLimitConfig::default(),
+            webhook_execute_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -177,8 +181,9 @@ fn one() -> u64 {
 struct Inner {
     client: Client,
     base: Url,
-    /// `Bot <token>`: the only place the token lives.
-    authorization: String,
+    /// `Bot <token>`: the only place the token lives. None: a webhook-only
+    /// setup, whose bot calls answer [`no_token`].
+    authorization: Option<String>,
     user_agent: String,
     rate_limits: RateLimitGate,
     tuning: RestTuning,
@@ -203,7 +208,12 @@ impl fmt::Debug for Rest {
     }
 }
 
-fn config_error(message: String) -> RestError {
+/// What a bot call answers on a client built [`Rest::without_token`].
+fn no_token() -> RestError {
+    config_error("no bot token is configured (DISCORD_TOKEN): only webhook routes can post".into())
+}
+
+pub(super) fn config_error(message: String) -> RestError {
     RestError::Rejected {
         status: 0,
         code: None,
@@ -219,17 +229,32 @@ impl Rest {
 
     /// Build the client with explicit tuning (tests, or a cautious deployment).
     pub fn with_tuning(cfg: RestConfig, tuning: RestTuning) -> Result<Rest, RestError> {
+        let token = cfg.token.as_str();
+        if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(config_error(
+                "the Discord token is empty or contains whitespace/control characters".into(),
+            ));
+        }
+        Self::build(&cfg, tuning, Some(format!("Bot {token}")))
+    }
+
+    /// A client without a bot token, for a setup with only webhook routes
+    /// (`cfg.token` is ignored): webhook calls work, bot calls answer a
+    /// [`RestError::Rejected`] saying there is no token.
+    pub fn without_token(cfg: RestConfig, tuning: RestTuning) -> Result<Rest, RestError> {
+        Self::build(&cfg, tuning, None)
+    }
+
+    fn build(
+        cfg: &RestConfig,
+        tuning: RestTuning,
+        authorization: Option<String>,
+    ) -> Result<Rest, RestError> {
         let base = Url::parse(cfg.base_url.trim_end_matches('/'))
             .map_err(|e| config_error(format!("DISCORD_API_BASE_URL: {e}")))?;
         if base.path_and_query.contains('?') {
             return Err(config_error(
                 "DISCORD_API_BASE_URL must not have a query".into(),
-            ));
-        }
-        let token = cfg.token.as_str();
-        if token.is_empty() || token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(config_error(
-                "the Discord token is empty or contains whitespace/control characters".into(),
             ));
         }
         let client = Client::new(ClientOptions {
@@ -243,7 +268,7 @@ impl Rest {
             inner: Arc::new(Inner {
                 client,
                 base,
-                authorization: format!("Bot {token}"),
+                authorization,
                 user_agent: format!(
                     "DiscordBot (https://github.com/drone-discord/drone-discord, {})",
                     env!("CARGO_PKG_VERSION")
@@ -424,39 +449,57 @@ impl Rest {
         }
     }
 
-    /// One logical call: rate limits first, then the request, retrying on 429
-    /// a bounded number of times. Returns the 2xx body.
-    async fn call(
+    /// One bot call to `path` under the API base: see [`Rest::call_at`].
+    pub(super) async fn call(
         &self,
         method: &str,
         route: &Route,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, RestError> {
+        let base = &self.inner.base;
+        let url = Url {
+            path_and_query: format!("{}{path}", base.path_and_query.trim_end_matches('/')),
+            ..base.clone()
+        };
+        self.call_at(method, route, &url, true, body, false).await
+    }
+
+    /// One logical call: rate limits first, then the request, retrying on 429
+    /// a bounded number of times. Returns the 2xx body. A `bot` call carries
+    /// the `Authorization` header and honours (and starts) the 401
+    /// suspension; a webhook call (`bot` false: the token is in `url`, which
+    /// therefore never reaches a log line or an error) does neither.
+    /// `short` bounds each attempt by `webhook_execute_timeout` as well.
+    pub(super) async fn call_at(
+        &self,
+        method: &str,
+        route: &Route,
+        url: &Url,
+        bot: bool,
+        body: Option<&serde_json::Value>,
+        short: bool,
+    ) -> Result<Vec<u8>, RestError> {
         let inner = &self.inner;
         let payload = match body {
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| config_error(format!("body: {e}")))?),
             None => None,
         };
-        let url = Url {
-            path_and_query: format!(
-                "{}{}",
-                inner.base.path_and_query.trim_end_matches('/'),
-                path
-            ),
-            ..inner.base.clone()
-        };
         let mut headers: Vec<(&str, &str)> = vec![
-            ("Authorization", inner.authorization.as_str()),
             ("User-Agent", inner.user_agent.as_str()),
             ("Accept", "application/json"),
         ];
+        if bot {
+            let auth = inner.authorization.as_deref().ok_or_else(no_token)?;
+            headers.push(("Authorization", auth));
+        }
         if payload.is_some() {
             headers.push(("Content-Type", "application/json"));
         }
+        let check_suspended = || if bot { self.check_suspended() } else { Ok(()) };
         let mut attempt = 0;
         loop {
-            self.check_suspended()?;
+            check_suspended()?;
             let permit = match inner.rate_limits.acquire(route).await {
                 Ok(p) => p,
                 Err(Denied::Wait(d)) => {
@@ -480,14 +523,21 @@ impl Rest {
             };
             // A 401 may have come back while this call waited for its lane:
             // then it must not go out either.
-            if let Err(e) = self.check_suspended() {
+            if let Err(e) = check_suspended() {
                 drop(permit);
                 return Err(e);
             }
-            let resp = inner
+            let request = inner
                 .client
-                .request(method, &url, &headers, payload.as_deref())
-                .await;
+                .request(method, url, &headers, payload.as_deref());
+            // Duration::MAX: tokio's timeout then never fires.
+            let limit = match short {
+                true => inner.tuning.webhook_execute_timeout,
+                false => Duration::MAX,
+            };
+            let resp = tokio::time::timeout(limit, request)
+                .await
+                .unwrap_or(Err(ClientError::Timeout("request")));
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
@@ -539,6 +589,7 @@ impl Rest {
                     attempt += 1;
                     tracing::info!(route = %route.key, attempt, retry_after_ms = retry_after.map(|d| d.as_millis() as u64), "429, retrying");
                 }
+                401 if !bot => return Err(RestError::Unauthorized { status, message }),
                 401 => {
                     let until = Instant::now() + inner.tuning.unauthorized_cooldown;
                     *crate::sync::lock(&inner.suspended_until) = Some(until);
@@ -578,6 +629,8 @@ fn route_kind(route: &Route) -> RouteKind {
     match route.key.as_str() {
         "POST /channels/{id}/messages" => RouteKind::Create,
         "PATCH /channels/{id}/messages/{id}" => RouteKind::Edit,
+        "POST /webhooks/{id}/{token}" => RouteKind::Create,
+        "PATCH /webhooks/{id}/{token}/messages/{id}" => RouteKind::Edit,
         _ => RouteKind::Other,
     }
 }
@@ -598,7 +651,7 @@ fn limit_scope(scope_header: Option<&str>, limited: Option<Limited>) -> LimitSco
 
 /// Only a Discord id ([`is_snowflake`]) may reach a path; anything else is
 /// refused without calling.
-fn check_id(what: &str, id: &str) -> Result<(), RestError> {
+pub(super) fn check_id(what: &str, id: &str) -> Result<(), RestError> {
     if !is_snowflake(id) {
         return Err(config_error(format!("{what} is not a Discord snowflake")));
     }
@@ -646,7 +699,7 @@ fn answer_shows(answer: &serde_json::Value, sent: &serde_json::Value) -> bool {
         })
 }
 
-fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
+pub(super) fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
     match v.get("id") {
         Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 32 => Ok(s.clone()),
         Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
@@ -659,7 +712,10 @@ fn message_id(v: &serde_json::Value) -> Result<String, RestError> {
 
 /// The message id in a create's or edit's 2xx body; a body that is not
 /// JSON (a proxy's page) or has no id is [`RestError::Malformed`].
-fn message_of(route: &Route, body: &[u8]) -> Result<(serde_json::Value, String), RestError> {
+pub(super) fn message_of(
+    route: &Route,
+    body: &[u8],
+) -> Result<(serde_json::Value, String), RestError> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| RestError::Malformed {
         reason: format!("{} answered 2xx with a body that is not JSON", route.key),
     })?;

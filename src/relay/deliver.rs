@@ -595,6 +595,9 @@ async fn release_after_store_error<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discord::threads::ChannelKind;
+    use crate::discord::webhook::WebhookUrl;
+    use crate::discord::webhook_exec::WebhookMessage;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::NewEvent;
 
@@ -614,6 +617,42 @@ mod tests {
         }
         async fn own_user_id(&self) -> Result<String, RestError> {
             Ok("1".into())
+        }
+        async fn channel_kind(&self, _c: &str) -> Result<ChannelKind, RestError> {
+            Ok(ChannelKind::Text)
+        }
+        async fn start_thread(&self, _c: &str, id: &str, _n: &str) -> Result<String, RestError> {
+            Ok(id.into())
+        }
+        async fn create_forum_post(
+            &self,
+            _f: &str,
+            _n: &str,
+            _body: &Value,
+        ) -> Result<(String, String), RestError> {
+            tokio::time::sleep(self.0).await;
+            Ok(("1".into(), "1".into()))
+        }
+        async fn execute_webhook(
+            &self,
+            _url: &WebhookUrl,
+            _body: &Value,
+            _thread: Option<&str>,
+        ) -> Result<WebhookMessage, RestError> {
+            tokio::time::sleep(self.0).await;
+            Ok(WebhookMessage {
+                channel_id: "1".into(),
+                message_id: "1".into(),
+            })
+        }
+        async fn edit_webhook_message(
+            &self,
+            _url: &WebhookUrl,
+            id: &str,
+            _body: &Value,
+            _thread: Option<&str>,
+        ) -> Result<String, RestError> {
+            Ok(id.into())
         }
     }
 

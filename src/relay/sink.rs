@@ -1,9 +1,12 @@
 //! Where rendered messages go: the [`Sink`] trait the relay delivers
-//! through, its Discord REST implementation, and [`DryRun`] for
-//! `--dry-run` (log what would be sent, make up message ids, and keep the
-//! newest state of each message for `GET /preview`). Tests plug in scripted
-//! sinks of their own.
+//! through (messages, threads, forum posts, webhook messages), its Discord
+//! REST implementation, and [`DryRun`] for `--dry-run` (log what would be
+//! sent, make up ids, and keep the newest state of each message for
+//! `GET /preview`). Tests plug in scripted sinks of their own.
 use crate::discord::rest::{Rest, RestError};
+use crate::discord::threads::ChannelKind;
+use crate::discord::webhook::WebhookUrl;
+use crate::discord::webhook_exec::WebhookMessage;
 use crate::preview::Preview;
 use serde_json::Value;
 use std::future::Future;
@@ -47,6 +50,41 @@ pub trait Sink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Value>, RestError>> + Send;
     /// The id of the user this sink posts as (the `author.id` of its messages).
     fn own_user_id(&self) -> impl Future<Output = Result<String, RestError>> + Send;
+    /// What kind of channel `channel_id` is (a forum takes posts, not messages).
+    fn channel_kind(
+        &self,
+        channel_id: &str,
+    ) -> impl Future<Output = Result<ChannelKind, RestError>> + Send;
+    /// Start a thread named `name` under a message; returns the thread's id.
+    fn start_thread(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<String, RestError>> + Send;
+    /// A forum post named `name` whose first message is `body`; returns
+    /// (thread id, starter message id). Edit it with [`Sink::edit`] on the thread.
+    fn create_forum_post(
+        &self,
+        forum_id: &str,
+        name: &str,
+        body: &Value,
+    ) -> impl Future<Output = Result<(String, String), RestError>> + Send;
+    /// Post through a webhook (`thread_name`: a new post of a webhook to a forum).
+    fn execute_webhook(
+        &self,
+        url: &WebhookUrl,
+        body: &Value,
+        thread_name: Option<&str>,
+    ) -> impl Future<Output = Result<WebhookMessage, RestError>> + Send;
+    /// Edit a webhook's message (`thread_id`: it is in a forum post's thread).
+    fn edit_webhook_message(
+        &self,
+        url: &WebhookUrl,
+        message_id: &str,
+        body: &Value,
+        thread_id: Option<&str>,
+    ) -> impl Future<Output = Result<String, RestError>> + Send;
 }
 
 impl Sink for Rest {
@@ -75,6 +113,42 @@ impl Sink for Rest {
     async fn own_user_id(&self) -> Result<String, RestError> {
         Rest::own_user_id(self).await
     }
+    async fn channel_kind(&self, channel_id: &str) -> Result<ChannelKind, RestError> {
+        Rest::channel_kind(self, channel_id).await
+    }
+    async fn start_thread(
+        &self,
+        channel: &str,
+        message: &str,
+        name: &str,
+    ) -> Result<String, RestError> {
+        Rest::start_thread(self, channel, message, name).await
+    }
+    async fn create_forum_post(
+        &self,
+        forum_id: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(String, String), RestError> {
+        Rest::create_forum_post(self, forum_id, name, body).await
+    }
+    async fn execute_webhook(
+        &self,
+        url: &WebhookUrl,
+        body: &Value,
+        thread_name: Option<&str>,
+    ) -> Result<WebhookMessage, RestError> {
+        Rest::execute_webhook(self, url, body, thread_name).await
+    }
+    async fn edit_webhook_message(
+        &self,
+        url: &WebhookUrl,
+        message_id: &str,
+        body: &Value,
+        thread_id: Option<&str>,
+    ) -> Result<String, RestError> {
+        Rest::edit_webhook_message(self, url, message_id, body, thread_id).await
+    }
 }
 
 /// `--dry-run`: log what would be sent, remember made-up message ids, and
@@ -94,11 +168,16 @@ impl DryRun {
             preview,
         }
     }
+
+    /// A made-up id: `dry-run-<n>`.
+    fn next_id(&self) -> String {
+        format!("dry-run-{}", self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
 }
 
 impl Sink for DryRun {
     async fn create(&self, channel_id: &str, body: &Value) -> Result<String, RestError> {
-        let id = format!("dry-run-{}", self.next.fetch_add(1, Ordering::Relaxed) + 1);
+        let id = self.next_id();
         tracing::info!(channel = channel_id, message_id = %id, body = %body, "dry-run: would create message");
         self.preview.record(channel_id, &id, body);
         Ok(id)
@@ -123,5 +202,62 @@ impl Sink for DryRun {
     }
     async fn own_user_id(&self) -> Result<String, RestError> {
         Ok("dry-run".into())
+    }
+    /// No channel is read: every channel is taken for a text channel.
+    async fn channel_kind(&self, _channel_id: &str) -> Result<ChannelKind, RestError> {
+        Ok(ChannelKind::Text)
+    }
+    /// As on Discord, the thread has its message's id.
+    async fn start_thread(
+        &self,
+        channel: &str,
+        message: &str,
+        name: &str,
+    ) -> Result<String, RestError> {
+        tracing::info!(
+            channel,
+            message_id = message,
+            name,
+            "dry-run: would start thread"
+        );
+        Ok(message.to_string())
+    }
+    async fn create_forum_post(
+        &self,
+        forum_id: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<(String, String), RestError> {
+        let id = self.next_id();
+        tracing::info!(channel = forum_id, message_id = %id, name, body = %body, "dry-run: would create forum post");
+        self.preview.record(&id, &id, body);
+        Ok((id.clone(), id))
+    }
+    async fn execute_webhook(
+        &self,
+        url: &WebhookUrl,
+        body: &Value,
+        thread_name: Option<&str>,
+    ) -> Result<WebhookMessage, RestError> {
+        let id = self.next_id();
+        let channel = url.to_string();
+        tracing::info!(webhook = %channel, message_id = %id, thread_name, body = %body, "dry-run: would execute webhook");
+        self.preview.record(&channel, &id, body);
+        Ok(WebhookMessage {
+            channel_id: channel,
+            message_id: id,
+        })
+    }
+    async fn edit_webhook_message(
+        &self,
+        url: &WebhookUrl,
+        message_id: &str,
+        body: &Value,
+        _thread_id: Option<&str>,
+    ) -> Result<String, RestError> {
+        let channel = url.to_string();
+        tracing::info!(webhook = %channel, message_id, body = %body, "dry-run: would edit webhook message");
+        self.preview.record(&channel, message_id, body);
+        Ok(message_id.to_string())
     }
 }

@@ -67,9 +67,11 @@
 //!   path is the authorization, as on Discord); an unknown id → 404 10015
 //!   Unknown Webhook, a wrong token → 401 50027 Invalid Webhook Token; other
 //!   methods → 405. Recorded with the route `GET /webhooks/{id}/{token}`.
+//! * Threads, forum channels, `GET /channels/{id}` (see `threads.rs`),
+//!   replies (`replies.rs`), `allowed_mentions` (`mentions.rs`), webhook
+//!   execution and edits (`webhooks.rs`).
 //! * `GET /users/@me` (the bot user of the calling token: the same id its
-//!   messages carry as `author.id`), `GET /channels/{id}`, `GET /gateway/bot`
-//!   (URL settable).
+//!   messages carry as `author.id`), `GET /gateway/bot` (URL settable).
 //! * Anything else → 404 `{"code": 0, "message": "404: Not Found"}`.
 //! * `Authorization` must be `Bot <token>` for the token set with
 //!   [`FakeDiscord::set_token`] (default `test-token`) or one added with
@@ -100,6 +102,10 @@
 //! and the handlers (so a create creates), then replaces the answer. Then
 //! come authentication, channel access, the rate limit and the handlers.
 pub mod form;
+pub mod mentions;
+pub mod replies;
+pub mod threads;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -338,6 +344,10 @@ struct State {
     no_access: HashSet<String>,
     /// Webhook id → (token, channel id, name).
     webhooks: HashMap<String, (String, String, String)>,
+    /// Channel types, unknown channels, threads.
+    channels: threads::Channels,
+    /// What webhook executions sent that Discord ignores.
+    hooks: webhooks::Hooks,
 }
 
 /// The fake Discord server. Stops accepting when dropped.
@@ -410,6 +420,8 @@ impl FakeDiscord {
             read_history: true,
             no_access: HashSet::new(),
             webhooks: HashMap::new(),
+            channels: threads::Channels::default(),
+            hooks: webhooks::Hooks::default(),
         }));
         let connections = Arc::new(AtomicUsize::new(0));
         let accept_task = tokio::spawn(accept_loop(
@@ -581,19 +593,11 @@ impl FakeDiscord {
     /// [`seed_message`](Self::seed_message) with a given id: a message an
     /// older release posted, whose id a store from that release holds.
     pub fn seed_message_with_id(&self, id: &str, channel: &str, author: Value, body: Value) {
-        let mut s = self.lock();
-        let mut msg = match body {
+        let msg = match body {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        msg.insert("id".into(), json!(id));
-        msg.insert("channel_id".into(), json!(channel));
-        msg.insert("author".into(), author);
-        msg.insert("timestamp".into(), json!(snowflake_timestamp(id)));
-        let msg = Value::Object(msg);
-        s.messages.insert(id.to_string(), msg.clone());
-        s.history.insert(id.to_string(), vec![msg]);
-        s.order.push(id.to_string());
+        insert_message(&mut self.lock(), id, channel, author, msg);
     }
 
     /// Next call (any route) gets `resp`, once.
@@ -938,6 +942,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -1208,8 +1213,8 @@ impl Req<'_> {
 /// Discord itself does with a request.
 fn process(s: &mut State, now: Instant, req: &Req) -> Canned {
     let segs: Vec<&str> = req.path.split('/').filter(|x| !x.is_empty()).collect();
-    if let ["webhooks", id, token, ..] = segs.as_slice() {
-        return webhook(s, req, id, token);
+    if let ["webhooks", id, token, rest @ ..] = segs.as_slice() {
+        return webhook(s, req, id, token, rest);
     }
     let token = req
         .header("authorization")
@@ -1236,15 +1241,20 @@ fn route(s: &mut State, now: Instant, token: &str, req: &Req, segs: &[&str]) -> 
         if s.no_access.contains(*ch) {
             return error(403, 50001, "Missing Access");
         }
+        if s.channels.is_unknown(ch) {
+            return error(404, 10003, "Unknown Channel");
+        }
     }
     match (req.method, segs) {
         ("POST", ["channels", ch, "messages"]) => create(s, now, token, ch, req),
         ("PATCH", ["channels", ch, "messages", mid]) => edit(s, token, ch, mid, req),
         ("GET", ["channels", ch, "messages"]) => list(s, ch, req.query),
         ("GET", ["users", "@me"]) => Canned::json(200, bot_user(token)),
-        ("GET", ["channels", ch]) => {
-            Canned::json(200, json!({ "id": ch, "type": 0, "name": "builds" }))
+        ("GET", ["channels", ch]) => threads::channel(s, ch),
+        ("POST", ["channels", ch, "messages", mid, "threads"]) => {
+            threads::start_thread(s, ch, mid, req)
         }
+        ("POST", ["channels", ch, "threads"]) => threads::forum_post(s, token, ch, req),
         ("GET", ["gateway", "bot"]) => Canned::json(
             200,
             json!({ "url": s.gateway_url, "shards": 1,
@@ -1255,15 +1265,17 @@ fn route(s: &mut State, now: Instant, token: &str, req: &Req, segs: &[&str]) -> 
 }
 
 /// `/webhooks/{id}/{token}`: the token in the path authorizes, as on Discord.
-fn webhook(s: &State, req: &Req, id: &str, token: &str) -> Canned {
+fn webhook(s: &mut State, req: &Req, id: &str, token: &str, rest: &[&str]) -> Canned {
     let Some((real, channel, name)) = s.webhooks.get(id) else {
         return error(404, 10015, "Unknown Webhook");
     };
     if token != real {
         return error(401, 50027, "Invalid Webhook Token");
     }
-    match req.method {
-        "GET" => Canned::json(
+    match (req.method, rest) {
+        ("POST", []) => webhooks::execute(s, id, req),
+        ("PATCH", ["messages", mid]) => webhooks::edit(s, id, mid, req),
+        ("GET", []) => Canned::json(
             200,
             json!({ "id": id, "type": 1, "channel_id": channel, "name": name, "token": real,
                 "avatar": null, "application_id": null }),
@@ -1273,12 +1285,15 @@ fn webhook(s: &State, req: &Req, id: &str, token: &str) -> Canned {
 }
 
 fn create(s: &mut State, now: Instant, token: &str, ch: &str, req: &Req) -> Canned {
-    let fields = match req.object() {
+    let mut fields = match req.object() {
         Ok(f) => f,
         Err(refused) => return refused,
     };
     if let Err(body) = form::check_message(&fields) {
         return Canned::json(400, body);
+    }
+    if let Err(refused) = create_rules(s, ch, &mut fields) {
+        return refused;
     }
     let author = user_id_for(token);
     let nonce = fields.get("nonce").and_then(nonce_key);
@@ -1332,6 +1347,7 @@ fn edit(s: &mut State, token: &str, ch: &str, mid: &str, req: &Req) -> Canned {
         .messages
         .get(mid)
         .filter(|m| m.get("channel_id") == Some(&json!(ch)))
+        .cloned()
     else {
         return error(404, 10008, "Unknown Message");
     };
@@ -1342,6 +1358,42 @@ fn edit(s: &mut State, token: &str, ch: &str, mid: &str, req: &Req) -> Canned {
         Ok(p) => p,
         Err(refused) => return refused,
     };
+    apply_edit(s, mid, existing, patch)
+}
+
+/// The rules of `threads.rs`, `mentions.rs` and `replies.rs` for a new
+/// message in `ch` (a reply's reference may be dropped from `fields`).
+fn create_rules(s: &State, ch: &str, fields: &mut Map<String, Value>) -> Result<(), Canned> {
+    threads::refuse_in_forum(s, ch)?;
+    mentions::check(fields).map_err(|body| Canned::json(400, body))?;
+    replies::resolve(s, ch, fields)
+}
+
+/// Store a message (request fields kept, so tests can read what was sent).
+fn insert_message(
+    s: &mut State,
+    id: &str,
+    ch: &str,
+    author: Value,
+    mut msg: Map<String, Value>,
+) -> Value {
+    msg.insert("id".into(), json!(id));
+    msg.insert("channel_id".into(), json!(ch));
+    msg.insert("author".into(), author);
+    msg.insert("timestamp".into(), json!(snowflake_timestamp(id)));
+    let msg = Value::Object(msg);
+    s.messages.insert(id.to_string(), msg.clone());
+    s.history.insert(id.to_string(), vec![msg.clone()]);
+    s.order.push(id.to_string());
+    msg
+}
+
+/// Merge `patch` into `existing` (a `null` clears a field), check the result
+/// as a create, and store it as message `mid`'s newest version.
+fn apply_edit(s: &mut State, mid: &str, existing: Value, patch: Map<String, Value>) -> Canned {
+    if let Err(body) = mentions::check(&patch) {
+        return Canned::json(400, body);
+    }
     let mut merged = existing.as_object().cloned().unwrap_or_default();
     for (k, v) in patch {
         if !FIXED_FIELDS.contains(&k.as_str()) {
