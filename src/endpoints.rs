@@ -307,7 +307,7 @@ impl<S: Store> Handler for Endpoints<S> {
     /// on an SD card is a writer.
     fn is_routine(&self, head: &Head, peer: SocketAddr) -> bool {
         match (head.path(), head.method.as_str()) {
-            ("/health", "GET" | "HEAD") => peer.ip().is_loopback(),
+            ("/health", "GET" | "HEAD") => operator_only(peer),
             ("/metrics", "GET") => self.allow.permits(peer.ip()),
             _ => false,
         }
@@ -372,9 +372,11 @@ impl<S: Store> Handler for Endpoints<S> {
 }
 
 /// Who may read the operator's queue endpoint (`/queue`): clients on
-/// this machine. Everyone else gets the 404 an unknown path gets.
+/// this machine, also when a dual-stack listener (`LISTEN_ADDR=[::]:5000`)
+/// shows them as IPv4-mapped (`::ffff:127.0.0.1`). Everyone else gets the
+/// 404 an unknown path gets.
 fn operator_only(peer: SocketAddr) -> bool {
-    peer.ip().is_loopback()
+    peer.ip().to_canonical().is_loopback()
 }
 
 /// Untrusted text cut to a log-friendly length, on a char boundary.
@@ -460,7 +462,12 @@ mod tests {
 
     #[test]
     fn operator_endpoints_are_for_this_machine_only() {
-        for local in ["127.0.0.1:1", "127.0.0.2:80", "[::1]:5000"] {
+        for local in [
+            "127.0.0.1:1",
+            "127.0.0.2:80",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
             assert!(operator_only(local.parse().unwrap()), "{local}");
         }
         for remote in [
@@ -468,6 +475,7 @@ mod tests {
             "10.0.0.1:1",
             "[fe80::1]:1",
             "0.0.0.0:1",
+            "[::ffff:192.168.1.20]:5000",
         ] {
             assert!(!operator_only(remote.parse().unwrap()), "{remote}");
         }
