@@ -97,7 +97,7 @@ pub fn message_from_build_doc(
         channel_id: channel_id.to_owned(),
         message_id,
         status,
-        uncertain: None,
+        ..MessageRef::default()
     };
     Ok((legacy_build_key(id), m))
 }
@@ -119,7 +119,10 @@ pub async fn import_document<S: Store>(
     report.read += 1;
     match message_from_build_doc(d, channel_id) {
         Ok((key, message)) => {
-            if store.import_message(&key, message).await? {
+            if store
+                .import_message(&key, &crate::store::channel_dest(channel_id), message)
+                .await?
+            {
                 report.imported += 1;
             } else {
                 report.already_present += 1;
@@ -216,7 +219,7 @@ mod tests {
                 channel_id: "42".into(),
                 message_id: "1099511627776123456".into(),
                 status: "running".into(),
-                uncertain: None,
+                ..MessageRef::default()
             }
         );
     }
@@ -282,10 +285,10 @@ mod tests {
             channel_id: "c".into(),
             message_id: "999".into(),
             status: "success".into(),
-            uncertain: None,
+            ..MessageRef::default()
         };
         assert!(store
-            .import_message("build:3", newer.clone())
+            .import_message("build:3", "channel:c", newer.clone())
             .await
             .unwrap());
         let docs = [
@@ -329,14 +332,14 @@ mod tests {
         );
         assert_eq!(
             store
-                .message("build:1")
+                .message("build:1", "channel:c")
                 .await
                 .unwrap()
                 .map(|m| m.message_id),
             Some("11".into())
         );
         assert_eq!(
-            store.message("build:3").await.unwrap(),
+            store.message("build:3", "channel:c").await.unwrap(),
             Some(newer),
             "existing entries are kept"
         );

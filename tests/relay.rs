@@ -162,6 +162,9 @@ struct Rig {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Where the relay of [`config`] posts, as the store names it.
+const DEST: &str = "channel:100000000000000001";
+
 fn config() -> RelayConfig {
     let mut c = RelayConfig::new("100000000000000001");
     c.base_backoff = Duration::from_millis(5);
@@ -278,7 +281,7 @@ async fn waiting_updates_coalesce_into_one_create_with_the_newest_state() {
     );
     let m = rig
         .store
-        .message("build:7")
+        .message("build:7", DEST)
         .await
         .unwrap()
         .expect("message remembered");
@@ -313,7 +316,12 @@ async fn one_message_per_build_edited_in_order_and_final_never_regresses() {
     assert!(text(&calls[1].body).contains("running"));
     assert!(text(&calls[2].body).contains("failure"));
     assert_eq!(
-        rig.store.message("build:8").await.unwrap().unwrap().status,
+        rig.store
+            .message("build:8", DEST)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         "failure"
     );
 }
@@ -349,7 +357,12 @@ async fn a_final_status_survives_stale_updates_in_a_later_claim() {
         calls[0].body
     );
     assert_eq!(
-        rig.store.message("build:9").await.unwrap().unwrap().status,
+        rig.store
+            .message("build:9", DEST)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         "success"
     );
 }
@@ -391,7 +404,7 @@ async fn transient_failures_retry_until_delivered() {
     assert!(calls
         .windows(2)
         .all(|w| w[0].body["nonce"] == w[1].body["nonce"]));
-    assert!(rig.store.message("build:10").await.unwrap().is_some());
+    assert!(rig.store.message("build:10", DEST).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,7 +457,7 @@ async fn rejected_message_is_set_aside_and_does_not_block_others() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event.key, "build:30");
     assert!(dead[0].reason.contains("50035"), "{}", dead[0].reason);
-    assert!(rig.store.message("build:31").await.unwrap().is_some());
+    assert!(rig.store.message("build:31", DEST).await.unwrap().is_some());
     assert_eq!(rig.store.stats().await.unwrap().dead_letters, 1);
 }
 
@@ -472,7 +485,7 @@ async fn deleted_message_gets_a_fresh_one() {
     );
     assert_eq!(
         rig.store
-            .message("build:40")
+            .message("build:40", DEST)
             .await
             .unwrap()
             .unwrap()

@@ -367,7 +367,7 @@ async fn fixture_sequences_post_once_then_patch_the_same_message_over_tls() {
             .unwrap_or_else(|e| panic!("build {id}: {e}"));
         let stored = rig
             .store
-            .message(&build_key(id))
+            .message(&build_key(id), &store::channel_dest(CHANNEL))
             .await
             .expect("store")
             .expect("message remembered");
@@ -584,12 +584,12 @@ impl Store for FlakyStore {
         owner: &str,
         token: u64,
         upto: store::Seq,
-        message: Option<store::MessageRef>,
+        done: store::Completion,
     ) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::StoreError::Unavailable("disk full (test)".into()));
         }
-        self.inner.complete(key, owner, token, upto, message).await
+        self.inner.complete(key, owner, token, upto, done).await
     }
     async fn release(&self, key: &str, owner: &str, token: u64) -> store::Result<()> {
         self.inner.release(key, owner, token).await
@@ -616,20 +616,34 @@ impl Store for FlakyStore {
             .dead_letter(key, owner, token, upto, reason, now_ms)
             .await
     }
-    async fn message(&self, key: &str) -> store::Result<Option<store::MessageRef>> {
-        self.inner.message(key).await
+    async fn message(&self, key: &str, dest: &str) -> store::Result<Option<store::MessageRef>> {
+        self.inner.message(key, dest).await
+    }
+    async fn messages(&self, key: &str) -> store::Result<Vec<(String, store::MessageRef)>> {
+        self.inner.messages(key).await
     }
     async fn put_message(
         &self,
         key: &str,
+        dest: &str,
         owner: &str,
         token: u64,
         message: store::MessageRef,
     ) -> store::Result<()> {
-        self.inner.put_message(key, owner, token, message).await
+        self.inner
+            .put_message(key, dest, owner, token, message)
+            .await
     }
-    async fn import_message(&self, key: &str, message: store::MessageRef) -> store::Result<bool> {
-        self.inner.import_message(key, message).await
+    async fn import_message(
+        &self,
+        key: &str,
+        dest: &str,
+        message: store::MessageRef,
+    ) -> store::Result<bool> {
+        self.inner.import_message(key, dest, message).await
+    }
+    async fn outcome(&self, change_key: &str) -> store::Result<Option<store::OutcomeRecord>> {
+        self.inner.outcome(change_key).await
     }
     async fn pending(&self, limit: usize) -> store::Result<Vec<store::Event>> {
         self.inner.pending(limit).await
@@ -765,7 +779,7 @@ async fn deleted_message_is_replaced_and_later_edits_go_to_the_new_one() {
     let fresh = &ids[1];
     let stored = rig
         .store
-        .message(&build_key(9))
+        .message(&build_key(9), &store::channel_dest(CHANNEL))
         .await
         .expect("store")
         .expect("message");
@@ -844,7 +858,7 @@ async fn edit_refused_with_403_posts_a_fresh_message_and_other_builds_keep_flowi
     // follows and which shows the final state.
     let stored = rig
         .store
-        .message(&build_key(2))
+        .message(&build_key(2), &store::channel_dest(CHANNEL))
         .await
         .expect("store")
         .expect("message");

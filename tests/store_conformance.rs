@@ -123,6 +123,8 @@ cases!(
     stale_holders_are_fenced,
     coalescing_and_partial_complete,
     message_map,
+    messages_per_destination,
+    outcome_records_are_conditional,
     put_message_is_fenced,
     renew_extends_a_lease,
     uncertain_creates_are_kept,
@@ -181,7 +183,7 @@ async fn mongo_migrate_imports_the_old_build_collection() {
         "{first}"
     );
     let m = store
-        .message("build:2088")
+        .message("build:2088", "channel:42")
         .await
         .expect("read")
         .expect("imported");
@@ -265,12 +267,18 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
         vec![k]
     );
     assert_eq!(
-        s.message(k).await.expect("read").map(|m| m.message_id),
+        s.message(k, "channel:111")
+            .await
+            .expect("read")
+            .map(|m| m.message_id),
         Some("m2088".into())
     );
-    assert_eq!(s.message("build:2088").await.expect("read"), None);
     assert_eq!(
-        s.message("build:2087")
+        s.message("build:2088", "channel:111").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        s.message("build:2087", "channel:111")
             .await
             .expect("read")
             .map(|m| m.status),
@@ -298,7 +306,10 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
     // Connecting again changes nothing.
     let s = MongoStore::connect(&uri, &db).await.expect("reconnect");
     assert_eq!(
-        s.message(k).await.expect("read").map(|m| m.message_id),
+        s.message(k, "channel:111")
+            .await
+            .expect("read")
+            .map(|m| m.message_id),
         Some("m2088".into())
     );
     // The running build's next webhook adopts its message; the finished one's never.
@@ -312,7 +323,7 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
     };
     s.append(next.clone()).await.expect("append");
     assert_eq!(
-        s.message("build:drone.kiwi-labs.net:35:2087")
+        s.message("build:drone.kiwi-labs.net:35:2087", "channel:111")
             .await
             .expect("read")
             .map(|m| m.message_id),
@@ -321,7 +332,7 @@ async fn mongo_a_database_written_by_0_1_0_is_migrated_on_connect() {
     next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
     s.append(next).await.expect("append");
     assert_eq!(
-        s.message("build:drone.kiwi-labs.net:35:2000")
+        s.message("build:drone.kiwi-labs.net:35:2000", "channel:111")
             .await
             .expect("read"),
         None

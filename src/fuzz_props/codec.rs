@@ -73,6 +73,9 @@ fn round_trip(seq: u64, input: &mut Input<'_>) {
             generation: seq as u32,
             since_ms: failed_ms,
         }),
+        // A quarter carry a thread and a ping, so the new fields round-trip.
+        thread_id: (seq % 4 == 3).then(|| letter.event.action.clone()),
+        pinged: seq % 4 == 3,
     };
     let blob = encode_message("k", &message);
     assert!(blob.is_ok(), "a message did not encode: {blob:?}");

@@ -12,7 +12,9 @@ use super::RelayConfig;
 use crate::discord::rest::RestError;
 use crate::drone::{self, Webhook};
 use crate::render;
-use crate::store::{now_ms, Claim, Event, MessageRef, Store, StoreError, UncertainCreate};
+use crate::store::{
+    channel_dest, now_ms, Claim, Completion, Event, MessageRef, Store, StoreError, UncertainCreate,
+};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -175,7 +177,17 @@ async fn deliver_claim<S: Store, K: Sink>(
         return finish_dead(cfg, store, &key, token, upto, &reason).await;
     }
 
-    let shown = match store.message(&key).await {
+    // A message stored at another destination (before the upgrade to the
+    // per-destination map, or before DISCORD_CHANNEL_ID changed) is still
+    // this build's message: edited where it is, as before.
+    let shown = match store.message(&key, &channel_dest(&cfg.channel_id)).await {
+        Ok(None) => store
+            .messages(&key)
+            .await
+            .map(|all| all.into_iter().next().map(|(_, m)| m)),
+        other => other,
+    };
+    let shown = match shown {
         Ok(m) => m,
         Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
     };
@@ -287,12 +299,21 @@ async fn deliver_claim<S: Store, K: Sink>(
                 channel_id: now.channel_id,
                 message_id: now.message_id,
                 status,
-                uncertain: None,
+                ..MessageRef::default()
             };
             if now.fresh {
                 // Remember the message before anything else can fail, so a
                 // later retry edits it instead of posting a second one.
-                if let Err(e) = store.put_message(&key, &cfg.owner, token, m.clone()).await {
+                if let Err(e) = store
+                    .put_message(
+                        &key,
+                        &channel_dest(&cfg.channel_id),
+                        &cfg.owner,
+                        token,
+                        m.clone(),
+                    )
+                    .await
+                {
                     return release_after_store_error(cfg, store, &key, token, e).await;
                 }
                 notes.create_uncertain = false;
@@ -431,9 +452,16 @@ impl<S: Store, K: Sink> Target<'_, S, K> {
                         generation,
                         since_ms: now_ms(),
                     }),
+                    ..MessageRef::default()
                 };
                 self.store
-                    .put_message(self.key, &self.cfg.owner, self.token, intent)
+                    .put_message(
+                        self.key,
+                        &channel_dest(channel),
+                        &self.cfg.owner,
+                        self.token,
+                        intent,
+                    )
                     .await
                     .map_err(Failure::Store)?;
             }
@@ -538,7 +566,14 @@ async fn complete<S: Store>(
     upto: u64,
     m: Option<MessageRef>,
 ) -> Outcome {
-    match store.complete(key, &cfg.owner, token, upto, m).await {
+    let done = Completion {
+        messages: m
+            .map(|m| (channel_dest(&cfg.channel_id), m))
+            .into_iter()
+            .collect(),
+        outcome: None,
+    };
+    match store.complete(key, &cfg.owner, token, upto, done).await {
         Ok(()) => Outcome::Done,
         Err(e) => release_after_store_error(cfg, store, key, token, e).await,
     }

@@ -21,6 +21,7 @@
 //! `when` is about builds: repository and user events have no outcome and are
 //! posted as they come, on every route they match.
 use crate::drone::{is_final, Webhook};
+use crate::store::{OutcomeRecord, MAX_CHANGE_KEY};
 
 /// A final build's outcome, for `changed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +55,35 @@ pub struct Record {
     pub build: BuildOrder,
 }
 
+impl Record {
+    /// The record as the store keeps it, written at `at_ms` (wall clock, for
+    /// retention only).
+    pub fn stored_at(self, at_ms: u64) -> OutcomeRecord {
+        OutcomeRecord {
+            passing: self.outcome == Outcome::Passing,
+            number: self.build.number,
+            created: self.build.created,
+            at_ms,
+        }
+    }
+}
+
+impl From<OutcomeRecord> for Record {
+    fn from(r: OutcomeRecord) -> Record {
+        Record {
+            outcome: if r.passing {
+                Outcome::Passing
+            } else {
+                Outcome::Failing
+            },
+            build: BuildOrder {
+                number: r.number,
+                created: r.created,
+            },
+        }
+    }
+}
+
 /// What a record is kept per: Drone server, repository (slug, lowercased:
 /// forges ignore its case), build event and branch or tag.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -82,6 +112,30 @@ impl ChangeKey {
             build_event: build.event.clone(),
             branch: super::branch_of(build).to_string(),
         })
+    }
+
+    /// The key the store keeps this record under: the four parts joined by
+    /// U+001F (so exactly three of them), or, when a part contains U+001F or
+    /// the whole would be longer than [`MAX_CHANGE_KEY`], `sha256:` and the
+    /// hex digest of the length-prefixed parts (no U+001F at all). Either
+    /// way two different keys never share a store key.
+    pub fn store_key(&self) -> String {
+        const SEP: char = '\u{1f}';
+        let parts = [&self.server, &self.repo, &self.build_event, &self.branch];
+        let joined = parts.map(|p| p.as_str()).join("\u{1f}");
+        if joined.len() <= MAX_CHANGE_KEY && !parts.iter().any(|p| p.contains(SEP)) {
+            return joined;
+        }
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        for p in parts {
+            h.update(&(p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+        }
+        let mut out = String::from("sha256:");
+        for b in h.finish().as_ref() {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
     }
 }
 
@@ -288,6 +342,42 @@ mod tests {
             created: prev.build.created + 1,
         };
         assert!(changed(Some(&prev), newer, "failure").post);
+    }
+
+    #[test]
+    fn store_keys_are_bounded_and_unambiguous() {
+        let key = |server: &str, repo: &str, event: &str, branch: &str| ChangeKey {
+            server: server.into(),
+            repo: repo.into(),
+            build_event: event.into(),
+            branch: branch.into(),
+        };
+        let plain = key("https://drone.example.com", "octo/hello", "push", "main");
+        assert_eq!(
+            plain.store_key(),
+            "https://drone.example.com\u{1f}octo/hello\u{1f}push\u{1f}main"
+        );
+        // A separator inside a part cannot make two keys collide.
+        let a = key("s", "r\u{1f}push", "main", "x");
+        let b = key("s", "r", "push\u{1f}main", "x");
+        assert_ne!(a.store_key(), b.store_key());
+        assert!(a.store_key().starts_with("sha256:"));
+        // A long branch is hashed to a bounded key.
+        let long = key("s", "r", "push", &"b".repeat(MAX_CHANGE_KEY));
+        let hashed = long.store_key();
+        assert_eq!(hashed.len(), "sha256:".len() + 64);
+        assert_ne!(hashed, key("s", "r", "push", "b").store_key());
+        assert!(!hashed.contains('\u{1f}'));
+    }
+
+    #[test]
+    fn records_round_trip_through_the_store_form() {
+        for r in [rec(Outcome::Passing, 3), rec(Outcome::Failing, 4)] {
+            let stored = r.stored_at(42);
+            assert_eq!(stored.at_ms, 42);
+            assert_eq!(Record::from(stored), r);
+        }
+        assert!(rec(Outcome::Passing, 3).stored_at(1).passing);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! (a fresh directory, or a fresh MongoDB database, per case) and may run in
 //! parallel.
 use super::{
-    build_key, Appended, Bounds, Claim, DeadSelection, MessageRef, NewEvent, Result, Seq, Stats,
-    Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
+    build_key, channel_dest, Appended, Bounds, Claim, Completion, DeadSelection, MessageRef,
+    NewEvent, OutcomeRecord, Result, Seq, Stats, Store, MAX_CLAIM_BYTES, MAX_CLAIM_EVENTS,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -45,6 +45,8 @@ pub async fn run_all<B: Backend>(b: &B) {
     stale_holders_are_fenced(b).await;
     coalescing_and_partial_complete(b).await;
     message_map(b).await;
+    messages_per_destination(b).await;
+    outcome_records_are_conditional(b).await;
     put_message_is_fenced(b).await;
     renew_extends_a_lease(b).await;
     uncertain_creates_are_kept(b).await;
@@ -56,6 +58,25 @@ pub async fn run_all<B: Backend>(b: &B) {
     probe_writes(b).await;
     claims_are_bounded(b).await;
     a_full_queue_refuses_and_keeps_what_it_has(b).await;
+}
+
+/// The destination the single-destination cases use.
+const D: &str = "channel:111";
+
+/// A completion that stores `m` at [`D`].
+fn done_with(m: MessageRef) -> Completion {
+    Completion {
+        messages: vec![(D.to_owned(), m)],
+        outcome: None,
+    }
+}
+
+/// Panics unless `r` is [`super::StoreError::Fenced`].
+fn fenced(r: Result<()>, what: &str) {
+    match r {
+        Err(super::StoreError::Fenced(_)) => {}
+        other => panic!("{what}: expected Fenced, got {other:?}"),
+    }
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -101,7 +122,7 @@ fn message(id: &str, status: &str) -> MessageRef {
         channel_id: "111".into(),
         message_id: id.into(),
         status: status.into(),
-        uncertain: None,
+        ..MessageRef::default()
     }
 }
 
@@ -137,7 +158,7 @@ pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
         let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
         assert_eq!(keys(&c).len(), 3);
         ok(
-            s.put_message(&k1, "w", token(&c, &k1), message("m1", "running"))
+            s.put_message(&k1, D, "w", token(&c, &k1), message("m1", "running"))
                 .await,
             "put_message",
         );
@@ -171,7 +192,7 @@ pub async fn reopen_keeps_everything<B: Backend>(b: &B) {
         ("build", "updated")
     );
     assert_eq!(
-        ok(s.message(&k1).await, "message"),
+        ok(s.message(&k1, D).await, "message"),
         Some(message("m1", "running"))
     );
     let dead = ok(s.dead_letters(10).await, "dead_letters");
@@ -274,7 +295,8 @@ pub async fn claim_follows_oldest_pending_event<B: Backend>(b: &B) {
         "max_keys = 1 gives the oldest key only"
     );
     ok(
-        s.complete("A", "w", token(&first, "A"), a1, None).await,
+        s.complete("A", "w", token(&first, "A"), a1, Completion::default())
+            .await,
         "complete",
     );
     let next = claim(&s, "w", 2).await;
@@ -326,7 +348,8 @@ pub async fn claim_is_exclusive_until_released<B: Backend>(b: &B) {
         "released key is claimable"
     );
     ok(
-        s.complete("B", "w2", token(&bc, "B"), b1, None).await,
+        s.complete("B", "w2", token(&bc, "B"), b1, Completion::default())
+            .await,
         "complete",
     );
     append(&s, Some("B"), 3).await;
@@ -399,7 +422,7 @@ pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
             "w1",
             stale[0].token,
             seq,
-            Some(message("m1", "running")),
+            done_with(message("m1", "running")),
         )
         .await,
         "stale complete",
@@ -410,7 +433,7 @@ pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
         "stale dead_letter",
     );
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         None,
         "a refused complete stores no message"
     );
@@ -428,7 +451,7 @@ pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
             "w2",
             fresh[0].token,
             seq,
-            Some(message("m1", "success")),
+            done_with(message("m1", "success")),
         )
         .await,
         "complete",
@@ -439,19 +462,20 @@ pub async fn stale_holders_are_fenced<B: Backend>(b: &B) {
             "w1",
             stale[0].token,
             seq,
-            Some(message("m1", "running")),
+            done_with(message("m1", "running")),
         )
         .await,
         "late stale complete",
     );
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         Some(message("m1", "success")),
         "the final status stays"
     );
     // A complete without any lease is refused too.
     fenced(
-        s.complete("build:404", "w", 1, Seq::MAX, None).await,
+        s.complete("build:404", "w", 1, Seq::MAX, Completion::default())
+            .await,
         "complete without a lease",
     );
 }
@@ -477,7 +501,8 @@ pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     let late = append(&s, Some(&k), 3).await;
     assert!(claim(&s, "w2", 10).await.is_empty(), "key still leased");
     ok(
-        s.complete(&k, "w", c[0].token, c[0].upto(), None).await,
+        s.complete(&k, "w", c[0].token, c[0].upto(), Completion::default())
+            .await,
         "complete",
     );
     assert_eq!(
@@ -495,7 +520,8 @@ pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     // complete with an upto below everything pending removes nothing (and
     // drops the lease).
     ok(
-        s.complete(&k, "w", c2[0].token, first[0], None).await,
+        s.complete(&k, "w", c2[0].token, first[0], Completion::default())
+            .await,
         "complete below",
     );
     assert_eq!(ok(s.stats().await, "stats").pending, 1);
@@ -504,7 +530,8 @@ pub async fn coalescing_and_partial_complete<B: Backend>(b: &B) {
     let c3 = claim(&s, "w", 10).await;
     assert_eq!(seqs(&c3[0]), vec![late]);
     ok(
-        s.complete(&k, "w", c3[0].token, Seq::MAX, None).await,
+        s.complete(&k, "w", c3[0].token, Seq::MAX, Completion::default())
+            .await,
         "complete all",
     );
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
@@ -516,30 +543,31 @@ pub async fn message_map<B: Backend>(b: &B) {
     let name = "message_map";
     {
         let s = open(b, name).await;
-        assert_eq!(ok(s.message("build:1").await, "message"), None);
+        assert_eq!(ok(s.message("build:1", D).await, "message"), None);
         let seq1 = append(&s, Some("build:1"), 0).await;
         let c1 = claim(&s, "w", 10).await;
         let t1 = token(&c1, "build:1");
         ok(
-            s.put_message("build:1", "w", t1, message("m1", "pending"))
+            s.put_message("build:1", D, "w", t1, message("m1", "pending"))
                 .await,
             "put",
         );
         assert_eq!(
-            ok(s.message("build:1").await, "message"),
+            ok(s.message("build:1", D).await, "message"),
             Some(message("m1", "pending"))
         );
         ok(
-            s.put_message("build:1", "w", t1, message("m1", "running"))
+            s.put_message("build:1", D, "w", t1, message("m1", "running"))
                 .await,
             "overwrite",
         );
         assert_eq!(
-            ok(s.message("build:1").await, "message"),
+            ok(s.message("build:1", D).await, "message"),
             Some(message("m1", "running"))
         );
         ok(
-            s.complete("build:1", "w", t1, seq1, None).await,
+            s.complete("build:1", "w", t1, seq1, Completion::default())
+                .await,
             "complete without a message keeps the stored one",
         );
         let seq = append(&s, Some("build:2"), 1).await;
@@ -550,7 +578,7 @@ pub async fn message_map<B: Backend>(b: &B) {
                 "w",
                 token(&c, "build:2"),
                 seq,
-                Some(message("m2", "success")),
+                done_with(message("m2", "success")),
             )
             .await,
             "complete with message",
@@ -559,14 +587,227 @@ pub async fn message_map<B: Backend>(b: &B) {
     }
     let s = open(b, name).await;
     assert_eq!(
-        ok(s.message("build:1").await, "message"),
+        ok(s.message("build:1", D).await, "message"),
         Some(message("m1", "running"))
     );
     assert_eq!(
-        ok(s.message("build:2").await, "message"),
+        ok(s.message("build:2", D).await, "message"),
         Some(message("m2", "success"))
     );
-    assert_eq!(ok(s.message("build:3").await, "message"), None);
+    assert_eq!(ok(s.message("build:3", D).await, "message"), None);
+}
+
+/// A key's messages at different destinations are independent: each is
+/// read, written, imported and completed on its own; `messages` lists them
+/// in destination order and nothing of another key (even one whose key
+/// starts with this one); `complete` stores several at once, and a fenced
+/// `complete` none of them.
+pub async fn messages_per_destination<B: Backend>(b: &B) {
+    let name = "messages_per_destination";
+    let (k, k10) = (
+        build_key("drone.test", 7, 1),
+        build_key("drone.test", 7, 10),
+    );
+    let (ch1, ch3, hook) = (channel_dest("1"), channel_dest("3"), "webhook:ops");
+    let threaded = MessageRef {
+        thread_id: Some("t1".into()),
+        pinged: true,
+        ..message("w1", "failure")
+    };
+    {
+        let s = open(b, name).await;
+        append(&s, Some(&k), 1).await;
+        append(&s, Some(&k10), 2).await;
+        let c = claim(&s, "w", 10).await;
+        let (t, t10) = (token(&c, &k), token(&c, &k10));
+        assert_eq!(ok(s.messages(&k).await, "messages"), vec![]);
+        ok(
+            s.put_message(&k, &ch1, "w", t, message("m1", "running"))
+                .await,
+            "put at channel 1",
+        );
+        ok(
+            s.put_message(&k, hook, "w", t, threaded.clone()).await,
+            "put at a webhook",
+        );
+        ok(
+            s.put_message(&k10, &ch1, "w", t10, message("m10", "running"))
+                .await,
+            "put of another key",
+        );
+        assert_eq!(
+            ok(s.message(&k, &ch1).await, "message"),
+            Some(message("m1", "running"))
+        );
+        assert_eq!(
+            ok(s.message(&k, hook).await, "message"),
+            Some(threaded.clone())
+        );
+        assert_eq!(
+            ok(s.message(&k, &ch3).await, "message"),
+            None,
+            "no message at channel 3"
+        );
+        // A stale holder's complete stores none of its messages.
+        fenced(
+            s.complete(
+                &k,
+                "w-stale",
+                t,
+                Seq::MAX,
+                Completion {
+                    messages: vec![(ch3.clone(), message("m-stale", "success"))],
+                    outcome: None,
+                },
+            )
+            .await,
+            "stale complete with messages",
+        );
+        assert_eq!(
+            ok(s.message(&k, &ch3).await, "message"),
+            None,
+            "fenced: nothing stored"
+        );
+        ok(
+            s.complete(
+                &k,
+                "w",
+                t,
+                Seq::MAX,
+                Completion {
+                    messages: vec![
+                        (ch1.clone(), message("m1", "success")),
+                        (ch3.clone(), message("m3", "success")),
+                    ],
+                    outcome: None,
+                },
+            )
+            .await,
+            "complete with two messages",
+        );
+        // Import: never over a known message, per destination.
+        assert!(
+            !ok(
+                s.import_message(&k, &ch1, message("m-old", "pending"))
+                    .await,
+                "import"
+            ),
+            "a known destination is not imported over"
+        );
+        assert!(
+            ok(
+                s.import_message(&k, "channel:9", message("m9", "pending"))
+                    .await,
+                "import"
+            ),
+            "an unknown destination of a known key is imported"
+        );
+    }
+    let s = open(b, name).await;
+    assert_eq!(
+        ok(s.messages(&k).await, "messages"),
+        vec![
+            (ch1.clone(), message("m1", "success")),
+            (ch3.clone(), message("m3", "success")),
+            ("channel:9".to_owned(), message("m9", "pending")),
+            (hook.to_owned(), threaded),
+        ],
+        "every destination of the key, in destination order, after a reopen"
+    );
+    assert_eq!(
+        ok(s.messages(&k10).await, "messages"),
+        vec![(ch1, message("m10", "running"))]
+    );
+}
+
+/// `complete` writes a `changed` outcome record only when it is newer than
+/// the stored one (build number, then creation time); an equal or older one
+/// leaves it, and a fenced complete writes none.
+pub async fn outcome_records_are_conditional<B: Backend>(b: &B) {
+    let name = "outcome_records_are_conditional";
+    let rec = |passing, number, created, at_ms| OutcomeRecord {
+        passing,
+        number,
+        created,
+        at_ms,
+    };
+    let ck = "https://drone.test\u{1f}octo/hello\u{1f}push\u{1f}main";
+    let other = "https://drone.test\u{1f}octo/hello\u{1f}pull_request\u{1f}main";
+    {
+        let s = open(b, name).await;
+        assert_eq!(ok(s.outcome(ck).await, "outcome"), None);
+        let mut n = 0;
+        let mut write = |r: OutcomeRecord| {
+            n += 1;
+            let (s, key) = (&s, build_key("drone.test", 7, n));
+            async move {
+                append(s, Some(&key), n as u64).await;
+                let c = claim(s, "w", 10).await;
+                let done = Completion {
+                    messages: vec![],
+                    outcome: Some((ck.to_owned(), r)),
+                };
+                ok(
+                    s.complete(&key, "w", token(&c, &key), Seq::MAX, done).await,
+                    "complete with an outcome",
+                );
+                ok(s.outcome(ck).await, "outcome")
+            }
+        };
+        let first = rec(false, 5, 100, T0);
+        assert_eq!(
+            write(first).await,
+            Some(first),
+            "the first record is stored"
+        );
+        assert_eq!(
+            write(rec(true, 4, 200, T0 + 1)).await,
+            Some(first),
+            "an older build is ignored"
+        );
+        assert_eq!(
+            write(rec(true, 5, 100, T0 + 2)).await,
+            Some(first),
+            "the same build is ignored"
+        );
+        let reused = rec(true, 5, 101, T0 + 3);
+        assert_eq!(
+            write(reused).await,
+            Some(reused),
+            "same number, created later: newer"
+        );
+        let newer = rec(false, 6, 50, T0 + 4);
+        assert_eq!(write(newer).await, Some(newer), "a higher number is newer");
+        // A stale holder's complete writes no record.
+        let k = build_key("drone.test", 8, 1);
+        append(&s, Some(&k), 99).await;
+        let c = claim(&s, "w", 10).await;
+        let done = Completion {
+            messages: vec![],
+            outcome: Some((ck.to_owned(), rec(true, 9, 0, T0))),
+        };
+        fenced(
+            s.complete(&k, "w-stale", token(&c, &k), Seq::MAX, done)
+                .await,
+            "stale complete with an outcome",
+        );
+        assert_eq!(
+            ok(s.outcome(ck).await, "outcome"),
+            Some(newer),
+            "fenced: unchanged"
+        );
+        assert_eq!(
+            ok(s.outcome(other).await, "outcome"),
+            None,
+            "other keys are apart"
+        );
+    }
+    let s = open(b, name).await;
+    assert_eq!(
+        ok(s.outcome(ck).await, "outcome"),
+        Some(rec(false, 6, 50, T0 + 4)),
+        "kept across a reopen"
+    );
 }
 
 /// `put_message` is fenced like `complete`: a holder whose lease expired
@@ -586,49 +827,53 @@ pub async fn put_message_is_fenced<B: Backend>(b: &B) {
         other => panic!("{what}: expected Fenced, got {other:?}"),
     };
     fenced(
-        s.put_message(&k, "w1", stale[0].token, message("m-stale", "running"))
+        s.put_message(&k, D, "w1", stale[0].token, message("m-stale", "running"))
             .await,
         "stale put_message before the holder wrote",
     );
-    assert_eq!(ok(s.message(&k).await, "message"), None, "nothing stored");
+    assert_eq!(
+        ok(s.message(&k, D).await, "message"),
+        None,
+        "nothing stored"
+    );
     ok(
-        s.put_message(&k, "w2", fresh[0].token, message("m1", "success"))
+        s.put_message(&k, D, "w2", fresh[0].token, message("m1", "success"))
             .await,
         "put_message by the holder",
     );
     fenced(
-        s.put_message(&k, "w1", stale[0].token, message("m-stale", "running"))
+        s.put_message(&k, D, "w1", stale[0].token, message("m-stale", "running"))
             .await,
         "stale put_message after the holder wrote",
     );
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         Some(message("m1", "success")),
         "the holder's message stays"
     );
     fenced(
-        s.put_message("build:404", "w", 1, message("m", "running"))
+        s.put_message("build:404", D, "w", 1, message("m", "running"))
             .await,
         "put_message without a lease",
     );
     assert!(
         !ok(
-            s.import_message(&k, message("m-old", "pending")).await,
+            s.import_message(&k, D, message("m-old", "pending")).await,
             "import"
         ),
         "import over a known message stores nothing"
     );
     assert!(ok(
-        s.import_message("build:new", message("m2", "pending"))
+        s.import_message("build:new", D, message("m2", "pending"))
             .await,
         "import"
     ));
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         Some(message("m1", "success"))
     );
     assert_eq!(
-        ok(s.message("build:new").await, "message"),
+        ok(s.message("build:new", D).await, "message"),
         Some(message("m2", "pending"))
     );
 }
@@ -650,7 +895,8 @@ pub async fn renew_extends_a_lease<B: Backend>(b: &B) {
         "a renewed lease is not taken over after its first expiry"
     );
     ok(
-        s.complete("A", "w1", c[0].token, seq, None).await,
+        s.complete("A", "w1", c[0].token, seq, Completion::default())
+            .await,
         "the holder completes",
     );
     assert_eq!(ok(s.stats().await, "stats").pending, 0);
@@ -671,25 +917,26 @@ pub async fn uncertain_creates_are_kept<B: Backend>(b: &B) {
             generation: 7,
             since_ms: T0,
         }),
+        ..MessageRef::default()
     };
     let first = {
         let s = open(b, name).await;
         append(&s, Some(&k), 1).await;
         let c = ok(s.claim("w", SHORT_LEASE, 10).await, "claim");
         ok(
-            s.put_message(&k, "w", c[0].token, pending_create.clone())
+            s.put_message(&k, D, "w", c[0].token, pending_create.clone())
                 .await,
             "put the intent",
         );
         assert_eq!(
-            ok(s.message(&k).await, "message"),
+            ok(s.message(&k, D).await, "message"),
             Some(pending_create.clone())
         );
         c[0].token
     };
     let s = open(b, name).await;
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         Some(pending_create.clone()),
         "the intent survives a reopen"
     );
@@ -698,11 +945,12 @@ pub async fn uncertain_creates_are_kept<B: Backend>(b: &B) {
     let t = token(&c, &k);
     assert!(t > first, "a later claim carries a larger token");
     ok(
-        s.put_message(&k, "w2", t, message("m1", "pending")).await,
+        s.put_message(&k, D, "w2", t, message("m1", "pending"))
+            .await,
         "the outcome replaces the intent",
     );
     assert_eq!(
-        ok(s.message(&k).await, "message"),
+        ok(s.message(&k, D).await, "message"),
         Some(message("m1", "pending"))
     );
 }
@@ -1095,7 +1343,8 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
         "a claim stops at MAX_CLAIM_EVENTS"
     );
     ok(
-        s.complete(&k, "w", c[0].token, c[0].upto(), None).await,
+        s.complete(&k, "w", c[0].token, c[0].upto(), Completion::default())
+            .await,
         "complete",
     );
     let rest = claim(&s, "w", 10).await;
@@ -1106,8 +1355,14 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
     );
     assert!(rest[0].events[0].seq > c[0].upto(), "in seq order");
     ok(
-        s.complete(&k, "w", rest[0].token, rest[0].upto(), None)
-            .await,
+        s.complete(
+            &k,
+            "w",
+            rest[0].token,
+            rest[0].upto(),
+            Completion::default(),
+        )
+        .await,
         "complete",
     );
 
@@ -1134,7 +1389,8 @@ pub async fn claims_are_bounded<B: Backend>(b: &B) {
         let sizes: Vec<usize> = c[0].events.iter().map(|e| e.body.len()).collect();
         assert_eq!(sizes, vec![want], "one big event per claim");
         ok(
-            s.complete(&big, "w", c[0].token, c[0].upto(), None).await,
+            s.complete(&big, "w", c[0].token, c[0].upto(), Completion::default())
+                .await,
             "complete big",
         );
     }
@@ -1191,7 +1447,8 @@ pub async fn a_full_queue_refuses_and_keeps_what_it_has<B: Backend>(b: &B) {
     assert_eq!(c.iter().map(|c| c.events.len()).sum::<usize>(), 3);
     for c in &c {
         ok(
-            s.complete(&c.key, "w", c.token, c.upto(), None).await,
+            s.complete(&c.key, "w", c.token, c.upto(), Completion::default())
+                .await,
             "complete",
         );
     }

@@ -1,4 +1,4 @@
-//! The durable queue and the build → Discord message map.
+//! The durable queue and the (build, destination) → Discord message map.
 //!
 //! Ingest appends verified events and answers Drone only after
 //! [`Store::append`] returned (the event is durably committed). The relay
@@ -12,8 +12,10 @@
 //! Keys: [`build_key`] (`build:<drone host>:<repo id>:<build id>`) for build
 //! events, so every event of one build is applied in order and coalesced;
 //! `event:<seq>` (assigned by the store when [`NewEvent::key`] is `None`) for
-//! user and repo events. The store's layout is versioned and migrated on open
-//! (see [`schema`]).
+//! user and repo events. A key has one message per destination ([`channel_dest`]:
+//! `channel:<id>`, or `webhook:<name>`), and a `changed` route's last outcome
+//! per change key is kept beside them ([`OutcomeRecord`]). The store's layout
+//! is versioned and migrated on open (see [`schema`]).
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
@@ -90,8 +92,9 @@ impl Appended {
     }
 }
 
-/// The Discord message that represents a key (one build → one message).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The Discord message that represents a key at one destination (one build →
+/// one message per destination).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRef {
     pub channel_id: String,
     pub message_id: String,
@@ -107,7 +110,51 @@ pub struct MessageRef {
     /// `relay::reconcile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertain: Option<UncertainCreate>,
+    /// The thread started from this message (for a forum post: the post's
+    /// thread, which is the channel the message lives in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// This build already pinged someone at this destination (at most one
+    /// ping per build and destination).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinged: bool,
 }
+
+/// What [`Store::complete`] stores besides removing the events: every
+/// message a delivery settled (destination → message), and a `changed`
+/// route's new outcome record (change key → record), written only when it is
+/// newer than the stored one. `Completion::default()` stores nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub messages: Vec<(String, MessageRef)>,
+    pub outcome: Option<(String, OutcomeRecord)>,
+}
+
+/// The last outcome of a change key (server, repository, build event, branch;
+/// see `routes::ChangeKey::store_key`), for `when = "changed"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// Success (`true`) or failure/error (`false`).
+    pub passing: bool,
+    /// The build it came from: its number, then its creation time, order builds.
+    pub number: i64,
+    pub created: i64,
+    /// Wall-clock ms when it was written, for retention only.
+    pub at_ms: u64,
+}
+
+impl OutcomeRecord {
+    /// Whether this record comes from a newer build than `stored` (by
+    /// `(number, created)`); an equal or older one never replaces it.
+    pub fn newer_than(&self, stored: &OutcomeRecord) -> bool {
+        (self.number, self.created) > (stored.number, stored.created)
+    }
+}
+
+/// Longest change key the store keeps as it is; a longer one is stored under
+/// its SHA-256 (`routes::ChangeKey::store_key`), so a hostile webhook's
+/// repository or branch name cannot grow the store's keys without bound.
+pub const MAX_CHANGE_KEY: usize = 512;
 
 /// A create whose outcome is not known (see [`MessageRef::uncertain`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -298,7 +345,7 @@ impl std::error::Error for StoreError {}
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A durable event queue plus the key → message map. All methods are safe to
+/// A durable event queue plus the (key, destination) → message map. All methods are safe to
 /// call concurrently; every write is durable when its future resolves `Ok`.
 pub trait Store: Send + Sync + 'static {
     /// Durably queue `ev` (or report it as a replay). Resolves only after the
@@ -323,17 +370,19 @@ pub trait Store: Send + Sync + 'static {
         max_keys: usize,
     ) -> impl Future<Output = Result<Vec<Claim>>> + Send;
 
-    /// Atomically: remove `key`'s events with seq ≤ `upto`, store `message`
-    /// (when `Some`) as the key's message, and drop the lease. Refused with
-    /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
-    /// the lease `token` on `key`.
+    /// Atomically: remove `key`'s events with seq ≤ `upto`, store every
+    /// message of `done` as the key's message at its destination, store
+    /// `done.outcome` only if it is newer than the stored record of its change
+    /// key ([`OutcomeRecord::newer_than`]; an equal or older one leaves the
+    /// stored one), and drop the lease. Refused with [`StoreError::Fenced`],
+    /// changing nothing, unless `owner` still holds the lease `token` on `key`.
     fn complete(
         &self,
         key: &str,
         owner: &str,
         token: u64,
         upto: Seq,
-        message: Option<MessageRef>,
+        done: Completion,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Drop the lease `token` on `key` without completing (retry later). A
@@ -368,11 +417,20 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// The message that represents `key`, if one was posted.
-    fn message(&self, key: &str) -> impl Future<Output = Result<Option<MessageRef>>> + Send;
+    /// The message that represents `key` at destination `dest`, if one was posted.
+    fn message(
+        &self,
+        key: &str,
+        dest: &str,
+    ) -> impl Future<Output = Result<Option<MessageRef>>> + Send;
 
-    /// Record (durably) the message for `key` without touching the queue:
-    /// called before a create is sent (its intent, see
+    /// Every destination's message of `key`, in destination order (one
+    /// range scan).
+    fn messages(&self, key: &str)
+        -> impl Future<Output = Result<Vec<(String, MessageRef)>>> + Send;
+
+    /// Record (durably) the message for `key` at `dest` without touching the
+    /// queue: called before a create is sent (its intent, see
     /// [`MessageRef::uncertain`]) and right after it succeeded, before
     /// anything else can fail. Fenced like [`Store::complete`]: refused with
     /// [`StoreError::Fenced`], changing nothing, unless `owner` still holds
@@ -381,19 +439,28 @@ pub trait Store: Send + Sync + 'static {
     fn put_message(
         &self,
         key: &str,
+        dest: &str,
         owner: &str,
         token: u64,
         message: MessageRef,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Record `message` for `key` unless `key` already has one (`Ok(false)`
-    /// then, and nothing changes). Not fenced: for `migrate`, which imports
-    /// the old service's map and never replaces a message already known.
+    /// Record `message` for `key` at `dest` unless it already has one there
+    /// (`Ok(false)` then, and nothing changes). Not fenced: for `migrate`,
+    /// which imports the old service's map and never replaces a message
+    /// already known.
     fn import_message(
         &self,
         key: &str,
+        dest: &str,
         message: MessageRef,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The last outcome stored for `change_key` (see [`Store::complete`]).
+    fn outcome(
+        &self,
+        change_key: &str,
+    ) -> impl Future<Output = Result<Option<OutcomeRecord>>> + Send;
 
     /// Pending events, oldest first, at most `limit`.
     fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Event>>> + Send;
@@ -464,6 +531,12 @@ pub fn build_key(host: &str, repo_id: i64, build_id: i64) -> String {
         "build:{}:{repo_id}:{build_id}",
         host.trim().to_ascii_lowercase()
     )
+}
+
+/// The destination key of a bot channel: `channel:<snowflake>` (a webhook
+/// route's is `webhook:<name>`).
+pub fn channel_dest(channel_id: &str) -> String {
+    format!("channel:{channel_id}")
 }
 
 /// The key releases up to 0.1.0 used for a build: `build:<build id>`, which

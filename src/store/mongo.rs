@@ -23,16 +23,21 @@
 //!   `complete` carries `fence: token` and is only replaced by an equal or
 //!   newer token, so a stale holder's late write is refused even when the new
 //!   holder already finished.
-//! * `messages` `{_id: key, channel_id, message_id, status}` (documents
-//!   written by releases up to 0.1.0 also carry an `updated_ms`, which is
-//!   ignored),
+//! * `messages` `{_id: {k: key, d: destination}, channel_id, message_id,
+//!   status, …}`, index `{_id.k: 1, _id.d: 1}` (every destination of a key);
+//!   schema 2 and older keyed them `{_id: key}` (the 2 → 3 step rewrites
+//!   them),
+//! * `outcomes` `{_id: change key, passing, number, created, at_ms}`: a
+//!   `changed` route's last outcome, replaced only by a newer build's (an
+//!   upsert whose filter matches an older record only; an equal or newer one
+//!   makes it hit the unique `_id`, and it is left alone),
 //!   `dead_letters` `{_id: seq, …event, reason, failed_ms}`, `counters`
 //!   (seq, probe), `meta` `{_id: "schema", version}` (the schema version,
 //!   see [`super::schema`]; migrated on connect by [`MongoStore::migrate`]).
 //!
 //! Multi-step writes are ordered so that a crash between the steps repeats
-//! work instead of losing it: `complete` stores the message, then deletes the
-//! events, then the lease; `dead_letter` upserts the dead letters before
+//! work instead of losing it: `complete` stores the messages and the outcome
+//! record (both repeatable), then deletes the events, then the lease; `dead_letter` upserts the dead letters before
 //! deleting exactly those events. All writes use `w: majority, j: true`.
 //!
 //! One difference from the embedded store: a seq is allocated before its
@@ -44,10 +49,10 @@
 use super::mongo_uri::redact_uri;
 use super::schema::{self, Step, UNVERSIONED};
 use super::{
-    build_key_of_body, claim_has_room, fits, fits_all, full_message, legacy_build_id,
-    legacy_key_of, Appended, Bounds, Claim, DeadLetter, DeadSelection, Event, MessageRef, NewEvent,
-    Result, Seq, Stats, Store, StoreError, UncertainCreate, Usage, MAX_CLAIM_EVENTS,
-    REPLAY_RETENTION_MS,
+    build_key_of_body, channel_dest, claim_has_room, fits, fits_all, full_message, legacy_build_id,
+    legacy_key_of, Appended, Bounds, Claim, Completion, DeadLetter, DeadSelection, Event,
+    MessageRef, NewEvent, OutcomeRecord, Result, Seq, Stats, Store, StoreError, UncertainCreate,
+    Usage, MAX_CLAIM_EVENTS, REPLAY_RETENTION_MS,
 };
 use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use mongodb::error::{Error as MongoError, ErrorKind, WriteFailure};
@@ -218,9 +223,14 @@ fn decode_event(d: &Document) -> Result<Event> {
     })
 }
 
-fn message_doc(key: &str, m: &MessageRef) -> Result<Document> {
+/// The `_id` of `key`'s message at `dest`.
+fn message_id(key: &str, dest: &str) -> Bson {
+    Bson::Document(doc! { "k": key, "d": dest })
+}
+
+fn message_doc(key: &str, dest: &str, m: &MessageRef) -> Result<Document> {
     let mut d = doc! {
-        "_id": key,
+        "_id": message_id(key, dest),
         "channel_id": &m.channel_id,
         "message_id": &m.message_id,
         "status": &m.status,
@@ -234,6 +244,12 @@ fn message_doc(key: &str, m: &MessageRef) -> Result<Document> {
                 "since_ms": i64_of(u.since_ms, "since_ms")?,
             },
         );
+    }
+    if let Some(t) = &m.thread_id {
+        d.insert("thread_id", t);
+    }
+    if m.pinged {
+        d.insert("pinged", true);
     }
     Ok(d)
 }
@@ -264,6 +280,42 @@ fn decode_message(key: &str, d: &Document) -> Result<MessageRef> {
         message_id: str_field(d, "message_id", &what)?,
         status: str_field(d, "status", &what)?,
         uncertain: decode_uncertain(d, &what)?,
+        thread_id: match d.get("thread_id") {
+            None => None,
+            Some(_) => Some(str_field(d, "thread_id", &what)?),
+        },
+        pinged: match d.get("pinged") {
+            None => false,
+            Some(Bson::Boolean(b)) => *b,
+            Some(_) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{what}: pinged is not a boolean"
+                )))
+            }
+        },
+    })
+}
+
+fn decode_outcome(d: &Document, what: &str) -> Result<OutcomeRecord> {
+    let int = |field: &str| match d.get(field) {
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        _ => Err(StoreError::Corrupt(format!(
+            "{what}: field {field} missing or not an integer"
+        ))),
+    };
+    Ok(OutcomeRecord {
+        passing: match d.get("passing") {
+            Some(Bson::Boolean(b)) => *b,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "{what}: passing missing or not a boolean"
+                )))
+            }
+        },
+        number: int("number")?,
+        created: int("created")?,
+        at_ms: u64_field(d, "at_ms", what)?,
     })
 }
 
@@ -369,6 +421,9 @@ impl MongoStore {
     fn messages(&self) -> Collection<Document> {
         self.db.collection("messages")
     }
+    fn outcomes(&self) -> Collection<Document> {
+        self.db.collection("outcomes")
+    }
     fn dead(&self) -> Collection<Document> {
         self.db.collection("dead_letters")
     }
@@ -411,6 +466,7 @@ impl MongoStore {
     async fn migrate_step(&self, step: Step) -> Result<()> {
         match step {
             Step::NamespacedKeys => self.namespace_keys().await,
+            Step::MessagesPerDestination => self.messages_per_destination().await,
         }
     }
 
@@ -448,8 +504,10 @@ impl MongoStore {
                 .await
                 .map_err(|e| unavailable("read message", e))?
             {
-                let m = decode_message(old, &d)?;
-                self.insert_message_if_absent(new, &m).await?;
+                let mut fields = d;
+                fields.remove("_id");
+                self.insert_if_absent(Bson::String(new.clone()), fields)
+                    .await?;
                 self.messages()
                     .delete_one(doc! { "_id": old })
                     .await
@@ -472,41 +530,96 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Store `m` for `key` unless it has a message; whether it stored it.
-    async fn insert_message_if_absent(&self, key: &str, m: &MessageRef) -> Result<bool> {
-        let mut fields = message_doc(key, m)?;
-        fields.remove("_id");
+    /// 2 → 3 (see [`Step::MessagesPerDestination`]): every message document
+    /// keyed `{_id: key}` is copied (all its fields: the fence and the time
+    /// for retention too) to `{_id: {k: key, d: "channel:<its channel>"}}`
+    /// unless that exists, then deleted; repeatable after a crash.
+    async fn messages_per_destination(&self) -> Result<()> {
+        let old = self
+            .find_all(
+                self.messages(),
+                doc! { "_id": { "$type": "string" } },
+                usize::MAX,
+                "read messages",
+                |d| Ok(d.clone()),
+            )
+            .await?;
+        for mut d in old {
+            let Some(Bson::String(key)) = d.remove("_id") else {
+                continue;
+            };
+            let m = match decode_message(&key, &d) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "migration: undecodable message dropped");
+                    self.delete_message(Bson::String(key)).await?;
+                    continue;
+                }
+            };
+            let channel = match &m.uncertain {
+                Some(u) if m.channel_id.is_empty() => &u.channel_id,
+                _ => &m.channel_id,
+            };
+            self.insert_if_absent(message_id(&key, &channel_dest(channel)), d)
+                .await?;
+            self.delete_message(Bson::String(key)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_message(&self, id: Bson) -> Result<()> {
+        self.messages()
+            .delete_one(doc! { "_id": id })
+            .await
+            .map_err(|e| unavailable("move message", e))?;
+        Ok(())
+    }
+
+    /// Insert a message document `{_id: id, ...fields}` unless `id` exists;
+    /// whether it did.
+    async fn insert_if_absent(&self, id: Bson, fields: Document) -> Result<bool> {
         let r = self
             .messages()
-            .update_one(doc! { "_id": key }, doc! { "$setOnInsert": fields })
+            .update_one(doc! { "_id": id }, doc! { "$setOnInsert": fields })
             .upsert(true)
             .await
             .map_err(|e| unavailable("store message", e))?;
         Ok(r.upserted_id.is_some())
     }
 
+    /// Store `m` for `key` at `dest` unless it has a message there; whether it stored it.
+    async fn insert_message_if_absent(
+        &self,
+        key: &str,
+        dest: &str,
+        m: &MessageRef,
+    ) -> Result<bool> {
+        let mut fields = message_doc(key, dest, m)?;
+        let id = fields.remove("_id").unwrap_or(Bson::Null);
+        self.insert_if_absent(id, fields).await
+    }
+
     /// See `embedded::migrations::adopt_legacy_message`: a namespaced build
-    /// key without a message takes over its build id's legacy message while
-    /// that one is not final.
+    /// key without a message takes over its build id's legacy messages (at
+    /// each destination) while they are not final.
     async fn adopt_legacy_message(&self, key: &str) -> Result<()> {
         let Some(legacy) = legacy_key_of(key) else {
             return Ok(());
         };
-        if self.op_message(key).await?.is_some() {
+        if !self.op_messages(key).await?.is_empty() {
             return Ok(());
         }
-        let Some(m) = self.op_message(&legacy).await? else {
-            return Ok(());
-        };
-        if crate::drone::is_final(&m.status) {
-            return Ok(());
+        for (dest, m) in self.op_messages(&legacy).await? {
+            if crate::drone::is_final(&m.status) {
+                continue;
+            }
+            self.insert_message_if_absent(key, &dest, &m).await?;
+            self.messages()
+                .delete_one(doc! { "_id": message_id(&legacy, &dest), "message_id": &m.message_id })
+                .await
+                .map_err(|e| unavailable("adopt message", e))?;
+            tracing::info!(key, from = %legacy, dest = %dest, "build message from before the upgrade adopted");
         }
-        self.insert_message_if_absent(key, &m).await?;
-        self.messages()
-            .delete_one(doc! { "_id": &legacy, "message_id": &m.message_id })
-            .await
-            .map_err(|e| unavailable("adopt message", e))?;
-        tracing::info!(key, from = %legacy, "build message from before the upgrade adopted");
         Ok(())
     }
 
@@ -523,6 +636,13 @@ impl MongoStore {
             .create_index(
                 IndexModel::builder()
                     .keys(doc! { "key": 1, "_id": 1 })
+                    .build(),
+            )
+            .await?;
+        self.messages()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "_id.k": 1, "_id.d": 1 })
                     .build(),
             )
             .await?;
@@ -880,24 +1000,55 @@ impl MongoStore {
         owner: &str,
         token: u64,
         upto: Seq,
-        message: Option<MessageRef>,
+        done: Completion,
     ) -> Result<()> {
         self.check_lease(key, owner, token).await?;
-        if let Some(m) = message {
-            self.put_fenced_message(key, token, &m).await?;
+        for (dest, m) in &done.messages {
+            self.put_fenced_message(key, dest, token, m).await?;
+        }
+        if let Some((change_key, rec)) = &done.outcome {
+            self.put_outcome(change_key, rec).await?;
         }
         self.delete_events(key, upto).await?;
         self.drop_lease(key, owner, token).await
     }
 
-    /// Store `m` for `key` unless a newer lease's holder already wrote one.
-    async fn put_fenced_message(&self, key: &str, token: u64, m: &MessageRef) -> Result<()> {
+    /// Store `rec` for `change_key` unless the stored record is from the
+    /// same or a newer build.
+    async fn put_outcome(&self, change_key: &str, rec: &OutcomeRecord) -> Result<()> {
+        let (n, c) = (rec.number, rec.created);
+        let filter = doc! { "_id": change_key, "$or": [
+            { "number": { "$lt": n } },
+            { "number": n, "created": { "$lt": c } },
+        ] };
+        let set = doc! { "$set": {
+            "passing": rec.passing,
+            "number": n,
+            "created": c,
+            "at_ms": i64_of(rec.at_ms, "at_ms")?,
+        } };
+        match self.outcomes().update_one(filter, set).upsert(true).await {
+            Ok(_) => Ok(()),
+            // The stored record is not older: it stays.
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(unavailable("store outcome", e)),
+        }
+    }
+
+    /// Store `m` for `key` at `dest` unless a newer lease's holder already wrote one.
+    async fn put_fenced_message(
+        &self,
+        key: &str,
+        dest: &str,
+        token: u64,
+        m: &MessageRef,
+    ) -> Result<()> {
         let t = i64_of(token, "token")?;
-        let mut d = message_doc(key, m)?;
+        let mut d = message_doc(key, dest, m)?;
         d.insert("fence", t);
         // Its time, for retention.
         d.insert("updated_ms", i64_of(crate::store::now_ms(), "updated_ms")?);
-        let filter = doc! { "_id": key, "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
+        let filter = doc! { "_id": message_id(key, dest), "$or": [ { "fence": { "$exists": false } }, { "fence": { "$lte": t } } ] };
         match self.messages().replace_one(filter, d).upsert(true).await {
             Ok(_) => Ok(()),
             Err(e) if is_duplicate_key(&e) => Err(StoreError::Fenced(format!(
@@ -975,13 +1126,51 @@ impl MongoStore {
         self.drop_lease(key, owner, token).await
     }
 
-    async fn op_message(&self, key: &str) -> Result<Option<MessageRef>> {
+    async fn op_message(&self, key: &str, dest: &str) -> Result<Option<MessageRef>> {
         let found = self
             .messages()
-            .find_one(doc! { "_id": key })
+            .find_one(doc! { "_id": message_id(key, dest) })
             .await
             .map_err(|e| unavailable("read message", e))?;
         found.map(|d| decode_message(key, &d)).transpose()
+    }
+
+    async fn op_messages(&self, key: &str) -> Result<Vec<(String, MessageRef)>> {
+        let mut cursor = self
+            .messages()
+            .find(doc! { "_id.k": key })
+            .sort(doc! { "_id.k": 1, "_id.d": 1 })
+            .await
+            .map_err(|e| unavailable("read messages", e))?;
+        let mut out = Vec::new();
+        while cursor
+            .advance()
+            .await
+            .map_err(|e| unavailable("read messages", e))?
+        {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| StoreError::Corrupt(format!("message for {key}: {e}")))?;
+            let dest = d
+                .get_document("_id")
+                .ok()
+                .and_then(|id| id.get_str("d").ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("message for {key}: _id.d missing")))?
+                .to_owned();
+            out.push((dest, decode_message(key, &d)?));
+        }
+        Ok(out)
+    }
+
+    async fn op_outcome(&self, change_key: &str) -> Result<Option<OutcomeRecord>> {
+        let found = self
+            .outcomes()
+            .find_one(doc! { "_id": change_key })
+            .await
+            .map_err(|e| unavailable("read outcome", e))?;
+        found
+            .map(|d| decode_outcome(&d, "outcome record"))
+            .transpose()
     }
 
     /// Piggy-backed on an append, at most every [`PRUNE_INTERVAL_MS`]: remove
@@ -1008,6 +1197,13 @@ impl MongoStore {
         {
             tracing::warn!(error = %e, "could not prune old messages");
         }
+        if let Err(e) = self
+            .outcomes()
+            .delete_many(doc! { "at_ms": { "$lt": messages } })
+            .await
+        {
+            tracing::warn!(error = %e, "could not prune old outcome records");
+        }
         let dead = at(now_ms.saturating_sub(self.bounds.dead_letter_retention_ms));
         if let Err(e) = self
             .dead()
@@ -1021,16 +1217,13 @@ impl MongoStore {
     async fn op_put_message(
         &self,
         key: &str,
+        dest: &str,
         owner: &str,
         token: u64,
         message: MessageRef,
     ) -> Result<()> {
         self.check_lease(key, owner, token).await?;
-        self.put_fenced_message(key, token, &message).await
-    }
-
-    async fn op_import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
-        self.insert_message_if_absent(key, &message).await
+        self.put_fenced_message(key, dest, token, &message).await
     }
 
     async fn op_pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -1202,13 +1395,9 @@ impl Store for MongoStore {
         owner: &str,
         token: u64,
         upto: Seq,
-        message: Option<MessageRef>,
+        done: Completion,
     ) -> Result<()> {
-        within(
-            "complete",
-            self.op_complete(key, owner, token, upto, message),
-        )
-        .await
+        within("complete", self.op_complete(key, owner, token, upto, done)).await
     }
 
     async fn release(&self, key: &str, owner: &str, token: u64) -> Result<()> {
@@ -1235,26 +1424,39 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
-        within("message", self.op_message(key)).await
+    async fn message(&self, key: &str, dest: &str) -> Result<Option<MessageRef>> {
+        within("message", self.op_message(key, dest)).await
+    }
+
+    async fn messages(&self, key: &str) -> Result<Vec<(String, MessageRef)>> {
+        within("messages", self.op_messages(key)).await
     }
 
     async fn put_message(
         &self,
         key: &str,
+        dest: &str,
         owner: &str,
         token: u64,
         message: MessageRef,
     ) -> Result<()> {
         within(
             "put_message",
-            self.op_put_message(key, owner, token, message),
+            self.op_put_message(key, dest, owner, token, message),
         )
         .await
     }
 
-    async fn import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
-        within("import_message", self.op_import_message(key, message)).await
+    async fn import_message(&self, key: &str, dest: &str, message: MessageRef) -> Result<bool> {
+        within(
+            "import_message",
+            self.insert_message_if_absent(key, dest, &message),
+        )
+        .await
+    }
+
+    async fn outcome(&self, change_key: &str) -> Result<Option<OutcomeRecord>> {
+        within("outcome", self.op_outcome(change_key)).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -1363,11 +1565,22 @@ mod tests {
             channel_id: "1".into(),
             message_id: "2".into(),
             status: "success".into(),
-            uncertain: None,
+            ..MessageRef::default()
         };
         assert_eq!(
-            decode_message("build:1", &message_doc("build:1", &m).unwrap()).unwrap(),
+            decode_message("build:1", &message_doc("build:1", "channel:1", &m).unwrap()).unwrap(),
             m
+        );
+        let threaded = MessageRef {
+            thread_id: Some("3".into()),
+            pinged: true,
+            ..m.clone()
+        };
+        let d = message_doc("build:1", "webhook:ops", &threaded).unwrap();
+        assert_eq!(decode_message("build:1", &d).unwrap(), threaded);
+        assert_eq!(
+            d.get_document("_id").unwrap(),
+            &doc! { "k": "build:1", "d": "webhook:ops" }
         );
         assert!(
             matches!(decode_message("build:1", &doc! {}), Err(StoreError::Corrupt(m)) if m.contains("build:1"))
@@ -1389,7 +1602,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: "1100000000000000001".into(),
             status: "success".into(),
-            uncertain: None,
+            ..MessageRef::default()
         };
         assert_eq!(decode_message("build:2088", &old).unwrap(), m);
     }

@@ -20,7 +20,7 @@
 use super::{Result, StoreError};
 
 /// The schema version this release reads and writes.
-pub const CURRENT: u64 = 2;
+pub const CURRENT: u64 = 3;
 
 /// The version of a store that carries none (written by releases up to 0.1.0).
 pub const UNVERSIONED: u64 = 1;
@@ -30,6 +30,8 @@ pub const UNVERSIONED: u64 = 1;
 pub enum Step {
     /// 1 → 2: keys name their Drone server (see [`super::build_key`]).
     NamespacedKeys,
+    /// 2 → 3: the message map is keyed by (key, destination).
+    MessagesPerDestination,
 }
 
 impl Step {
@@ -37,6 +39,7 @@ impl Step {
     pub fn to(self) -> u64 {
         match self {
             Step::NamespacedKeys => 2,
+            Step::MessagesPerDestination => 3,
         }
     }
 
@@ -48,12 +51,17 @@ impl Step {
                  body, a message with the key of its pending events; a message without pending events keeps the \
                  old key (a running one is adopted by the build's next webhook); leases are dropped"
             }
+            Step::MessagesPerDestination => {
+                "key each message by (key, destination): a key's message moves to destination \
+                 channel:<its channel id> (for a message with only an uncertain create, the channel of that \
+                 create)"
+            }
         }
     }
 }
 
 /// Every step, in order; `STEPS[i].to() == i + 2`.
-pub const STEPS: &[Step] = &[Step::NamespacedKeys];
+pub const STEPS: &[Step] = &[Step::NamespacedKeys, Step::MessagesPerDestination];
 
 /// The steps a store at `version` needs, in order. A version above
 /// [`CURRENT`] (a newer release wrote the store) is a configuration error.

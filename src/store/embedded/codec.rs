@@ -163,7 +163,10 @@ mod tests {
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             s.append(ev(Some("build:1"), 1, None, b"ok")).await.unwrap();
-            assert!(s.import_message("build:1", msg("m")).await.unwrap());
+            assert!(s
+                .import_message("build:1", "channel:111", msg("m"))
+                .await
+                .unwrap());
             let txn = s.shared.current().unwrap().begin_write().unwrap();
             {
                 txn.open_table(EVENTS)
@@ -172,7 +175,7 @@ mod tests {
                     .unwrap();
                 txn.open_table(MESSAGES)
                     .unwrap()
-                    .insert("build:1", &b"{not json"[..])
+                    .insert(("build:1", "channel:111"), &b"{not json"[..])
                     .unwrap();
                 txn.open_table(DEAD).unwrap().insert(5, &[9u8][..]).unwrap();
             }
@@ -184,7 +187,10 @@ mod tests {
             other => panic!("expected Corrupt naming {needle}, got {other:?}"),
         };
         is_corrupt(s.pending(10).await.map(drop), "event 1");
-        is_corrupt(s.message("build:1").await.map(drop), "message for build:1");
+        is_corrupt(
+            s.message("build:1", "channel:111").await.map(drop),
+            "message for build:1",
+        );
         is_corrupt(s.dead_letters(10).await.map(drop), "dead letter 5");
         // A claim moves an undecodable event aside instead of failing: it
         // becomes a dead letter with the reason and its raw bytes.
@@ -269,7 +275,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: "1100000000000000001".into(),
             status: "success".into(),
-            uncertain: None,
+            ..MessageRef::default()
         };
         assert_eq!(decode_message("build:1", MESSAGE_0_1_0).unwrap(), want);
         let dir = tempfile::tempdir().unwrap();
@@ -277,10 +283,13 @@ mod tests {
         let txn = s.shared.current().unwrap().begin_write().unwrap();
         txn.open_table(MESSAGES)
             .unwrap()
-            .insert("build:1", MESSAGE_0_1_0)
+            .insert(("build:1", "channel:111"), MESSAGE_0_1_0)
             .unwrap();
         txn.commit().unwrap();
-        assert_eq!(s.message("build:1").await.unwrap(), Some(want.clone()));
+        assert_eq!(
+            s.message("build:1", "channel:111").await.unwrap(),
+            Some(want.clone())
+        );
         // What this release writes reads back the same.
         assert_eq!(
             decode_message("build:1", &encode_message("build:1", &want).unwrap()).unwrap(),

@@ -136,9 +136,15 @@ mod tests {
                 break;
             }
             for c in claims {
-                s.complete(&c.key, "w", c.token, c.upto(), None)
-                    .await
-                    .unwrap();
+                s.complete(
+                    &c.key,
+                    "w",
+                    c.token,
+                    c.upto(),
+                    crate::store::Completion::default(),
+                )
+                .await
+                .unwrap();
             }
         }
         assert_eq!(s.stats().await.unwrap().pending, 0);

@@ -31,7 +31,7 @@ pub(super) fn msg(id: &str) -> MessageRef {
         channel_id: "c1".into(),
         message_id: id.into(),
         status: "running".into(),
-        uncertain: None,
+        ..MessageRef::default()
     }
 }
 

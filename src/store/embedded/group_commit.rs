@@ -18,12 +18,13 @@ use super::compact::{
 use super::dead_letters::{self, Retried};
 use super::errors::Ctx;
 use super::leases::Leases;
-use super::queue::{append, prune_replay, put_message, take_events, META_QUEUE_BYTES};
+use super::message_map::{put_message, put_outcome};
+use super::queue::{append, prune_replay, take_events, META_QUEUE_BYTES};
 use super::reopen::Shared;
 use super::retention::RetentionTables;
 use super::tables::{Tables, META_NEXT_SEQ, META_PROBE};
 use crate::store::{
-    Appended, Bounds, DeadSelection, MessageRef, NewEvent, Result, Seq, StoreError,
+    Appended, Bounds, Completion, DeadSelection, MessageRef, NewEvent, Result, Seq, StoreError,
 };
 use redb::{Database, Durability, ReadableTable};
 use std::sync::{mpsc, Arc, Mutex};
@@ -44,7 +45,7 @@ pub(super) enum Op {
         owner: String,
         token: u64,
         upto: Seq,
-        message: Option<MessageRef>,
+        done: Completion,
     },
     DeadLetter {
         key: String,
@@ -56,6 +57,7 @@ pub(super) enum Op {
     },
     PutMessage {
         key: String,
+        dest: String,
         owner: String,
         token: u64,
         message: MessageRef,
@@ -63,6 +65,7 @@ pub(super) enum Op {
     /// Store a message unless the key has one (answers [`Reply::Imported`]).
     ImportMessage {
         key: String,
+        dest: String,
         message: MessageRef,
     },
     /// Move a key's events up to an undecodable one to the dead letters
@@ -349,13 +352,18 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                     owner,
                     token,
                     upto,
-                    message,
+                    done,
                 } => {
                     leases.check(key, owner, *token)?;
                     take_events(&mut t, key, *upto, &mut bytes)?;
-                    if let Some(m) = message {
-                        put_message(&mut t, key, m)?;
+                    for (dest, m) in &done.messages {
+                        put_message(&mut t, key, dest, m)?;
+                    }
+                    if !done.messages.is_empty() {
                         kept.touch(key, now)?;
+                    }
+                    if let Some((change_key, rec)) = &done.outcome {
+                        put_outcome(&mut t, &mut kept, change_key, rec)?;
                     }
                     Reply::Done
                 }
@@ -379,19 +387,24 @@ fn commit(db: &Database, ops: &[&Op], bounds: &Bounds, leases: &Leases) -> Resul
                 }
                 Op::PutMessage {
                     key,
+                    dest,
                     owner,
                     token,
                     message,
                 } => {
                     leases.check(key, owner, *token)?;
-                    put_message(&mut t, key, message)?;
+                    put_message(&mut t, key, dest, message)?;
                     kept.touch(key, now)?;
                     Reply::Done
                 }
-                Op::ImportMessage { key, message } => {
-                    let known = t.messages.get(key.as_str()).ctx("read message")?.is_some();
+                Op::ImportMessage { key, dest, message } => {
+                    let known = t
+                        .messages
+                        .get((key.as_str(), dest.as_str()))
+                        .ctx("read message")?
+                        .is_some();
                     if !known {
-                        put_message(&mut t, key, message)?;
+                        put_message(&mut t, key, dest, message)?;
                         kept.touch(key, now)?;
                     }
                     Reply::Imported(!known)

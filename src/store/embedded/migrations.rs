@@ -7,15 +7,16 @@
 //! the old release wrote it, and the next open starts again.
 use super::codec::{decode_event, decode_message, encode_event};
 use super::errors::Ctx;
-use super::tables::{Tables, META_SCHEMA_VERSION};
+use super::message_map::raw_messages;
+use super::tables::{Tables, LEGACY_MESSAGES, META_SCHEMA_VERSION};
 use crate::store::schema::{self, Step, UNVERSIONED};
-use crate::store::{build_key_of_body, legacy_build_id, legacy_key_of, Result, Seq};
-use redb::ReadableTable;
+use crate::store::{build_key_of_body, channel_dest, legacy_build_id, legacy_key_of, Result, Seq};
+use redb::{ReadableTable, WriteTransaction};
 use std::collections::BTreeMap;
 
-/// Bring the tables in `t` up to [`schema::CURRENT`]; returns the version the
-/// file had.
-pub(super) fn migrate(t: &mut Tables<'_>) -> Result<u64> {
+/// Bring the tables in `t` (opened in `txn`) up to [`schema::CURRENT`];
+/// returns the version the file had.
+pub(super) fn migrate(txn: &WriteTransaction, t: &mut Tables<'_>) -> Result<u64> {
     let found = t
         .meta
         .get(META_SCHEMA_VERSION)
@@ -23,7 +24,7 @@ pub(super) fn migrate(t: &mut Tables<'_>) -> Result<u64> {
         .map(|g| g.value());
     let from = found.unwrap_or(UNVERSIONED);
     for step in schema::steps_from(from)? {
-        apply(t, *step)?;
+        apply(txn, t, *step)?;
         tracing::info!(to = step.to(), what = step.what(), "store migrated");
     }
     if found != Some(schema::CURRENT) {
@@ -34,9 +35,10 @@ pub(super) fn migrate(t: &mut Tables<'_>) -> Result<u64> {
     Ok(from)
 }
 
-fn apply(t: &mut Tables<'_>, step: Step) -> Result<()> {
+fn apply(txn: &WriteTransaction, t: &mut Tables<'_>, step: Step) -> Result<()> {
     match step {
-        Step::NamespacedKeys => namespace_keys(t),
+        Step::NamespacedKeys => namespace_keys(txn, t),
+        Step::MessagesPerDestination => messages_per_destination(txn, t),
     }
 }
 
@@ -46,8 +48,10 @@ fn apply(t: &mut Tables<'_>, step: Step) -> Result<()> {
 /// message moves to the new key of its oldest pending event; without pending
 /// events it stays where it is, and [`adopt_legacy_message`] hands it to the
 /// build's next webhook while it is not final. Leases live in memory: none
-/// exist while the file is being opened.
-fn namespace_keys(t: &mut Tables<'_>) -> Result<()> {
+/// exist while the file is being opened. Messages are still in the schema-2
+/// table `messages`, keyed by key alone.
+fn namespace_keys(txn: &WriteTransaction, t: &mut Tables<'_>) -> Result<()> {
+    let mut messages = txn.open_table(LEGACY_MESSAGES).ctx("open messages")?;
     let mut legacy: Vec<(String, Seq)> = Vec::new();
     for item in t.key_seqs.iter().ctx("scan key index")? {
         let (k, _) = item.ctx("scan key index")?;
@@ -108,16 +112,15 @@ fn namespace_keys(t: &mut Tables<'_>) -> Result<()> {
         t.heads.insert(*seq, key.as_str()).ctx("rewrite heads")?;
     }
     for (old, new) in moved {
-        let Some(m) = t
-            .messages
+        let Some(m) = messages
             .remove(old.as_str())
             .ctx("move message")?
             .map(|g| g.value().to_vec())
         else {
             continue;
         };
-        if t.messages.get(new.as_str()).ctx("read message")?.is_none() {
-            t.messages
+        if messages.get(new.as_str()).ctx("read message")?.is_none() {
+            messages
                 .insert(new.as_str(), m.as_slice())
                 .ctx("move message")?;
         }
@@ -125,8 +128,50 @@ fn namespace_keys(t: &mut Tables<'_>) -> Result<()> {
     Ok(())
 }
 
+/// 2 → 3: each message of the key → message table `messages` moves to
+/// (key, `channel:<its channel id>`) in `dest_messages` (a message with only
+/// an uncertain create has no channel id yet: the create's channel), and the
+/// old table is deleted. Relays of schema 2 posted to one channel only, so
+/// that is the destination the relay looks the message up under. A message
+/// that cannot be decoded could never be edited: it is dropped, with a log
+/// line.
+fn messages_per_destination(txn: &WriteTransaction, t: &mut Tables<'_>) -> Result<()> {
+    {
+        let old = txn.open_table(LEGACY_MESSAGES).ctx("open messages")?;
+        for item in old.iter().ctx("scan messages")? {
+            let (k, v) = item.ctx("scan messages")?;
+            let (key, blob) = (k.value(), v.value());
+            let m = match decode_message(key, blob) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "migration: undecodable message dropped");
+                    continue;
+                }
+            };
+            let channel = match &m.uncertain {
+                Some(u) if m.channel_id.is_empty() => &u.channel_id,
+                _ => &m.channel_id,
+            };
+            let dest = channel_dest(channel);
+            if t.messages
+                .get((key, dest.as_str()))
+                .ctx("read message")?
+                .is_none()
+            {
+                t.messages
+                    .insert((key, dest.as_str()), blob)
+                    .ctx("move message")?;
+            }
+        }
+    }
+    txn.delete_table(LEGACY_MESSAGES)
+        .ctx("delete the old messages table")?;
+    Ok(())
+}
+
 /// When `key` (a namespaced build key) has no message yet and the legacy key
-/// of its build id holds one that is not final, move that message to `key`.
+/// of its build id holds some that are not final, move those (each at its
+/// destination) to `key`.
 ///
 /// That is a build that was running when the store was upgraded (or that
 /// `migrate` imported): its next webhook must edit its existing message. A
@@ -138,26 +183,23 @@ pub(super) fn adopt_legacy_message(t: &mut Tables<'_>, key: &str) -> Result<()> 
     let Some(legacy) = legacy_key_of(key) else {
         return Ok(());
     };
-    if t.messages.get(key).ctx("read message")?.is_some() {
+    if !raw_messages(&t.messages, key)?.is_empty() {
         return Ok(());
     }
-    let Some(blob) = t
-        .messages
-        .get(legacy.as_str())
-        .ctx("read message")?
-        .map(|g| g.value().to_vec())
-    else {
-        return Ok(());
-    };
-    match decode_message(&legacy, &blob) {
-        Ok(m) if !crate::drone::is_final(&m.status) => {
-            t.messages.remove(legacy.as_str()).ctx("adopt message")?;
-            t.messages
-                .insert(key, blob.as_slice())
-                .ctx("adopt message")?;
-            tracing::info!(key, from = %legacy, "build message from before the upgrade adopted");
+    for (dest, blob) in raw_messages(&t.messages, &legacy)? {
+        match decode_message(&legacy, &blob) {
+            Ok(m) if !crate::drone::is_final(&m.status) => {
+                let d = dest.as_str();
+                t.messages
+                    .remove((legacy.as_str(), d))
+                    .ctx("adopt message")?;
+                t.messages
+                    .insert((key, d), blob.as_slice())
+                    .ctx("adopt message")?;
+                tracing::info!(key, from = %legacy, dest = d, "build message from before the upgrade adopted");
+            }
+            _ => {}
         }
-        _ => {}
     }
     Ok(())
 }
@@ -197,7 +239,7 @@ mod tests {
             channel_id: "111".into(),
             message_id: id.into(),
             status: status.into(),
-            uncertain: None,
+            ..MessageRef::default()
         }
     }
 
@@ -233,17 +275,17 @@ mod tests {
         let keys: Vec<(u64, &str)> = pending.iter().map(|e| (e.seq, e.key.as_str())).collect();
         assert_eq!(keys, vec![(2, K2088), (3, "event:3")]);
         assert_eq!(
-            s.message(K2088).await.unwrap(),
+            s.message(K2088, "channel:111").await.unwrap(),
             Some(msg("1100000000000002088", "pending"))
         );
-        assert_eq!(s.message("build:2088").await.unwrap(), None);
+        assert_eq!(s.message("build:2088", "channel:111").await.unwrap(), None);
         // Builds without pending events keep their legacy keys.
         assert_eq!(
-            s.message("build:2087").await.unwrap(),
+            s.message("build:2087", "channel:111").await.unwrap(),
             Some(msg("1100000000000002087", "running"))
         );
         assert_eq!(
-            s.message("build:2000").await.unwrap(),
+            s.message("build:2000", "channel:111").await.unwrap(),
             Some(msg("1100000000000002000", "success"))
         );
         // Dead letters, replay keys and the seq counter are untouched.
@@ -270,7 +312,7 @@ mod tests {
         // A second open finds the current version and changes nothing.
         let s = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(
-            s.message(K2088).await.unwrap(),
+            s.message(K2088, "channel:111").await.unwrap(),
             Some(msg("1100000000000002088", "pending"))
         );
         assert_eq!(s.stats().await.unwrap().pending, 3);
@@ -286,28 +328,37 @@ mod tests {
         next.key = Some(k2087.clone());
         s.append(next.clone()).await.unwrap();
         assert_eq!(
-            s.message(&k2087).await.unwrap(),
+            s.message(&k2087, "channel:111").await.unwrap(),
             Some(msg("1100000000000002087", "running"))
         );
         assert_eq!(
-            s.message("build:2087").await.unwrap(),
+            s.message("build:2087", "channel:111").await.unwrap(),
             None,
             "adopted once, by one key"
         );
         // Another server's build 2087 gets a message of its own.
         next.key = Some("build:other:35:2087".into());
         s.append(next.clone()).await.unwrap();
-        assert_eq!(s.message("build:other:35:2087").await.unwrap(), None);
-        // Build 2000 had finished: a reused id never edits its message.
-        next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
-        s.append(next).await.unwrap();
         assert_eq!(
-            s.message("build:drone.kiwi-labs.net:35:2000")
+            s.message("build:other:35:2087", "channel:111")
                 .await
                 .unwrap(),
             None
         );
-        assert!(s.message("build:2000").await.unwrap().is_some());
+        // Build 2000 had finished: a reused id never edits its message.
+        next.key = Some("build:drone.kiwi-labs.net:35:2000".into());
+        s.append(next).await.unwrap();
+        assert_eq!(
+            s.message("build:drone.kiwi-labs.net:35:2000", "channel:111")
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(s
+            .message("build:2000", "channel:111")
+            .await
+            .unwrap()
+            .is_some());
     }
 
     /// A store of a release with the queue byte counter but no schema

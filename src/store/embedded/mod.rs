@@ -10,6 +10,8 @@
 //! * [`compact`]: shrinking the file after a drain, while the writer is idle.
 //! * [`tables`]: the redb tables and what each holds.
 //! * [`queue`]: how appends, completions and replay pruning change the rows.
+//! * [`message_map`]: the (key, destination) → message rows and the
+//!   `changed` outcome records.
 //! * [`retention`]: pruning old message ids and dead letters.
 //! * [`dead_letters`]: the operator's retry and purge of dead letters.
 //! * [`codec`]: the byte layout of stored records.
@@ -23,8 +25,8 @@
 //! tokio's blocking pool; redb gives them a consistent snapshot and they
 //! never wait for the writer.
 use crate::store::{
-    Appended, Bounds, Claim, DeadLetter, DeadSelection, Event, MessageRef, NewEvent, Result, Seq,
-    Stats, Store, StoreError, Usage,
+    Appended, Bounds, Claim, Completion, DeadLetter, DeadSelection, Event, MessageRef, NewEvent,
+    OutcomeRecord, Result, Seq, Stats, Store, StoreError, Usage,
 };
 use codec::{decode_dead, decode_event, decode_message};
 pub use errors::is_held_elsewhere;
@@ -38,7 +40,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tables::META_LEASE_EPOCH;
-use tables::{Tables, DEAD, EVENTS, MESSAGES, META};
+use tables::{Tables, DEAD, EVENTS, MESSAGES, META, OUTCOMES};
 
 pub(crate) mod codec;
 mod compact;
@@ -49,6 +51,7 @@ mod fixtures;
 mod group_commit;
 mod headroom;
 mod leases;
+mod message_map;
 mod migrations;
 mod queue;
 mod reopen;
@@ -160,7 +163,7 @@ impl EmbeddedStore {
                 .map_err(|e| open_error(&file_shown, e))?;
             {
                 let mut t = Tables::open(&txn).map_err(|e| config_from(&file_shown, e))?;
-                let from = migrations::migrate(&mut t).map_err(|e| match e {
+                let from = migrations::migrate(&txn, &mut t).map_err(|e| match e {
                     StoreError::Config(m) => StoreError::Config(format!("{file_shown}: {m}")),
                     other => config_from(&file_shown, other),
                 })?;
@@ -348,14 +351,14 @@ impl Store for EmbeddedStore {
         owner: &str,
         token: u64,
         upto: Seq,
-        message: Option<MessageRef>,
+        done: Completion,
     ) -> Result<()> {
         self.write_done(Op::Complete {
             key: key.to_owned(),
             owner: owner.to_owned(),
             token,
             upto,
-            message,
+            done,
         })
         .await
     }
@@ -392,13 +395,25 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn message(&self, key: &str) -> Result<Option<MessageRef>> {
+    async fn message(&self, key: &str, dest: &str) -> Result<Option<MessageRef>> {
+        let (key, dest) = (key.to_owned(), dest.to_owned());
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let messages = txn.open_table(MESSAGES).ctx("open messages")?;
+            let found = messages
+                .get((key.as_str(), dest.as_str()))
+                .ctx("read message")?;
+            found.map(|g| decode_message(&key, g.value())).transpose()
+        })
+        .await
+    }
+
+    async fn messages(&self, key: &str) -> Result<Vec<(String, MessageRef)>> {
         let key = key.to_owned();
         self.read(move |db| {
             let txn = db.begin_read().ctx("begin read")?;
             let messages = txn.open_table(MESSAGES).ctx("open messages")?;
-            let found = messages.get(key.as_str()).ctx("read message")?;
-            found.map(|g| decode_message(&key, g.value())).transpose()
+            message_map::key_messages(&messages, &key)
         })
         .await
     }
@@ -406,12 +421,14 @@ impl Store for EmbeddedStore {
     async fn put_message(
         &self,
         key: &str,
+        dest: &str,
         owner: &str,
         token: u64,
         message: MessageRef,
     ) -> Result<()> {
         self.write_done(Op::PutMessage {
             key: key.to_owned(),
+            dest: dest.to_owned(),
             owner: owner.to_owned(),
             token,
             message,
@@ -419,10 +436,11 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn import_message(&self, key: &str, message: MessageRef) -> Result<bool> {
+    async fn import_message(&self, key: &str, dest: &str, message: MessageRef) -> Result<bool> {
         match self
             .write(Op::ImportMessage {
                 key: key.to_owned(),
+                dest: dest.to_owned(),
                 message,
             })
             .await?
@@ -432,6 +450,17 @@ impl Store for EmbeddedStore {
                 "store writer answered an import oddly".into(),
             )),
         }
+    }
+
+    async fn outcome(&self, change_key: &str) -> Result<Option<OutcomeRecord>> {
+        let change_key = change_key.to_owned();
+        self.read(move |db| {
+            let txn = db.begin_read().ctx("begin read")?;
+            let outcomes = txn.open_table(OUTCOMES).ctx("open outcomes")?;
+            let found = outcomes.get(change_key.as_str()).ctx("read outcome")?;
+            Ok(found.map(|g| message_map::outcome_of(g.value())))
+        })
+        .await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Event>> {
@@ -562,7 +591,10 @@ mod tests {
                     .unwrap(),
                 Appended::Queued(3)
             );
-            assert!(s.import_message("build:1", msg("m1")).await.unwrap());
+            assert!(s
+                .import_message("build:1", "channel:111", msg("m1"))
+                .await
+                .unwrap());
         }
         let mode = std::fs::metadata(&state).unwrap().permissions();
         assert_eq!(
@@ -593,8 +625,11 @@ mod tests {
         assert_eq!(pending[0].received_ms, 10);
         assert_eq!(pending[0].event, "build");
         assert_eq!(pending[0].action, "updated");
-        assert_eq!(s.message("build:1").await.unwrap(), Some(msg("m1")));
-        assert_eq!(s.message("build:2").await.unwrap(), None);
+        assert_eq!(
+            s.message("build:1", "channel:111").await.unwrap(),
+            Some(msg("m1"))
+        );
+        assert_eq!(s.message("build:2", "channel:111").await.unwrap(), None);
         assert_eq!(
             s.append(ev(None, 13, None, b"")).await.unwrap(),
             Appended::Queued(4)
@@ -616,7 +651,9 @@ mod tests {
             s.append(ev(Some("k"), 1, None, b"a")).await.unwrap();
             s.append(ev(Some("k"), 2, None, b"b")).await.unwrap();
             let c = s.claim("w", Duration::from_secs(60), 1).await.unwrap();
-            s.complete("k", "w", c[0].token, 2, None).await.unwrap();
+            s.complete("k", "w", c[0].token, 2, Completion::default())
+                .await
+                .unwrap();
             assert_eq!(s.stats().await.unwrap().pending, 0);
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
@@ -644,7 +681,10 @@ mod tests {
             .await
             .unwrap();
         }
-        assert!(s.import_message("build:9", msg("m9")).await.unwrap());
+        assert!(s
+            .import_message("build:9", "channel:111", msg("m9"))
+            .await
+            .unwrap());
         std::process::abort();
     }
 
@@ -672,7 +712,10 @@ mod tests {
             "every acknowledged append survives the crash"
         );
         assert_eq!(pending.last().map(|e| e.seq), Some(20));
-        assert_eq!(s.message("build:9").await.unwrap(), Some(msg("m9")));
+        assert_eq!(
+            s.message("build:9", "channel:111").await.unwrap(),
+            Some(msg("m9"))
+        );
         assert_eq!(
             s.append(ev(None, 0, Some("sig-3"), b"")).await.unwrap(),
             Appended::Duplicate(4)

@@ -7,12 +7,11 @@
 //! the order their oldest event arrived. Replay keys (webhook signatures)
 //! are kept for [`REPLAY_RETENTION_MS`] and pruned a bounded number per
 //! commit.
-use super::codec::{encode_event, encode_message};
+use super::codec::encode_event;
 use super::errors::Ctx;
 use super::tables::Tables;
 use crate::store::{
-    fits, full_message, Appended, Bounds, MessageRef, NewEvent, Result, Seq, StoreError,
-    REPLAY_RETENTION_MS,
+    fits, full_message, Appended, Bounds, NewEvent, Result, Seq, StoreError, REPLAY_RETENTION_MS,
 };
 use redb::{ReadableTable, ReadableTableMetadata};
 
@@ -119,15 +118,6 @@ pub(super) fn enqueue(
         t.heads.insert(seq, key).ctx("insert head")?;
     }
     Ok(seq)
-}
-
-/// Store `m` as the message of `key`.
-pub(super) fn put_message(t: &mut Tables<'_>, key: &str, m: &MessageRef) -> Result<()> {
-    let json = encode_message(key, m)?;
-    t.messages
-        .insert(key, json.as_slice())
-        .ctx("insert message")?;
-    Ok(())
 }
 
 /// Oldest pending seq of `key`.

@@ -152,7 +152,9 @@ mod tests {
         );
         unavailable(s.probe().await, "probe");
         unavailable(
-            s.import_message("build:1", msg("m")).await.map(drop),
+            s.import_message("build:1", "channel:111", msg("m"))
+                .await
+                .map(drop),
             "import_message",
         );
 

@@ -1,5 +1,6 @@
 //! Retention: forgetting the message ids of builds nobody updates any more,
-//! and dead letters nobody retried, so the store does not grow for ever.
+//! the `changed` outcome records of branches nobody builds any more, and dead
+//! letters nobody retried, so the store does not grow for ever.
 //!
 //! A message's time is the last time it was stored (created or edited); it
 //! lives in two tables of its own, so the `messages` record keeps its
@@ -9,6 +10,11 @@
 //! | --- | --- | --- |
 //! | `message_times` | key | ms of the last update |
 //! | `messages_by_time` | (ms, key) | () — pruning order |
+//! | `outcomes_by_time` | (at_ms, change key) | () — pruning order of `outcomes` |
+//!
+//! A key's time covers its messages at every destination; they are pruned
+//! together. An outcome record is pruned once it is older than the message
+//! retention (its `at_ms`, the time it was written).
 //!
 //! Messages stored before these tables existed get the time of the first
 //! open that knows them (`meta` `message_times` marks that this was done),
@@ -30,6 +36,8 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 pub(super) const MESSAGE_TIMES: TableDefinition<&str, u64> = TableDefinition::new("message_times");
 pub(super) const MESSAGES_BY_TIME: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("messages_by_time");
+pub(super) const OUTCOMES_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("outcomes_by_time");
 
 /// `meta` entry: set once the messages of an older store were given a time.
 const META_MESSAGE_TIMES: &str = "message_times";
@@ -38,6 +46,7 @@ const META_MESSAGE_TIMES: &str = "message_times";
 pub(super) struct RetentionTables<'t> {
     times: redb::Table<'t, &'static str, u64>,
     by_time: redb::Table<'t, (u64, &'static str), ()>,
+    outcomes_by_time: redb::Table<'t, (u64, &'static str), ()>,
 }
 
 impl<'t> RetentionTables<'t> {
@@ -47,6 +56,9 @@ impl<'t> RetentionTables<'t> {
             by_time: txn
                 .open_table(MESSAGES_BY_TIME)
                 .ctx("open messages_by_time")?,
+            outcomes_by_time: txn
+                .open_table(OUTCOMES_BY_TIME)
+                .ctx("open outcomes_by_time")?,
         })
     }
 
@@ -66,6 +78,25 @@ impl<'t> RetentionTables<'t> {
         Ok(())
     }
 
+    /// Record that `change_key`'s outcome, written at `old_ms` before (if
+    /// ever), was written at `now_ms`.
+    pub(super) fn touch_outcome(
+        &mut self,
+        change_key: &str,
+        old_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<()> {
+        if let Some(old) = old_ms {
+            self.outcomes_by_time
+                .remove((old, change_key))
+                .ctx("remove outcome time")?;
+        }
+        self.outcomes_by_time
+            .insert((now_ms, change_key), ())
+            .ctx("write outcome time")?;
+        Ok(())
+    }
+
     /// Give every message without a time `now_ms`, once per store.
     pub(super) fn backfill(&mut self, t: &mut Tables<'_>, now_ms: u64) -> Result<()> {
         if t.meta.get(META_MESSAGE_TIMES).ctx("read meta")?.is_some() {
@@ -74,7 +105,10 @@ impl<'t> RetentionTables<'t> {
         let mut keys = Vec::new();
         for item in t.messages.iter().ctx("scan messages")? {
             let (k, _) = item.ctx("scan messages")?;
-            keys.push(k.value().to_owned());
+            let key = k.value().0;
+            if keys.last().map(String::as_str) != Some(key) {
+                keys.push(key.to_owned());
+            }
         }
         for k in keys {
             if self
@@ -90,8 +124,8 @@ impl<'t> RetentionTables<'t> {
         Ok(())
     }
 
-    /// Remove a bounded number of messages and dead letters past their
-    /// retention. A message whose key still has pending events is kept (its
+    /// Remove a bounded number of messages, outcome records and dead letters
+    /// past their retention. A message whose key still has pending events is kept (its
     /// delivery will edit it, which renews it).
     pub(super) fn prune(&mut self, t: &mut Tables<'_>, now_ms: u64, bounds: &Bounds) -> Result<()> {
         let cutoff = now_ms.saturating_sub(bounds.message_retention_ms);
@@ -116,15 +150,36 @@ impl<'t> RetentionTables<'t> {
                 .key_seqs
                 .range((key.as_str(), 0u64)..=(key.as_str(), u64::MAX))
                 .ctx("scan key index")?
-                .next();
-            if pending.is_some() {
+                .next()
+                .is_some();
+            if pending {
                 continue;
             }
             self.by_time
                 .remove((ms, key.as_str()))
                 .ctx("prune message time index")?;
             self.times.remove(key.as_str()).ctx("prune message time")?;
-            t.messages.remove(key.as_str()).ctx("prune message")?;
+            super::message_map::remove_messages(t, &key)?;
+        }
+        let mut old = Vec::new();
+        for item in self
+            .outcomes_by_time
+            .range::<(u64, &str)>(..)
+            .ctx("scan outcome times")?
+            .take(PRUNE_PER_COMMIT)
+        {
+            let (k, _) = item.ctx("scan outcome times")?;
+            let (ms, ck) = k.value();
+            if ms >= cutoff {
+                break;
+            }
+            old.push((ms, ck.to_owned()));
+        }
+        for (ms, ck) in old {
+            self.outcomes_by_time
+                .remove((ms, ck.as_str()))
+                .ctx("prune outcome time")?;
+            t.outcomes.remove(ck.as_str()).ctx("prune outcome")?;
         }
 
         let cutoff = now_ms.saturating_sub(bounds.dead_letter_retention_ms);
@@ -162,9 +217,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let b = Bounds::default();
-        assert!(s.import_message("build:old", msg("m-old")).await.unwrap());
-        assert!(s.import_message("build:new", msg("m-new")).await.unwrap());
-        assert!(s.import_message("build:busy", msg("m-busy")).await.unwrap());
+        assert!(s
+            .import_message("build:old", "channel:111", msg("m-old"))
+            .await
+            .unwrap());
+        assert!(s
+            .import_message("build:new", "channel:111", msg("m-new"))
+            .await
+            .unwrap());
+        assert!(s
+            .import_message("build:busy", "channel:111", msg("m-busy"))
+            .await
+            .unwrap());
         // A key with pending events keeps its message.
         s.append(ev(Some("build:busy"), 1, None, b"z"))
             .await
@@ -231,13 +295,16 @@ mod tests {
             "build:young"
         );
         assert_eq!(
-            s.message("build:old").await.unwrap(),
+            s.message("build:old", "channel:111").await.unwrap(),
             None,
             "an old message is forgotten"
         );
-        assert_eq!(s.message("build:new").await.unwrap(), Some(msg("m-new")));
         assert_eq!(
-            s.message("build:busy").await.unwrap(),
+            s.message("build:new", "channel:111").await.unwrap(),
+            Some(msg("m-new"))
+        );
+        assert_eq!(
+            s.message("build:busy", "channel:111").await.unwrap(),
             Some(msg("m-busy")),
             "pending events keep it"
         );
@@ -248,7 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
-            assert!(s.import_message("build:1", msg("m1")).await.unwrap());
+            assert!(s
+                .import_message("build:1", "channel:111", msg("m1"))
+                .await
+                .unwrap());
             // As if written by a release without the retention tables.
             let txn = s.shared.current().unwrap().begin_write().unwrap();
             txn.delete_table(MESSAGE_TIMES).unwrap();
@@ -264,6 +334,9 @@ mod tests {
         let times = txn.open_table(MESSAGE_TIMES).unwrap();
         let t = times.get("build:1").unwrap().map(|g| g.value());
         assert!(t.is_some_and(|t| t + DAY_MS > now_ms()), "{t:?}");
-        assert_eq!(s.message("build:1").await.unwrap(), Some(msg("m1")));
+        assert_eq!(
+            s.message("build:1", "channel:111").await.unwrap(),
+            Some(msg("m1"))
+        );
     }
 }

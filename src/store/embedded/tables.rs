@@ -12,11 +12,14 @@
 //! | `heads` | oldest pending seq of a key | key — claim order |
 //! | `replay` | replay key | (seq, received_ms) |
 //! | `replay_by_time` | (received_ms, replay key) | () — pruning order |
-//! | `messages` | key | JSON [`MessageRef`](crate::store::MessageRef) |
+//! | `dest_messages` | (key, destination) | JSON [`MessageRef`](crate::store::MessageRef) |
+//! | `outcomes` | change key | (passing, number, created, at_ms): an [`OutcomeRecord`](crate::store::OutcomeRecord) |
 //! | `dead_letters` | seq | encoded reason, failed_ms and event |
 //! | `meta` | name | u64 (`schema_version`, `lease_epoch`, `next_seq`, `probe`) |
 //!
-//! The encodings are in [`super::codec`].
+//! Schema 2 and older kept one message per key in `messages` (key → JSON);
+//! the 2 → 3 step moves it into `dest_messages` and deletes it
+//! ([`super::migrations`]). The encodings are in [`super::codec`].
 use super::errors::Ctx;
 use crate::store::Result;
 use redb::{TableDefinition, WriteTransaction};
@@ -27,7 +30,13 @@ pub(super) const HEADS: TableDefinition<u64, &str> = TableDefinition::new("heads
 pub(super) const REPLAY: TableDefinition<&str, (u64, u64)> = TableDefinition::new("replay");
 pub(super) const REPLAY_BY_TIME: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("replay_by_time");
-pub(super) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+/// Schema ≤ 2's key → message table, read only by the migrations.
+pub(super) const LEGACY_MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+pub(super) const MESSAGES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("dest_messages");
+/// An outcome record: (passing, number, created, at_ms).
+pub(super) type OutcomeRow = (bool, i64, i64, u64);
+pub(super) const OUTCOMES: TableDefinition<&str, OutcomeRow> = TableDefinition::new("outcomes");
 pub(super) const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -48,7 +57,8 @@ pub(super) struct Tables<'t> {
     pub(super) heads: redb::Table<'t, u64, &'static str>,
     pub(super) replay: redb::Table<'t, &'static str, (u64, u64)>,
     pub(super) replay_by_time: redb::Table<'t, (u64, &'static str), ()>,
-    pub(super) messages: redb::Table<'t, &'static str, &'static [u8]>,
+    pub(super) messages: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) outcomes: redb::Table<'t, &'static str, OutcomeRow>,
     pub(super) dead: redb::Table<'t, u64, &'static [u8]>,
     pub(super) meta: redb::Table<'t, &'static str, u64>,
 }
@@ -62,7 +72,8 @@ impl<'t> Tables<'t> {
             heads: txn.open_table(HEADS).ctx("open heads")?,
             replay: txn.open_table(REPLAY).ctx("open replay")?,
             replay_by_time: txn.open_table(REPLAY_BY_TIME).ctx("open replay_by_time")?,
-            messages: txn.open_table(MESSAGES).ctx("open messages")?,
+            messages: txn.open_table(MESSAGES).ctx("open dest_messages")?,
+            outcomes: txn.open_table(OUTCOMES).ctx("open outcomes")?,
             dead: txn.open_table(DEAD).ctx("open dead_letters")?,
             meta: txn.open_table(META).ctx("open meta")?,
         })
