@@ -135,26 +135,30 @@ async fn wait_for_signal() {
 }
 
 /// `SIGHUP` (the unit's `ExecReload`) reloads the routing file; `/health`
-/// shows the outcome. Without a handler the signal would end the process.
-async fn reload_on_sighup(
+/// shows the outcome. The handler is installed before the service says it
+/// listens (without one the signal would end the process).
+fn reload_on_sighup(
     routing: Arc<crate::routes::live::Live>,
     health: Arc<Health>,
     shutdown: Shutdown,
-) {
+) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; the routing file is not reloaded");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = hup.recv() => {
-                routing.reload();
-                health.set_routing(routing.report());
+    let hup = signal(SignalKind::hangup());
+    tokio::spawn(async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot install the SIGHUP handler; the routing file is not reloaded");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = hup.recv() => {
+                    routing.reload();
+                    health.set_routing(routing.report());
+                }
             }
         }
-    }
+    })
 }
 
 /// Run with an open store until `shutdown` fires (tests call this directly).
@@ -170,12 +174,25 @@ pub async fn run_until<S: Store>(
     // Settings are checked before anything listens.
     let discord = match &cfg.discord {
         Some(d) => {
-            let rest = Rest::new(d.rest_config(cfg.extra_ca_file.clone(), Duration::from_secs(30)))
-                .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+            let rc = d.rest_config(cfg.extra_ca_file.clone(), Duration::from_secs(30));
+            let rest = if d.bot {
+                Rest::new(rc)
+            } else {
+                // Webhook routes only: no bot, so no gateway and no presence.
+                health.set(
+                    Component::Gateway,
+                    Status::ok("off: webhook routes only, no bot token"),
+                );
+                Rest::without_token(rc, crate::discord::rest::RestTuning::default())
+            }
+            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
             Some((d, rest))
         }
         None => None,
     };
+
+    health.set_routing(cfg.routing.report());
+    let reloader = reload_on_sighup(cfg.routing.clone(), health.clone(), shutdown.clone());
 
     // Prove the store can write before telling anyone we are ready.
     store
@@ -246,12 +263,6 @@ pub async fn run_until<S: Store>(
     ));
 
     let prober = tokio::spawn(watch_store(store.clone(), health.clone(), shutdown.clone()));
-    health.set_routing(cfg.routing.report());
-    let reloader = tokio::spawn(reload_on_sighup(
-        cfg.routing.clone(),
-        health.clone(),
-        shutdown.clone(),
-    ));
 
     let mut background = vec![prober, reloader];
     let relay = match discord {
