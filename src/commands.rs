@@ -7,6 +7,7 @@
 use crate::cli_error::CliError;
 use drone_discord::config::{self, ConfigError, Settings, StoreConfig};
 use drone_discord::discord::rest::Rest;
+use drone_discord::drone_api::{DroneApi, DroneTuning};
 use drone_discord::http::client::{Client, ClientOptions, Url};
 use drone_discord::queue_admin::{self, Action};
 use drone_discord::store::embedded::EmbeddedStore;
@@ -183,7 +184,7 @@ pub fn send(path: &Path, url: &str, env_file: Option<&Path>) -> Result<(), CliEr
 
 /// `check`: token (`GET /users/@me`), channel (`GET /channels/{id}`, and
 /// `GET /channels/{id}/messages` for READ_MESSAGE_HISTORY), the routing file
-/// and each route's destination, store.
+/// and each route's destination, store, the Drone API token (`GET /api/user`).
 pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), CliError> {
     let mut s = Settings::load(env_file)?;
     if let Some(path) = config_file {
@@ -295,6 +296,7 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
             }
         },
     }
+    check_drone(&s, &rt, &mut line);
     if !failed.is_empty() {
         return Err(CliError::failed(
             "check",
@@ -302,6 +304,33 @@ pub fn check(env_file: Option<&Path>, config_file: Option<&Path>) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// `check`'s Drone line: `GET {DRONE_SERVER}/api/user` tells whom the token
+/// belongs to and whether it works; without a token, which features are
+/// off. With neither `DRONE_SERVER` nor a token, no line: `check` prints
+/// what it printed before the Drone API existed (the README says what is off).
+fn check_drone(
+    s: &Settings,
+    rt: &tokio::runtime::Runtime,
+    line: &mut dyn FnMut(bool, &str, String),
+) {
+    const OFF: &str = "the failed steps' logs and the Restart button are off";
+    let d = match config::drone_api_config(s) {
+        Err(e) => return line(false, "drone", e.to_string()),
+        Ok(None) => return,
+        Ok(Some(d)) => d,
+    };
+    let Some(token) = &d.token else {
+        let why = "no token (DRONE_TOKEN, DRONE_TOKEN_FILE or the systemd credential drone-token)";
+        return line(true, "drone", format!("{}: {why}: {OFF}", d.server));
+    };
+    let extra_ca = s.get("SSL_CERT_FILE").map(Into::into);
+    let api = DroneApi::new(&d.server, token, extra_ca, DroneTuning::default());
+    match api.map(|api| rt.block_on(async move { api.user().await })) {
+        Ok(Ok(user)) => line(true, "drone", format!("{}: {}", d.server, user.describe())),
+        Ok(Err(e)) | Err(e) => line(false, "drone", format!("{}: {e}; {OFF}", d.server)),
+    }
 }
 
 /// `queue`: what is waiting and what was set aside. Reads the store directly

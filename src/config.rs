@@ -101,6 +101,19 @@ impl DiscordConfig {
     }
 }
 
+/// The Drone API (`DRONE_SERVER`, `DRONE_TOKEN`): where the failed steps'
+/// logs and the Restart button come from. Without a token they are off.
+#[derive(Clone, Debug)]
+pub struct DroneApiConfig {
+    /// The http(s) base URL, checked; the token is sent nowhere else.
+    pub server: String,
+    /// `DRONE_TOKEN`, `DRONE_TOKEN_FILE` or the systemd credential `drone-token`.
+    pub token: Option<Secret>,
+    /// Most bytes of log kept for all of a build's failed steps together
+    /// (`DRONE_LOG_MAX_BYTES`, default 8 MiB, at most Discord's 10 MiB a file).
+    pub log_max_bytes: usize,
+}
+
 /// Which store backs the queue.
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -145,6 +158,8 @@ pub struct Config {
     pub metrics_allow: crate::allow_list::AllowList,
     /// Where "is the clock synchronised?" comes from (`CLOCK_SYNC`, see `clock::sync_source`).
     pub clock_sync: crate::clock::SyncSource,
+    /// The Drone API; `None` when neither `DRONE_SERVER` nor a token is set.
+    pub drone_api: Option<DroneApiConfig>,
 }
 
 /// The merged key/value settings: env file, then the process environment,
@@ -270,6 +285,7 @@ pub struct Overrides {
 pub const CRED_WEBHOOK_SECRET: &str = "drone-webhook-secret";
 pub const CRED_DISCORD_TOKEN: &str = "discord-token";
 pub const CRED_MONGODB_URI: &str = "mongodb-uri";
+pub const CRED_DRONE_TOKEN: &str = "drone-token";
 
 impl Config {
     /// Validate `settings` into a config for `serve`.
@@ -379,6 +395,7 @@ impl Config {
                 .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
         let clock_sync = crate::clock::SyncSource::parse(s.get("CLOCK_SYNC").unwrap_or("auto"))
             .map_err(|e| ConfigError::new("CLOCK_SYNC", e))?;
+        let drone_api = drone_api_config(s)?;
 
         Ok(Config {
             webhook_secret,
@@ -399,6 +416,7 @@ impl Config {
             metrics_allow,
             clock_sync,
             routing,
+            drone_api,
         })
     }
 }
@@ -573,6 +591,58 @@ fn serve_discord(s: &Settings, needs: Needs) -> Result<DiscordConfig, ConfigErro
         gateway_url,
         nonce_window,
     })
+}
+
+/// The Drone API settings, or `None` when neither `DRONE_SERVER` nor a token
+/// is set. A token needs `DRONE_SERVER`: it is sent to that server only.
+pub fn drone_api_config(s: &Settings) -> Result<Option<DroneApiConfig>, ConfigError> {
+    let token = s.secret("DRONE_TOKEN", CRED_DRONE_TOKEN)?;
+    if let Some(t) = &token {
+        if t.expose()
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "DRONE_TOKEN",
+                "contains whitespace or control characters; copy it from Drone's user settings",
+            ));
+        }
+    }
+    let Some(server) = s.get("DRONE_SERVER") else {
+        return match token {
+            None => Ok(None),
+            Some(_) => Err(ConfigError::new(
+                "DRONE_SERVER",
+                "not set, but a Drone token is; set it to the Drone server's URL, \
+                 e.g. https://drone.example.com (the token is sent there only)",
+            )),
+        };
+    };
+    // The value is not echoed: a pasted URL may carry a password.
+    use crate::http::client::{Scheme, Url};
+    let ok = Url::parse(server).is_ok_and(|u| {
+        matches!(u.scheme, Scheme::Http | Scheme::Https) && !u.path_and_query.contains('?')
+    });
+    if !ok {
+        return Err(ConfigError::new(
+            "DRONE_SERVER",
+            "is not an http:// or https:// URL without a query, e.g. https://drone.example.com",
+        ));
+    }
+    let log_max_bytes = s
+        .parse::<usize>("DRONE_LOG_MAX_BYTES", "a number of bytes")?
+        .unwrap_or(8 << 20);
+    if log_max_bytes > 10 << 20 {
+        return Err(ConfigError::new(
+            "DRONE_LOG_MAX_BYTES",
+            "must be at most 10485760 (Discord's limit for one file)",
+        ));
+    }
+    Ok(Some(DroneApiConfig {
+        server: server.trim_end_matches('/').to_string(),
+        token,
+        log_max_bytes,
+    }))
 }
 
 /// The embedded store unless MongoDB is asked for (`STORE`, `MONGODB_URI`, `MONGO_HOST`).
@@ -1040,6 +1110,65 @@ mod tests {
                 .setting,
             "DRONE_WEBHOOK_SECRET_FILE"
         );
+    }
+
+    #[test]
+    fn drone_api_settings() {
+        assert!(drone_api_config(&base()).unwrap().is_none());
+        let with = |pairs: &[(&str, &str)]| drone_api_config(&Settings::from_pairs(pairs.to_vec()));
+        let d = with(&[("DRONE_SERVER", "https://drone.example.com/")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.server, "https://drone.example.com");
+        assert!(d.token.is_none());
+        assert_eq!(d.log_max_bytes, 8 << 20);
+        let d = with(&[
+            ("DRONE_SERVER", "http://10.0.0.2:8080"),
+            ("DRONE_TOKEN", "t0k3n"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(d.token.as_ref().map(Secret::expose), Some("t0k3n"));
+        assert!(!format!("{d:?}").contains("t0k3n"));
+        for (pairs, setting) in [
+            (&[("DRONE_TOKEN", "t0k3n")][..], "DRONE_SERVER"),
+            (&[("DRONE_SERVER", "drone.example.com")][..], "DRONE_SERVER"),
+            (
+                &[("DRONE_SERVER", "wss://drone.example.com")][..],
+                "DRONE_SERVER",
+            ),
+            (&[("DRONE_SERVER", "https://d/?x=1")][..], "DRONE_SERVER"),
+            (
+                &[("DRONE_SERVER", "https://d"), ("DRONE_TOKEN", "a b")][..],
+                "DRONE_TOKEN",
+            ),
+            (
+                &[
+                    ("DRONE_SERVER", "https://d"),
+                    ("DRONE_LOG_MAX_BYTES", "20000000"),
+                ][..],
+                "DRONE_LOG_MAX_BYTES",
+            ),
+        ] {
+            let e = with(pairs).unwrap_err();
+            assert_eq!(e.setting, setting, "{pairs:?}: {e}");
+            assert!(!e.to_string().contains("t0k3n"));
+        }
+        // The credential, as mongodb-uri is read.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CRED_DRONE_TOKEN), "from-credential\n").unwrap();
+        let d = with(&[
+            ("DRONE_SERVER", "https://d"),
+            ("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap()),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            d.token.as_ref().map(Secret::expose),
+            Some("from-credential")
+        );
+        let c = Config::from_settings(&base(), &Overrides::default()).unwrap();
+        assert!(c.drone_api.is_none());
     }
 
     #[test]

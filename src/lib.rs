@@ -7,12 +7,14 @@ pub mod clock;
 pub mod config;
 pub mod discord;
 pub mod drone;
+pub mod drone_api;
 pub mod endpoints;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fuzz_props;
 pub mod health;
 pub mod http;
 pub mod httpdate;
+pub mod interactions;
 pub mod jitter;
 pub mod logging;
 pub mod metrics;

@@ -1549,3 +1549,320 @@ async fn a_webhook_to_a_forum_needs_a_thread_name_or_id() {
     .expect("an answer");
     assert_eq!(e.status, 200, "{}", e.body);
 }
+
+// ---------------------------------------------------------------------------
+// Multipart uploads
+
+/// A raw multipart create with `parts` (name, filename, content) under
+/// `boundary`.
+async fn post_multipart(
+    fake: &FakeDiscord,
+    boundary: &str,
+    parts: &[(&str, Option<&str>, String)],
+) -> Answer {
+    let mut body = String::new();
+    for (name, filename, content) in parts {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        ));
+        if let Some(f) = filename {
+            body.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.push_str(&format!("\r\n\r\n{content}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let req = format!(
+        "POST /api/v10/channels/222/messages HTTP/1.1\r\nHost: discord.test\r\nAuthorization: Bot {TEST_TOKEN}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    send_raw(fake, req).await.expect("an answer")
+}
+
+#[tokio::test]
+async fn multipart_uploads_are_parsed_strictly() {
+    let fake = FakeDiscord::start().await;
+    let payload = |files: &[(u64, &str)]| {
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|(id, f)| json!({"id": id, "filename": f}))
+            .collect();
+        json!({"content": "log", "attachments": listed}).to_string()
+    };
+    // Well formed: stored with the file, which tests can read.
+    let ok = post_multipart(
+        &fake,
+        "b0",
+        &[
+            ("payload_json", None, payload(&[(0, "a.log")])),
+            ("files[0]", Some("a.log"), "the log".into()),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let files = fake.files(&id_of(&ok));
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].bytes, b"the log");
+
+    let refused = [
+        // No payload_json.
+        vec![("files[0]", Some("a.log"), "x".to_string())],
+        // A file without a filename.
+        vec![
+            ("payload_json", None, payload(&[(0, "a.log")])),
+            ("files[0]", None, "x".into()),
+        ],
+        // attachments do not name the file.
+        vec![
+            ("payload_json", None, payload(&[(1, "a.log")])),
+            ("files[0]", Some("a.log"), "x".into()),
+        ],
+        vec![
+            ("payload_json", None, payload(&[])),
+            ("files[0]", Some("a.log"), "x".into()),
+        ],
+        // An unknown part name.
+        vec![
+            ("payload_json", None, payload(&[])),
+            ("file", Some("a.log"), "x".into()),
+        ],
+        // payload_json that is not JSON.
+        vec![("payload_json", None, "{".into())],
+    ];
+    for parts in refused {
+        let a = post_multipart(&fake, "b1", &parts).await;
+        assert_eq!(a.status, 400, "{parts:?}: {}", a.body);
+    }
+    // Eleven files.
+    let names: Vec<String> = (0..11).map(|n| format!("files[{n}]")).collect();
+    let listed: Vec<(u64, &str)> = (0..11).map(|n| (n, "f.log")).collect();
+    let mut parts = vec![("payload_json", None, payload(&listed))];
+    parts.extend(
+        names
+            .iter()
+            .map(|n| (n.as_str(), Some("f.log"), "x".to_string())),
+    );
+    assert_eq!(post_multipart(&fake, "b2", &parts).await.status, 400);
+    // A wrong boundary in the header.
+    let a = post_multipart(&fake, "b3", &[("payload_json", None, payload(&[]))]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let raw = "POST /api/v10/channels/222/messages HTTP/1.1\r\nHost: d\r\nAuthorization: Bot test-token\r\n\
+        Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 17\r\nConnection: close\r\n\r\n--b3\r\n\r\nx\r\n--b3--";
+    assert_eq!(
+        send_raw(&fake, raw.into()).await.expect("answer").status,
+        400
+    );
+    // One byte over 10 MiB in one file: 413 40005.
+    let big = "x".repeat(10 * 1024 * 1024 + 1);
+    let a = post_multipart(
+        &fake,
+        "b4",
+        &[
+            ("payload_json", None, payload(&[(0, "big.log")])),
+            ("files[0]", Some("big.log"), big),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 413);
+    assert_eq!(a.json()["code"], 40005);
+    assert_eq!(a.json()["message"], "Request entity too large");
+    assert_eq!(
+        fake.messages().len(),
+        2,
+        "only the well-formed creates stored a message"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Components
+
+#[tokio::test]
+async fn buttons_are_checked_as_discord_checks_them() {
+    let fake = FakeDiscord::start().await;
+    let with = |rows: Value| json!({ "content": "build", "components": rows });
+    let link = |url: &str| json!({ "type": 2, "style": 5, "label": "Open in Drone", "url": url });
+    let row = |buttons: Vec<Value>| json!({ "type": 1, "components": buttons });
+    let restart = |id: &str| json!({ "type": 2, "style": 4, "label": "Restart", "custom_id": id });
+    let ok = post(
+        &fake,
+        "222",
+        with(json!([row(vec![
+            link("https://d.example/1"),
+            restart("r:1")
+        ])])),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let refused = [
+        // Six rows; six buttons in a row; a row that is not type 1.
+        (
+            with(json!(vec![row(vec![restart("a")]); 6])),
+            vec!["components"],
+        ),
+        (
+            with(json!([row((0..6)
+                .map(|n| restart(&n.to_string()))
+                .collect())])),
+            vec!["components", "0", "components"],
+        ),
+        (
+            with(json!([{ "type": 2, "components": [restart("a")] }])),
+            vec!["components", "0"],
+        ),
+        // A link button without a url, with a custom_id, or with a non-http url.
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x" })
+            ])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x", "url": "https://d.example", "custom_id": "c" })
+            ])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![link("javascript:alert(1)")])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+        // A label over 80; a custom_id over 100 or missing; a duplicate custom_id; a url on style 4.
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 5, "label": "x".repeat(81), "url": "https://d.example" })
+            ])])),
+            vec!["components", "0", "components", "0", "label"],
+        ),
+        (
+            with(json!([row(vec![restart(&"x".repeat(101))])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 1, "label": "x" })
+            ])])),
+            vec!["components", "0", "components", "0", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![restart("a"), restart("a")])])),
+            vec!["components", "0", "components", "1", "custom_id"],
+        ),
+        (
+            with(json!([row(vec![
+                json!({ "type": 2, "style": 4, "label": "x", "custom_id": "c", "url": "https://d.example" })
+            ])])),
+            vec!["components", "0", "components", "0", "url"],
+        ),
+    ];
+    for (body, path) in refused {
+        let a = post(&fake, "222", body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        let mut node = &a.json()["errors"];
+        for seg in &path {
+            node = &node[*seg];
+        }
+        assert!(
+            node.get("_errors").is_some(),
+            "{body}: no error at {path:?}: {}",
+            a.body
+        );
+    }
+    assert_eq!(fake.messages().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Interactions
+
+#[tokio::test]
+async fn interaction_callbacks_are_due_within_3_s_and_only_once() {
+    let fake = FakeDiscord::start().await;
+    let callback = |id: &str, token: &str, body: Value| {
+        let body = body.to_string();
+        format!(
+            "POST /api/v10/interactions/{id}/{token}/callback HTTP/1.1\r\nHost: d\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let original = |app: &str, token: &str, body: Value| {
+        let body = body.to_string();
+        format!(
+            "PATCH /api/v10/webhooks/{app}/{token}/messages/@original HTTP/1.1\r\nHost: d\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let d = fake.click("c", "1", None, json!({ "channel_id": "222" }));
+    let (id, token, app) = (
+        d["id"].as_str().unwrap(),
+        d["token"].as_str().unwrap(),
+        d["application_id"].as_str().unwrap(),
+    );
+    let deferred = json!({ "type": 5, "data": { "flags": 64 } });
+    // The original response cannot be edited before the callback.
+    let early = send_raw(&fake, original(app, token, json!({ "content": "x" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        (early.status, early.json()["code"].as_u64()),
+        (404, Some(10015))
+    );
+    // A wrong token, a bad type or bad flags are refused (and do not count).
+    let wrong = send_raw(&fake, callback(id, "not-the-token", deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (wrong.status, wrong.json()["code"].as_u64()),
+        (404, Some(10062))
+    );
+    for bad in [
+        json!({ "type": 1 }),
+        json!({ "type": 5, "data": { "flags": 65 } }),
+    ] {
+        assert_eq!(
+            send_raw(&fake, callback(id, token, bad))
+                .await
+                .unwrap()
+                .status,
+            400
+        );
+    }
+    let ok = send_raw(&fake, callback(id, token, deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 204, "{}", ok.body);
+    let again = send_raw(&fake, callback(id, token, deferred.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.json()["code"].as_u64()),
+        (400, Some(40060))
+    );
+    let edit = send_raw(&fake, original(app, token, json!({ "content": "done" })))
+        .await
+        .unwrap();
+    assert_eq!(edit.status, 200, "{}", edit.body);
+    let empty = send_raw(&fake, original(app, token, json!({ "content": "" })))
+        .await
+        .unwrap();
+    assert_eq!(empty.status, 400);
+    assert_eq!(
+        fake.interaction(id).unwrap().edits,
+        vec![json!({ "content": "done" })]
+    );
+
+    // Past the 3 s, the interaction is unknown.
+    let late = fake.click("c", "1", Some(&["2"]), json!({}));
+    assert_eq!(late["member"]["roles"], json!(["2"]));
+    let late_id = late["id"].as_str().unwrap();
+    fake.age_interaction(late_id, Duration::from_millis(3001));
+    let a = send_raw(
+        &fake,
+        callback(late_id, late["token"].as_str().unwrap(), deferred),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.status, a.json()["code"].as_u64()), (404, Some(10062)));
+}

@@ -54,6 +54,7 @@ fn start_client_with(fake: &FakeGateway, tuning: Tuning) -> Running {
         session_start_limit: None,
         identify_ledger: None,
         tuning,
+        interactions: None,
     };
     let (presence, rx) = watch::channel(Presence::healthy());
     let health = Arc::new(Health::new());

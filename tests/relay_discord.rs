@@ -1511,3 +1511,31 @@ fn two_drone_hosts_with_the_same_build_id_get_two_messages() {
     assert_eq!(h["queue"]["dead_letters"], 0, "{h}");
     assert_eq!(svc.sigterm(), Some(0));
 }
+
+/// With restart buttons on, a failed build's message carries Restart next to
+/// "Open in Drone" (Discord accepts both); a passing build's has the link only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_buttons_go_on_failed_builds_only_when_enabled() {
+    let fake = FakeDiscord::start().await;
+    let rest = Rest::new(fake_rest_config(&fake)).expect("rest client");
+    let mut cfg = relay_config();
+    cfg.restart_buttons = true;
+    let rig = Rig::start_full(fake, rest, cfg).await;
+    rig.push(1, build_body(1, 0, "failure")).await;
+    rig.push(2, build_body(2, 0, "success")).await;
+    rig.drained().await;
+    let rig = rig.stop().await;
+    let by = messages_by_build(&rig.fake);
+    let buttons = |id: i64| {
+        let msg = rig.fake.message(&by[&id][0]).expect("message");
+        let row = msg["components"][0]["components"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        row.iter()
+            .map(|b| b["label"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(buttons(1), ["Open in Drone", "Restart"]);
+    assert_eq!(buttons(2), ["Open in Drone"]);
+}

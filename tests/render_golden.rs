@@ -214,3 +214,48 @@ fn goldens_show_what_a_reader_needs() {
         .collect();
     assert_eq!(colours.len(), STATUSES.len());
 }
+
+/// Every build message whose embed links to Drone carries exactly one
+/// action row with the "Open in Drone" link button to that page (style 5,
+/// no `custom_id`); other messages carry no buttons.
+#[test]
+fn build_messages_have_an_open_in_drone_button() {
+    let mut with_button = 0;
+    for (name, path) in fixtures() {
+        let msg = rendered(&path);
+        if msg.is_null() {
+            continue;
+        }
+        let hook = drone::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let link = msg["embeds"][0]["url"]
+            .as_str()
+            .filter(|_| hook.build.is_some());
+        match link {
+            Some(url) => {
+                let rows = msg["components"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{name}: no components"));
+                assert_eq!(rows.len(), 1, "{name}");
+                let button = &rows[0]["components"][0];
+                assert_eq!(rows[0]["type"], 1, "{name}");
+                assert_eq!(
+                    (button["type"].as_u64(), button["style"].as_u64()),
+                    (Some(2), Some(5)),
+                    "{name}"
+                );
+                assert_eq!(button["label"], "Open in Drone", "{name}");
+                assert_eq!(button["url"], url, "{name}");
+                assert!(button.get("custom_id").is_none(), "{name}");
+                with_button += 1;
+            }
+            None => assert!(
+                msg.get("components").is_none(),
+                "{name}: buttons without a Drone link"
+            ),
+        }
+    }
+    assert!(
+        with_button >= 20,
+        "only {with_button} fixtures have a button"
+    );
+}

@@ -843,3 +843,75 @@ async fn a_webhook_401_does_not_suspend_the_bot_and_execute_times_out_early() {
     assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
     assert!(!err.to_string().contains(url.expose()), "{err}");
 }
+
+#[tokio::test]
+async fn a_message_with_files_goes_as_multipart_on_the_create_route() {
+    use drone_discord::discord::upload::Attachment;
+    let fake = FakeDiscord::start().await;
+    let rest = rest(&fake);
+    let files = [
+        Attachment::new("build-test.log", b"line 1\nline 2\n".to_vec()),
+        Attachment::new("build-lint.log", vec![0, 159, 146, 150]),
+    ];
+    let body =
+        json!({ "embeds": [{ "title": "test failed" }], "allowed_mentions": { "parse": [] } });
+    let id = rest
+        .create_message_with_files(CH, &body, &files)
+        .await
+        .expect("create with files");
+    let got = fake.files(&id);
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[0].index, got[0].filename.as_str()),
+        (0, "build-test.log")
+    );
+    assert_eq!(got[0].bytes, b"line 1\nline 2\n");
+    assert_eq!(got[1].bytes, vec![0, 159, 146, 150]);
+    let msg = fake.message(&id).expect("stored");
+    assert_eq!(msg["embeds"][0]["title"], "test failed");
+    assert_eq!(msg["attachments"][1]["filename"], "build-lint.log");
+    assert_eq!(msg["attachments"][1]["size"], 4);
+    assert_eq!(fake.count("POST /channels/{id}/messages"), 1);
+    let call = fake.calls().pop().expect("the call");
+    let ctype = call.header("content-type").unwrap_or("");
+    assert!(
+        ctype.starts_with("multipart/form-data; boundary="),
+        "{ctype}"
+    );
+    assert_eq!(call.header("authorization"), Some("Bot test-token"));
+    assert_eq!(call.body.expect("payload_json")["attachments"][0]["id"], 0);
+}
+
+#[tokio::test]
+async fn too_many_or_too_big_files_are_refused_without_calling() {
+    use drone_discord::discord::upload::Attachment;
+    let fake = FakeDiscord::start().await;
+    let rest = rest_tuned(
+        &fake,
+        RestTuning {
+            max_upload_bytes: 1000,
+            ..RestTuning::default()
+        },
+    );
+    let body = json!({ "content": "logs" });
+    let eleven = vec![Attachment::new("a.log", b"x".to_vec()); 11];
+    let over_cap = [Attachment::new("a.log", vec![b'x'; 1001])];
+    for files in [&eleven[..], &over_cap[..]] {
+        let err = rest
+            .create_message_with_files(CH, &body, files)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RestError::Rejected { status: 0, .. }),
+            "{err:?}"
+        );
+    }
+    assert!(fake.calls().is_empty(), "nothing may reach Discord");
+    // Within the cap it goes out, and Discord's errors map as for JSON calls.
+    fake.push(Canned::status(503));
+    let err = rest
+        .create_message_with_files(CH, &body, &over_cap[..0])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestError::Transient { .. }), "{err:?}");
+}

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::ratelimit::{Denied, Limited, RateLimitConfig, RateLimitGate, Route, EDIT_LIMIT_CODE};
 use super::snowflake::is_snowflake;
+use super::upload::{self, Attachment};
 use crate::http::client::{Client, ClientError, ClientOptions, Url};
 use crate::metrics::{self, LimitScope, RouteKind};
 
@@ -59,6 +60,8 @@ pub struct RestTuning {
     pub max_rate_limit_wait: Duration,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
+    /// The most a message's files may hold, summed ([`upload::encode`]).
+    pub max_upload_bytes: usize,
     pub rate_limits: RateLimitConfig,
     /// The whole of one webhook execution (no nonce there: a lost answer
     /// can leave one duplicate, so the window stays short).
@@ -72,6 +75,7 @@ impl Default for RestTuning {
             max_429_retries: 3,
             max_rate_limit_wait: Duration::from_secs(30),
             max_response_bytes: 1024 * 1024,
+            max_upload_bytes: upload::DEFAULT_UPLOAD_CAP,
             rate_limits: RateLimitConfig::default(),
             webhook_execute_timeout: Duration::from_secs(10),
         }
@@ -332,6 +336,28 @@ impl Rest {
         })
     }
 
+    /// [`Rest::create_message`] with files attached: one `multipart/form-data`
+    /// request ([`upload::encode`]) on the same route, limiter and error
+    /// mapping. Too many or too big files are refused without calling.
+    pub async fn create_message_with_files(
+        &self,
+        channel_id: &str,
+        body: &serde_json::Value,
+        files: &[Attachment],
+    ) -> Result<String, RestError> {
+        check_id("channel id", channel_id)?;
+        let (ctype, form) = upload::encode(body, files, self.inner.tuning.max_upload_bytes)
+            .map_err(config_error)?;
+        let route = Route::new("POST", "/channels/{id}/messages", channel_id);
+        let path = format!("/channels/{channel_id}/messages");
+        let bytes = self
+            .send("POST", &route, &path, Some((&form, &ctype)))
+            .await?;
+        let (_, id) = message_of(&route, &bytes)?;
+        metrics::global().message_created();
+        Ok(id)
+    }
+
     /// `PATCH /channels/{id}/messages/{id}`; returns the message id.
     pub async fn edit_message(
         &self,
@@ -392,6 +418,53 @@ impl Rest {
         };
         *crate::sync::lock(&self.inner.user_id) = Some(id.clone());
         Ok(id)
+    }
+
+    /// `POST /interactions/{id}/{token}/callback`: the first answer to a
+    /// click, due within 3 s. The interaction token is a secret like a
+    /// webhook's: it is in the path only, never in a log or an error.
+    pub async fn interaction_callback(
+        &self,
+        interaction_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), RestError> {
+        check_id("interaction id", interaction_id)?;
+        check_interaction_token(token)?;
+        let route = Route::new(
+            "POST",
+            "/interactions/{id}/{token}/callback",
+            interaction_id,
+        );
+        let url = self.api_url(&format!("/interactions/{interaction_id}/{token}/callback"));
+        // Not a bot call: the token in the path authorizes it, and a 401 here
+        // must not suspend the bot's other calls.
+        self.call_at("POST", &route, &url, false, Some(body), false)
+            .await
+            .map(drop)
+    }
+
+    /// `PATCH /webhooks/{application id}/{token}/messages/@original`: the
+    /// answer that replaces a deferred one (within the token's 15 minutes).
+    pub async fn edit_original_response(
+        &self,
+        application_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), RestError> {
+        check_id("application id", application_id)?;
+        check_interaction_token(token)?;
+        let route = Route::new(
+            "PATCH",
+            "/webhooks/{id}/{token}/messages/@original",
+            application_id,
+        );
+        let url = self.api_url(&format!(
+            "/webhooks/{application_id}/{token}/messages/@original"
+        ));
+        self.call_at("PATCH", &route, &url, false, Some(body), false)
+            .await
+            .map(drop)
     }
 
     /// `GET /users/@me`: proves the token works.
@@ -457,20 +530,20 @@ impl Rest {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, RestError> {
-        let base = &self.inner.base;
-        let url = Url {
-            path_and_query: format!("{}{path}", base.path_and_query.trim_end_matches('/')),
-            ..base.clone()
-        };
+        let url = self.api_url(path);
         self.call_at(method, route, &url, true, body, false).await
     }
 
-    /// One logical call: rate limits first, then the request, retrying on 429
-    /// a bounded number of times. Returns the 2xx body. A `bot` call carries
-    /// the `Authorization` header and honours (and starts) the 401
-    /// suspension; a webhook call (`bot` false: the token is in `url`, which
-    /// therefore never reaches a log line or an error) does neither.
-    /// `short` bounds each attempt by `webhook_execute_timeout` as well.
+    /// `path` under the API base.
+    fn api_url(&self, path: &str) -> Url {
+        let base = &self.inner.base;
+        Url {
+            path_and_query: format!("{}{path}", base.path_and_query.trim_end_matches('/')),
+            ..base.clone()
+        }
+    }
+
+    /// One logical call with a JSON body (or none): see [`Rest::send_at`].
     pub(super) async fn call_at(
         &self,
         method: &str,
@@ -480,11 +553,43 @@ impl Rest {
         body: Option<&serde_json::Value>,
         short: bool,
     ) -> Result<Vec<u8>, RestError> {
-        let inner = &self.inner;
         let payload = match body {
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| config_error(format!("body: {e}")))?),
             None => None,
         };
+        let typed = payload.as_deref().map(|p| (p, "application/json"));
+        self.send_at(method, route, url, bot, typed, short).await
+    }
+
+    /// A bot call to `path` with a body already encoded, and its `Content-Type`.
+    async fn send(
+        &self,
+        method: &str,
+        route: &Route,
+        path: &str,
+        payload: Option<(&[u8], &str)>,
+    ) -> Result<Vec<u8>, RestError> {
+        let url = self.api_url(path);
+        self.send_at(method, route, &url, true, payload, false)
+            .await
+    }
+
+    /// One logical call: rate limits first, then the request, retrying on 429
+    /// a bounded number of times. Returns the 2xx body. A `bot` call carries
+    /// the `Authorization` header and honours (and starts) the 401
+    /// suspension; a webhook or interaction call (`bot` false: its token is
+    /// in `url`, which therefore never reaches a log line or an error) does
+    /// neither. `short` bounds each attempt by `webhook_execute_timeout` as well.
+    async fn send_at(
+        &self,
+        method: &str,
+        route: &Route,
+        url: &Url,
+        bot: bool,
+        payload: Option<(&[u8], &str)>,
+        short: bool,
+    ) -> Result<Vec<u8>, RestError> {
+        let inner = &self.inner;
         let mut headers: Vec<(&str, &str)> = vec![
             ("User-Agent", inner.user_agent.as_str()),
             ("Accept", "application/json"),
@@ -493,8 +598,8 @@ impl Rest {
             let auth = inner.authorization.as_deref().ok_or_else(no_token)?;
             headers.push(("Authorization", auth));
         }
-        if payload.is_some() {
-            headers.push(("Content-Type", "application/json"));
+        if let Some((_, ctype)) = payload {
+            headers.push(("Content-Type", ctype));
         }
         let check_suspended = || if bot { self.check_suspended() } else { Ok(()) };
         let mut attempt = 0;
@@ -529,7 +634,7 @@ impl Rest {
             }
             let request = inner
                 .client
-                .request(method, url, &headers, payload.as_deref());
+                .request(method, url, &headers, payload.map(|p| p.0));
             // Duration::MAX: tokio's timeout then never fires.
             let limit = match short {
                 true => inner.tuning.webhook_execute_timeout,
@@ -654,6 +759,17 @@ fn limit_scope(scope_header: Option<&str>, limited: Option<Limited>) -> LimitSco
 pub(super) fn check_id(what: &str, id: &str) -> Result<(), RestError> {
     if !is_snowflake(id) {
         return Err(config_error(format!("{what} is not a Discord snowflake")));
+    }
+    Ok(())
+}
+
+/// An interaction token may reach a path only if it cannot change the path.
+fn check_interaction_token(token: &str) -> Result<(), RestError> {
+    let plain = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if token.is_empty() || token.len() > 1000 || !plain {
+        return Err(config_error("malformed interaction token".into()));
     }
     Ok(())
 }

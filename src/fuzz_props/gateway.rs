@@ -70,7 +70,7 @@ impl Driver {
                 Action::Close(_) => self.open = false,
                 Action::Stop(_) => self.stopped = true,
                 Action::RecordIdentify => self.record_pending = true,
-                Action::Status(_) => {}
+                Action::Status(_) | Action::Interaction(_) => {}
                 Action::Send(payload) => {
                     assert!(
                         self.open,

@@ -241,12 +241,15 @@ async fn deliver_claim<S: Store, K: Sink>(
         tracing::debug!(key = %key, "only stale updates after a final status; nothing to send");
         return complete(cfg, store, &key, token, upto, Completion::default()).await;
     };
-    let Some(base) = render::render(hook) else {
+    let Some(mut base) = render::render(hook) else {
         // Ingest only queues kinds it knows; an unknown one here came from an
         // older/newer version's queue. Nothing to show.
         tracing::warn!(key = %key, event = %hook.event, action = %hook.action, "no rendering for queued event; dropped");
         return complete(cfg, store, &key, token, upto, Completion::default()).await;
     };
+    if cfg.restart_buttons {
+        crate::interactions::button::add_for_failure(&mut base, hook);
+    }
     let routing = cfg.routing.routing();
     let matches = routes::matching(&routing, hook, Some(&cfg.channel_id));
     if matches.is_empty() {

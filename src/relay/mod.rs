@@ -99,6 +99,10 @@ pub struct RelayConfig {
     pub routing: Arc<crate::routes::live::Live>,
     /// Each routed channel's kind, read once (bounded by the routes' count).
     kinds: Arc<std::sync::Mutex<HashMap<String, ChannelKind>>>,
+    /// Whether a failed build's message gets a Restart button: only while
+    /// someone answers the clicks (`crate::interactions`: an allow-list and
+    /// a Drone API client that can restart).
+    pub restart_buttons: bool,
 }
 
 impl RelayConfig {
@@ -119,6 +123,7 @@ impl RelayConfig {
                 crate::routes::Routing::default(),
             )),
             kinds: Arc::default(),
+            restart_buttons: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! `GET /preview`). Tests plug in scripted sinks of their own.
 use crate::discord::rest::{Rest, RestError};
 use crate::discord::threads::ChannelKind;
+use crate::discord::upload::Attachment;
 use crate::discord::webhook::WebhookUrl;
 use crate::discord::webhook_exec::WebhookMessage;
 use crate::preview::Preview;
@@ -32,6 +33,23 @@ pub trait Sink: Send + Sync + 'static {
         body: &Value,
     ) -> impl Future<Output = Result<(String, bool), RestError>> + Send {
         async move { self.create(channel_id, body).await.map(|id| (id, true)) }
+    }
+    /// Post a new message with `files` attached; returns its id. A sink
+    /// that cannot upload refuses (status 0) without posting.
+    fn create_with_files(
+        &self,
+        channel_id: &str,
+        body: &Value,
+        files: &[Attachment],
+    ) -> impl Future<Output = Result<String, RestError>> + Send {
+        let _ = (channel_id, body, files);
+        async {
+            Err(RestError::Rejected {
+                status: 0,
+                code: None,
+                message: "this sink cannot upload files".into(),
+            })
+        }
     }
     /// Replace an existing message; returns its id.
     fn edit(
@@ -98,6 +116,15 @@ impl Sink for Rest {
     ) -> Result<(String, bool), RestError> {
         let c = self.create_message_checked(channel_id, body).await?;
         Ok((c.id, c.shows_body))
+    }
+    async fn create_with_files(
+        &self,
+        channel_id: &str,
+        body: &Value,
+        files: &[Attachment],
+    ) -> Result<String, RestError> {
+        self.create_message_with_files(channel_id, body, files)
+            .await
     }
     async fn edit(
         &self,
@@ -181,6 +208,16 @@ impl Sink for DryRun {
         tracing::info!(channel = channel_id, message_id = %id, body = %body, "dry-run: would create message");
         self.preview.record(channel_id, &id, body);
         Ok(id)
+    }
+    /// Logs each file's name and size, never its contents.
+    async fn create_with_files(
+        &self,
+        channel_id: &str,
+        body: &Value,
+        files: &[Attachment],
+    ) -> Result<String, RestError> {
+        tracing::info!(channel = channel_id, ?files, "dry-run: would attach files");
+        self.create(channel_id, body).await
     }
     async fn edit(
         &self,

@@ -14,6 +14,7 @@
 //! * `style`: emoji, label and colour per Drone status;
 //! * `embed`: the embed model with its character budget and JSON conversion;
 //! * `build`: the build renderer (stages, steps, trigger, event, commit);
+//! * `components`: the buttons under a build message (Open in Drone, Restart);
 //! * `user_and_repo`: the user and repository renderers;
 //! * `markdown`: untrusted text made safe for an embed (cutting to length is
 //!   [`crate::text`]'s);
@@ -26,6 +27,7 @@ use crate::drone::{Kind, Webhook};
 use crate::text::truncate_chars as truncate;
 
 mod build;
+pub mod components;
 mod embed;
 mod limits;
 mod markdown;
@@ -51,7 +53,20 @@ use user_and_repo::{repo_embed, user_embed, RepoChange};
 /// know the event/action, or the payload lacks the object the event is about
 /// (a build event without `build`, a repo event without `repo`, ...).
 pub fn render(hook: &Webhook) -> Option<Value> {
-    Some(finish(embed_for(hook)?))
+    let embed = embed_for(hook)?;
+    let rows = build_link(hook, &embed).and_then(|u| components::build_rows(&u));
+    let mut msg = finish(embed);
+    if let (Some(rows), Some(m)) = (rows, msg.as_object_mut()) {
+        m.insert("components".into(), rows);
+    }
+    Some(msg)
+}
+
+/// A build message's Drone page (its embed's URL, always http(s)): where
+/// the "Open in Drone" button goes.
+fn build_link(hook: &Webhook, embed: &Embed) -> Option<String> {
+    let build = matches!(hook.kind()?, Kind::BuildCreated | Kind::BuildUpdated);
+    embed.url.clone().filter(|_| build)
 }
 
 /// The message as the renderers build it, without [`finish`]'s fallback: the

@@ -41,10 +41,13 @@ pub fn parse(text: &str) -> Result<Routing, FileError> {
         match key.get_ref().as_ref() {
             "users" => routing.users = users(&at, value)?,
             "route" => routing.routes = routes(&at, value)?,
+            "drone" => routing.restart = drone(&at, value)?,
             other => {
                 return Err(at.error(
                     key,
-                    format!("unknown key {other:?}; the file holds [users] and [[route]] only"),
+                    format!(
+                        "unknown key {other:?}; the file holds [users], [drone] and [[route]] only"
+                    ),
                 ))
             }
         }
@@ -130,6 +133,44 @@ fn users(at: &Lines, value: &Spanned<DeValue>) -> Result<Users, FileError> {
         }
     }
     Ok(users)
+}
+
+/// `[drone]`: `restart_roles` and `restart_users`, lists of Discord ids.
+fn drone(
+    at: &Lines,
+    value: &Spanned<DeValue>,
+) -> Result<crate::interactions::RestartAllow, FileError> {
+    let DeValue::Table(table) = value.get_ref() else {
+        return Err(at.error(
+            value,
+            "drone: must be a table: [drone] then restart_roles = [...]".into(),
+        ));
+    };
+    let mut allow = crate::interactions::RestartAllow::default();
+    let snowflake = |s: &str| {
+        if is_snowflake(s) {
+            Ok(s.to_string())
+        } else {
+            Err(format!(
+                "{s:?} is not a Discord id (digits only, e.g. 80351110224678912)"
+            ))
+        }
+    };
+    for (key, v) in in_file_order(table) {
+        match key.get_ref().as_ref() {
+            "restart_roles" => allow.roles = list(at, v, "[drone] restart_roles", snowflake)?,
+            "restart_users" => allow.users = list(at, v, "[drone] restart_users", snowflake)?,
+            other => {
+                return Err(at.error(
+                    key,
+                    format!(
+                        "[drone]: unknown key {other:?}; known keys: restart_roles, restart_users"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(allow)
 }
 
 fn routes(at: &Lines, value: &Spanned<DeValue>) -> Result<Vec<Route>, FileError> {
@@ -496,6 +537,35 @@ when = "changed"
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.problem.contains(want), "{text:?}: {e}");
             assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_drone_table_lists_who_may_restart() {
+        let r = parse("[drone]\nrestart_roles = [\"500000000000000001\"]\nrestart_users = [\"80351110224678912\"]\n").unwrap();
+        assert_eq!(r.restart.roles, ["500000000000000001"]);
+        assert_eq!(r.restart.users, ["80351110224678912"]);
+        assert!(r.routes.is_empty());
+        assert!(!parse("").unwrap().restart.is_configured());
+        for (text, line, want) in [
+            (
+                "[drone]\nrestart_role = [\"1\"]\n",
+                2,
+                "[drone]: unknown key \"restart_role\"",
+            ),
+            (
+                "[drone]\n\nrestart_users = [\"alice\"]\n",
+                3,
+                "\"alice\" is not a Discord id",
+            ),
+            ("[drone]\nrestart_users = \"1\"\n", 2, "must be a list"),
+            ("[drone]\nrestart_roles = []\n", 2, "an empty list"),
+            ("[drone]\nrestart_roles = [1]\n", 2, "must be a string"),
+            ("drone = 1\n", 1, "drone: must be a table"),
+        ] {
+            let e = err(text);
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.problem.contains(want), "{text}: {e}");
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Routing {
     pub users: Users,
     /// In file order: the order routes are tried in.
     pub routes: Vec<Route>,
+    /// `[drone]`: who may press Restart.
+    pub restart: crate::interactions::RestartAllow,
 }
 
 /// One `[[route]]`.

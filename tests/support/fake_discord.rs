@@ -70,6 +70,10 @@
 //! * Threads, forum channels, `GET /channels/{id}` (see `threads.rs`),
 //!   replies (`replies.rs`), `allowed_mentions` (`mentions.rs`), webhook
 //!   execution and edits (`webhooks.rs`).
+//! * Button clicks (see `interactions.rs`): [`FakeDiscord::click`] makes
+//!   an interaction for the fake gateway to deliver;
+//!   `POST /interactions/{id}/{token}/callback` (3 s deadline, once) and
+//!   `PATCH /webhooks/{app}/{token}/messages/@original` answer it.
 //! * `GET /users/@me` (the bot user of the calling token: the same id its
 //!   messages carry as `author.id`), `GET /gateway/bot` (URL settable).
 //! * Anything else → 404 `{"code": 0, "message": "404: Not Found"}`.
@@ -78,8 +82,10 @@
 //!   [`FakeDiscord::add_token`], else 401. Each token is its own bot user.
 //! * A channel without access ([`FakeDiscord::set_channel_access`]) answers
 //!   every route under it with 403 50001 Missing Access.
-//! * Multipart bodies (file uploads) are not parsed: the relay sends none,
-//!   and they are answered like an empty body.
+//! * Multipart bodies (a create or edit with files) are parsed strictly
+//!   (see `multipart.rs`): the message is `payload_json`, the files are
+//!   recorded per message ([`FakeDiscord::files`]) and shown in the stored
+//!   message's `attachments` (id, filename, size).
 //!
 //! # Rate limits
 //!
@@ -102,7 +108,9 @@
 //! and the handlers (so a create creates), then replaces the answer. Then
 //! come authentication, channel access, the rate limit and the handlers.
 pub mod form;
+pub mod interactions;
 pub mod mentions;
+pub mod multipart;
 pub mod replies;
 pub mod threads;
 pub mod webhooks;
@@ -148,7 +156,8 @@ pub struct Call {
     pub route: String,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
-    /// The body parsed as JSON (None if empty or not JSON).
+    /// The body parsed as JSON (a multipart body: its `payload_json`; None if
+    /// empty or not JSON).
     pub body: Option<Value>,
     /// When the request was fully received.
     pub at: Instant,
@@ -348,6 +357,9 @@ struct State {
     channels: threads::Channels,
     /// What webhook executions sent that Discord ignores.
     hooks: webhooks::Hooks,
+    /// Message id → the files uploaded with it.
+    uploads: HashMap<String, Vec<multipart::UploadedFile>>,
+    interactions: Vec<interactions::Interaction>,
 }
 
 /// The fake Discord server. Stops accepting when dropped.
@@ -415,6 +427,8 @@ impl FakeDiscord {
             refusing: false,
             refusing_until: None,
             history: HashMap::new(),
+            uploads: HashMap::new(),
+            interactions: Vec::new(),
             limit: Some(DEFAULT_LIMIT),
             windows: HashMap::new(),
             read_history: true,
@@ -727,6 +741,61 @@ impl FakeDiscord {
     }
 
     /// One message's current JSON.
+    /// A click on the button `custom_id` of `message` (as the fake stores
+    /// it) by user `user`: in a server with `roles` (`member`), or in a DM
+    /// (`user`) when `roles` is None. Returns the `INTERACTION_CREATE`
+    /// payload's `d`; the interaction's 3 s start now.
+    pub fn click(
+        &self,
+        custom_id: &str,
+        user: &str,
+        roles: Option<&[&str]>,
+        message: Value,
+    ) -> Value {
+        let mut s = self.lock();
+        let id = next_snowflake(&mut s);
+        let token = format!("aW50ZXJhY3Rpb246{id}.tok-en_x");
+        let app = user_id_for(&s.token);
+        s.interactions.push(interactions::Interaction {
+            id: id.clone(),
+            token: token.clone(),
+            application_id: app.clone(),
+            created: Instant::now(),
+            callback: None,
+            edits: Vec::new(),
+        });
+        let who = json!({ "id": user, "username": format!("user{user}") });
+        let mut d = json!({ "id": id, "application_id": app, "type": 3, "token": token, "version": 1,
+            "channel_id": message["channel_id"], "message": message,
+            "data": { "custom_id": custom_id, "component_type": 2 } });
+        match roles {
+            Some(r) => d["member"] = json!({ "user": who, "roles": r }),
+            None => d["user"] = who,
+        }
+        d
+    }
+
+    /// Interaction `id` as the fake saw it answered.
+    pub fn interaction(&self, id: &str) -> Option<interactions::Interaction> {
+        self.lock()
+            .interactions
+            .iter()
+            .find(|i| i.id == id)
+            .cloned()
+    }
+
+    /// Make interaction `id` older by `by` (its 3 s pass without waiting).
+    pub fn age_interaction(&self, id: &str, by: Duration) {
+        for i in self.lock().interactions.iter_mut().filter(|i| i.id == id) {
+            i.created -= by;
+        }
+    }
+
+    /// The files uploaded with message `id`, in `files[n]` order.
+    pub fn files(&self, id: &str) -> Vec<multipart::UploadedFile> {
+        self.lock().uploads.get(id).cloned().unwrap_or_default()
+    }
+
     pub fn message(&self, id: &str) -> Option<Value> {
         self.lock().messages.get(id).cloned()
     }
@@ -835,7 +904,8 @@ async fn read_request<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> 
                 let len: usize = find("content-length")
                     .map(|v| v.trim().parse().ok())
                     .unwrap_or(Some(0))?;
-                if len > 1024 * 1024 {
+                // Discord takes up to 25 MiB in one request (files included).
+                if len > 26 * 1024 * 1024 {
                     return None;
                 }
                 let conn = find("connection").unwrap_or_default().to_ascii_lowercase();
@@ -962,7 +1032,7 @@ fn route_template(path: &str) -> String {
     path.split('/')
         .enumerate()
         .map(|(i, seg)| {
-            if i == 3 && path.starts_with("/webhooks/") {
+            if i == 3 && (path.starts_with("/webhooks/") || path.starts_with("/interactions/")) {
                 return "{token}";
             }
             if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
@@ -1186,12 +1256,29 @@ impl Req<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The JSON object body; an empty (or multipart) body is an empty object.
+    fn multipart(&self) -> Option<&str> {
+        self.header("content-type")
+            .filter(|c| c.to_ascii_lowercase().starts_with("multipart/"))
+    }
+
+    /// The JSON object body (a multipart body's `payload_json`) and the
+    /// files uploaded with it; an empty body is an empty object.
+    fn upload(&self) -> Result<(Map<String, Value>, Vec<multipart::UploadedFile>), Canned> {
+        if let Some(ctype) = self.multipart() {
+            let up =
+                multipart::parse(ctype, self.raw_body).map_err(|(st, b)| Canned::json(st, b))?;
+            return Ok((up.payload, up.files));
+        }
+        Ok((self.object()?, Vec::new()))
+    }
+
+    /// The JSON object body; an empty body is an empty object, a multipart
+    /// one is its `payload_json` (its files are left out).
     fn object(&self) -> Result<Map<String, Value>, Canned> {
-        let multipart = self
-            .header("content-type")
-            .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/"));
-        if multipart || self.raw_body.iter().all(u8::is_ascii_whitespace) {
+        if self.multipart().is_some() {
+            return self.upload().map(|(m, _)| m);
+        }
+        if self.raw_body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Map::new());
         }
         match serde_json::from_slice::<Value>(self.raw_body) {
@@ -1213,6 +1300,21 @@ impl Req<'_> {
 /// Discord itself does with a request.
 fn process(s: &mut State, now: Instant, req: &Req) -> Canned {
     let segs: Vec<&str> = req.path.split('/').filter(|x| !x.is_empty()).collect();
+    match (req.method, segs.as_slice()) {
+        ("POST", ["interactions", id, token, "callback"]) => {
+            return match req.object() {
+                Ok(b) => interactions::callback(&mut s.interactions, now, id, token, &b),
+                Err(refused) => refused,
+            }
+        }
+        ("PATCH", ["webhooks", app, token, "messages", "@original"]) => {
+            return match req.object() {
+                Ok(b) => interactions::edit_original(&mut s.interactions, now, app, token, b),
+                Err(refused) => refused,
+            }
+        }
+        _ => {}
+    }
     if let ["webhooks", id, token, rest @ ..] = segs.as_slice() {
         return webhook(s, req, id, token, rest);
     }
@@ -1285,10 +1387,17 @@ fn webhook(s: &mut State, req: &Req, id: &str, token: &str, rest: &[&str]) -> Ca
 }
 
 fn create(s: &mut State, now: Instant, token: &str, ch: &str, req: &Req) -> Canned {
-    let mut fields = match req.object() {
+    let (mut fields, files) = match req.upload() {
         Ok(f) => f,
         Err(refused) => return refused,
     };
+    if !files.is_empty() {
+        let listed: Vec<Value> = files
+            .iter()
+            .map(|f| json!({ "id": next_snowflake(s), "filename": f.filename, "size": f.bytes.len() }))
+            .collect();
+        fields.insert("attachments".into(), Value::Array(listed));
+    }
     if let Err(body) = form::check_message(&fields) {
         return Canned::json(400, body);
     }
@@ -1324,6 +1433,9 @@ fn create(s: &mut State, now: Instant, token: &str, ch: &str, req: &Req) -> Cann
             message_id: id.clone(),
             at: now,
         });
+    }
+    if !files.is_empty() {
+        s.uploads.insert(id.clone(), files);
     }
     s.messages.insert(id.clone(), msg.clone());
     s.history.insert(id.clone(), vec![msg.clone()]);
@@ -1573,7 +1685,7 @@ fn handle(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let path = path.strip_prefix("/api/v10").unwrap_or(path).to_string();
     let route = format!("{method} {}", route_template(&path));
-    let body: Option<Value> = serde_json::from_slice(raw_body).ok();
+    let mut body: Option<Value> = serde_json::from_slice(raw_body).ok();
     let req = Req {
         method: &method,
         path: &path,
@@ -1581,6 +1693,9 @@ fn handle(
         headers: &headers,
         raw_body,
     };
+    if req.multipart().is_some() {
+        body = req.object().ok().map(Value::Object);
+    }
     let mut stall = false;
     let (answer, processed) = match take_script(&mut s, &method, &path) {
         Some(Action::Answer(c)) => (Some(c), None),

@@ -1,7 +1,7 @@
 //! The one tree of helpers for the integration tests and the benchmarks:
 //! the real binary driven from outside ([`binary`]), the requests sent to it
 //! ([`webhook`], [`raw_http`]), its inputs ([`credentials`], [`fixtures`],
-//! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`],
+//! [`builds`]), the fakes it talks to ([`fake_discord`], [`fake_gateway`], [`fake_drone`],
 //! over [`tls`] when asked), a disk that fills up ([`tmpfs`]) or stalls and fails ([`loopfs`]), a
 //! slowloris swarm ([`swarm`]), a systemd notify socket that counts watchdog pings ([`watchdog`]),
 //! the fault suite's Drone, seed and invariant checker ([`faults`]), and the one polling loop the
@@ -18,6 +18,7 @@ pub mod binary;
 pub mod builds;
 pub mod credentials;
 pub mod fake_discord;
+pub mod fake_drone;
 pub mod fake_gateway;
 pub mod faults;
 pub mod fixtures;

@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     /// identify cap counts earlier runs; `None` keeps the count in memory.
     pub identify_ledger: Option<PathBuf>,
     pub tuning: Tuning,
+    /// Where button clicks go (`crate::interactions::run`); `None` drops them.
+    pub interactions: Option<tokio::sync::mpsc::Sender<serde_json::Value>>,
 }
 
 impl GatewayConfig {
@@ -100,6 +102,7 @@ impl GatewayConfig {
             session_start_limit: None,
             identify_ledger: None,
             tuning: Tuning::default(),
+            interactions: None,
         }
     }
 }
@@ -154,6 +157,7 @@ pub async fn run(
     }
     let ledger = Arc::new(Mutex::new(ledger));
     crate::metrics::global().watch_identify_ledger(&ledger);
+    let cfg_interactions = cfg.interactions;
     let machine_cfg = MachineConfig {
         url: cfg.url,
         token: cfg.token,
@@ -186,6 +190,14 @@ pub async fn run(
                     }
                 }
                 Action::RecordIdentify => record_identify(&ledger).await,
+                Action::Interaction(d) => {
+                    // Never waits: a full queue drops the click (Discord
+                    // tells the clicker it failed).
+                    let sent = cfg_interactions.as_ref().map(|q| q.try_send(d).is_ok());
+                    if sent == Some(false) {
+                        tracing::warn!("interaction queue full; a click was dropped");
+                    }
+                }
                 Action::Connect { url, delay } => {
                     crate::metrics::global().gateway_connect();
                     ws = None;

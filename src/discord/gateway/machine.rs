@@ -184,6 +184,9 @@ pub enum Action {
     Stop(String),
     /// New gateway status for health.
     Status(Status),
+    /// An `INTERACTION_CREATE` (a button click): its `d`, for
+    /// `crate::interactions` to answer.
+    Interaction(Value),
 }
 
 /// Where the connection stands.
@@ -613,6 +616,7 @@ impl Machine {
                 tracing::info!(seq = self.seq, "gateway session resumed");
                 self.activate(now, out);
             }
+            Some("INTERACTION_CREATE") => out.push(Action::Interaction(d.clone())),
             _ => {}
         }
     }

@@ -31,14 +31,14 @@ mod tls;
 mod url;
 
 pub use error::ClientError;
-pub use response::ClientResponse;
+pub use response::{ClientResponse, Streamed};
 pub use stream::Stream;
 pub use url::{Scheme, Url};
 
 use error::io_err;
 use pool::Pool;
 use request_head::build_request_head;
-use response::{read_response, Reader};
+use response::{read_response_to, Reader};
 use tls::build_tls_config;
 
 /// Client-wide settings.
@@ -108,9 +108,23 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<ClientResponse, ClientError> {
+        self.request_to(method, url, headers, body, None).await
+    }
+
+    /// [`Client::request`], with a 2xx body handed to `streamed` piece by
+    /// piece instead of kept in the response (whose `body` is then empty).
+    pub async fn request_to(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        mut streamed: Option<&mut Streamed<'_>>,
+    ) -> Result<ClientResponse, ClientError> {
         let head = build_request_head(method, url, headers, body)?;
         let timeout = self.inner.opts.request_timeout;
-        match tokio::time::timeout(timeout, self.request_inner(method, url, &head, body)).await {
+        let call = self.request_inner(method, url, &head, body, &mut streamed);
+        match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout("request")),
         }
@@ -122,11 +136,15 @@ impl Client {
         url: &Url,
         head: &[u8],
         body: Option<&[u8]>,
+        streamed: &mut Option<&mut Streamed<'_>>,
     ) -> Result<ClientResponse, ClientError> {
         let origin = url.origin();
         let pooled = self.inner.pool.take(&origin);
         if let Some(mut stream) = pooled {
-            match self.exchange(&mut stream, method, head, body).await {
+            match self
+                .exchange(&mut stream, method, head, body, streamed)
+                .await
+            {
                 Ok((resp, reusable)) => {
                     if reusable {
                         self.inner.pool.put(origin, stream);
@@ -142,7 +160,10 @@ impl Client {
             }
         }
         let mut stream = self.connect(url).await?;
-        match self.exchange(&mut stream, method, head, body).await {
+        match self
+            .exchange(&mut stream, method, head, body, streamed)
+            .await
+        {
             Ok((resp, reusable)) => {
                 if reusable {
                     self.inner.pool.put(origin, stream);
@@ -161,6 +182,7 @@ impl Client {
         method: &str,
         head: &[u8],
         body: Option<&[u8]>,
+        streamed: &mut Option<&mut Streamed<'_>>,
     ) -> Result<(ClientResponse, bool), (ClientError, bool)> {
         let write = async {
             stream.write_all(head).await?;
@@ -171,7 +193,8 @@ impl Client {
         };
         write.await.map_err(|e| (io_err(e), false))?;
         let mut reader = Reader::new(stream);
-        let out = read_response(&mut reader, method, self.inner.opts.max_response_bytes).await;
+        let max = self.inner.opts.max_response_bytes;
+        let out = read_response_to(&mut reader, method, max, streamed.as_deref_mut()).await;
         let any = reader.any_read();
         out.map_err(|e| (e, any))
     }

@@ -1,6 +1,8 @@
 //! Reading one response off a stream: the head (1xx interim responses
 //! skipped), then the body by `Content-Length`, chunked or read-to-close,
-//! every part size-bounded, and whether the connection may be reused.
+//! every part size-bounded, and whether the connection may be reused. A 2xx
+//! body may instead be handed on piece by piece ([`Streamed`]), so a caller
+//! that keeps only part of it (a Drone log's tail) never holds all of it.
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::error::io_err;
@@ -33,6 +35,14 @@ impl ClientResponse {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Where a 2xx body goes instead of [`ClientResponse::body`]: to `sink`, in
+/// pieces of at most one read (8 KiB), up to `max_bytes` in all (more is
+/// [`ClientError::TooLarge`]). Other answers are kept whole as usual.
+pub struct Streamed<'a> {
+    pub max_bytes: u64,
+    pub sink: &'a mut (dyn FnMut(&[u8]) -> Result<(), ClientError> + Send),
 }
 
 /// Buffered reading over a stream, tracking whether anything arrived.
@@ -112,10 +122,21 @@ struct Head {
 
 /// Read the response head (skipping 1xx interim responses) and body.
 /// Returns the response and whether the connection may be reused.
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     reader: &mut Reader<'_, R>,
     method: &str,
     max_body: usize,
+) -> Result<(ClientResponse, bool), ClientError> {
+    read_response_to(reader, method, max_body, None).await
+}
+
+/// [`read_response`], with a 2xx body handed to `streamed` when given.
+pub(crate) async fn read_response_to<R: AsyncRead + Unpin>(
+    reader: &mut Reader<'_, R>,
+    method: &str,
+    max_body: usize,
+    streamed: Option<&mut Streamed<'_>>,
 ) -> Result<(ClientResponse, bool), ClientError> {
     let mut interim = 0;
     let head = loop {
@@ -153,10 +174,19 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
         .last()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
     let mut body = Vec::new();
+    let streamed = streamed.filter(|_| (200..300).contains(&head.status));
     if head.status == 101 {
         reusable = false;
     } else if no_body {
         // Nothing to read.
+    } else if let Some(out) = streamed {
+        let length = if chunked {
+            None
+        } else {
+            content_length(&head.headers)?
+        };
+        reusable &= chunked || length.is_some();
+        stream_body(reader, chunked, length, out).await?;
     } else if chunked {
         read_chunked(reader, max_body, &mut body).await?;
     } else if let Some(len) = content_length(&head.headers)? {
@@ -190,6 +220,53 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
         },
         reusable,
     ))
+}
+
+/// A 2xx body handed to `out` as it arrives: chunked, by `length`, or up to
+/// the end of the connection when neither is given.
+async fn stream_body<R: AsyncRead + Unpin>(
+    reader: &mut Reader<'_, R>,
+    chunked: bool,
+    length: Option<usize>,
+    out: &mut Streamed<'_>,
+) -> Result<(), ClientError> {
+    let mut total: u64 = 0;
+    let mut left = length.unwrap_or(usize::MAX);
+    let mut piece = Vec::new();
+    let mut decoder = chunked.then(|| chunked_decoder(usize::MAX));
+    loop {
+        let used = match decoder.as_mut() {
+            Some(d) => d
+                .decode(reader.available(), &mut piece)
+                .map_err(chunked_err)?,
+            None => {
+                let n = left.min(reader.available().len());
+                piece.extend_from_slice(reader.available().get(..n).unwrap_or(&[]));
+                left -= n;
+                n
+            }
+        };
+        reader.consume(used);
+        total += piece.len() as u64;
+        if total > out.max_bytes {
+            return Err(ClientError::TooLarge);
+        }
+        if !piece.is_empty() {
+            (out.sink)(&piece)?;
+            piece.clear();
+        }
+        if decoder.as_ref().map_or(left == 0, |d| d.is_done()) {
+            return Ok(());
+        }
+        if reader.fill().await? == 0 {
+            return match length {
+                None if decoder.is_none() => Ok(()),
+                _ => Err(ClientError::Protocol(
+                    "connection closed before the body was complete".into(),
+                )),
+            };
+        }
+    }
 }
 
 fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, ClientError> {
@@ -272,15 +349,7 @@ async fn read_chunked<R: AsyncRead + Unpin>(
     max_body: usize,
     body: &mut Vec<u8>,
 ) -> Result<(), ClientError> {
-    let mut decoder = ChunkedDecoder::new(
-        Strictness::Lenient,
-        ChunkedLimits {
-            max_body,
-            max_line: MAX_LINE,
-            max_trailer_bytes: MAX_HEAD_BYTES,
-            max_trailers: usize::MAX,
-        },
-    );
+    let mut decoder = chunked_decoder(max_body);
     loop {
         let used = decoder
             .decode(reader.available(), body)
@@ -297,6 +366,18 @@ async fn read_chunked<R: AsyncRead + Unpin>(
             }));
         }
     }
+}
+
+fn chunked_decoder(max_body: usize) -> ChunkedDecoder {
+    ChunkedDecoder::new(
+        Strictness::Lenient,
+        ChunkedLimits {
+            max_body,
+            max_line: MAX_LINE,
+            max_trailer_bytes: MAX_HEAD_BYTES,
+            max_trailers: usize::MAX,
+        },
+    )
 }
 
 fn chunked_err(error: ChunkedError) -> ClientError {
@@ -439,6 +520,53 @@ mod tests {
             parse(b"", "GET", 100).await,
             Err(ClientError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_2xx_body_goes_to_the_sink_in_pieces_and_other_answers_stay_whole() {
+        async fn streamed(
+            bytes: &[u8],
+            max: u64,
+        ) -> (Result<(ClientResponse, bool), ClientError>, Vec<u8>) {
+            let mut got = Vec::new();
+            let mut sink = |piece: &[u8]| {
+                got.extend_from_slice(piece);
+                Ok(())
+            };
+            let mut out = Streamed {
+                max_bytes: max,
+                sink: &mut sink,
+            };
+            let mut src = bytes;
+            let mut reader = Reader::new(&mut src);
+            let r = read_response_to(&mut reader, "GET", 10, Some(&mut out)).await;
+            (r, got)
+        }
+        let big = "x".repeat(20_000);
+        let framed = [
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n{big}"),
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4e20\r\n{big}\r\n0\r\n\r\n"
+            ),
+            format!("HTTP/1.1 200 OK\r\n\r\n{big}"),
+        ];
+        for (i, raw) in framed.iter().enumerate() {
+            let (r, got) = streamed(raw.as_bytes(), 20_000).await;
+            let (resp, reuse) = r.unwrap();
+            assert!(resp.body.is_empty() && got == big.as_bytes(), "{i}");
+            assert_eq!(reuse, i < 2, "{i}");
+            let (r, _) = streamed(raw.as_bytes(), 19_999).await;
+            assert_eq!(r.unwrap_err(), ClientError::TooLarge, "{i}");
+        }
+        let (r, got) = streamed(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+            100,
+        )
+        .await;
+        assert_eq!(r.unwrap().0.body, b"no");
+        assert!(got.is_empty());
+        let (r, _) = streamed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", 100).await;
+        assert!(matches!(r, Err(ClientError::Protocol(_))));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Discord's rules for a message body, as the fake Discord enforces them on
 //! every create and edit: the length limits of `content`, `nonce` and embeds,
 //! the required embed parts, the 6000-character total and the "empty message"
-//! refusal, answered with Discord's error bodies (400 50035 "Invalid Form
+//! refusal, the components (action rows of buttons), answered with
+//! Discord's error bodies (400 50035 "Invalid Form
 //! Body" with an `errors` tree, or 400 50006).
 //!
 //! Limits and counting follow discord-api-docs `developers/resources/message.mdx`
@@ -22,6 +23,13 @@ pub const FIELD_NAME_MAX: usize = 256;
 pub const FIELD_VALUE_MAX: usize = 1024;
 pub const FOOTER_TEXT_MAX: usize = 2048;
 pub const AUTHOR_NAME_MAX: usize = 256;
+/// Action rows in a message, and components in a row.
+pub const ROWS_MAX: usize = 5;
+pub const ROW_BUTTONS_MAX: usize = 5;
+/// A button's `label`, a link button's `url`, a `custom_id`.
+pub const LABEL_MAX: usize = 80;
+pub const BUTTON_URL_MAX: usize = 512;
+pub const CUSTOM_ID_MAX: usize = 100;
 /// Title, description, field names and values, footer text and author name,
 /// summed over all embeds of one message.
 pub const EMBED_TOTAL_MAX: usize = 6000;
@@ -230,6 +238,119 @@ fn check_embeds(errors: &mut FormErrors, embeds: &Value) {
     }
 }
 
+/// `components` as Discord checks a bot's buttons (components reference:
+/// "Action Row", "Button"): up to 5 rows of type 1, each with 1 to 5
+/// buttons (type 2; an empty row is let through, see below); a label of at most 80; a link button (style 5) has an
+/// http(s) `url` of at most 512 and no `custom_id`; the others (styles 1–4)
+/// a `custom_id` of 1 to 100, unique in the message, and no `url`.
+fn check_components(errors: &mut FormErrors, rows: &Value) {
+    let Value::Array(rows) = rows else {
+        errors.add(&p(&["components"]), "BASE_TYPE_ARRAY", "Must be an array.");
+        return;
+    };
+    if rows.len() > ROWS_MAX {
+        errors.max_len(&p(&["components"]), ROWS_MAX);
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        let at = |rest: &[&str]| {
+            let mut v = vec!["components".to_string(), r.to_string()];
+            v.extend(rest.iter().map(|s| s.to_string()));
+            v
+        };
+        let buttons = match (
+            row.get("type").and_then(Value::as_u64),
+            row.get("components"),
+        ) {
+            (Some(1), Some(Value::Array(b))) => b,
+            _ => {
+                errors.add(
+                    &at(&[]),
+                    "UNION_TYPE_CHOICES",
+                    "Value of field type must be one of (1,).",
+                );
+                continue;
+            }
+        };
+        // Discord also refuses an empty row; the fake takes one, as an older
+        // test of "anything to show" posts one.
+        if buttons.len() > ROW_BUTTONS_MAX {
+            errors.add(
+                &at(&["components"]),
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 5 in length.",
+            );
+        }
+        for (i, b) in buttons.iter().enumerate() {
+            let i = i.to_string();
+            let path = |k: &str| at(&["components", &i, k]);
+            if b.get("type").and_then(Value::as_u64) != Some(2) {
+                errors.add(
+                    &path("type"),
+                    "COMPONENT_TYPE_INVALID",
+                    "Only buttons are allowed here.",
+                );
+                continue;
+            }
+            check_text(errors, b.get("label"), path("label"), LABEL_MAX, false);
+            let url = b.get("url").and_then(Value::as_str);
+            let id = b.get("custom_id").and_then(Value::as_str);
+            match b.get("style").and_then(Value::as_u64) {
+                Some(5) => {
+                    let ok = url.is_some_and(|u| {
+                        (u.starts_with("https://") || u.starts_with("http://"))
+                            && u.len() <= BUTTON_URL_MAX
+                    });
+                    if !ok {
+                        errors.add(
+                            &path("url"),
+                            "BUTTON_COMPONENT_URL_REQUIRED",
+                            "A url is required",
+                        );
+                    }
+                    if b.get("custom_id").is_some() {
+                        errors.add(
+                            &path("custom_id"),
+                            "BUTTON_COMPONENT_CUSTOM_ID_DISALLOWED",
+                            "A custom id cannot be specified",
+                        );
+                    }
+                }
+                Some(1..=4) => {
+                    match id {
+                        Some(c) if !c.is_empty() && c.chars().count() <= CUSTOM_ID_MAX => {
+                            if !ids.insert(c.to_string()) {
+                                errors.add(
+                                    &path("custom_id"),
+                                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                                    "Component custom id cannot be duplicated",
+                                );
+                            }
+                        }
+                        _ => errors.add(
+                            &path("custom_id"),
+                            "BUTTON_COMPONENT_CUSTOM_ID_REQUIRED",
+                            "A custom id is required",
+                        ),
+                    }
+                    if b.get("url").is_some() {
+                        errors.add(
+                            &path("url"),
+                            "BUTTON_COMPONENT_URL_DISALLOWED",
+                            "A url cannot be specified",
+                        );
+                    }
+                }
+                _ => errors.add(
+                    &path("style"),
+                    "BUTTON_COMPONENT_STYLE_INVALID",
+                    "Invalid button style",
+                ),
+            }
+        }
+    }
+}
+
 fn non_empty_array(v: Option<&Value>) -> bool {
     v.and_then(Value::as_array).is_some_and(|a| !a.is_empty())
 }
@@ -262,6 +383,9 @@ pub fn check_message(msg: &Map<String, Value>) -> Result<(), Value> {
     );
     if let Some(embeds) = msg.get("embeds") {
         check_embeds(&mut errors, embeds);
+    }
+    if let Some(rows) = msg.get("components") {
+        check_components(&mut errors, rows);
     }
     if let Some(Value::String(n)) = msg.get("nonce") {
         // Not trimmed: a nonce is an opaque token.

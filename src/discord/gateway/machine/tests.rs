@@ -853,3 +853,13 @@ fn any_frame_after_a_beat_counts_as_liveness() {
     let a = m.handle(t0 + Duration::from_millis(4000), Event::Tick);
     assert_eq!(closes(&a), vec![CLOSE_RESUMABLE]);
 }
+
+#[test]
+fn a_button_click_is_handed_to_the_driver_and_counts_as_a_dispatch() {
+    let (mut m, t0) = active(0.5);
+    let click = json!({"op": 0, "s": 2, "t": "INTERACTION_CREATE",
+        "d": {"id": "5", "type": 3, "data": {"custom_id": "restart:1:a/b"}}});
+    let out = m.handle(t0, Event::Frame(&click.to_string()));
+    assert_eq!(out, vec![Action::Interaction(click["d"].clone())]);
+    assert_eq!(m.seq(), Some(2));
+}
