@@ -72,6 +72,9 @@ pub struct DiscordConfig {
     /// The bare bot token: [`discord_config`] strips a pasted `Bot ` prefix,
     /// so the REST client and the gateway never see one.
     pub token: Secret,
+    /// A bot token is set (false: webhook routes only; no gateway, no presence).
+    pub bot: bool,
+    /// `DISCORD_CHANNEL_ID`; empty when no route uses it.
     pub channel_id: String,
     pub api_base: String,
     /// Gateway URL override (`ws://` allowed for tests); `None` → ask `GET /gateway/bot`.
@@ -127,10 +130,6 @@ pub struct Config {
     /// `None` in dry-run: events are rendered and logged, not sent; and in
     /// a webhook-only setup.
     pub discord: Option<DiscordConfig>,
-    /// A setup whose routes are all webhook routes, without a bot token
-    /// ([`webhook_only`]): the API base for a REST client without a token.
-    /// No gateway, no presence.
-    pub webhook_only: Option<String>,
     pub dry_run: bool,
     pub listen_addr: SocketAddr,
     pub store: StoreConfig,
@@ -309,16 +308,17 @@ impl Config {
         }
 
         let dry_run = o.dry_run || parse_bool(s, "DRY_RUN")?.unwrap_or(false);
-        // Only webhook routes and no bot token: no bot at all.
-        let webhook_only = match !dry_run && webhook_only(s)? {
-            true => Some(api_base(s)?),
-            false => None,
-        };
-        let discord = if dry_run || webhook_only.is_some() {
+        let mut live = crate::routes::live::Live::start(s)?;
+        let discord = if dry_run {
             None
         } else {
-            Some(discord_config(s)?)
+            Some(serve_discord(s, Needs::of(&live))?)
         };
+        if let Some(d) = &discord {
+            // Fixed while running: a reload may not need what is not there.
+            live.fix(d.bot, !d.channel_id.is_empty());
+        }
+        let routing = std::sync::Arc::new(live);
 
         let listen_addr = s
             .parse::<SocketAddr>("LISTEN_ADDR", "an address like 0.0.0.0:5000")?
@@ -362,8 +362,9 @@ impl Config {
             ));
         }
 
-        let gateway_enabled =
-            !o.no_gateway && !parse_bool(s, "NO_GATEWAY")?.unwrap_or(false) && discord.is_some();
+        let gateway_enabled = !o.no_gateway
+            && !parse_bool(s, "NO_GATEWAY")?.unwrap_or(false)
+            && discord.as_ref().is_some_and(|d| d.bot);
         let unhealthy_presence = match s.get("UNHEALTHY_PRESENCE").unwrap_or("invisible") {
             "invisible" | "offline" => UnhealthyPresence::Invisible,
             "dnd" => UnhealthyPresence::Dnd,
@@ -390,7 +391,6 @@ impl Config {
             .unwrap_or("info")
             .to_string();
         let store_bounds = store_bounds(s)?;
-        let routing = std::sync::Arc::new(crate::routes::live::Live::start(s)?);
         let metrics_allow =
             crate::allow_list::AllowList::parse(s.get("METRICS_ALLOW").unwrap_or(""))
                 .map_err(|e| ConfigError::new("METRICS_ALLOW", e))?;
@@ -401,7 +401,6 @@ impl Config {
         Ok(Config {
             webhook_secret,
             discord,
-            webhook_only,
             dry_run,
             listen_addr,
             store,
@@ -517,31 +516,67 @@ pub fn store_bounds(s: &Settings) -> Result<crate::store::Bounds, ConfigError> {
 /// The channel id must be a Discord id ([`is_snowflake`]: digits only, no
 /// leading zero, fits in 64 bits).
 pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
-    let token = s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)?.ok_or_else(|| {
-        ConfigError::new(
+    serve_discord(s, Needs::default())
+}
+
+/// What the routes in force need of the Discord settings.
+#[derive(Clone, Copy, Debug, Default)]
+struct Needs {
+    /// Every route is a webhook route: no bot token needed.
+    no_bot: bool,
+    /// No route uses `DISCORD_CHANNEL_ID`.
+    no_channel: bool,
+}
+
+impl Needs {
+    fn of(routing: &crate::routes::live::Live) -> Needs {
+        use crate::routes::Destination;
+        if !routing.report().is_some_and(|r| r.routes > 0) {
+            return Needs::default();
+        }
+        let r = routing.routing();
+        let all = |f: fn(&Destination) -> bool| r.routes.iter().all(|x| f(&x.destination));
+        Needs {
+            no_bot: all(|d| matches!(d, Destination::Webhook(_))),
+            no_channel: all(|d| *d != Destination::Default),
+        }
+    }
+}
+
+/// The Discord settings `serve` needs: the token unless every route is a
+/// webhook route (then `bot` is false and the token empty), the channel id
+/// unless no route uses it (then empty).
+fn serve_discord(s: &Settings, needs: Needs) -> Result<DiscordConfig, ConfigError> {
+    let token = match s.secret("DISCORD_TOKEN", CRED_DISCORD_TOKEN)? {
+        Some(t) => t,
+        None if needs.no_bot => Secret::new(""),
+        None => return Err(ConfigError::new(
             "DISCORD_TOKEN",
             "not set; set the bot token (or DISCORD_TOKEN_FILE, or the systemd credential discord-token), \
              or run with --dry-run to log messages instead of sending them",
-        )
-    })?;
+        )),
+    };
+    let bot = !token.expose().is_empty();
     let token = match token.expose().strip_prefix("Bot ") {
         Some(bare) => Secret::new(bare),
         None => token,
     };
     let t = token.expose();
-    if t.len() < 20 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if bot && (t.len() < 20 || t.chars().any(|c| c.is_whitespace() || c.is_control())) {
         return Err(ConfigError::new(
             "DISCORD_TOKEN",
             "does not look like a bot token (no spaces; copy it from the Developer Portal)",
         ));
     }
-    let channel_id = s.get("DISCORD_CHANNEL_ID").map(str::to_string).ok_or_else(|| {
-        ConfigError::new(
+    let channel_id = match s.get("DISCORD_CHANNEL_ID") {
+        Some(c) => c.to_string(),
+        None if needs.no_channel => String::new(),
+        None => return Err(ConfigError::new(
             "DISCORD_CHANNEL_ID",
             "not set; set it to the channel's id (Developer Mode, right-click the channel, Copy Channel ID)",
-        )
-    })?;
-    if !is_snowflake(&channel_id) {
+        )),
+    };
+    if !(channel_id.is_empty() || is_snowflake(&channel_id)) {
         return Err(ConfigError::new(
             "DISCORD_CHANNEL_ID",
             format!("{channel_id:?} is not a Discord id (digits only, e.g. 123456789012345678)"),
@@ -570,6 +605,7 @@ pub fn discord_config(s: &Settings) -> Result<DiscordConfig, ConfigError> {
         };
     Ok(DiscordConfig {
         token,
+        bot,
         channel_id,
         api_base,
         gateway_url,
@@ -1221,11 +1257,9 @@ mod tests {
         ]);
         std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
         let c = Config::from_settings(&s, &Overrides::default()).unwrap();
-        assert!(c.discord.is_none() && !c.dry_run && !c.gateway_enabled);
-        assert_eq!(
-            c.webhook_only.as_deref(),
-            Some("https://discord.com/api/v10")
-        );
+        let d = c.discord.as_ref().expect("a REST client for the webhooks");
+        assert!(!d.bot && !c.dry_run && !c.gateway_enabled);
+        assert_eq!(d.api_base, "https://discord.com/api/v10");
         std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n[[route]]\n").unwrap();
         assert_eq!(err(&s, &Overrides::default()).setting, "DISCORD_TOKEN");
         // With a token, webhook routes keep the bot (its presence).
@@ -1233,7 +1267,7 @@ mod tests {
         s.set("DISCORD_TOKEN", TOKEN);
         s.set("DISCORD_CHANNEL_ID", "123456789012345678");
         let c = Config::from_settings(&s, &Overrides::default()).unwrap();
-        assert!(c.discord.is_some() && c.webhook_only.is_none() && c.gateway_enabled);
+        assert!(c.discord.as_ref().is_some_and(|d| d.bot) && c.gateway_enabled);
     }
 
     #[test]
@@ -1266,6 +1300,29 @@ mod tests {
             dir.path().join("missing.toml").to_str().unwrap(),
         );
         assert_eq!(err(&s, &Overrides::default()).setting, "CONFIG_FILE");
+    }
+
+    #[test]
+    fn routes_that_name_their_destinations_need_no_channel_id_and_webhooks_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        let url = "https://discord.com/api/webhooks/223456789012345678/secret-token_123";
+        let mut s = Settings::from_pairs([
+            ("DRONE_WEBHOOK_SECRET", "webhook-secret"),
+            ("CONFIG_FILE", f.to_str().unwrap()),
+            ("DISCORD_WEBHOOK_OPS", url),
+        ]);
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        let d = c.discord.unwrap();
+        assert!(!d.bot && d.channel_id.is_empty() && !c.gateway_enabled);
+        std::fs::write(&f, "[[route]]\nchannel = \"123456789012345678\"\n").unwrap();
+        assert_eq!(err(&s, &Overrides::default()).setting, "DISCORD_TOKEN");
+        s.set("DISCORD_TOKEN", TOKEN);
+        let c = Config::from_settings(&s, &Overrides::default()).unwrap();
+        assert!(c.discord.unwrap().bot);
+        std::fs::write(&f, "[[route]]\nrepos = [\"a/*\"]\n").unwrap();
+        assert_eq!(err(&s, &Overrides::default()).setting, "DISCORD_CHANNEL_ID");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::{Config, DiscordConfig, StoreConfig};
 use crate::discord::gateway::{self, GatewayConfig, Token};
-use crate::discord::rest::{Rest, RestConfig, RestError, RestTuning};
+use crate::discord::rest::{Rest, RestError};
 use crate::endpoints::Endpoints;
 use crate::health::{Component, Health, Status};
 use crate::http::{self, ServerLimits};
@@ -135,26 +135,30 @@ async fn wait_for_signal() {
 }
 
 /// `SIGHUP` (the unit's `ExecReload`) reloads the routing file; `/health`
-/// shows the outcome. Without a handler the signal would end the process.
-async fn reload_on_sighup(
+/// shows the outcome. The handler is installed before the service says it
+/// listens (without one the signal would end the process).
+fn reload_on_sighup(
     routing: Arc<crate::routes::live::Live>,
     health: Arc<Health>,
     shutdown: Shutdown,
-) {
+) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; the routing file is not reloaded");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = hup.recv() => {
-                routing.reload();
-                health.set_routing(routing.report());
+    let hup = signal(SignalKind::hangup());
+    tokio::spawn(async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot install the SIGHUP handler; the routing file is not reloaded");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = hup.recv() => {
+                    routing.reload();
+                    health.set_routing(routing.report());
+                }
             }
         }
-    }
+    })
 }
 
 /// Run with an open store until `shutdown` fires (tests call this directly).
@@ -170,29 +174,24 @@ pub async fn run_until<S: Store>(
     // Settings are checked before anything listens.
     let discord = match &cfg.discord {
         Some(d) => {
-            let rest = Rest::new(d.rest_config(cfg.extra_ca_file.clone(), Duration::from_secs(30)))
-                .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
+            let rc = d.rest_config(cfg.extra_ca_file.clone(), Duration::from_secs(30));
+            let rest = if d.bot {
+                Rest::new(rc)
+            } else {
+                // Webhook routes only: no bot, so no gateway and no presence.
+                health.set(
+                    Component::Gateway,
+                    Status::ok("off: webhook routes only, no bot token"),
+                );
+                Rest::without_token(rc, crate::discord::rest::RestTuning::default())
+            }
+            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?;
             Some((d, rest))
         }
         None => None,
     };
-    // Only webhook routes, no bot token: a REST client for the webhooks alone.
-    let webhooks_only = match &cfg.webhook_only {
-        Some(base) => Some(
-            Rest::without_token(
-                RestConfig {
-                    base_url: base.clone(),
-                    token: String::new(),
-                    extra_ca_file: cfg.extra_ca_file.clone(),
-                    connect_timeout: Duration::from_secs(10),
-                    request_timeout: Duration::from_secs(30),
-                },
-                RestTuning::default(),
-            )
-            .map_err(|e| start_err(Some("DISCORD_API_BASE_URL"), e.to_string()))?,
-        ),
-        None => None,
-    };
+    health.set_routing(cfg.routing.report());
+    let reloader = reload_on_sighup(cfg.routing.clone(), health.clone(), shutdown.clone());
 
     // Prove the store can write before telling anyone we are ready.
     store
@@ -245,8 +244,7 @@ pub async fn run_until<S: Store>(
     )
     .with_clock(clock.clone());
     // Dry-run: what the sink would have sent, for `GET /preview`.
-    let preview =
-        (discord.is_none() && webhooks_only.is_none()).then(|| Arc::new(Preview::default()));
+    let preview = discord.is_none().then(|| Arc::new(Preview::default()));
     let endpoints = Arc::new(
         Endpoints::new(store.clone(), verifier, health.clone(), wake.clone())
             .with_preview(preview.clone())
@@ -264,16 +262,10 @@ pub async fn run_until<S: Store>(
     ));
 
     let prober = tokio::spawn(watch_store(store.clone(), health.clone(), shutdown.clone()));
-    health.set_routing(cfg.routing.report());
-    let reloader = tokio::spawn(reload_on_sighup(
-        cfg.routing.clone(),
-        health.clone(),
-        shutdown.clone(),
-    ));
 
     let mut background = vec![prober, reloader];
-    let relay = match (discord, webhooks_only) {
-        (Some((d, rest)), _) => {
+    let relay = match discord {
+        Some((d, rest)) => {
             if cfg.gateway_enabled {
                 background.extend(start_presence(
                     &cfg,
@@ -296,23 +288,7 @@ pub async fn run_until<S: Store>(
                 shutdown.clone(),
             ))
         }
-        (None, Some(rest)) => {
-            health.set(
-                Component::Gateway,
-                Status::ok("off: webhook-only routes, no bot token"),
-            );
-            let mut rc = RelayConfig::new("webhook-only");
-            rc.routing = cfg.routing.clone();
-            tokio::spawn(relay::run(
-                rc,
-                store.clone(),
-                Arc::new(rest),
-                health.clone(),
-                wake.clone(),
-                shutdown.clone(),
-            ))
-        }
-        (None, None) => {
+        None => {
             let mut rc = RelayConfig::new("dry-run");
             rc.routing = cfg.routing.clone();
             tokio::spawn(relay::run(

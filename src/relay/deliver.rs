@@ -1,21 +1,27 @@
 //! The delivery of one claim: decode its events, pick the state to show,
-//! render it, create or edit the build's message (storing a create's intent
-//! first, and looking an uncertain one up before repeating it, see
-//! [`super::reconcile`]), record the message id, and complete, release or
-//! dead-letter the events, renewing the claim's lease while it runs. It
-//! returns an [`Outcome`] for the scheduler and never retries on its own.
-use super::nonce::{nonce_for, replacement_generation};
-use super::reconcile;
+//! render it, find the destinations its routes send it to
+//! (`routes::matching`) and what each gets (`routes::plan`), deliver each
+//! destination's share ([`super::destination`]), then complete the events
+//! with every destination's message and the build's new outcome record (for
+//! `when = "changed"`) in one write, or release or dead-letter them,
+//! renewing the claim's lease while it runs. It returns an [`Outcome`] for
+//! the scheduler and never retries on its own.
+//!
+//! Partial failures: each destination's message, thread and ping are stored
+//! as each step succeeds, so when one destination fails and the claim is
+//! retried, the destinations already done get at most an idempotent edit,
+//! never a second create, thread or ping. The failure that decides the
+//! outcome is the one that concerns the most ([`super::combine`]).
+use super::combine::{worst, DestFailure};
+use super::destination::{dest_key, Share};
 use super::scheduler::Scope;
 use super::sink::Sink;
 use super::RelayConfig;
 use crate::discord::rest::RestError;
 use crate::drone::{self, Webhook};
 use crate::render;
-use crate::store::{
-    channel_dest, now_ms, Claim, Completion, Event, MessageRef, Store, StoreError, UncertainCreate,
-};
-use serde_json::Value;
+use crate::routes::{self, ChangeKey, Destination};
+use crate::store::{now_ms, Claim, Completion, Event, MessageRef, Store, StoreError};
 use std::time::{Duration, Instant};
 
 /// What became of one claim.
@@ -91,23 +97,31 @@ pub struct Notes {
     /// Discord (or something in its place) answered a create or edit with a
     /// malformed 2xx: why, for `/health` (no secrets: a route and a cause).
     pub malformed: Option<String>,
+    /// The event matched no route: not posted, counted for `/health`.
+    pub unmatched: bool,
+    /// Destinations (store keys) this delivery reached: a refusal pause of
+    /// theirs that began before it is over.
+    pub reached: Vec<String>,
 }
 
 /// Deliver one claim, renewing its lease while the delivery runs.
 /// `nonce_trusted_until`: until when a create with an uncertain outcome may
 /// be repeated as is (see [`super::reconcile`]); `None` looks it up first.
+/// `paused`: destinations (store keys) Discord refused lately: skipped, and
+/// the claim retried later for them.
 pub async fn deliver<S: Store, K: Sink>(
     cfg: &RelayConfig,
     store: &S,
     sink: &K,
     claim: Claim,
     nonce_trusted_until: Option<Instant>,
+    paused: &[String],
 ) -> (Outcome, Notes) {
     let mut notes = Notes::default();
     let renewing = keep_leased(cfg, store, claim.key.clone(), claim.token);
     let outcome = tokio::select! {
         biased;
-        outcome = deliver_claim(cfg, store, sink, claim, nonce_trusted_until, &mut notes) => outcome,
+        outcome = deliver_claim(cfg, store, sink, claim, nonce_trusted_until, paused, &mut notes) => outcome,
         never = renewing => match never {},
     };
     (outcome, notes)
@@ -137,10 +151,17 @@ async fn keep_leased<S: Store>(
     }
 }
 
-/// Why showing the newest state failed.
-enum Failure {
+/// Why one destination's share failed.
+#[derive(Debug)]
+pub(super) enum Failure {
     Rest(RestError),
     Store(StoreError),
+    /// Discord refused an edit (403) and the fresh message replacing it:
+    /// the events are set aside and the destination pauses.
+    DeadAndPause {
+        reason: String,
+        error: RestError,
+    },
 }
 
 impl From<RestError> for Failure {
@@ -149,12 +170,42 @@ impl From<RestError> for Failure {
     }
 }
 
-/// The message that shows the key now.
-struct Shown {
-    channel_id: String,
-    message_id: String,
-    /// Posted (or adopted) by this delivery: to be stored before completing.
-    fresh: bool,
+/// What one destination's share needs: the relay, the claim's lease, the
+/// nonces' parts, and the delivery's notes.
+pub(super) struct Ctx<'a, S, K> {
+    pub cfg: &'a RelayConfig,
+    pub store: &'a S,
+    pub sink: &'a K,
+    pub key: &'a str,
+    pub token: u64,
+    /// The Drone server that sent the shown event (`system.host`, or empty).
+    pub server: &'a str,
+    pub nonce_trusted_until: Option<Instant>,
+    pub notes: &'a mut Notes,
+}
+
+/// How a destination is named in reasons and logs (never a webhook's URL).
+fn place(d: &Destination, default_channel: &str) -> String {
+    match d {
+        Destination::Channel(id) => format!("channel {id}"),
+        Destination::Webhook(name) => format!("webhook {name}"),
+        Destination::Default => format!("channel {default_channel}"),
+    }
+}
+
+/// A stored outcome as the `changed` decision reads it.
+fn record_of(r: &crate::store::OutcomeRecord) -> routes::Record {
+    routes::Record {
+        outcome: if r.passing {
+            routes::Outcome::Passing
+        } else {
+            routes::Outcome::Failing
+        },
+        build: routes::BuildOrder {
+            number: r.number,
+            created: r.created,
+        },
+    }
 }
 
 async fn deliver_claim<S: Store, K: Sink>(
@@ -163,6 +214,7 @@ async fn deliver_claim<S: Store, K: Sink>(
     sink: &K,
     claim: Claim,
     nonce_trusted_until: Option<Instant>,
+    paused: &[String],
     notes: &mut Notes,
 ) -> Outcome {
     let key = claim.key.clone();
@@ -177,39 +229,66 @@ async fn deliver_claim<S: Store, K: Sink>(
         return finish_dead(cfg, store, &key, token, upto, &reason).await;
     }
 
-    // A message stored at another destination (before the upgrade to the
-    // per-destination map, or before DISCORD_CHANNEL_ID changed) is still
-    // this build's message: edited where it is, as before.
-    let shown = match store.message(&key, &channel_dest(&cfg.channel_id)).await {
-        Ok(None) => store
-            .messages(&key)
-            .await
-            .map(|all| all.into_iter().next().map(|(_, m)| m)),
-        other => other,
-    };
-    let shown = match shown {
+    let stored = match store.messages(&key).await {
         Ok(m) => m,
         Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
     };
-    let Some(hook) = choose(&decoded.hooks, shown.as_ref()) else {
+    let shown_final = stored
+        .iter()
+        .map(|(_, m)| m)
+        .find(|m| drone::is_final(&m.status));
+    let Some(hook) = choose(&decoded.hooks, shown_final) else {
         tracing::debug!(key = %key, "only stale updates after a final status; nothing to send");
-        return complete(cfg, store, &key, token, upto, None).await;
+        return complete(cfg, store, &key, token, upto, Completion::default()).await;
     };
-    let Some(mut body) = render::render(hook) else {
+    let Some(mut base) = render::render(hook) else {
         // Ingest only queues kinds it knows; an unknown one here came from an
         // older/newer version's queue. Nothing to show.
         tracing::warn!(key = %key, event = %hook.event, action = %hook.action, "no rendering for queued event; dropped");
-        return complete(cfg, store, &key, token, upto, None).await;
+        return complete(cfg, store, &key, token, upto, Completion::default()).await;
     };
     if cfg.restart_buttons {
-        crate::interactions::button::add_for_failure(&mut body, hook);
+        crate::interactions::button::add_for_failure(&mut base, hook);
     }
-    let status = hook
-        .build
-        .as_ref()
-        .map(|b| b.status.clone())
-        .unwrap_or_default();
-    let mut target = Target {
+    let routing = cfg.routing.routing();
+    let matches = routes::matching(&routing, hook, Some(&cfg.channel_id));
+    if matches.is_empty() {
+        tracing::info!(key = %key, event = %hook.event, action = %hook.action, "no route matches the event; not posted");
+        notes.unmatched = true;
+        return complete(cfg, store, &key, token, upto, Completion::default()).await;
+    }
+
+    // `changed`: the build's previous outcome, and the record this final
+    // status leaves (written with the completion, so a crash before it
+    // decides the same way again).
+    let mut previous = None;
+    let mut record = None;
+    if let (Some(change), Some(build)) = (ChangeKey::of(hook), hook.build.as_ref()) {
+        if routes::outcome(&build.status).is_some() {
+            let change_key = change.store_key();
+            previous = match store.outcome(&change_key).await {
+                Ok(r) => r.as_ref().map(record_of),
+                Err(e) => return release_after_store_error(cfg, store, &key, token, e).await,
+            };
+            let order = routes::BuildOrder {
+                number: build.number,
+                created: build.created,
+            };
+            record = routes::changed(previous.as_ref(), order, &build.status)
+                .record
+                .map(|r| {
+                    let stored = crate::store::OutcomeRecord {
+                        passing: r.outcome == routes::Outcome::Passing,
+                        number: r.build.number,
+                        created: r.build.created,
+                        at_ms: now_ms(),
+                    };
+                    (change_key, stored)
+                });
+        }
+    }
+
+    let mut ctx = Ctx {
         cfg,
         store,
         sink,
@@ -219,172 +298,153 @@ async fn deliver_claim<S: Store, K: Sink>(
         nonce_trusted_until,
         notes,
     };
-
-    let result = match &shown {
-        // A create of this key is uncertain: find its message, or repeat it.
-        Some(
-            m @ MessageRef {
-                uncertain: Some(u), ..
-            },
-        ) => {
-            let replaces = Some(m).filter(|m| !m.message_id.is_empty());
-            target
-                .post(&mut body, u.generation, replaces, Some(u))
-                .await
+    let mut settled = Vec::new();
+    let mut failures: Vec<DestFailure> = Vec::new();
+    let mut skipped = Vec::new();
+    for m in &matches {
+        let dest = dest_key(&m.destination, &cfg.channel_id);
+        if paused.contains(&dest) {
+            skipped.push(dest);
+            continue;
         }
-        Some(m) => match sink.edit(&m.channel_id, &m.message_id, &body).await {
-            Err(RestError::NotFound { .. }) => {
-                tracing::info!(key = %key, message_id = %m.message_id, "message was deleted; posting a fresh one");
-                // A nonce of its own (derived from the deleted message, so a
-                // retry after a crash still cannot post twice).
-                target
-                    .post(
-                        &mut body,
-                        replacement_generation(&m.message_id),
-                        Some(m),
-                        None,
-                    )
-                    .await
+        let from_file = m.route.line > 0;
+        // Without routes the key's one message is the build's, wherever it
+        // is: one posted before DISCORD_CHANNEL_ID changed, or by a release
+        // that kept one message per key, is edited as before.
+        let here = stored
+            .iter()
+            .find(|(d, _)| *d == dest)
+            .or_else(|| stored.first().filter(|_| !from_file))
+            .map(|(_, m)| m.clone());
+        let plan = routes::plan(
+            m.route,
+            &m.destination,
+            &routing.users,
+            hook,
+            previous.as_ref(),
+            here.as_ref().is_some_and(|m| m.pinged),
+        );
+        let share = Share {
+            dest,
+            destination: &m.destination,
+            plan,
+            from_file,
+        };
+        match ctx.deliver_share(&share, hook, &base, here).await {
+            Ok(Some(done)) => {
+                ctx.notes.reached.push(share.dest.clone());
+                settled.push((share.dest, done));
             }
-            // Discord refuses this edit (50001 Missing Access after the bot
-            // lost an old message's channel, 50005 another author's message,
-            // 50013): that concerns this message only. Post a fresh one; if
-            // that is refused too, set the build aside.
-            Err(RestError::Unauthorized {
-                status: 403,
-                message,
-            }) => {
-                tracing::warn!(key = %key, message_id = %m.message_id, reason = %message, "Discord refuses to edit the message (403); posting a fresh one");
-                match target
-                    .post(
-                        &mut body,
-                        replacement_generation(&m.message_id),
-                        Some(m),
-                        None,
-                    )
-                    .await
-                {
-                    Err(Failure::Rest(
-                        e @ (RestError::Unauthorized { status: 403, .. }
-                        | RestError::NotFound { .. }),
-                    )) => {
-                        let reason = format!(
-                            "Discord refused to edit message {} (403: {message}) and to post a fresh one in channel {}: {e}",
-                            m.message_id, cfg.channel_id
-                        );
-                        tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
-                        return match finish_dead(cfg, store, &key, token, upto, &reason).await {
-                            // The create was refused: the channel pauses like after any refused create.
-                            Outcome::DeadLettered => refused_create(cfg, &e),
-                            other => other,
-                        };
-                    }
-                    other => other,
+            Ok(None) => {}
+            Err(failure) => {
+                let stop = super::combine::stops_all(&failure);
+                failures.push(DestFailure {
+                    dest: share.dest,
+                    place: place(&m.destination, &cfg.channel_id),
+                    failure,
+                });
+                if stop {
+                    break;
                 }
             }
-            Err(RestError::Malformed { reason }) => {
-                target.notes.malformed = Some(reason.clone());
-                Err(Failure::Rest(RestError::Malformed { reason }))
-            }
-            other => other.map_err(Failure::Rest).map(|id| Shown {
-                channel_id: m.channel_id.clone(),
-                message_id: id,
-                fresh: false,
-            }),
-        },
-        None => target.post(&mut body, 0, None, None).await,
+        }
+    }
+    if !settled.is_empty() {
+        crate::metrics::global().delivered(&claim);
+    }
+    if let Some(f) = worst(failures) {
+        return failed(cfg, store, &key, token, upto, f).await;
+    }
+    if let Some(dest) = skipped.first() {
+        release(cfg, store, &key, token).await;
+        return Outcome::Retry {
+            after: Duration::ZERO,
+            reason: format!("{dest} is paused after Discord refused it"),
+        };
+    }
+    let done = Completion {
+        messages: settled,
+        outcome: record,
     };
+    complete(cfg, store, &key, token, upto, done).await
+}
 
-    match result {
-        Ok(now) => {
-            crate::metrics::global().delivered(&claim);
-            let m = MessageRef {
-                channel_id: now.channel_id,
-                message_id: now.message_id,
-                status,
-                ..MessageRef::default()
-            };
-            if now.fresh {
-                // Remember the message before anything else can fail, so a
-                // later retry edits it instead of posting a second one.
-                if let Err(e) = store
-                    .put_message(
-                        &key,
-                        &channel_dest(&cfg.channel_id),
-                        &cfg.owner,
-                        token,
-                        m.clone(),
-                    )
-                    .await
-                {
-                    return release_after_store_error(cfg, store, &key, token, e).await;
-                }
-                notes.create_uncertain = false;
+/// The outcome of a claim one of whose destinations failed with `f`.
+async fn failed<S: Store>(
+    cfg: &RelayConfig,
+    store: &S,
+    key: &str,
+    token: u64,
+    upto: u64,
+    f: DestFailure,
+) -> Outcome {
+    match f.failure {
+        Failure::Store(e) => release_after_store_error(cfg, store, key, token, e).await,
+        Failure::DeadAndPause { reason, error } => {
+            tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
+            match finish_dead(cfg, store, key, token, upto, &reason).await {
+                // The create was refused: the destination pauses like after any refused create.
+                Outcome::DeadLettered => refused_create(&f.dest, &f.place, &error),
+                other => other,
             }
-            complete(cfg, store, &key, token, upto, Some(m)).await
         }
-        Err(Failure::Store(e)) => release_after_store_error(cfg, store, &key, token, e).await,
-        Err(Failure::Rest(RestError::Transient {
+        Failure::Rest(RestError::Transient {
             reason,
             retry_after,
-        })) => {
-            release(cfg, store, &key, token).await;
+        }) => {
+            release(cfg, store, key, token).await;
             Outcome::Retry {
                 after: retry_after.unwrap_or_default(),
                 reason,
             }
         }
-        Err(Failure::Rest(RestError::Malformed { reason })) => {
-            release(cfg, store, &key, token).await;
+        Failure::Rest(RestError::Malformed { reason }) => {
+            release(cfg, store, key, token).await;
             Outcome::Retry {
                 after: Duration::ZERO,
                 reason,
             }
         }
-        Err(Failure::Rest(
+        Failure::Rest(
             e @ (RestError::Unauthorized { .. }
             | RestError::Suspended { .. }
             | RestError::NotFound { .. }),
-        )) => {
-            release(cfg, store, &key, token).await;
-            refused_create(cfg, &e)
+        ) => {
+            release(cfg, store, key, token).await;
+            refused_create(&f.dest, &f.place, &e)
         }
-        Err(Failure::Rest(RestError::Rejected {
+        Failure::Rest(RestError::Rejected {
             status,
             code,
             message,
-        })) => {
+        }) => {
             let reason = format!(
                 "Discord rejected the message: {status} code {} {message}",
                 code.unwrap_or(0)
             );
             tracing::error!(key = %key, reason = %reason, "moving events aside as dead letters");
-            finish_dead(cfg, store, &key, token, upto, &reason).await
+            finish_dead(cfg, store, key, token, upto, &reason).await
         }
     }
 }
 
 /// What a refusal pauses. Here every 403/404 is a create's (an edit's is
-/// handled above): a 403 or 404 (10003 unknown channel, a setup problem,
-/// not a bad message) pauses that destination; a 401 or a client that
-/// suspended itself (after a 401, or with its invalid-request budget spent)
-/// pauses everything.
-fn refused_create(cfg: &RelayConfig, e: &RestError) -> Outcome {
-    let channel = &cfg.channel_id;
+/// handled by the destination): a 403 or 404 (10003 unknown channel, a
+/// setup problem, not a bad message) pauses that destination (`dest`, named
+/// `place` in the reason); a 401 or a client that suspended itself (after a
+/// 401, or with its invalid-request budget spent) pauses everything.
+fn refused_create(dest: &str, place: &str, e: &RestError) -> Outcome {
     match e {
         RestError::Unauthorized {
             status: 403,
             message,
         } => Outcome::Refused {
-            scope: Scope::Destination(channel.clone()),
-            reason: format!("Discord answered 403 for channel {channel}: {message}"),
+            scope: Scope::Destination(dest.to_string()),
+            reason: format!("Discord answered 403 for {place}: {message}"),
         },
         RestError::NotFound { code, message } => Outcome::Refused {
-            scope: Scope::Destination(channel.clone()),
-            reason: format!(
-                "channel {channel} not found ({}): {message}",
-                code.unwrap_or(0)
-            ),
+            scope: Scope::Destination(dest.to_string()),
+            reason: format!("{place} not found ({}): {message}", code.unwrap_or(0)),
         },
         RestError::Unauthorized { status, message } => Outcome::Refused {
             scope: Scope::Everything,
@@ -401,181 +461,14 @@ fn refused_create(cfg: &RelayConfig, e: &RestError) -> Outcome {
     }
 }
 
-/// Everything a fresh message needs: where it goes, what its nonce is made
-/// of, the lease it is written under, and what the delivery notes.
-struct Target<'a, S, K> {
-    cfg: &'a RelayConfig,
-    store: &'a S,
-    sink: &'a K,
-    key: &'a str,
-    token: u64,
-    /// The Drone server that sent the shown event (`system.host`, or empty).
-    server: &'a str,
-    nonce_trusted_until: Option<Instant>,
-    notes: &'a mut Notes,
-}
-
-impl<S: Store, K: Sink> Target<'_, S, K> {
-    /// Post a fresh message for the key, the first (generation 0) or one
-    /// that replaces `replaces`, so that at most one ever exists:
-    ///
-    /// * a first attempt stores its intent (an uncertain create) before the
-    ///   create goes out, so no crash or lost answer can hide it;
-    /// * a repeat (`pending`: the stored intent) goes out as is only while
-    ///   Discord still remembers its nonce; later the channel is searched
-    ///   first and a message found there is adopted (edited, then stored).
-    async fn post(
-        &mut self,
-        body: &mut Value,
-        generation: u32,
-        replaces: Option<&MessageRef>,
-        pending: Option<&UncertainCreate>,
-    ) -> Result<Shown, Failure> {
-        let channel = &self.cfg.channel_id;
-        match pending {
-            Some(u) => {
-                let trusted = self
-                    .nonce_trusted_until
-                    .is_some_and(|until| Instant::now() < until);
-                if !trusted {
-                    if let Some(found) = self.look_up(body, u, replaces).await? {
-                        return Ok(found);
-                    }
-                }
-            }
-            None => {
-                let intent = MessageRef {
-                    channel_id: replaces
-                        .map(|m| m.channel_id.clone())
-                        .unwrap_or_else(|| channel.clone()),
-                    message_id: replaces.map(|m| m.message_id.clone()).unwrap_or_default(),
-                    status: replaces.map(|m| m.status.clone()).unwrap_or_default(),
-                    uncertain: Some(UncertainCreate {
-                        channel_id: channel.clone(),
-                        generation,
-                        since_ms: now_ms(),
-                    }),
-                    ..MessageRef::default()
-                };
-                self.store
-                    .put_message(
-                        self.key,
-                        &channel_dest(channel),
-                        &self.cfg.owner,
-                        self.token,
-                        intent,
-                    )
-                    .await
-                    .map_err(Failure::Store)?;
-            }
-        }
-        if let Some(obj) = body.as_object_mut() {
-            let nonce = nonce_for(self.server, self.key, channel, generation);
-            obj.insert("nonce".into(), Value::String(nonce));
-            obj.insert("enforce_nonce".into(), Value::Bool(true));
-        }
-        self.notes.create_uncertain = true;
-        match self.sink.create_checked(channel, body).await {
-            Ok((id, shows_body)) => {
-                if !shows_body {
-                    // Discord answered with the message an earlier attempt of
-                    // this create made (the same nonce, after a lost answer or
-                    // a crash): it shows that attempt's state. Bring it to this
-                    // one before the events are completed, or the build would
-                    // stay shown out of date. Should the edit fail, the create
-                    // stays uncertain and the next attempt gets the same
-                    // answer (or, past the nonce window, finds the message).
-                    tracing::info!(key = %self.key, message_id = %id, "create answered with its nonce's earlier message; editing it to the newest state");
-                    let mut edit = body.clone();
-                    if let Some(obj) = edit.as_object_mut() {
-                        obj.remove("nonce");
-                        obj.remove("enforce_nonce");
-                    }
-                    if let Err(e) = self.sink.edit(channel, &id, &edit).await {
-                        if let RestError::Malformed { reason } = &e {
-                            self.notes.malformed = Some(reason.clone());
-                        }
-                        return Err(Failure::Rest(e));
-                    }
-                }
-                Ok(Shown {
-                    channel_id: channel.clone(),
-                    message_id: id,
-                    fresh: true,
-                })
-            }
-            Err(e) => {
-                match &e {
-                    // Refused: nothing was created.
-                    RestError::Unauthorized { .. }
-                    | RestError::NotFound { .. }
-                    | RestError::Rejected { .. }
-                    | RestError::Suspended { .. } => self.notes.create_uncertain = false,
-                    RestError::Malformed { reason } => self.notes.malformed = Some(reason.clone()),
-                    RestError::Transient { .. } => {}
-                }
-                Err(Failure::Rest(e))
-            }
-        }
-    }
-
-    /// Search the channel of the uncertain create `u` for the bot's own
-    /// message of this build; found, edit it to `body` and adopt it.
-    async fn look_up(
-        &mut self,
-        body: &Value,
-        u: &UncertainCreate,
-        replaces: Option<&MessageRef>,
-    ) -> Result<Option<Shown>, Failure> {
-        let Some(mark) = reconcile::marker(body) else {
-            tracing::warn!(key = %self.key, "a create's outcome is uncertain and its message has no link to find it by; repeating it with the same nonce");
-            return Ok(None);
-        };
-        let bot = self.sink.own_user_id().await?;
-        let recent = self
-            .sink
-            .recent_messages(&u.channel_id, reconcile::LOOKBACK)
-            .await?;
-        let except = replaces.map(|m| m.message_id.as_str());
-        let Some(found) = reconcile::find_own(&recent, &bot, mark, except) else {
-            tracing::info!(key = %self.key, channel = %u.channel_id, "the uncertain create left no message; creating it again");
-            return Ok(None);
-        };
-        tracing::info!(key = %self.key, message_id = %found, "the uncertain create's message was found in the channel; adopting it");
-        match self.sink.edit(&u.channel_id, found, body).await {
-            Ok(id) => Ok(Some(Shown {
-                channel_id: u.channel_id.clone(),
-                message_id: id,
-                fresh: true,
-            })),
-            // Gone or not editable since the read: post a fresh one instead.
-            Err(RestError::NotFound { .. } | RestError::Unauthorized { status: 403, .. }) => {
-                Ok(None)
-            }
-            Err(RestError::Malformed { reason }) => {
-                self.notes.malformed = Some(reason.clone());
-                Err(Failure::Rest(RestError::Malformed { reason }))
-            }
-            Err(e) => Err(Failure::Rest(e)),
-        }
-    }
-}
-
 async fn complete<S: Store>(
     cfg: &RelayConfig,
     store: &S,
     key: &str,
     token: u64,
     upto: u64,
-    m: Option<MessageRef>,
+    done: Completion,
 ) -> Outcome {
-    let done = Completion {
-        messages: m
-            .map(|m| (channel_dest(&cfg.channel_id), m))
-            .into_iter()
-            .collect(),
-        outcome: None,
-    };
     match store.complete(key, &cfg.owner, token, upto, done).await {
         Ok(()) => Outcome::Done,
         Err(e) => release_after_store_error(cfg, store, key, token, e).await,
@@ -638,6 +531,7 @@ mod tests {
     use crate::discord::webhook_exec::WebhookMessage;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::NewEvent;
+    use serde_json::Value;
 
     /// A sink whose create takes longer than a lease.
     struct Slow(Duration);
@@ -728,7 +622,7 @@ mod tests {
             store.claim("other", cfg.lease, 10).await.unwrap()
         };
         let ((outcome, notes), stolen) =
-            tokio::join!(deliver(&cfg, &store, &sink, claim, None), other);
+            tokio::join!(deliver(&cfg, &store, &sink, claim, None, &[]), other);
         assert!(stolen.is_empty(), "the renewed lease held: {stolen:?}");
         assert_eq!(outcome, Outcome::Done);
         assert!(!notes.create_uncertain, "the message id was stored");

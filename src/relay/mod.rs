@@ -29,17 +29,31 @@
 //! deleted) posts a fresh message.
 //! Any other 4xx moves the events aside as dead letters and the relay goes on.
 //!
+//! Routing (`routes`, reloaded on `SIGHUP`): each claim goes to every
+//! destination its routes match, each with its own message (the store maps
+//! (build, destination) → message), its own `when`, mention and thread.
+//! Without a routing file that is the one channel `DISCORD_CHANNEL_ID`, live.
+//!
 //! The parts: [`scheduler`] decides what to do when (a pure state machine
-//! fed `Instant`s), [`deliver`] delivers one claim, [`nonce`] names each
-//! create, [`reconcile`] finds an uncertain create's message, [`sink`] is where
-//! messages go, and [`run`] here is the driver that moves claims, outcomes
-//! and time between the store, the sink and the scheduler.
+//! fed `Instant`s), [`deliver`] delivers one claim, [`destination`] one
+//! destination's share of it (with `create`, the exactly-once create,
+//! [`thread`] and `webhook_route`), `combine` picks the failure that decides
+//! a claim, [`nonce`] names each create, [`reconcile`] finds an uncertain
+//! create's message, [`sink`] is where messages go, and [`run`] here is the
+//! driver that moves claims, outcomes and time between the store, the sink
+//! and the scheduler.
+mod combine;
+mod create;
 pub mod deliver;
+pub mod destination;
 pub mod nonce;
 pub mod reconcile;
 pub mod scheduler;
 pub mod sink;
+pub mod thread;
+mod webhook_route;
 
+use crate::discord::threads::ChannelKind;
 pub use nonce::nonce_for;
 pub use sink::{DryRun, Sink};
 
@@ -81,12 +95,14 @@ pub struct RelayConfig {
     /// channel is searched first (`DISCORD_NONCE_WINDOW`; Discord says "a
     /// few minutes", so the default stays well inside).
     pub nonce_window: Duration,
+    /// The routes in force (reloaded on `SIGHUP`) and the webhooks' URLs.
+    pub routing: Arc<crate::routes::live::Live>,
+    /// Each routed channel's kind, read once (bounded by the routes' count).
+    kinds: Arc<std::sync::Mutex<HashMap<String, ChannelKind>>>,
     /// Whether a failed build's message gets a Restart button: only while
     /// someone answers the clicks (`crate::interactions`: an allow-list and
     /// a Drone API client that can restart).
     pub restart_buttons: bool,
-    /// The routes in force (reloaded on `SIGHUP`) and the webhooks' URLs.
-    pub routing: Arc<crate::routes::live::Live>,
 }
 
 impl RelayConfig {
@@ -101,13 +117,23 @@ impl RelayConfig {
             max_backoff: Duration::from_secs(60),
             auth_pause: Duration::from_secs(600),
             nonce_window: DEFAULT_NONCE_WINDOW,
-            restart_buttons: false,
             routing: Arc::new(crate::routes::live::Live::new(
                 None,
                 HashMap::new(),
                 crate::routes::Routing::default(),
             )),
+            kinds: Arc::default(),
+            restart_buttons: false,
         }
+    }
+
+    /// The kind of `channel`, if it was read before.
+    fn channel_kind(&self, channel: &str) -> Option<ChannelKind> {
+        crate::sync::lock(&self.kinds).get(channel).copied()
+    }
+
+    fn remember_kind(&self, channel: &str, kind: ChannelKind) {
+        crate::sync::lock(&self.kinds).insert(channel.to_string(), kind);
     }
 
     /// The scheduler's share of the tuning.
@@ -150,9 +176,11 @@ pub async fn run<S: Store, K: Sink>(
     shutdown: Shutdown,
 ) {
     let cfg = Arc::new(cfg);
+    let mut routing = cfg.routing.routing();
+    let mut destinations = destination::destinations(&routing, &cfg.channel_id);
     let mut sched = Scheduler::new(
         cfg.scheduler_config(),
-        vec![cfg.channel_id.clone()],
+        destinations.clone(),
         Jitter::random(),
         Instant::now(),
     );
@@ -204,14 +232,28 @@ pub async fn run<S: Store, K: Sink>(
             }
             Action::Claim(n) => match store.claim(&cfg.owner, cfg.lease, n).await {
                 Ok(claims) => {
+                    let now = cfg.routing.routing();
+                    if !Arc::ptr_eq(&now, &routing) {
+                        routing = now;
+                        destinations = destination::destinations(&routing, &cfg.channel_id);
+                        sched.set_destinations(destinations.clone());
+                    }
+                    // With one destination a refused one holds its keys back
+                    // (today's behaviour); with several, a delivery skips the
+                    // refused ones and is retried for them.
+                    let only = match destinations.as_slice() {
+                        [one] => one.as_str(),
+                        _ => "",
+                    };
                     for claim in claims {
-                        match sched.admit(&claim.key, &cfg.channel_id, Instant::now()) {
+                        match sched.admit(&claim.key, only, Instant::now()) {
                             Admission::Deliver => {
                                 let (cfg, store, sink) = (cfg.clone(), store.clone(), sink.clone());
                                 let key = claim.key.clone();
                                 let trusted = sched.nonce_trusted_until(&key);
+                                let paused = sched.paused_destinations(Instant::now());
                                 let handle = tasks.spawn(async move {
-                                    deliver(&cfg, &*store, &*sink, claim, trusted).await
+                                    deliver(&cfg, &*store, &*sink, claim, trusted, &paused).await
                                 });
                                 keys.insert(handle.id(), key);
                             }
@@ -266,7 +308,14 @@ fn finished(
     if notes.create_uncertain {
         sched.create_uncertain(key);
     }
-    let verdict = sched.finished(key, &outcome, Instant::now());
+    if notes.unmatched {
+        health.count_unmatched();
+    }
+    let reached = sched.reached(key, &notes.reached);
+    let mut verdict = sched.finished(key, &outcome, Instant::now());
+    if let Verdict::Delivered { resumed } = &mut verdict {
+        *resumed |= reached;
+    }
     report(cfg, health, sched, key, outcome, verdict);
     if let Some(why) = notes.malformed {
         // Until a later delivery succeeds (that sets "delivering").

@@ -258,6 +258,34 @@ impl Scheduler {
         Admission::Deliver
     }
 
+    /// The destinations a claim may go to (store keys), when routing changed
+    /// them: claims stop while every one of them is refused.
+    pub fn set_destinations(&mut self, destinations: Vec<String>) {
+        self.destinations = destinations;
+    }
+
+    /// The destinations refused now: a delivery skips them.
+    pub fn paused_destinations(&self, now: Instant) -> Vec<String> {
+        self.refused
+            .iter()
+            .filter(|(_, p)| p.until > now)
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
+    /// The delivery of `key`, still in flight, reached `destinations`: a
+    /// refusal of theirs that began before it was admitted is over. Call
+    /// before [`Scheduler::finished`].
+    pub fn reached(&mut self, key: &str, destinations: &[String]) -> bool {
+        let Some(admitted) = self.in_flight.get(key).map(|f| f.admitted) else {
+            return false;
+        };
+        let before = self.refused.len();
+        self.refused
+            .retain(|d, p| !(destinations.contains(d) && admitted >= p.since));
+        self.refused.len() < before
+    }
+
     /// The delivery of `key`, still in flight, sent a create whose outcome
     /// is uncertain. Call before [`Scheduler::finished`].
     pub fn create_uncertain(&mut self, key: &str) {

@@ -24,6 +24,10 @@ use crate::discord::webhook::WebhookUrl;
 pub struct Live {
     file: Option<PathBuf>,
     webhooks: HashMap<String, WebhookUrl>,
+    /// A bot token and `DISCORD_CHANNEL_ID` were set at start (routes
+    /// naming channels, or none, need them).
+    bot: bool,
+    default_channel: bool,
     current: RwLock<(Arc<Routing>, Reload)>,
 }
 
@@ -75,8 +79,36 @@ impl Live {
         Live {
             file,
             webhooks,
+            bot: true,
+            default_channel: true,
             current: RwLock::new((Arc::new(effective(routing)), reload)),
         }
+    }
+
+    /// Whether a bot token and `DISCORD_CHANNEL_ID` are set (fixed while
+    /// running): a reload whose routes need one that is not is refused.
+    pub fn fix(&mut self, bot: bool, default_channel: bool) {
+        self.bot = bot;
+        self.default_channel = default_channel;
+    }
+
+    /// Why `r` cannot be applied with the credentials loaded at start.
+    fn unusable(&self, r: &Routing) -> Option<String> {
+        if let Some(name) = webhook_names(r).find(|n| !self.webhooks.contains_key(*n)) {
+            return Some(format!(
+                "the routing file names the webhook {name:?}, whose credential was not loaded at start (credentials change with a restart)"
+            ));
+        }
+        let uses = |f: fn(&Destination) -> bool| {
+            r.routes.is_empty() || r.routes.iter().any(|x| f(&x.destination))
+        };
+        if !self.bot && uses(|d| !matches!(d, Destination::Webhook(_))) {
+            return Some("the routing file needs a bot (a route without webhook), and no bot token was set at start".into());
+        }
+        if !self.default_channel && uses(|d| *d == Destination::Default) {
+            return Some("a route names neither channel nor webhook, and DISCORD_CHANNEL_ID was not set at start".into());
+        }
+        None
     }
 
     /// The routing to apply now (with its default route when the file has none).
@@ -103,17 +135,13 @@ impl Live {
             tracing::info!("SIGHUP: no routing file (--config / CONFIG_FILE); nothing to reload");
             return;
         };
-        let loaded = super::load(path).map_err(|e| e.to_string()).and_then(|r| {
-            let unknown = webhook_names(&r)
-                .find(|n| !self.webhooks.contains_key(*n))
-                .map(str::to_string);
-            match unknown {
-                Some(name) => Err(format!(
-                    "the routing file names the webhook {name:?}, whose credential was not loaded at start (credentials change with a restart)"
-                )),
-                None => Ok(r),
-            }
-        });
+        let loaded =
+            super::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|r| match self.unusable(&r) {
+                    Some(why) => Err(why),
+                    None => Ok(r),
+                });
         let mut current = crate::sync::write(&self.current);
         match loaded {
             Ok(routing) => {
@@ -221,6 +249,37 @@ mod tests {
         let report = live.report().unwrap();
         assert_eq!((report.routes, report.error), (0, None));
         assert_eq!(live.routing().routes[0].destination, Destination::Default);
+    }
+
+    #[test]
+    fn a_reload_may_not_need_a_bot_or_channel_that_was_not_there_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        std::fs::write(&f, "[[route]]\nwebhook = \"ops\"\n").unwrap();
+        let s = Settings::from_pairs([
+            ("CONFIG_FILE", f.to_str().unwrap()),
+            ("DISCORD_WEBHOOK_OPS", URL),
+        ]);
+        let mut live = Live::start(&s).unwrap();
+        live.fix(false, false);
+        std::fs::write(&f, "[[route]]\nchannel = \"5\"\n").unwrap();
+        live.reload();
+        assert!(live
+            .report()
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("no bot token"));
+        std::fs::write(&f, "[users]\n").unwrap();
+        live.reload();
+        assert!(
+            live.report().unwrap().error.is_some(),
+            "today's single channel needs the bot"
+        );
+        assert_eq!(
+            live.routing().routes[0].destination,
+            Destination::Webhook("ops".into())
+        );
     }
 
     #[test]
