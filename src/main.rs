@@ -47,7 +47,7 @@ struct ServeArgs {
     /// read settings from this env file (e.g. the old service's .env); the environment wins over it
     #[argh(option)]
     env_file: Option<PathBuf>,
-    /// the routing file (CONFIG_FILE); serve refuses one with [[route]] until routing lands
+    /// the routing file (CONFIG_FILE): routes per repository and branch, reloaded on SIGHUP
     #[argh(option)]
     config: Option<String>,
     /// render and log messages instead of calling Discord (no token needed)
