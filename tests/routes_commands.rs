@@ -604,7 +604,7 @@ async fn serve_without_a_token_when_every_route_is_a_webhook() {
     .unwrap();
     let (health, log) = health;
     assert_eq!(
-        health["gateway"]["detail"], "off: webhook-only routes, no bot token",
+        health["gateway"]["detail"], "off: webhook routes only, no bot token",
         "{health}"
     );
     assert!(
