@@ -9,7 +9,8 @@
 #
 # `verify` insists that ExecStart's binary exists, so it runs against a
 # throw-away root: the unit file (unmodified) in <root>/etc/systemd/system, a
-# stub executable at <root>/usr/local/bin/drone-discord, and copies of the
+# stub executable at <root>/usr/local/bin/drone-discord (and one for each other
+# command an Exec line names, e.g. ExecReload's /bin/kill), and copies of the
 # host's stock units (sysinit.target, network-online.target, ...) that the
 # unit's dependencies name. No root privileges and no running systemd needed.
 #
@@ -54,6 +55,18 @@ if [ -f "$socket_unit" ]; then
 fi
 printf '#!/bin/sh\nexit 0\n' >"$root/usr/local/bin/drone-discord"
 chmod 0755 "$root/usr/local/bin/drone-discord"
+# The other commands the unit runs (ExecReload=/bin/kill ...) are the host's:
+# each must exist here, and gets a stub in the root so that verify finds it.
+for cmd in $(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\(\/[^ ]*\).*/\1/p' "$unit" | sort -u); do
+    [ -e "$root$cmd" ] && continue
+    if [ ! -x "$cmd" ]; then
+        echo "FAIL: systemd/$name runs $cmd, which is not an executable on this machine" >&2
+        exit 1
+    fi
+    mkdir -p "$root$(dirname "$cmd")"
+    printf '#!/bin/sh\nexit 0\n' >"$root$cmd"
+    chmod 0755 "$root$cmd"
+done
 for stock in /usr/lib/systemd/system /lib/systemd/system; do
     if [ -d "$stock" ]; then
         cp -r "$stock" "$root/usr/lib/systemd/"
