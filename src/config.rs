@@ -535,10 +535,12 @@ impl Needs {
             return Needs::default();
         }
         let r = routing.routing();
-        let all = |f: fn(&Destination) -> bool| r.routes.iter().all(|x| f(&x.destination));
         Needs {
-            no_bot: all(|d| matches!(d, Destination::Webhook(_))),
-            no_channel: all(|d| *d != Destination::Default),
+            no_bot: r.webhook_only(),
+            no_channel: r
+                .routes
+                .iter()
+                .all(|x| x.destination != Destination::Default),
         }
     }
 }

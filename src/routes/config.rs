@@ -197,18 +197,7 @@ fn route(
     item: &Spanned<DeValue>,
     table: &DeTable,
 ) -> Result<Route, FileError> {
-    let mut r = Route {
-        number,
-        line: line_of(at.text, item.span().start),
-        destination: Destination::Default,
-        repos: None,
-        branches: None,
-        events: None,
-        build_events: None,
-        when: When::Live,
-        mention: Mention::Never,
-        thread: Thread::Never,
-    };
+    let mut r = Route::defaults(number, line_of(at.text, item.span().start));
     let mut destination_key: Option<&str> = None;
     for (key, value) in in_file_order(table) {
         let name = key.get_ref().as_ref();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use super::{Destination, Mention, Route, Routing, Thread, When};
+use super::{Destination, Route, Routing};
 use crate::config::{ConfigError, Settings};
 use crate::discord::webhook::WebhookUrl;
 
@@ -174,24 +174,14 @@ fn webhook_names(r: &Routing) -> impl Iterator<Item = &str> {
 /// A routing without `[[route]]` is today's single channel, live.
 fn effective(mut routing: Routing) -> Routing {
     if routing.routes.is_empty() {
-        routing.routes.push(Route {
-            number: 1,
-            line: 0,
-            destination: Destination::Default,
-            repos: None,
-            branches: None,
-            events: None,
-            build_events: None,
-            when: When::Live,
-            mention: Mention::Never,
-            thread: Thread::Never,
-        });
+        routing.routes.push(Route::defaults(1, 0));
     }
     routing
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::When;
     use super::*;
 
     const URL: &str = "https://discord.com/api/webhooks/223456789012345678/secret-token_123";

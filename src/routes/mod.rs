@@ -90,6 +90,26 @@ pub struct Route {
     pub thread: Thread,
 }
 
+impl Route {
+    /// A route with every default: all events to `DISCORD_CHANNEL_ID`, live,
+    /// no mention, no thread (what a `[[route]]` with no keys means, and the
+    /// built-in route without a file).
+    pub fn defaults(number: usize, line: usize) -> Route {
+        Route {
+            number,
+            line,
+            destination: Destination::Default,
+            repos: None,
+            branches: None,
+            events: None,
+            build_events: None,
+            when: When::Live,
+            mention: Mention::Never,
+            thread: Thread::Never,
+        }
+    }
+}
+
 /// `[users]`: Drone login or commit e-mail → Discord user id. Keys compare
 /// case-insensitively (forges' logins and e-mail addresses do).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
